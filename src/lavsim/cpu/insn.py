@@ -1,0 +1,66 @@
+"""The decoded instruction: what the decoder hands to an instruction's semantics function.
+
+A decoded instruction is immutable once built and is cached by the executor (a host-side
+speed cache keyed by linear EIP and invalidated on writes to code pages); it must never hold
+state that depends on anything but the instruction bytes and the decode-time configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lavsim.cpu.isa import Form
+
+
+class Insn:
+    """One decoded instruction.
+
+    Fields:
+      ``form``      the :class:`~lavsim.cpu.isa.Form` it matched
+      ``addr``      offset (EIP) of its first byte; ``length`` bytes; ``next_eip`` = addr+length
+      ``size``      operand size in bytes (1, 2 or 4)
+      ``reg``       ModRM.reg operand, the ``+r`` register, or the Sreg/CRn number
+      ``mem``       True when the ModRM r/m operand is memory
+      ``rm``        register number of a register r/m operand
+      ``seg``       segment register of the memory operand (default DS, SS for EBP/ESP base,
+                    or the override prefix); also the source segment of string instructions
+      ``base``, ``index`` register numbers or -1; ``scale`` 1/2/4/8; ``disp`` displacement
+      ``imm``       first immediate (sign-extended and masked to the operand size for simm8),
+                    the branch target offset for rel8/relv, the offset of ptr16:v, the port
+      ``imm2``      second immediate: the selector of ptr16:v, the imm8 of ENTER
+      ``cc``        condition code (0..15) of Jcc/SETcc/CMOVcc
+      ``rep``       0, 0xF2 (REPNE) or 0xF3 (REP/REPE)
+      ``lock``      LOCK prefix present
+      ``timing``    timing key of the base cost; ``cycles`` that cost in the current profile
+      ``handler``   the semantics function, called as ``handler(cpu, insn)``
+    """
+
+    __slots__ = (
+        "addr", "base", "cc", "cycles", "disp", "form", "handler", "imm", "imm2", "index",
+        "length", "lock", "mem", "next_eip", "reg", "rep", "rm", "scale", "seg", "size",
+        "timing",
+    )
+
+    form: Form
+    addr: int
+    length: int
+    next_eip: int
+    size: int
+    reg: int
+    mem: bool
+    rm: int
+    seg: int
+    base: int
+    index: int
+    scale: int
+    disp: int
+    imm: int
+    imm2: int
+    cc: int
+    rep: int
+    lock: bool
+    timing: str
+    cycles: int
+    handler: Callable[[Any, Insn], None]

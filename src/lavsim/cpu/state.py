@@ -1,0 +1,208 @@
+"""Architectural state of the IA-32 core and the memory accessors every instruction uses.
+
+This module is the contract between the pieces of :mod:`lavsim.cpu`: the decoder and the
+executor (``core``), the integer and string semantics, far transfers and interrupts, and the
+system instructions all read and change a :class:`CpuState` through the names defined here.
+
+Register numbering follows the ModRM encoding (SDM Vol. 2, table 2-2): EAX ECX EDX EBX ESP EBP
+ESI EDI = 0..7; segment registers ES CS SS DS FS GS = 0..5 (SDM Vol. 2, 3.1.1.1 "Sreg").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from lavsim.faults import SS as SS_VECTOR
+from lavsim.faults import CpuFault, gp
+from lavsim.mmu.segmentation import SegmentCache
+
+if TYPE_CHECKING:
+    from lavsim.mmu.mmu import MMU
+    from lavsim.timing import TimingProfile
+
+# General registers.
+EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI = range(8)
+# Segment registers.
+ES, CS, SS, DS, FS, GS = range(6)
+SREG_NAMES = ("ES", "CS", "SS", "DS", "FS", "GS")
+
+# EFLAGS bits (SDM Vol. 1, 3.4.3).
+CF = 1 << 0
+PF = 1 << 2
+AF = 1 << 4
+ZF = 1 << 6
+SF = 1 << 7
+TF = 1 << 8
+IF = 1 << 9
+DF = 1 << 10
+OF = 1 << 11
+IOPL_SHIFT = 12
+IOPL = 3 << IOPL_SHIFT
+NT = 1 << 14
+RF = 1 << 16
+VM = 1 << 17
+AC = 1 << 18
+ID = 1 << 21
+#: The six status flags that arithmetic computes.
+STATUS_FLAGS = CF | PF | AF | ZF | SF | OF
+#: Bit 1 always reads as 1.
+EFLAGS_FIXED = 1 << 1
+#: Bits software can ever change on this model (a Pentium without VME/VIF/VIP).
+EFLAGS_WRITABLE = STATUS_FLAGS | TF | IF | DF | IOPL | NT | RF | AC | ID
+
+# CR0 / CR4 bits (SDM Vol. 3, 2.5).
+CR0_PE = 1 << 0
+CR0_MP = 1 << 1
+CR0_EM = 1 << 2
+CR0_TS = 1 << 3
+CR0_ET = 1 << 4
+CR0_NE = 1 << 5
+CR0_WP = 1 << 16
+CR0_AM = 1 << 18
+CR0_NW = 1 << 29
+CR0_CD = 1 << 30
+CR0_PG = 1 << 31
+CR4_PSE = 1 << 4
+CR4_PGE = 1 << 7
+
+MASK32 = 0xFFFFFFFF
+SIZE_MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
+
+
+class CpuState:
+    """Registers, segment registers with their hidden caches, control registers, the TSC.
+
+    Arithmetic status flags may be kept *lazily* by the executor (``lazy_flags`` not None);
+    always read and write the whole of EFLAGS through :meth:`get_eflags` and
+    :meth:`set_eflags`, which settle them.
+    """
+
+    def __init__(self, mmu: MMU, profile: TimingProfile) -> None:
+        self.mmu = mmu
+        self.profile = profile
+        #: EAX..EDI as unsigned 32-bit ints.
+        self.regs: list[int] = [0] * 8
+        self.eip = 0
+        #: EFLAGS with the status flags valid only when ``lazy_flags`` is None.
+        self.eflags = EFLAGS_FIXED
+        #: Executor-private record of the last flag-setting operation (see ``cpu.flags``).
+        self.lazy_flags: tuple[int, ...] | None = None
+        #: ES CS SS DS FS GS hidden descriptor caches.
+        self.seg: list[SegmentCache] = [SegmentCache.null(0) for _ in range(6)]
+        self.cpl = 0
+        #: True when CPL == 3: the U/S bit of ordinary (non-implicit) memory accesses.
+        self.user = False
+        self.cr0 = CR0_PE | CR0_ET
+        self.cr2 = 0
+        self.cr3 = 0
+        self.cr4 = 0
+        self.gdtr_base = 0
+        self.gdtr_limit = 0xFFFF
+        self.idtr_base = 0
+        self.idtr_limit = 0xFFFF
+        self.ldtr: SegmentCache = SegmentCache.null(0)
+        self.tr: SegmentCache = SegmentCache.null(0)
+        #: Time-stamp counter: the simulated cycle count (read by RDTSC).
+        self.tsc = 0
+        #: Instructions retired.
+        self.instructions = 0
+        #: Set by HLT; cleared when an interrupt is delivered.
+        self.halted = False
+        #: Set by devices (through the machine) when an external interrupt is requested.
+        self.irq_pending = False
+        #: Port I/O: called as io_read(port, size) -> int and io_write(port, size, value).
+        self.io_read: Callable[[int, int], int] = lambda port, size: SIZE_MASK[size]
+        self.io_write: Callable[[int, int, int], None] = lambda port, size, value: None
+
+    # --- registers -------------------------------------------------------------------------
+    def get_reg(self, index: int, size: int) -> int:
+        """Register ``index`` in the ModRM numbering for an operand of ``size`` bytes."""
+        if size == 4:
+            return self.regs[index]
+        if size == 2:
+            return self.regs[index] & 0xFFFF
+        if index < 4:
+            return self.regs[index] & 0xFF
+        return (self.regs[index - 4] >> 8) & 0xFF
+
+    def set_reg(self, index: int, size: int, value: int) -> None:
+        """Write a register, leaving the bits outside the operand untouched."""
+        regs = self.regs
+        if size == 4:
+            regs[index] = value & MASK32
+        elif size == 2:
+            regs[index] = (regs[index] & 0xFFFF0000) | (value & 0xFFFF)
+        elif index < 4:
+            regs[index] = (regs[index] & 0xFFFFFF00) | (value & 0xFF)
+        else:
+            regs[index - 4] = (regs[index - 4] & 0xFFFF00FF) | ((value & 0xFF) << 8)
+
+    # --- EFLAGS ----------------------------------------------------------------------------
+    def get_eflags(self) -> int:
+        """The whole of EFLAGS, status flags settled."""
+        if self.lazy_flags is not None:
+            from lavsim.cpu.flags import settle
+
+            settle(self)
+        return self.eflags
+
+    def set_eflags(self, value: int, mask: int = EFLAGS_WRITABLE) -> None:
+        """Replace the bits of EFLAGS selected by ``mask`` (callers narrow the mask for the
+        CPL/IOPL rules of POPF and IRET)."""
+        current = self.get_eflags()
+        self.eflags = ((current & ~mask) | (value & mask) | EFLAGS_FIXED) & ~(1 << 3 | 1 << 5 | 1 << 15)
+        self.lazy_flags = None
+
+    @property
+    def iopl(self) -> int:
+        return (self.eflags >> IOPL_SHIFT) & 3
+
+    def set_cpl(self, cpl: int) -> None:
+        self.cpl = cpl
+        self.user = cpl == 3
+
+    # --- memory through segmentation -------------------------------------------------------
+    def _segment_fault(self, sreg: int) -> CpuFault:
+        return CpuFault(SS_VECTOR, 0) if sreg == SS else gp(0)
+
+    def linear(self, sreg: int, offset: int, size: int, write: bool) -> int:
+        """Check an access of ``size`` bytes at ``offset`` in segment ``sreg`` and return its
+        linear address; #GP(0), or #SS(0) for SS, when the hidden cache refuses it."""
+        s = self.seg[sreg]
+        if offset < s.min_off or offset + size - 1 > s.max_off:
+            raise self._segment_fault(sreg)
+        if write:
+            if not s.writable:
+                raise self._segment_fault(sreg)
+        elif not s.readable:
+            raise self._segment_fault(sreg)
+        return (s.base + offset) & MASK32
+
+    def read_mem(self, sreg: int, offset: int, size: int) -> int:
+        """Read 1, 2 or 4 bytes at ``sreg:offset`` with the current privilege."""
+        return self.mmu.read(self.linear(sreg, offset, size, False), size, self.user)
+
+    def write_mem(self, sreg: int, offset: int, size: int, value: int) -> None:
+        """Write 1, 2 or 4 bytes at ``sreg:offset`` with the current privilege."""
+        self.mmu.write(self.linear(sreg, offset, size, True), size, value & SIZE_MASK[size], self.user)
+
+    # --- the stack -------------------------------------------------------------------------
+    def stack_offset_mask(self) -> int:
+        """ESP or SP, by the B bit of the SS descriptor."""
+        return MASK32 if self.seg[SS].db else 0xFFFF
+
+    def push(self, value: int, size: int = 4) -> None:
+        """Push ``size`` bytes; ESP changes only if the write succeeds (faults are restartable)."""
+        mask = self.stack_offset_mask()
+        esp = (self.regs[ESP] - size) & mask
+        self.write_mem(SS, esp, size, value)
+        self.regs[ESP] = (self.regs[ESP] & ~mask & MASK32) | esp
+
+    def pop(self, size: int = 4) -> int:
+        """Pop ``size`` bytes; ESP changes only if the read succeeds."""
+        mask = self.stack_offset_mask()
+        esp = self.regs[ESP] & mask
+        value = self.read_mem(SS, esp, size)
+        self.regs[ESP] = (self.regs[ESP] & ~mask & MASK32) | ((esp + size) & mask)
+        return value
