@@ -1,0 +1,676 @@
+"""The MMU facade: paging controls, the modelled TLBs, and linear-address memory access.
+
+Two caches live here and must not be confused (DESIGN.md §2):
+
+* the **modelled TLBs** (:mod:`lavsim.mmu.tlb`): architecture; their misses are reported to
+  the ``listener`` and cost simulated cycles;
+* the **host fast path**: per access kind, a ``dict`` from virtual page number to
+  ``(frame view, physical base, permission mask, owning TLB, dword view, word view)``. It holds
+  only pages whose modelled TLB entry is the most recently used one of its set, so a fast hit is
+  exactly a modelled hit that changes no LRU state: it credits the owning TLB one hit and
+  touches nothing else. Every modelled change that can demote an entry from MRU (a fill, an
+  eviction, a hit on another entry of the set, an invalidation, a flush) removes the page from
+  the fast dict through the TLB's ``on_demote`` hook; a CR0.WP change clears it (the permission
+  mask depends on WP). Writes go through the fast path only when the cached Dirty flag is set,
+  so a write that must set D always reaches the modelled path. With ``MMUConfig.fast_path``
+  off the dicts stay empty and every access takes the modelled path; the results, TLB contents,
+  LRU order and statistics are identical (tests/test_mmu_properties.py checks it).
+
+With CR0.PG=0 a linear address is the physical address; the fast dict then maps page numbers to
+frames directly and the TLBs are not used.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Protocol
+
+import attrs
+
+from lavsim.errors import ConfigError
+from lavsim.faults import PF, PF_P, PF_U, PF_W, CpuFault
+from lavsim.memory import HOST_LITTLE_ENDIAN, PhysicalMemory
+from lavsim.mmu.paging import (
+    CR0_PG,
+    CR0_WP,
+    CR4_PGE,
+    CR4_PSE,
+    WalkResult,
+    allowed,
+    walk,
+)
+from lavsim.mmu.tlb import TLB, TLBConfig, TLBEntry, TLBStats
+
+# Fast-path permission mask bits; the bit for an access is ``(4 if write else 1) << user``.
+_READ_SUP = 1
+_READ_USER = 2
+_WRITE_SUP = 4
+_WRITE_USER = 8
+_ALL = _READ_SUP | _READ_USER | _WRITE_SUP | _WRITE_USER
+
+_MASK32 = 0xFFFFFFFF
+_unpack16 = struct.Struct("<H").unpack_from
+_unpack32 = struct.Struct("<I").unpack_from
+
+
+class MMUListener(Protocol):
+    """Receives the MMU's modelled memory-system events (the timing model turns them into cycles).
+
+    ``on_tlb_miss`` is called on every modelled TLB miss (successful or faulting walk) with the
+    number of paging-entry reads and Accessed/Dirty write-backs the walk made. A listener may
+    also define ``on_dirty_walk(linear, walk_reads, ad_writes)``, called when a write hits a TLB
+    entry whose cached Dirty flag is 0 and the MMU goes back to the tables to set D; if it does
+    not, that walk is reported through ``on_tlb_miss(False, ...)`` instead.
+    """
+
+    def on_tlb_miss(self, fetch: bool, linear: int, walk_reads: int, ad_writes: int) -> None: ...
+
+
+@attrs.frozen(slots=True)
+class MMUConfig:
+    """TLB organisation of an MMU.
+
+    ``tlb``: the unified TLB (4 KiB pages; 4 MiB pages cached in 4 KiB pieces), or the data TLB
+    for 4 KiB pages when ``itlb`` is given. ``itlb``: a separate instruction TLB (4 MiB pages in
+    4 KiB pieces); without it instruction fetches use the data side. ``large_dtlb``: a separate
+    data TLB for 4 MiB pages; without it they are cached in 4 KiB pieces in ``tlb``.
+    ``fast_path``: enable the host-side fast path (changes no simulated result).
+    """
+
+    tlb: TLBConfig
+    itlb: TLBConfig | None = None
+    large_dtlb: TLBConfig | None = None
+    fast_path: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.tlb, TLBConfig):
+            raise ConfigError("tlb", "must be a TLBConfig")
+        for name in ("itlb", "large_dtlb"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), TLBConfig):
+                raise ConfigError(name, "must be a TLBConfig or None")
+        if not isinstance(self.fast_path, bool):
+            raise ConfigError("fast_path", "must be a bool")
+
+    @classmethod
+    def i486(cls) -> MMUConfig:
+        """Intel486: one unified 32-entry 4-way TLB (timing-reference §10, [EI486])."""
+        return cls(tlb=TLBConfig(32, 4))
+
+    @classmethod
+    def pentium(cls) -> MMUConfig:
+        """Pentium (P54C): ITLB 32x4-way; DTLB 64x4-way (4 KiB) + 8x4-way (4 MiB) (§10, [VEN])."""
+        return cls(tlb=TLBConfig(64, 4), itlb=TLBConfig(32, 4), large_dtlb=TLBConfig(8, 4))
+
+
+@attrs.frozen(slots=True)
+class MMUStats:
+    """A snapshot of the MMU's event counters.
+
+    ``hits``/``misses``/``evictions`` sum over the TLBs (``tlbs`` has each one's own).
+    ``flushes`` counts flush events (CR3 loads, paging-control changes, ``flush()``),
+    ``invlpgs`` INVLPG executions, ``walks`` page walks on a TLB miss, ``dirty_walks`` walks made
+    to set a Dirty flag on a TLB hit, ``walk_reads`` / ``ad_writes`` the paging-entry reads and
+    A/D write-backs of both kinds of walk, ``page_faults`` the #PF the MMU raised.
+    """
+
+    hits: int
+    misses: int
+    flushes: int
+    evictions: int
+    invlpgs: int
+    walks: int
+    dirty_walks: int
+    walk_reads: int
+    ad_writes: int
+    page_faults: int
+    tlbs: tuple[tuple[str, TLBStats], ...]
+
+    def table(self) -> str:
+        """The counters as a small text table."""
+        lines = [f"{'TLB':8} {'hits':>10} {'misses':>8} {'evict':>7} {'flush':>6} {'invlpg':>6}"]
+        for name, s in self.tlbs:
+            lines.append(
+                f"{name:8} {s.hits:>10} {s.misses:>8} {s.evictions:>7} {s.flushes:>6} "
+                f"{s.invlpgs:>6}"
+            )
+        lines.append(
+            f"walks {self.walks}, dirty walks {self.dirty_walks}, walk reads {self.walk_reads}, "
+            f"A/D writes {self.ad_writes}, page faults {self.page_faults}"
+        )
+        return "\n".join(lines)
+
+
+class _Uncounted:
+    """Stands in for a TLB as the 'owner' of fast entries when paging is off (nothing counted)."""
+
+    __slots__ = ("hits",)
+
+    def __init__(self) -> None:
+        self.hits = 0
+
+
+FastEntry = tuple[memoryview, int, int, "TLB | _Uncounted", memoryview, memoryview]
+
+
+class MMU:
+    """Linear-address access to ``memory`` through paging and the modelled TLBs.
+
+    Hot-path methods (TLB hit on an MRU entry, access inside one page): ``translate``,
+    ``read8/16/32``, ``write8/16/32``, ``fetch8/16/32``: one dict lookup, one mask test, one
+    counter increment and the memory access. Everything else takes the modelled path.
+    """
+
+    __slots__ = (
+        "_dfast",
+        "_dfast_paged",
+        "_dirty_cb",
+        "_fast_enabled",
+        "_identity",
+        "_ifast",
+        "_ifast_paged",
+        "_itlb",
+        "_large_vpns",
+        "_listener",
+        "_ltlb",
+        "_miss_cb",
+        "_nofast",
+        "_paging",
+        "_pge",
+        "_pse",
+        "_tlb",
+        "_tlbs",
+        "_uncounted",
+        "_wp",
+        "ad_writes",
+        "config",
+        "cr0",
+        "cr3",
+        "cr4",
+        "dirty_walks",
+        "flushes",
+        "invlpgs",
+        "memory",
+        "page_faults",
+        "walk_reads",
+        "walks",
+    )
+
+    def __init__(self, memory: PhysicalMemory, config: MMUConfig | None = None) -> None:
+        self.memory = memory
+        self.config = config if config is not None else MMUConfig.i486()
+        cfg = self.config
+        self.cr0 = 0
+        self.cr3 = 0
+        self.cr4 = 0
+        self._paging = False
+        self._wp = False
+        self._pse = False
+        self._pge = False
+        self._tlb = TLB(cfg.tlb, 12, "dtlb" if cfg.itlb is not None else "tlb")
+        self._itlb = TLB(cfg.itlb, 12, "itlb") if cfg.itlb is not None else self._tlb
+        self._ltlb = TLB(cfg.large_dtlb, 22, "dtlb4m") if cfg.large_dtlb is not None else None
+        tlbs = [self._tlb]
+        if self._itlb is not self._tlb:
+            tlbs.insert(0, self._itlb)
+        if self._ltlb is not None:
+            tlbs.append(self._ltlb)
+        self._tlbs: tuple[TLB, ...] = tuple(tlbs)
+
+        self._fast_enabled = cfg.fast_path
+        self._nofast: dict[int, FastEntry] = {}
+        self._identity: dict[int, FastEntry] = {}
+        self._dfast_paged: dict[int, FastEntry] = {}
+        self._ifast_paged: dict[int, FastEntry] = (
+            {} if self._itlb is not self._tlb else self._dfast_paged
+        )
+        self._large_vpns: dict[int, list[int]] = {}
+        self._uncounted = _Uncounted()
+        self._tlb.on_demote = self._demote_data
+        if self._itlb is not self._tlb:
+            self._itlb.on_demote = self._demote_code
+        if self._ltlb is not None:
+            self._ltlb.on_demote = self._demote_large
+        self._dfast = self._identity if self._fast_enabled else self._nofast
+        self._ifast = self._dfast
+
+        self._listener: MMUListener | None = None
+        self._miss_cb: MissCallback | None = None
+        self._dirty_cb: DirtyCallback | None = None
+        self.walks = 0
+        self.dirty_walks = 0
+        self.walk_reads = 0
+        self.ad_writes = 0
+        self.page_faults = 0
+        self.flushes = 0
+        self.invlpgs = 0
+
+    # --- listener ------------------------------------------------------------------------
+
+    @property
+    def listener(self) -> MMUListener | None:
+        """The event listener (or ``None``); see :class:`MMUListener`."""
+        return self._listener
+
+    @listener.setter
+    def listener(self, value: MMUListener | None) -> None:
+        self._listener = value
+        if value is None:
+            self._miss_cb = None
+            self._dirty_cb = None
+            return
+        miss = value.on_tlb_miss
+        self._miss_cb = miss
+        dirty: DirtyCallback | None = getattr(value, "on_dirty_walk", None)
+        if dirty is None:
+
+            def as_miss(linear: int, walk_reads: int, ad_writes: int, /) -> None:
+                miss(False, linear, walk_reads, ad_writes)
+
+            dirty = as_miss
+        self._dirty_cb = dirty
+
+    # --- control registers ---------------------------------------------------------------
+
+    def set_controls(self, cr0: int, cr4: int) -> None:
+        """Take new CR0 and CR4 values (after a MOV to CR0/CR4).
+
+        Changing CR0.PG, CR4.PSE or CR4.PGE flushes every TLB entry, global ones included
+        (SDM Vol. 3 §4.10.4.1). A CR0.WP change needs no flush: entries cache the U/S and R/W
+        flags, and WP is applied at every access.
+        """
+        cr0 &= _MASK32
+        cr4 &= _MASK32
+        changed0 = cr0 ^ self.cr0
+        changed4 = cr4 ^ self.cr4
+        self.cr0 = cr0
+        self.cr4 = cr4
+        self._paging = bool(cr0 & CR0_PG)
+        self._wp = bool(cr0 & CR0_WP)
+        self._pse = bool(cr4 & CR4_PSE)
+        self._pge = bool(cr4 & CR4_PGE)
+        if changed0 & CR0_PG or changed4 & (CR4_PSE | CR4_PGE):
+            self.flush(keep_global=False)
+        if changed0 & CR0_WP:
+            self._clear_fast()
+        if not self._fast_enabled:
+            self._dfast = self._ifast = self._nofast
+        elif self._paging:
+            self._dfast = self._dfast_paged
+            self._ifast = self._ifast_paged
+        else:
+            self._dfast = self._ifast = self._identity
+
+    def load_cr3(self, value: int) -> None:
+        """MOV to CR3: new page-directory base; flushes non-global entries (all without PGE)."""
+        self.cr3 = value & _MASK32
+        self.flush(keep_global=self._pge)
+
+    def invlpg(self, linear: int) -> None:
+        """INVLPG: drop every TLB entry translating ``linear`` (4 MiB pages included)."""
+        self.invlpgs += 1
+        for tlb in self._tlbs:
+            tlb.invlpg(linear)
+
+    def flush(self, keep_global: bool = False) -> None:
+        """Drop every TLB entry, or every non-global one when ``keep_global``."""
+        self.flushes += 1
+        for tlb in self._tlbs:
+            tlb.flush(keep_global)
+
+    # --- statistics and inspection -------------------------------------------------------
+
+    @property
+    def stats(self) -> MMUStats:
+        """A snapshot of the event counters."""
+        per = tuple((t.name, t.stats()) for t in self._tlbs)
+        return MMUStats(
+            hits=sum(s.hits for _, s in per),
+            misses=sum(s.misses for _, s in per),
+            flushes=self.flushes,
+            evictions=sum(s.evictions for _, s in per),
+            invlpgs=self.invlpgs,
+            walks=self.walks,
+            dirty_walks=self.dirty_walks,
+            walk_reads=self.walk_reads,
+            ad_writes=self.ad_writes,
+            page_faults=self.page_faults,
+            tlbs=per,
+        )
+
+    @property
+    def tlbs(self) -> dict[str, TLB]:
+        """The modelled TLBs by name (``tlb``; or ``itlb``, ``dtlb``, ``dtlb4m``)."""
+        return {t.name: t for t in self._tlbs}
+
+    # --- the fast path's bookkeeping -----------------------------------------------------
+
+    def _clear_fast(self) -> None:
+        self._dfast_paged.clear()
+        self._ifast_paged.clear()
+        self._large_vpns.clear()
+
+    def _demote_data(self, key: int | None) -> None:
+        if key is None:
+            self._clear_fast()
+        else:
+            self._dfast_paged.pop(key, None)
+
+    def _demote_code(self, key: int | None) -> None:
+        if key is None:
+            self._clear_fast()
+        else:
+            self._ifast_paged.pop(key, None)
+
+    def _demote_large(self, key: int | None) -> None:
+        if key is None:
+            self._clear_fast()
+            return
+        for vpn in self._large_vpns.pop(key, ()):
+            self._dfast_paged.pop(vpn, None)
+
+    def _fast_entry(self, frame: int, mask: int, owner: TLB | _Uncounted) -> FastEntry | None:
+        pfn = frame >> 12
+        if pfn >= self.memory.frame_count:
+            return None  # not installed: the access itself will report MemoryAccessError
+        if not HOST_LITTLE_ENDIAN:
+            # The aligned fast branches read guest words through native-order cast views; on a
+            # big-endian host every access takes the modelled path instead (same results).
+            return None
+        view = self.memory.frame_view(pfn)
+        return (view, frame, mask, owner, view.cast("I"), view.cast("H"))
+
+    def _remember(self, fetch: bool, linear: int, entry: TLBEntry, owner: TLB) -> None:
+        """Put the page of ``linear`` in the fast dict: its entry just became MRU in ``owner``."""
+        if not self._fast_enabled:
+            return
+        vpn = linear >> 12
+        frame = entry.base | (linear & 0x3FF000) if owner.page_shift == 22 else entry.base
+        us = entry.us
+        mask = _READ_SUP | (_READ_USER if us else 0)
+        if entry.d:
+            if entry.rw or not self._wp:
+                mask |= _WRITE_SUP
+            if us and entry.rw:
+                mask |= _WRITE_USER
+        fast = self._fast_entry(frame, mask, owner)
+        if fast is None:
+            return
+        (self._ifast_paged if fetch else self._dfast_paged)[vpn] = fast
+        if owner is self._ltlb:
+            self._large_vpns.setdefault(vpn >> 10, []).append(vpn)
+
+    # --- the modelled path ---------------------------------------------------------------
+
+    def _translate(self, linear: int, write: bool, user: bool, fetch: bool) -> int:
+        """Translate one access through the modelled TLBs and the tables (the slow path)."""
+        linear &= _MASK32
+        if not self._paging:
+            if self._fast_enabled and (linear >> 12) not in self._identity:
+                fast = self._fast_entry(linear & 0xFFFFF000, _ALL, self._uncounted)
+                if fast is not None:
+                    self._identity[linear >> 12] = fast
+            return linear
+        tlb = self._itlb if fetch else self._tlb
+        large = self._ltlb if (not fetch or self._itlb is self._tlb) else None
+        owner = tlb
+        entry = tlb.probe(linear)
+        if entry is None and large is not None:
+            entry = large.probe(linear)
+            owner = large
+        if entry is None:
+            return self._miss(linear, write, user, fetch, tlb, large)
+
+        owner.hits += 1
+        if not allowed(entry.us, entry.rw, write, user, self._wp):
+            # A page fault invalidates the TLB entries for the faulting page (SDM Vol. 3
+            # §4.10.4.1), so the handler's retry after fixing the tables walks again.
+            owner.invalidate(linear)
+            self.page_faults += 1
+            raise CpuFault(PF, PF_P | (PF_W if write else 0) | (PF_U if user else 0), linear)
+        if write and not entry.d:
+            return self._dirty_walk(linear, user, tlb, large, owner)
+        self._remember(fetch, linear, entry, owner)
+        if owner.page_shift == 22:
+            return entry.base | (linear & 0x3FFFFF)
+        return entry.base | (linear & 0xFFF)
+
+    def _walk(self, linear: int, write: bool, user: bool) -> WalkResult:
+        result = walk(self.memory, self.cr3, linear, write, user, self._wp, self._pse)
+        self.walk_reads += result.reads
+        self.ad_writes += result.ad_writes
+        return result
+
+    def _fill(
+        self, fetch: bool, linear: int, result: WalkResult, tlb: TLB, large: TLB | None
+    ) -> int:
+        if result.large and large is not None:
+            entry = TLBEntry(result.large_base, result.us, result.rw, result.d, result.g, True)
+            large.fill(linear, entry)
+            self._remember(fetch, linear, entry, large)
+        else:
+            entry = TLBEntry(result.frame, result.us, result.rw, result.d, result.g, result.large)
+            tlb.fill(linear, entry)
+            self._remember(fetch, linear, entry, tlb)
+        return result.physical
+
+    def _miss(
+        self, linear: int, write: bool, user: bool, fetch: bool, tlb: TLB, large: TLB | None
+    ) -> int:
+        result = self._walk(linear, write, user)
+        self.walks += 1
+        # The miss belongs to the TLB that holds (or would hold) this page's size.
+        (large if result.large and large is not None else tlb).misses += 1
+        if self._miss_cb is not None:
+            self._miss_cb(fetch, linear, result.reads, result.ad_writes)
+        if result.fault is not None:
+            self.page_faults += 1
+            raise result.fault
+        return self._fill(fetch, linear, result, tlb, large)
+
+    def _dirty_walk(self, linear: int, user: bool, tlb: TLB, large: TLB | None, owner: TLB) -> int:
+        """A write hit an entry whose cached D is 0: walk the tables again to set D.
+
+        The walk sees the tables as they are now (as the processor's D-update does); the entry
+        is replaced by what it finds, or dropped if the walk faults.
+        """
+        owner.invalidate(linear)
+        result = self._walk(linear, True, user)
+        self.dirty_walks += 1
+        if self._dirty_cb is not None:
+            self._dirty_cb(linear, result.reads, result.ad_writes)
+        if result.fault is not None:
+            self.page_faults += 1
+            raise result.fault
+        return self._fill(False, linear, result, tlb, large)
+
+    # --- translation ---------------------------------------------------------------------
+
+    def translate(self, linear: int, write: bool, user: bool, fetch: bool = False) -> int:
+        """The physical address of one access at ``linear``, or ``CpuFault`` #PF.
+
+        ``user``: a CPL 3 access that is not an implicit supervisor access. Fast on a TLB hit.
+        """
+        e = (self._ifast if fetch else self._dfast).get(linear >> 12)
+        if e is not None and e[2] & ((4 if write else 1) << user):
+            e[3].hits += 1
+            return e[1] | (linear & 0xFFF)
+        return self._translate(linear, write, user, fetch)
+
+    # --- scalar access -------------------------------------------------------------------
+
+    def read8(self, linear: int, user: bool) -> int:
+        """Data read of the byte at ``linear``."""
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e[2] & (1 << user):
+            e[3].hits += 1
+            return e[0][linear & 0xFFF]
+        return self.memory.read8(self._translate(linear, False, user, False))
+
+    def read16(self, linear: int, user: bool) -> int:
+        """Data read of the little-endian word at ``linear`` (any alignment)."""
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e[2] & (1 << user):
+            off = linear & 0xFFF
+            if not off & 1:
+                e[3].hits += 1
+                return e[5][off >> 1]
+            if off != 0xFFF:
+                e[3].hits += 1
+                return int(_unpack16(e[0], off)[0])
+        return self._read_slow(linear, 2, user, False)
+
+    def read32(self, linear: int, user: bool) -> int:
+        """Data read of the little-endian dword at ``linear`` (any alignment)."""
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e[2] & (1 << user):
+            off = linear & 0xFFF
+            if not off & 3:
+                e[3].hits += 1
+                return e[4][off >> 2]
+            if off <= 0xFFC:
+                e[3].hits += 1
+                return int(_unpack32(e[0], off)[0])
+        return self._read_slow(linear, 4, user, False)
+
+    def fetch8(self, linear: int, user: bool) -> int:
+        """Instruction-fetch read of the byte at ``linear`` (through the ITLB when split)."""
+        e = self._ifast.get(linear >> 12)
+        if e is not None and e[2] & (1 << user):
+            e[3].hits += 1
+            return e[0][linear & 0xFFF]
+        return self.memory.read8(self._translate(linear, False, user, True))
+
+    def fetch16(self, linear: int, user: bool) -> int:
+        """Instruction-fetch read of the word at ``linear``."""
+        e = self._ifast.get(linear >> 12)
+        if e is not None and e[2] & (1 << user) and (linear & 0xFFF) != 0xFFF:
+            e[3].hits += 1
+            return int(_unpack16(e[0], linear & 0xFFF)[0])
+        return self._read_slow(linear, 2, user, True)
+
+    def fetch32(self, linear: int, user: bool) -> int:
+        """Instruction-fetch read of the dword at ``linear``."""
+        e = self._ifast.get(linear >> 12)
+        if e is not None and e[2] & (1 << user) and (linear & 0xFFF) <= 0xFFC:
+            e[3].hits += 1
+            return int(_unpack32(e[0], linear & 0xFFF)[0])
+        return self._read_slow(linear, 4, user, True)
+
+    def write8(self, linear: int, value: int, user: bool) -> None:
+        """Data write of the low 8 bits of ``value`` at ``linear``."""
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e[2] & (4 << user):
+            e[3].hits += 1
+            e[0][linear & 0xFFF] = value & 0xFF
+            return
+        self.memory.write8(self._translate(linear, True, user, False), value)
+
+    def write16(self, linear: int, value: int, user: bool) -> None:
+        """Data write of the low 16 bits of ``value`` at ``linear`` (any alignment)."""
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e[2] & (4 << user):
+            off = linear & 0xFFF
+            if not off & 1:
+                e[3].hits += 1
+                e[5][off >> 1] = value & 0xFFFF
+                return
+        self._write_slow(linear, 2, value, user)
+
+    def write32(self, linear: int, value: int, user: bool) -> None:
+        """Data write of the low 32 bits of ``value`` at ``linear`` (any alignment)."""
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e[2] & (4 << user):
+            off = linear & 0xFFF
+            if not off & 3:
+                e[3].hits += 1
+                e[4][off >> 2] = value & _MASK32
+                return
+        self._write_slow(linear, 4, value, user)
+
+    def read(self, linear: int, size: int, user: bool, fetch: bool = False) -> int:
+        """Read ``size`` (1, 2 or 4) bytes little-endian at ``linear``."""
+        if size not in (1, 2, 4):
+            raise ConfigError("size", f"must be 1, 2 or 4, got {size}")
+        return self._read_slow(linear, size, user, fetch)
+
+    def write(self, linear: int, size: int, value: int, user: bool) -> None:
+        """Write the low ``size`` (1, 2 or 4) bytes of ``value`` little-endian at ``linear``."""
+        if size not in (1, 2, 4):
+            raise ConfigError("size", f"must be 1, 2 or 4, got {size}")
+        self._write_slow(linear, size, value, user)
+
+    def _read_slow(self, linear: int, size: int, user: bool, fetch: bool) -> int:
+        linear &= _MASK32
+        first = 0x1000 - (linear & 0xFFF)
+        if size <= first:
+            p = self.translate(linear, False, user, fetch)
+            if size == 4:
+                return self.memory.read32(p)
+            if size == 2:
+                return self.memory.read16(p)
+            return self.memory.read8(p)
+        # Crosses into the next page (wrapping at 4 GiB): translate the pages in order.
+        p1 = self.translate(linear, False, user, fetch)
+        p2 = self.translate((linear + first) & _MASK32, False, user, fetch)
+        data = self.memory.read(p1, first) + self.memory.read(p2, size - first)
+        return int.from_bytes(data, "little")
+
+    def _write_slow(self, linear: int, size: int, value: int, user: bool) -> None:
+        linear &= _MASK32
+        first = 0x1000 - (linear & 0xFFF)
+        if size <= first:
+            p = self.translate(linear, True, user)
+            if size == 4:
+                self.memory.write32(p, value)
+            elif size == 2:
+                self.memory.write16(p, value)
+            else:
+                self.memory.write8(p, value)
+            return
+        data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        # Both pages must be writable before any byte is stored (no partial write).
+        p1 = self.translate(linear, True, user)
+        p2 = self.translate((linear + first) & _MASK32, True, user)
+        self.memory.write(p1, data[:first])
+        self.memory.write(p2, data[first:])
+
+    # --- bulk access ---------------------------------------------------------------------
+
+    def _pieces(
+        self, linear: int, n: int, write: bool, user: bool, fetch: bool
+    ) -> list[tuple[int, int, int]]:
+        """``(physical, offset in the buffer, length)`` per page of ``linear..linear+n-1``."""
+        out: list[tuple[int, int, int]] = []
+        done = 0
+        linear &= _MASK32
+        while done < n:
+            a = (linear + done) & _MASK32
+            chunk = min(n - done, 0x1000 - (a & 0xFFF))
+            out.append((self.translate(a, write, user, fetch), done, chunk))
+            done += chunk
+        return out
+
+    def read_bytes(self, linear: int, n: int, user: bool, fetch: bool = False) -> bytes:
+        """``n`` bytes from ``linear`` (one translation per page touched)."""
+        if n < 0:
+            raise ConfigError("n", f"must not be negative, got {n}")
+        pieces = self._pieces(linear, n, False, user, fetch)
+        return b"".join(self.memory.read(p, k) for p, _, k in pieces)
+
+    def write_bytes(self, linear: int, data: bytes | bytearray | memoryview, user: bool) -> None:
+        """Store ``data`` at ``linear``; all pages are checked writable before a byte is stored."""
+        buf = memoryview(data).cast("B")
+        for p, off, k in self._pieces(linear, len(buf), True, user, False):
+            self.memory.write(p, buf[off : off + k])
+
+
+class MissCallback(Protocol):
+    """``on_tlb_miss`` as a bound method."""
+
+    def __call__(self, fetch: bool, linear: int, walk_reads: int, ad_writes: int, /) -> None: ...
+
+
+class DirtyCallback(Protocol):
+    """``on_dirty_walk`` as a bound method."""
+
+    def __call__(self, linear: int, walk_reads: int, ad_writes: int, /) -> None: ...

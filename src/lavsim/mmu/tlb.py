@@ -1,0 +1,254 @@
+"""The modelled TLB: set-associative, true LRU per set, statistics.
+
+This is architecture, not a simulator-speed cache: its size, associativity and misses cost
+simulated cycles, and it caches what hardware caches. An entry holds what a page walk found at
+fill time (the frame, the *combined* U/S and R/W of both paging levels, the Dirty flag and the
+Global flag); a page-table edit made afterwards is not seen until the entry is invalidated
+(INVLPG, a CR3 load, a flush) or evicted, exactly as on real hardware.
+
+Replacement is true LRU within a set (real 486 and Pentium TLBs use pseudo-LRU; true LRU is the
+documented simplification, see docs/design.md). A set is a ``dict`` in LRU order: first key the
+least recently used, last key the most recently used (MRU). A hit on the MRU entry changes no
+state; a hit on another entry moves it to the end.
+
+One :class:`TLB` caches pages of one size: 4 KiB (``page_shift=12``, keys are virtual page
+numbers) or 4 MiB (``page_shift=22``, the Pentium's separate data TLB for large pages). A 4 KiB
+structure may also hold 4 KiB *pieces* of a 4 MiB page (``large=True``), as the Pentium's code
+TLB does; INVLPG of any address in that 4 MiB page removes every piece.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from lavsim.errors import ConfigError
+
+#: Called with a key that may no longer be the MRU entry of its set (demoted, replaced,
+#: evicted or invalidated), or with ``None`` after a flush. The MMU uses it to keep its
+#: host-side fast path a subset of the modelled MRU entries.
+DemoteHook = Callable[[int | None], None]
+
+
+@attrs.frozen(slots=True)
+class TLBConfig:
+    """Geometry of one TLB: ``entries`` in total, ``ways`` per set (``entries // ways`` sets)."""
+
+    entries: int
+    ways: int
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("entries", "ways"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(name, f"must be an int, not {type(value).__name__}")
+        if self.ways < 1:
+            raise ConfigError("ways", f"must be at least 1, got {self.ways}")
+        if self.entries < 1 or self.entries % self.ways:
+            raise ConfigError(
+                "entries", f"must be a positive multiple of ways ({self.ways}), got {self.entries}"
+            )
+
+    @property
+    def sets(self) -> int:
+        """Number of sets."""
+        return self.entries // self.ways
+
+
+@attrs.frozen(slots=True)
+class TLBEntry:
+    """One cached translation.
+
+    ``base``: physical base of the cached page (4 KiB aligned; 4 MiB aligned in a large-page
+    TLB). ``us``/``rw``: combined permissions of the directory and table entries at fill time.
+    ``d``: the Dirty flag as the walk left it. ``g``: the Global flag of the mapping entry.
+    ``large``: the translation came from a 4 MiB page.
+    """
+
+    base: int
+    us: bool
+    rw: bool
+    d: bool
+    g: bool
+    large: bool = False
+
+
+@attrs.frozen(slots=True)
+class TLBStats:
+    """A snapshot of one TLB's counters."""
+
+    hits: int = 0
+    misses: int = 0
+    flushes: int = 0
+    evictions: int = 0
+    invlpgs: int = 0
+
+
+class TLB:
+    """A set-associative TLB with true LRU replacement per set.
+
+    ``lookup`` counts a hit or a miss; ``probe`` does the same search (and the same LRU
+    update) without counting, for a caller that searches several TLBs in parallel and counts
+    itself (the MMU). Counters are public attributes so that the MMU can credit hits and misses.
+    """
+
+    __slots__ = (
+        "_large_pieces",
+        "_nsets",
+        "_sets",
+        "config",
+        "evictions",
+        "flushes",
+        "hits",
+        "invlpgs",
+        "misses",
+        "name",
+        "on_demote",
+        "page_shift",
+    )
+
+    def __init__(self, config: TLBConfig, page_shift: int = 12, name: str = "tlb") -> None:
+        if page_shift not in (12, 22):
+            raise ConfigError("page_shift", f"must be 12 (4 KiB) or 22 (4 MiB), got {page_shift}")
+        self.config = config
+        self.page_shift = page_shift
+        self.name = name
+        self._nsets = config.sets
+        self._sets: list[dict[int, TLBEntry]] = [{} for _ in range(config.sets)]
+        self._large_pieces = 0
+        self.hits = 0
+        self.misses = 0
+        self.flushes = 0
+        self.evictions = 0
+        self.invlpgs = 0
+        self.on_demote: DemoteHook | None = None
+
+    # --- search and fill -----------------------------------------------------------------
+
+    def probe(self, linear: int) -> TLBEntry | None:
+        """The entry for the page holding ``linear`` (made MRU of its set), or ``None``."""
+        key = linear >> self.page_shift
+        s = self._sets[key % self._nsets]
+        entry = s.get(key)
+        if entry is not None:
+            mru = next(reversed(s))
+            if mru != key:
+                del s[key]
+                s[key] = entry
+                if self.on_demote is not None:
+                    self.on_demote(mru)
+        return entry
+
+    def lookup(self, linear: int) -> TLBEntry | None:
+        """As :meth:`probe`, counting a hit or a miss."""
+        entry = self.probe(linear)
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
+
+    def is_mru(self, linear: int) -> bool:
+        """Is the page holding ``linear`` cached as the most recently used entry of its set?"""
+        key = linear >> self.page_shift
+        s = self._sets[key % self._nsets]
+        return bool(s) and next(reversed(s)) == key
+
+    def fill(self, linear: int, entry: TLBEntry) -> None:
+        """Cache ``entry`` for the page holding ``linear`` as the MRU of its set.
+
+        An existing entry for that page is replaced; otherwise a full set evicts its LRU entry.
+        """
+        key = linear >> self.page_shift
+        s = self._sets[key % self._nsets]
+        hook = self.on_demote
+        old = s.pop(key, None)
+        if old is not None:
+            if old.large:
+                self._large_pieces -= 1
+            if hook is not None:
+                hook(key)
+        elif len(s) >= self.config.ways:
+            victim = next(iter(s))
+            if s.pop(victim).large:
+                self._large_pieces -= 1
+            self.evictions += 1
+            if hook is not None:
+                hook(victim)
+        if s and hook is not None:
+            hook(next(reversed(s)))
+        s[key] = entry
+        if entry.large and self.page_shift == 12:
+            self._large_pieces += 1
+
+    # --- invalidation --------------------------------------------------------------------
+
+    def _remove(self, key: int) -> bool:
+        s = self._sets[key % self._nsets]
+        entry = s.pop(key, None)
+        if entry is None:
+            return False
+        if entry.large and self.page_shift == 12:
+            self._large_pieces -= 1
+        if self.on_demote is not None:
+            self.on_demote(key)
+        return True
+
+    def invalidate(self, linear: int) -> bool:
+        """Drop the entry for the page holding ``linear`` (no statistics); True if one was held.
+
+        Used when a page fault invalidates the faulting page's entry (SDM Vol. 3 §4.10.4.1).
+        """
+        return self._remove(linear >> self.page_shift)
+
+    def invlpg(self, linear: int) -> None:
+        """INVLPG: drop every entry that translates ``linear``.
+
+        That includes 4 KiB pieces of a 4 MiB page covering ``linear``: INVLPG invalidates the
+        whole page, whatever size the TLB cached it in (SDM Vol. 3 §4.10.4.1).
+        """
+        self.invlpgs += 1
+        linear &= 0xFFFFFFFF
+        self._remove(linear >> self.page_shift)
+        if self._large_pieces:
+            region = linear >> 22
+            for s in self._sets:
+                doomed = [k for k, e in s.items() if e.large and k >> 10 == region]
+                for k in doomed:
+                    self._remove(k)
+
+    def flush(self, keep_global: bool) -> None:
+        """Drop every entry, or every non-global entry when ``keep_global`` (CR3 load with PGE)."""
+        self.flushes += 1
+        for s in self._sets:
+            if keep_global:
+                doomed = [k for k, e in s.items() if not e.g]
+                for k in doomed:
+                    del s[k]
+            else:
+                s.clear()
+        self._large_pieces = sum(
+            1 for s in self._sets for e in s.values() if e.large and self.page_shift == 12
+        )
+        if self.on_demote is not None:
+            self.on_demote(None)
+
+    # --- inspection ----------------------------------------------------------------------
+
+    def contents(self) -> list[list[tuple[int, TLBEntry]]]:
+        """Every set's ``(key, entry)`` pairs, least to most recently used."""
+        return [list(s.items()) for s in self._sets]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._sets)
+
+    def stats(self) -> TLBStats:
+        """A snapshot of the counters."""
+        return TLBStats(self.hits, self.misses, self.flushes, self.evictions, self.invlpgs)
+
+    def __repr__(self) -> str:
+        return (
+            f"TLB({self.name}, entries={self.config.entries}, ways={self.config.ways}, "
+            f"page={'4M' if self.page_shift == 22 else '4K'}, held={len(self)})"
+        )
