@@ -1,0 +1,313 @@
+"""The executor: fetch, decode (through a decoded-instruction cache) and execute.
+
+:class:`CPU` is the :class:`~lavsim.cpu.state.CpuState` that runs guest code. One instruction:
+
+1. Fetch and decode at CS:EIP. The instruction's first page is translated as an instruction
+   fetch through the MMU (one modelled TLB lookup per instruction, plus one for the next page
+   if the instruction continues into it); see :mod:`lavsim.cpu.decoder`.
+2. ``cpu.tsc += insn.cycles`` (the form's base cost), ``cpu.eip = insn.next_eip``, then
+   ``insn.handler(cpu, insn)``. Handlers that transfer control assign ``cpu.eip``; handlers add
+   dynamic cycles to ``cpu.tsc`` themselves (taken branches, REP items, gate paths).
+3. On a :class:`~lavsim.faults.CpuFault` (from fetch, decode or the handler) the executor puts
+   back EIP (the faulting instruction's offset) and the status flags as they were before the
+   instruction, then calls :func:`lavsim.cpu.interrupts.handle_fault`. Handlers keep every other
+   register unchanged until nothing can fault any more, so every fault is restartable. The
+   base cycles of a faulting instruction stay charged; the delivery is charged by
+   ``handle_fault``.
+
+Between instructions: a pending external interrupt (``irq_pending``) is delivered through
+:func:`lavsim.cpu.interrupts.deliver_external` when IF = 1; a halted CPU (HLT sets ``halted``)
+stops the run unless an interrupt wakes it; ``shutdown`` (set by a triple fault) stops it.
+
+**The decoded-instruction cache** is a host-side speed cache (it changes no simulated result):
+decoded instructions keyed by the *physical* address of their first byte, valid only for the
+same EIP, a CS limit that still covers the whole instruction and a 32-bit CS, and dropped when
+the profile changes. It never holds an instruction that crosses a page. The fetch translation
+is made on every instruction, hit or miss, so the modelled TLB sees exactly what it sees
+without the cache. Guest writes made through :meth:`CPU.write_mem` (every instruction's data
+writes) and the REP bulk path drop the cached instructions of the physical page written, so
+self-modifying code is seen at the next fetch. Writes made around the CPU (host-side loaders
+writing :class:`~lavsim.memory.PhysicalMemory`, page-table A/D updates) must be followed by
+:meth:`CPU.flush_decode_cache` if they can change code that has already run.
+
+**Page-walk cost.** The CPU is the MMU's listener: every modelled TLB miss (and every walk made
+to set a Dirty flag) adds ``walk_reads * page_walk.read + ad_writes * page_walk.ad_write`` to
+the TSC.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lavsim.cpu.decoder import Fetch, decode, decode_fetched
+from lavsim.cpu.insn import Insn
+from lavsim.cpu.state import IF, MASK32, SS, CpuState
+from lavsim.faults import SS as SS_VECTOR
+from lavsim.faults import CpuFault, gp
+
+if TYPE_CHECKING:
+    from lavsim.mmu.mmu import MMU
+    from lavsim.timing import TimingProfile
+
+_CS = 1
+_PG = 1 << 31
+_EMPTY: dict[int, Any] = {}
+
+
+class CPU(CpuState):
+    """An IA-32 core that executes guest code (see the module docstring).
+
+    ``decode_cache`` turns the decoded-instruction cache on (default) or off; both give the
+    same simulated results.
+    """
+
+    def __init__(self, mmu: MMU, profile: TimingProfile, decode_cache: bool = True) -> None:
+        super().__init__(mmu, profile)
+        #: One-line report once a triple fault has shut the processor down (else None).
+        self.shutdown: str | None = None
+        #: The structured report of that triple fault (set by ``lavsim.cpu.interrupts``).
+        self.shutdown_report: Any = None
+        self.decode_cache = decode_cache
+        self._icache: dict[int, Insn] = {}
+        self._code_pages: dict[int, list[int]] = {}
+        self._cache_profile = profile
+        self._walk_read = profile.table["page_walk.read"]
+        self._walk_ad = profile.table["page_walk.ad_write"]
+        mmu.listener = self
+
+    # --- MMU events -------------------------------------------------------------------------
+
+    def on_tlb_miss(self, fetch: bool, linear: int, walk_reads: int, ad_writes: int) -> None:
+        """A modelled TLB miss: charge the page walk's entry reads and A/D write-backs."""
+        self._charge_walk(walk_reads, ad_writes)
+
+    def on_dirty_walk(self, linear: int, walk_reads: int, ad_writes: int) -> None:
+        """A write hit a TLB entry with D = 0 and the tables were walked to set D."""
+        self._charge_walk(walk_reads, ad_writes)
+
+    def _charge_walk(self, walk_reads: int, ad_writes: int) -> None:
+        if self._cache_profile is not self.profile:
+            self._profile_changed()
+        self.tsc += walk_reads * self._walk_read + ad_writes * self._walk_ad
+
+    def _profile_changed(self) -> None:
+        self._cache_profile = self.profile
+        self._walk_read = self.profile.table["page_walk.read"]
+        self._walk_ad = self.profile.table["page_walk.ad_write"]
+        self.flush_decode_cache()
+
+    # --- memory accessors (fast paths of the CpuState contract) --------------------------------
+
+    def read_mem(self, sreg: int, offset: int, size: int) -> int:
+        """Read 1, 2 or 4 bytes at ``sreg:offset``: the segment check, then paging."""
+        s = self.seg[sreg]
+        if offset < s.min_off or offset + size - 1 > s.max_off or not s.readable:
+            raise CpuFault(SS_VECTOR, 0) if sreg == SS else gp(0)
+        linear = (s.base + offset) & MASK32
+        mmu = self.mmu
+        if size == 4:
+            return mmu.read32(linear, self.user)
+        if size == 1:
+            return mmu.read8(linear, self.user)
+        return mmu.read16(linear, self.user)
+
+    def write_mem(self, sreg: int, offset: int, size: int, value: int) -> None:
+        """Write 1, 2 or 4 bytes at ``sreg:offset``; drops cached code of the page written."""
+        s = self.seg[sreg]
+        if offset < s.min_off or offset + size - 1 > s.max_off or not s.writable:
+            raise CpuFault(SS_VECTOR, 0) if sreg == SS else gp(0)
+        linear = (s.base + offset) & MASK32
+        mmu = self.mmu
+        if size == 4:
+            mmu.write32(linear, value, self.user)
+        elif size == 1:
+            mmu.write8(linear, value, self.user)
+        else:
+            mmu.write16(linear, value, self.user)
+        if self._code_pages:
+            # Inline fast case of _linear_written: the MMU's host page map knows the frame.
+            e = getattr(mmu, "_dfast", _EMPTY).get(linear >> 12)
+            if e is not None and (linear & 0xFFF) <= 0x1000 - size:
+                if (e[1] >> 12) in self._code_pages:
+                    self.physical_written(e[1], 0x1000)
+            else:
+                self._linear_written(linear, size)
+
+    # --- the decoded-instruction cache ------------------------------------------------------
+
+    def flush_decode_cache(self) -> None:
+        """Drop every decoded instruction (after writes to code made around the CPU)."""
+        self._icache.clear()
+        self._code_pages.clear()
+
+    def physical_written(self, phys: int, n: int) -> None:
+        """Physical bytes ``phys .. phys+n-1`` were written: drop cached code there."""
+        pages = self._code_pages
+        if not pages:
+            return
+        for page in range(phys >> 12, ((phys + n - 1) >> 12) + 1):
+            keys = pages.pop(page, None)
+            if keys is not None:
+                cache = self._icache
+                for k in keys:
+                    cache.pop(k, None)
+
+    def _linear_written(self, linear: int, size: int) -> None:
+        """A data write at ``linear`` succeeded: find its frame(s) without touching the
+        modelled TLB and drop cached code there."""
+        last = (linear + size - 1) & MASK32
+        for lin in (linear, last) if (last ^ linear) >> 12 else (linear,):
+            phys = self._physical_of_written(lin)
+            if phys is None:
+                self.flush_decode_cache()
+                return
+            if (phys >> 12) in self._code_pages:
+                self.physical_written(phys, 1)
+
+    def _physical_of_written(self, linear: int) -> int | None:
+        """The frame a just-written linear address maps to, read from the MMU's host-side
+        page map, else from the data TLB's entry (it is the MRU entry of its set after the
+        write, so probing it changes nothing); None if neither knows."""
+        mmu = self.mmu
+        fast = getattr(mmu, "_dfast", None)
+        if fast is not None:
+            e = fast.get(linear >> 12)
+            if e is not None:
+                return int(e[1]) | (linear & 0xFFF)
+        if not mmu.cr0 & _PG:
+            return linear
+        for name, tlb in mmu.tlbs.items():
+            if name == "itlb" or not tlb.is_mru(linear):
+                continue
+            entry = tlb.probe(linear)
+            if entry is not None:
+                if tlb.page_shift == 22:
+                    return entry.base | (linear & 0x3FFFFF)
+                return entry.base | (linear & 0xFFF)
+        return None
+
+    def fetch_decode(self, eip: int) -> Insn:
+        """The decoded instruction at CS:``eip`` (through the cache when it is on)."""
+        if not self.decode_cache:
+            return decode(self, eip)
+        cs = self.seg[_CS]
+        if eip < cs.min_off or eip > cs.max_off or not cs.db:
+            return decode(self, eip)  # raises the architectural fault
+        linear = (cs.base + eip) & MASK32
+        phys = self.mmu.translate(linear, False, self.user, True)
+        insn = self._icache.get(phys)
+        if insn is not None and insn.addr == eip and eip + insn.length - 1 <= cs.max_off:
+            return insn
+        return self._decode_miss(eip, linear, phys, min(15, cs.max_off - eip + 1))
+
+    def _decode_miss(self, eip: int, linear: int, phys: int, avail: int) -> Insn:
+        f = Fetch(self, eip, linear, phys, avail)
+        insn = decode_fetched(self, eip, f)
+        if f.phys2 < 0 and (linear & 0xFFF) + insn.length <= 0x1000:
+            self._icache[phys] = insn
+            self._code_pages.setdefault(phys >> 12, []).append(phys)
+        return insn
+
+    # --- execution --------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Deliver a pending interrupt if IF = 1, else execute one instruction (a halted or
+        shut-down CPU does nothing)."""
+        if self.shutdown is not None:
+            return
+        if self.irq_pending and self.get_eflags() & IF:
+            from lavsim.cpu.interrupts import deliver_external
+
+            deliver_external(self)
+            return
+        if self.halted:
+            return
+        if self._cache_profile is not self.profile:
+            self._profile_changed()
+        self._execute()
+
+    def _execute(self) -> None:
+        eip = self.eip
+        lazy = self.lazy_flags
+        eflags = self.eflags
+        try:
+            insn = self.fetch_decode(eip)
+            self.tsc += insn.cycles
+            self.eip = insn.next_eip
+            insn.handler(self, insn)
+            self.instructions += 1
+        except CpuFault as fault:
+            self._fault(fault, eip, lazy, eflags)
+
+    def _fault(self, fault: CpuFault, eip: int, lazy: tuple[int, ...] | None, eflags: int) -> None:
+        self.eip = eip
+        self.lazy_flags = lazy
+        self.eflags = eflags
+        from lavsim.cpu.interrupts import handle_fault
+
+        handle_fault(self, fault)
+
+    def run(self, max_instructions: int | None = None, max_cycles: int | None = None) -> str:
+        """Execute until a stop condition; returns why: ``"halted"``, ``"instruction_limit"``
+        (``max_instructions`` executed), ``"cycle_limit"`` (the TSC advanced by at least
+        ``max_cycles`` since the call), or ``"shutdown"`` (triple fault)."""
+        if self._cache_profile is not self.profile:
+            self._profile_changed()
+        n_limit = max_instructions if max_instructions is not None else 1 << 62
+        c_limit = self.tsc + max_cycles if max_cycles is not None else 1 << 62
+        done = 0
+        cached = self.decode_cache
+        cache = self._icache
+        seg = self.seg
+        mmu = self.mmu
+        translate = mmu.translate
+        try:
+            while True:
+                if self.irq_pending or self.halted or self.shutdown is not None:
+                    if self.shutdown is not None:
+                        return "shutdown"
+                    if self.irq_pending and self.get_eflags() & IF:
+                        from lavsim.cpu.interrupts import deliver_external
+
+                        deliver_external(self)
+                        continue
+                    if self.halted:
+                        return "halted"
+                if done >= n_limit:
+                    return "instruction_limit"
+                if self.tsc >= c_limit:
+                    return "cycle_limit"
+                eip = self.eip
+                lazy = self.lazy_flags
+                eflags = self.eflags
+                try:
+                    cs = seg[_CS]
+                    if cached and cs.min_off <= eip <= cs.max_off and cs.db:
+                        linear = (cs.base + eip) & MASK32
+                        # The MMU's translate() fast path, inlined: a hit on the host page
+                        # map credits the owning TLB one hit, exactly as translate() does.
+                        e = mmu._ifast.get(linear >> 12)
+                        if e is not None and e[2] & (1 << self.user):
+                            e[3].hits += 1
+                            phys = e[1] | (linear & 0xFFF)
+                        else:
+                            phys = translate(linear, False, self.user, True)
+                        insn = cache.get(phys)
+                        if (insn is None or insn.addr != eip
+                                or eip + insn.length - 1 > cs.max_off):
+                            insn = self._decode_miss(
+                                eip, linear, phys, min(15, cs.max_off - eip + 1)
+                            )
+                    else:
+                        insn = decode(self, eip)
+                    self.tsc += insn.cycles
+                    self.eip = insn.next_eip
+                    insn.handler(self, insn)
+                    done += 1
+                except CpuFault as fault:
+                    self.instructions += done
+                    done_before = done
+                    self._fault(fault, eip, lazy, eflags)
+                    self.instructions -= done_before
+        finally:
+            self.instructions += done

@@ -1,0 +1,491 @@
+"""The instruction decoder, generated from the instruction table :data:`lavsim.cpu.isa.FORMS`.
+
+At import time every :class:`~lavsim.cpu.isa.Form` is compiled into a *plan* (which bytes follow
+the opcode, which operands are memory-only, the operand size rule, the timing-key letters) and
+entered into two 256-entry opcode maps (one-byte opcodes and ``0F xx``), indexed further by the
+ModRM ``/digit`` where the form has one. Decoding an instruction is then: prefixes, opcode
+bytes, map lookup, ModRM/SIB/displacement, immediates -- with no instruction-specific code.
+
+What the decoder implements (SDM Vol. 2, chapter 2):
+
+* Prefixes 66 (operand size), F2/F3 (REPNE/REP), F0 (LOCK), the six segment overrides (the last
+  one wins), in any order and number, within the 15-byte limit.
+* **67 (address size) raises #UD**: lavsim's subset uses 32-bit addressing only (documented
+  departure from the manual, which would switch to 16-bit ModRM addressing).
+* **Code segments must be 32-bit** (CS.D = 1); fetching from a 16-bit code segment raises #UD.
+* ModRM with SIB, disp8/disp32; the default segment is SS for an EBP or ESP base, else DS.
+* 8, 16 and 32-bit operand sizes; ``size16``/``size32`` forms sharing an opcode (PUSHA/PUSHAD,
+  CWD/CDQ, MOVSW/MOVSD...) are chosen by the operand size.
+* 0x90 is NOP (not XCHG EAX, EAX), with or without prefixes.
+* #UD for: undefined opcodes and ``/digit`` extensions; LOCK on a form without the ``lock``
+  attribute or with a register destination; a register where only memory is allowed (``m``,
+  ``m16:v``); Sreg numbers 6 and 7, MOV to CS; CR1, CR5, CR6, CR7.
+* Instruction fetch goes through CS (every byte must lie within the limit, else #GP(0)) and
+  through paging as an instruction fetch: one translation for the page of the first byte and,
+  only if the instruction continues into it, one for the next page -- so a page fault
+  mid-instruction reports, in CR2, the first byte of the page that is missing. An instruction
+  longer than 15 bytes raises #GP(0).
+* The CPL check of ``priv`` forms is made by their semantics (system instructions), since a
+  decoded instruction is cached independently of the CPL.
+
+Each decoded :class:`~lavsim.cpu.insn.Insn` gets its semantics resolved once: the handler
+registered in :data:`lavsim.cpu.handlers.HANDLERS` or, when a semantics module registered a
+decode-time *binder* for the name (:data:`lavsim.cpu.operands.BINDERS`), the function it
+returns, specialised for this instruction.
+
+Base cycles: ``insn.cycles`` is ``profile.table[key]`` where the key is the first of
+``timing``, ``timing.<letters>``, ``timing_<letters>``, ``timing.<letters reversed>``,
+``timing.not_taken`` that the profile defines (letters: ``r``/``m``/``i`` for destination then
+source, ``1`` and ``cl`` for shift counts; LOOPE/LOOPNE use the ``loop`` keys). So Jcc, LOOP and
+JECXZ are charged their not-taken cost and add the difference when taken. Forms for which no
+key exists (far transfers, INT, IRET, MOV CRn) get a base of 0 and their semantics charge the
+path taken. REP-prefixed string instructions get
+``rep.base`` and their semantics add the per-iteration cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+# The semantics modules register their handlers when imported.
+import lavsim.cpu.ops_control
+import lavsim.cpu.ops_int
+import lavsim.cpu.ops_string  # noqa: F401
+from lavsim.cpu.handlers import HANDLERS
+from lavsim.cpu.insn import Insn
+from lavsim.cpu.isa import FORMS, SEGMENT_PREFIXES, Form
+from lavsim.cpu.operands import BINDERS
+from lavsim.faults import CpuFault, gp, ud
+
+if TYPE_CHECKING:
+    from lavsim.cpu.state import CpuState
+    from lavsim.timing import TimingProfile
+
+MASK32 = 0xFFFFFFFF
+MAX_LENGTH = 15
+_CS = 1
+_DS = 3
+_SS = 2
+_ESP = 4
+_EBP = 5
+
+# Immediate kinds, in the order their bytes follow the ModRM/SIB/displacement.
+_IMM8, _SIMM8, _IMM16, _IMMV, _REL8, _RELV, _MOFFS, _PTR = range(8)
+_IMM_KINDS = {
+    "imm8": _IMM8, "simm8": _SIMM8, "imm16": _IMM16, "immv": _IMMV,
+    "rel8": _REL8, "relv": _RELV, "moffs8": _MOFFS, "moffsv": _MOFFS, "ptr16:v": _PTR,
+}
+_SREG_OPERANDS = {"ES": 0, "CS": 1, "SS": 2, "DS": 3, "FS": 4, "GS": 5}
+_REG_OPERANDS = ("r8", "r16", "r32", "rv")
+
+
+class Plan:
+    """What the decoder must do for one form (computed once from the table)."""
+
+    __slots__ = (
+        "acc", "cc", "cr", "fixed_size", "form", "imms", "letters", "lock", "mem_only",
+        "modrm", "moffs", "plus_r", "rep", "sreg", "sreg_fixed",
+    )
+
+    def __init__(self, form: Form) -> None:
+        self.form = form
+        ops = form.operands
+        attrs = form.attrs
+        self.modrm = form.modrm is not None
+        self.plus_r = form.reg_in_opcode
+        self.cc = "cc" in attrs
+        self.lock = "lock" in attrs
+        self.rep = "rep" in attrs
+        self.mem_only = any(op in ("m", "m16:v") for op in ops)
+        self.cr = "CRn" in ops
+        self.sreg = "Sreg" in ops
+        self.moffs = any(op.startswith("moffs") for op in ops)
+        self.acc = bool(ops) and ops[0] in ("AL", "eAX") and not self.moffs
+        fixed = [_SREG_OPERANDS[op] for op in ops if op in _SREG_OPERANDS]
+        self.sreg_fixed = fixed[0] if fixed else -1
+        if "size8" in attrs:
+            self.fixed_size = 1
+        elif "size16" in attrs:
+            self.fixed_size = 2
+        elif "size32" in attrs:
+            self.fixed_size = 4
+        else:
+            self.fixed_size = 0
+        self.imms = tuple(_IMM_KINDS[op] for op in ops if op in _IMM_KINDS)
+        self.letters = tuple(_letter(op) for op in ops[:2])
+
+
+def _letter(op: str) -> str:
+    """Timing-key letter of one operand; ``"m?"`` stands for the r/m operand (r or m)."""
+    if op.startswith("r/m") or op == "m":
+        return "m?"
+    if op in _REG_OPERANDS or op.startswith("+") or op in ("AL", "eAX"):
+        return "r"
+    if op in ("imm8", "simm8", "imm16", "immv"):
+        return "i"
+    if op == "1":
+        return "1"
+    if op == "CL":
+        return "cl"
+    return ""
+
+
+# --- the opcode maps ----------------------------------------------------------------------
+# Each slot is None (undefined) or a tuple of 8 candidate lists (by /digit, or all eight the
+# same for forms without a digit). A list holds the plans sharing that encoding.
+
+Slot = tuple[bool, tuple[tuple["Plan", ...], ...]]
+
+
+def _build_maps() -> tuple[list[Slot | None], list[Slot | None]]:
+    pending: dict[tuple[int, int], list[list[Plan]]] = {}
+    for form in FORMS:
+        code = form.opcode
+        two = len(code) == 2
+        last = code[-1]
+        opcodes = [last + k for k in range(8)] if form.reg_in_opcode else [last]
+        digits = [form.modrm] if isinstance(form.modrm, int) else list(range(8))
+        plan = Plan(form)
+        for op in opcodes:
+            if op == 0x90 and form.mnemonic == "xchg":
+                continue  # 0x90 is NOP
+            slots = pending.setdefault((int(two), op), [[] for _ in range(8)])
+            for d in digits:
+                slots[d].append(plan)
+    one: list[Slot | None] = [None] * 256
+    two_map: list[Slot | None] = [None] * 256
+    for (is_two, op), slots in pending.items():
+        plans = [p for s in slots for p in s]
+        has_modrm = plans[0].modrm
+        if any(p.modrm != has_modrm for p in plans):
+            raise RuntimeError(f"opcode {op:#x}: forms disagree on ModRM")
+        (two_map if is_two else one)[op] = (has_modrm, tuple(tuple(s) for s in slots))
+    return one, two_map
+
+
+ONE_BYTE, TWO_BYTE = _build_maps()
+
+
+def _choose(cands: tuple[Plan, ...], size: int) -> Plan:
+    """Pick among plans sharing an encoding: by operand size, then the assembler's form."""
+    if len(cands) == 1:
+        return cands[0]
+    for p in cands:
+        if p.fixed_size in (2, 4) and p.fixed_size == size:
+            return p
+    for p in cands:
+        if "noasm" not in p.form.attrs:
+            return p
+    return cands[0]
+
+
+# --- timing keys ----------------------------------------------------------------------------
+
+#: Timing classes charged with another class's keys.
+_TIMING_ALIAS = {"loope": "loop", "loopne": "loop"}
+
+_KeyCache = dict[tuple[int, str, bool, bool], tuple[str, int]]
+_key_caches: dict[int, tuple[Any, _KeyCache]] = {}
+
+
+def timing_key(form: Form, mem: bool, table: dict[str, int]) -> str | None:
+    """The profile key of a form's base cost (see the module docstring), or None."""
+    letters = "".join(
+        ("m" if mem else "r") if c == "m?" else c for c in map(_letter, form.operands[:2])
+    )
+    t = _TIMING_ALIAS.get(form.timing, form.timing)
+    for key in (t, f"{t}.{letters}", f"{t}_{letters}", f"{t}.{letters[::-1]}", f"{t}.not_taken"):
+        if key in table:
+            return key
+    return None
+
+
+def _base_cost(profile: TimingProfile, plan: Plan, mem: bool, rep: bool) -> tuple[str, int]:
+    cached = _key_caches.get(id(profile))
+    if cached is None or cached[0] is not profile:
+        cached = (profile, {})
+        _key_caches[id(profile)] = cached
+    cache = cached[1]
+    k = (id(plan), plan.form.timing, mem, rep)
+    hit = cache.get(k)
+    if hit is not None:
+        return hit
+    table = profile.table
+    if rep:
+        result = ("rep.base", table["rep.base"])
+    else:
+        key = timing_key(plan.form, mem, table)
+        result = (key, table[key]) if key is not None else (plan.form.timing, 0)
+    cache[k] = result
+    return result
+
+
+# --- fetching -------------------------------------------------------------------------------
+
+
+class Fetch:
+    """The bytes of one instruction as the processor fetches them.
+
+    ``avail`` bytes may be fetched (the CS limit and the 15-byte rule); the page of the first
+    byte is already translated; the next page is translated only when a byte of it is needed.
+    """
+
+    __slots__ = ("avail", "buf", "cpu", "lin", "phys2")
+
+    def __init__(self, cpu: CpuState, eip: int, lin: int, phys: int, avail: int) -> None:
+        self.cpu = cpu
+        self.lin = lin
+        self.avail = avail
+        first = min(avail, 0x1000 - (lin & 0xFFF))
+        self.buf = cpu.mmu.memory.read(phys, first)
+        self.phys2 = -1
+
+    def more(self, need: int) -> None:
+        """Make ``need`` bytes available or raise the fault the processor would."""
+        if need > self.avail:
+            raise gp(0)  # beyond the CS limit or longer than 15 bytes
+        have = len(self.buf)
+        if need <= have:
+            return
+        lin2 = (self.lin + have) & MASK32
+        cpu = self.cpu
+        phys2 = cpu.mmu.translate(lin2, False, cpu.user, True)
+        self.phys2 = phys2
+        self.buf += cpu.mmu.memory.read(phys2, self.avail - have)
+
+
+def fetch_window(cpu: CpuState, eip: int) -> tuple[int, int, int]:
+    """Check CS for the first byte at ``eip`` and translate its page as an instruction fetch.
+
+    Returns ``(linear, physical, avail)``; raises #GP(0), #UD (16-bit CS) or #PF.
+    """
+    cs = cpu.seg[_CS]
+    if eip < cs.min_off or eip > cs.max_off:
+        raise gp(0)
+    if not cs.db:
+        raise ud()
+    lin = (cs.base + eip) & MASK32
+    phys = cpu.mmu.translate(lin, False, cpu.user, True)
+    return lin, phys, min(MAX_LENGTH, cs.max_off - eip + 1)
+
+
+def decode(cpu: CpuState, eip: int) -> Insn:
+    """Decode the instruction at CS:``eip`` (fetching it through segmentation and paging)."""
+    lin, phys, avail = fetch_window(cpu, eip)
+    return decode_fetched(cpu, eip, Fetch(cpu, eip, lin, phys, avail))
+
+
+def decode_fetched(cpu: CpuState, eip: int, f: Fetch) -> Insn:
+    """Decode from a :class:`Fetch` whose first page is translated."""
+    buf = f.buf
+    pos = 0
+    opsize = False
+    lock = False
+    rep = 0
+    seg = -1
+    # Prefixes (SDM Vol. 2, 2.1.1).
+    while True:
+        if pos >= len(buf):
+            f.more(pos + 1)
+            buf = f.buf
+        b = buf[pos]
+        if b == 0x66:
+            opsize = True
+        elif b == 0xF0:
+            lock = True
+        elif b == 0xF2 or b == 0xF3:
+            rep = b
+        elif b in SEGMENT_PREFIXES:
+            seg = SEGMENT_PREFIXES[b]
+        elif b == 0x67:
+            raise ud()
+        else:
+            break
+        pos += 1
+    pos += 1
+    table = ONE_BYTE
+    if b == 0x0F:
+        if pos >= len(buf):
+            f.more(pos + 1)
+            buf = f.buf
+        b = buf[pos]
+        pos += 1
+        table = TWO_BYTE
+    slot = table[b]
+    if slot is None:
+        raise ud()
+    size = 2 if opsize else 4
+    i = Insn()
+    i.addr = eip
+    i.reg = b & 7
+    i.rm = 0
+    i.mem = False
+    i.base = -1
+    i.index = -1
+    i.scale = 1
+    i.disp = 0
+    i.imm = 0
+    i.imm2 = 0
+    i.cc = b & 0xF
+    i.rep = rep
+    i.lock = lock
+    has_modrm, by_digit = slot
+    if has_modrm:
+        if pos >= len(buf):
+            f.more(pos + 1)
+            buf = f.buf
+        modrm = buf[pos]
+        pos += 1
+        cands = by_digit[(modrm >> 3) & 7]
+        if not cands:
+            raise ud()
+        plan = _choose(cands, size)
+        mod = modrm >> 6
+        rm = modrm & 7
+        i.reg = (modrm >> 3) & 7
+        if mod == 3 or plan.cr:
+            if plan.mem_only:
+                raise ud()
+            i.rm = rm
+        else:
+            i.mem = True
+            default_seg = _DS
+            if rm == 4:
+                if pos >= len(buf):
+                    f.more(pos + 1)
+                    buf = f.buf
+                sib = buf[pos]
+                pos += 1
+                base = sib & 7
+                index = (sib >> 3) & 7
+                if index != 4:
+                    i.index = index
+                    i.scale = 1 << (sib >> 6)
+                if base == 5 and mod == 0:
+                    disp_len = 4
+                else:
+                    i.base = base
+                    if base in (_ESP, _EBP):
+                        default_seg = _SS
+                    disp_len = 1 if mod == 1 else (4 if mod == 2 else 0)
+            elif rm == 5 and mod == 0:
+                disp_len = 4
+            else:
+                i.base = rm
+                if rm == _EBP:
+                    default_seg = _SS
+                disp_len = 1 if mod == 1 else (4 if mod == 2 else 0)
+            if disp_len:
+                end = pos + disp_len
+                if end > len(buf):
+                    f.more(end)
+                    buf = f.buf
+                if disp_len == 1:
+                    d = buf[pos]
+                    i.disp = d - 0x100 if d & 0x80 else d
+                else:
+                    i.disp = int.from_bytes(buf[pos:end], "little")
+                pos = end
+            i.seg = default_seg if seg < 0 else seg
+    else:
+        plan = _choose(by_digit[0], size)
+    if not i.mem:
+        i.seg = _DS if seg < 0 else seg
+    if plan.fixed_size:
+        size = plan.fixed_size
+    i.size = size
+    if plan.plus_r:
+        i.reg = b & 7
+        if plan.form.operands[0] == "eAX":  # XCHG eAX, +rv: accumulator as the r/m side
+            i.rm = 0
+    elif plan.acc:
+        i.reg = 0
+        i.rm = 0
+    elif plan.sreg_fixed >= 0:
+        i.reg = plan.sreg_fixed
+    if plan.sreg and (i.reg > 5 or (i.reg == _CS and plan.form.operands[0] == "Sreg")):
+        raise ud()
+    if plan.cr and i.reg in (1, 5, 6, 7):
+        raise ud()
+    if lock and not (plan.lock and i.mem):
+        raise ud()
+    # Immediates.
+    first = True
+    rel: int | None = None
+    for kind in plan.imms:
+        if kind in (_IMM8, _SIMM8, _REL8):
+            n = 1
+        elif kind == _IMM16:
+            n = 2
+        elif kind == _PTR:
+            n = size + 2
+        elif kind == _MOFFS:
+            n = 4
+        else:
+            n = size
+        end = pos + n
+        if end > len(buf):
+            f.more(end)
+            buf = f.buf
+        raw = buf[pos:end]
+        pos = end
+        if kind == _PTR:
+            i.imm = int.from_bytes(raw[:size], "little")
+            i.imm2 = int.from_bytes(raw[size:], "little")
+            continue
+        value = int.from_bytes(raw, "little")
+        if kind == _SIMM8:
+            value = (value - 0x100 if value & 0x80 else value) & (0xFFFF if size == 2 else MASK32)
+            if size == 1:
+                value &= 0xFF
+        elif kind == _REL8:
+            rel = value - 0x100 if value & 0x80 else value
+            continue
+        elif kind == _RELV:
+            rel = _sext(value, size)
+            continue
+        elif kind == _MOFFS:
+            i.mem = True
+            i.disp = value
+            i.seg = _DS if seg < 0 else seg
+            i.reg = 0
+            continue
+        if first:
+            i.imm = value
+            first = False
+        else:
+            i.imm2 = value
+    i.length = pos
+    i.next_eip = (eip + pos) & MASK32
+    if rel is not None:
+        # A near branch target is an offset of the operand size (SDM Vol. 2, JMP/Jcc/CALL).
+        i.imm = (i.next_eip + rel) & (0xFFFF if size == 2 else MASK32)
+    i.form = plan.form
+    timing, cycles = _base_cost(cpu.profile, plan, i.mem, bool(rep) and plan.rep)
+    i.timing = timing
+    i.cycles = cycles
+    i.handler = resolve(i)
+    return i
+
+
+def _sext(value: int, size: int) -> int:
+    sign = 1 << (8 * size - 1)
+    return value - (sign << 1) if value & sign else value
+
+
+def _undefined(cpu: Any, insn: Insn) -> None:
+    raise ud()
+
+
+def resolve(i: Insn) -> Callable[[Any, Insn], None]:
+    """The semantics of a decoded instruction: a decode-time binder's specialised function,
+    else the registered handler; a form whose semantics are not built yet raises #UD."""
+    name = i.form.handler
+    bind = BINDERS.get(name)
+    if bind is not None:
+        return bind(i)
+    return HANDLERS.get(name, _undefined)
+
+
+__all__ = ["CpuFault", "Fetch", "Plan", "decode", "decode_fetched", "fetch_window", "resolve"]

@@ -1,0 +1,231 @@
+"""String instructions MOVS, CMPS, STOS, LODS, SCAS with REP/REPE/REPNE (SDM Vol. 2).
+
+Addressing is 32-bit: the source is ``seg:ESI`` (DS unless overridden), the destination always
+``ES:EDI`` (no override), the count ECX; each item moves ESI/EDI by the operand size, down when
+DF = 1. REP (F3) repeats MOVS/STOS/LODS while ECX != 0 (F2 acts the same on them, as on real
+processors); REPE (F3) and REPNE (F2) repeat CMPS/SCAS while ECX != 0 and ZF is 1 or 0.
+
+**Restartable per item.** Each item is done whole (reads, then the write, then ESI/EDI/ECX) before
+the next one starts; a fault leaves the registers describing the items completed, and the
+executor points EIP back at the instruction, so the restarted instruction continues where it
+stopped. The instruction runs to completion in one step (external interrupts are taken between
+instructions only).
+
+**Timing.** Without REP the decoder charges the form's key (``movs``...). With REP it charges
+``rep.base`` and the items add ``rep_<kind>.per`` each as they complete (also when a later item
+faults).
+
+**Bulk path.** REP MOVSD and REP STOSD with DF = 0 move whole runs of items at once when the
+source and destination runs each lie inside one page and inside their segment limits: one
+translation per run (through the modelled TLB, as the first item would make), the remaining
+items' TLB hits credited to the same TLB, and one host copy. It is taken only when that is
+indistinguishable from the item-by-item path: both pages still cached as the most recently used
+entries of their sets after the two translations, and no forward overlap of the physical ranges
+(a MOVSD with the destination just above the source replicates, item by item).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from lavsim.cpu.flags import SUB
+from lavsim.cpu.handlers import handler
+from lavsim.cpu.insn import Insn
+from lavsim.cpu.operands import BINDERS
+from lavsim.cpu.state import DF, ECX, EDI, ES, ESI, ZF, CpuState
+
+if TYPE_CHECKING:
+    from lavsim.mmu.tlb import TLB
+
+MASK32 = 0xFFFFFFFF
+MASK = {1: 0xFF, 2: 0xFFFF, 4: MASK32}
+Fn = Callable[[CpuState, Insn], None]
+
+
+def _delta(cpu: CpuState, size: int) -> int:
+    return -size if cpu.eflags & DF else size
+
+
+# --- one item of each instruction ----------------------------------------------------------
+
+
+def movs_item(cpu: CpuState, seg: int, size: int, delta: int) -> None:
+    """MOVS: ES:[EDI] <- seg:[ESI]."""
+    regs = cpu.regs
+    cpu.write_mem(ES, regs[EDI], size, cpu.read_mem(seg, regs[ESI], size))
+    regs[ESI] = (regs[ESI] + delta) & MASK32
+    regs[EDI] = (regs[EDI] + delta) & MASK32
+
+
+def cmps_item(cpu: CpuState, seg: int, size: int, delta: int) -> None:
+    """CMPS: compare seg:[ESI] with ES:[EDI] (flags of [ESI] - [EDI])."""
+    regs = cpu.regs
+    a = cpu.read_mem(seg, regs[ESI], size)
+    b = cpu.read_mem(ES, regs[EDI], size)
+    cpu.lazy_flags = (SUB, size, (a - b) & MASK[size], a, b)
+    regs[ESI] = (regs[ESI] + delta) & MASK32
+    regs[EDI] = (regs[EDI] + delta) & MASK32
+
+
+def stos_item(cpu: CpuState, seg: int, size: int, delta: int) -> None:
+    """STOS: ES:[EDI] <- AL/AX/EAX."""
+    regs = cpu.regs
+    cpu.write_mem(ES, regs[EDI], size, regs[0] & MASK[size])
+    regs[EDI] = (regs[EDI] + delta) & MASK32
+
+
+def lods_item(cpu: CpuState, seg: int, size: int, delta: int) -> None:
+    """LODS: AL/AX/EAX <- seg:[ESI]."""
+    regs = cpu.regs
+    cpu.set_reg(0, size, cpu.read_mem(seg, regs[ESI], size))
+    regs[ESI] = (regs[ESI] + delta) & MASK32
+
+
+def scas_item(cpu: CpuState, seg: int, size: int, delta: int) -> None:
+    """SCAS: compare AL/AX/EAX with ES:[EDI]."""
+    regs = cpu.regs
+    a = regs[0] & MASK[size]
+    b = cpu.read_mem(ES, regs[EDI], size)
+    cpu.lazy_flags = (SUB, size, (a - b) & MASK[size], a, b)
+    regs[EDI] = (regs[EDI] + delta) & MASK32
+
+
+Item = Callable[[CpuState, int, int, int], None]
+ITEMS: dict[str, Item] = {
+    "movs": movs_item, "cmps": cmps_item, "stos": stos_item, "lods": lods_item,
+    "scas": scas_item,
+}
+
+
+# --- the bulk path -------------------------------------------------------------------------
+
+
+def _translate_owned(cpu: CpuState, linear: int, write: bool) -> tuple[int, TLB | None]:
+    """Translate one data access and say which modelled TLB served it (None: paging off)."""
+    mmu = cpu.mmu
+    tlbs = tuple(mmu.tlbs.values())
+    before = [t.hits + t.misses for t in tlbs]
+    phys = mmu.translate(linear, write, cpu.user)
+    for t, b in zip(tlbs, before, strict=True):
+        if t.hits + t.misses != b:
+            return phys, t
+    return phys, None
+
+
+def _run_length(cpu: CpuState, sreg: int, offset: int, count: int, write: bool) -> int:
+    """How many dword items from ``sreg:offset`` up lie inside the segment and one page."""
+    s = cpu.seg[sreg]
+    if offset < s.min_off or not (s.writable if write else s.readable):
+        return 0
+    by_limit = (s.max_off - offset + 1) // 4
+    linear = (s.base + offset) & MASK32
+    by_page = (0x1000 - (linear & 0xFFF)) // 4
+    return max(0, min(count, by_limit, by_page))
+
+
+def bulk_movsd(cpu: CpuState, seg: int) -> int:
+    """Move a run of REP MOVSD items at once; returns how many (0: take the item path)."""
+    regs = cpu.regs
+    n = min(
+        _run_length(cpu, seg, regs[ESI], regs[ECX], False),
+        _run_length(cpu, ES, regs[EDI], regs[ECX], True),
+    )
+    if n < 2:
+        return 0
+    src_lin = (cpu.seg[seg].base + regs[ESI]) & MASK32
+    dst_lin = (cpu.seg[ES].base + regs[EDI]) & MASK32
+    p_src, t_src = _translate_owned(cpu, src_lin, False)
+    p_dst, t_dst = _translate_owned(cpu, dst_lin, True)
+    if (t_src is not None and not t_src.is_mru(src_lin)) or p_src < p_dst < p_src + 4 * n:
+        n = 1  # evicted by the destination, or a forward overlap: this item only
+    else:
+        if t_src is not None:
+            t_src.hits += n - 1
+        if t_dst is not None:
+            t_dst.hits += n - 1
+    memory = cpu.mmu.memory
+    memory.copy(p_dst, p_src, 4 * n)
+    _note_write(cpu, p_dst, 4 * n)
+    regs[ESI] = (regs[ESI] + 4 * n) & MASK32
+    regs[EDI] = (regs[EDI] + 4 * n) & MASK32
+    regs[ECX] = (regs[ECX] - n) & MASK32
+    return n
+
+
+def bulk_stosd(cpu: CpuState) -> int:
+    """Store a run of REP STOSD items at once; returns how many (0: take the item path)."""
+    regs = cpu.regs
+    n = _run_length(cpu, ES, regs[EDI], regs[ECX], True)
+    if n < 2:
+        return 0
+    dst_lin = (cpu.seg[ES].base + regs[EDI]) & MASK32
+    p_dst, t_dst = _translate_owned(cpu, dst_lin, True)
+    if t_dst is not None:
+        t_dst.hits += n - 1
+    cpu.mmu.memory.write(p_dst, regs[0].to_bytes(4, "little") * n)
+    _note_write(cpu, p_dst, 4 * n)
+    regs[EDI] = (regs[EDI] + 4 * n) & MASK32
+    regs[ECX] = (regs[ECX] - n) & MASK32
+    return n
+
+
+def _note_write(cpu: CpuState, phys: int, n: int) -> None:
+    """Tell the executor's decoded-instruction cache about a write made around it."""
+    note = getattr(cpu, "physical_written", None)
+    if note is not None:
+        note(phys, n)
+
+
+# --- the instructions ----------------------------------------------------------------------
+
+
+def _bind_string(i: Insn) -> Fn:
+    kind = i.form.handler
+    size = i.size
+    item = ITEMS[kind]
+    seg = i.seg
+    if not i.rep:
+
+        def once(cpu: CpuState, _: Insn) -> None:
+            item(cpu, seg, size, _delta(cpu, size))
+
+        return once
+    compare = kind in ("cmps", "scas")
+    until_zf = 0 if i.rep == 0xF3 else ZF  # REPE stops when ZF = 0, REPNE when ZF = 1
+    per_key = f"rep_{kind}.per"
+    bulk = size == 4 and kind in ("movs", "stos")
+
+    def rep(cpu: CpuState, _: Insn) -> None:
+        regs = cpu.regs
+        delta = _delta(cpu, size)
+        done = 0
+        try:
+            while regs[ECX]:
+                if bulk and delta > 0:
+                    n = bulk_movsd(cpu, seg) if kind == "movs" else bulk_stosd(cpu)
+                    if n:
+                        done += n
+                        continue
+                item(cpu, seg, size, delta)
+                regs[ECX] = (regs[ECX] - 1) & MASK32
+                done += 1
+                if compare and (cpu.get_eflags() & ZF) == until_zf:
+                    break
+        finally:
+            cpu.tsc += done * cpu.profile.table[per_key]
+
+    return rep
+
+
+def _generic(name: str) -> Fn:
+    def run(cpu: CpuState, i: Insn) -> None:
+        _bind_string(i)(cpu, i)
+
+    run.__name__ = name
+    return run
+
+
+for _name in ITEMS:
+    BINDERS[_name] = _bind_string
+    handler(_name)(_generic(_name))
