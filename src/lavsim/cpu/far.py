@@ -1,0 +1,373 @@
+"""Far CALL, JMP and RET in protected mode, directly and through call gates.
+
+The rules are those of the Intel SDM Vol. 2 pages CALL, JMP and RET (protected-mode
+pseudo-code) and Vol. 3 chapter 5.8 (privilege-level checks on control transfers). The
+descriptor-table lookups and the per-descriptor checks live in :mod:`lavsim.mmu.segmentation`;
+this module strings them together in the manual's order, switches stacks, copies call-gate
+parameters and commits the new CS:EIP, SS:ESP and CPL.
+
+Every handler first performs all the checks and all the stack writes that can fault, then
+commits registers. A :class:`~lavsim.faults.CpuFault` raised on the way therefore leaves the
+architectural registers as they were (only memory below the stack pointer, and Accessed bits
+of descriptors the processor had already loaded, may have changed, as on real hardware).
+
+**Task switches are not modelled.** A far CALL or JMP that names a TSS descriptor or a task
+gate raises #GP(selector) instead of switching tasks (SDM would switch tasks); Lavender's
+kernel switches tasks in software.
+
+**Timing.** A far transfer costs the published figure of the path actually taken
+(``call_far.direct``, ``call_gate.same``, ``call_gate.inner`` / ``inner_params_base +
+x * param``, ``retf_imm.outer``...). The decoder charges ``insn.cycles`` for the form before the
+handler runs, so the handler adds ``figure - insn.cycles`` (see :func:`charge_path`): the total
+is the path's figure whatever base the decoder chose for the form. A transfer that faults keeps
+only the decoder's base charge; its exception delivery is charged by
+:mod:`lavsim.cpu.interrupts`.
+
+**Operand size.** With a 16-bit operand size (66 prefix) the far pointer's offset and the
+pushed/popped CS and EIP are 16 bits wide, as in the manual. Through a 32-bit call gate the
+pushes are 32 bits wide whatever the operand size (the gate's size rules). A 16-bit CS value is
+pushed zero-extended in a 32-bit slot.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lavsim.cpu.handlers import handler
+from lavsim.cpu.state import CS, DS, ES, ESP, FS, GS, MASK32, SS, CpuState
+from lavsim.faults import CpuFault, gp, selector_error_code, ss
+from lavsim.mmu.descriptors import GateDescriptor, SegmentDescriptor
+from lavsim.mmu.segmentation import (
+    DescriptorTables,
+    SegmentCache,
+    check_call_gate,
+    check_direct_code_segment,
+    inner_stack_from_tss,
+    invalid_after_outer_return,
+    load_far_target,
+    load_gate_code_segment,
+    load_inner_stack_segment,
+    load_return_code_segment,
+    load_stack_segment,
+)
+
+if TYPE_CHECKING:
+    from lavsim.cpu.insn import Insn
+
+__all__ = [
+    "StackSlot",
+    "call_far",
+    "charge_path",
+    "check_stack_room",
+    "jmp_far",
+    "null_outer_data_segments",
+    "read_stack_block",
+    "ret_far",
+    "tables_of",
+    "write_stack_block",
+]
+
+#: The data segment registers a return to an outer level re-checks (SDM Vol. 2, RET).
+DATA_SREGS = (ES, DS, FS, GS)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers shared with lavsim.cpu.interrupts and lavsim.cpu.system
+# --------------------------------------------------------------------------------------------
+
+
+def tables_of(cpu: CpuState) -> DescriptorTables:
+    """The GDTR/LDTR view segmentation looks descriptors up through.
+
+    Built from the CPU's own registers each time, so there is one source of truth for GDTR
+    and LDTR (the CPU state); building it costs one small object.
+    """
+    return DescriptorTables(cpu.mmu, cpu.gdtr_base, cpu.gdtr_limit, cpu.ldtr)
+
+
+def charge_path(cpu: CpuState, insn: Insn, cycles: int) -> None:
+    """Make the instruction cost exactly ``cycles`` in total: the decoder already charged
+    ``insn.cycles`` for the form, so only the difference is added."""
+    cpu.tsc += cycles - insn.cycles
+
+
+class StackSlot:
+    """Where a block of stack slots lives: a stack segment's cache and the offset of the
+    lowest slot (the new stack pointer), checked against the segment's limits."""
+
+    __slots__ = ("cache", "esp", "linear")
+
+    def __init__(self, cache: SegmentCache, esp: int, linear: int) -> None:
+        self.cache = cache
+        self.esp = esp
+        self.linear = linear
+
+
+def check_stack_room(
+    cache: SegmentCache, esp: int, nbytes: int, fault: CpuFault, *, below: bool = True
+) -> StackSlot:
+    """Check that ``nbytes`` of stack fit below (``below``) or at (not ``below``) the stack
+    pointer ``esp`` of the stack segment ``cache``; raise ``fault`` otherwise.
+
+    The stack pointer wraps at 64 KiB or 4 GiB by the segment's B bit; a block that would wrap
+    around the end of the offset space is refused (the manual leaves that case undefined).
+    """
+    mask = MASK32 if cache.db else 0xFFFF
+    start = (esp - nbytes) & mask if below else esp & mask
+    end = start + nbytes - 1
+    if (
+        not cache.writable
+        or start < cache.min_off
+        or end > cache.max_off
+        or end > mask
+    ):
+        raise fault
+    return StackSlot(cache, start, (cache.base + start) & MASK32)
+
+
+def write_stack_block(
+    cpu: CpuState, slot: StackSlot, values: list[int], size: int, user: bool
+) -> None:
+    """Write ``values`` (lowest address first) as ``size``-byte slots starting at ``slot``.
+
+    Page faults propagate; the caller has not committed any register yet.
+    """
+    mmu = cpu.mmu
+    mask = 0xFFFF if size == 2 else MASK32
+    linear = slot.linear
+    for value in values:
+        mmu.write(linear, size, value & mask, user)
+        linear = (linear + size) & MASK32
+
+
+def read_stack_block(
+    cpu: CpuState, cache: SegmentCache, esp: int, count: int, size: int, user: bool
+) -> list[int]:
+    """Read ``count`` slots of ``size`` bytes at ``esp`` (lowest address first) from the stack
+    segment ``cache``; #SS(0) when they are not all inside the segment's limits."""
+    mask = MASK32 if cache.db else 0xFFFF
+    start = esp & mask
+    end = start + count * size - 1
+    if not cache.readable or start < cache.min_off or end > cache.max_off or end > mask:
+        raise ss(0)
+    mmu = cpu.mmu
+    linear = (cache.base + start) & MASK32
+    out: list[int] = []
+    for _ in range(count):
+        out.append(mmu.read(linear, size, user))
+        linear = (linear + size) & MASK32
+    return out
+
+
+def _set_esp(cpu: CpuState, cache: SegmentCache, esp: int) -> None:
+    """Store a stack pointer: the whole of ESP for a 32-bit stack, SP only for a 16-bit one."""
+    if cache.db:
+        cpu.regs[ESP] = esp & MASK32
+    else:
+        cpu.regs[ESP] = (cpu.regs[ESP] & 0xFFFF0000) | (esp & 0xFFFF)
+
+
+def _check_eip(cs: SegmentCache, eip: int) -> None:
+    """#GP(0) when the new instruction pointer is outside the new code segment."""
+    if eip < cs.min_off or eip > cs.max_off:
+        raise gp(0)
+
+
+def null_outer_data_segments(cpu: CpuState, new_cpl: int) -> None:
+    """After a return to the outer level ``new_cpl``: load a null selector into each of
+    ES, DS, FS, GS that holds a data or non-conforming code segment more privileged than
+    ``new_cpl`` (SDM Vol. 2, RET and IRET), so the outer ring cannot use it."""
+    for sreg in DATA_SREGS:
+        if invalid_after_outer_return(cpu.seg[sreg], new_cpl):
+            cpu.seg[sreg] = SegmentCache.null(0)
+
+
+def _far_operand(cpu: CpuState, insn: Insn) -> tuple[int, int]:
+    """(offset, selector) of a ``ptr16:v`` immediate or an ``m16:v`` memory operand."""
+    if insn.mem:
+        from lavsim.cpu.operands import read_far_pointer
+
+        offset, selector = read_far_pointer(cpu, insn)
+    else:
+        offset, selector = insn.imm, insn.imm2
+    mask = 0xFFFF if insn.size == 2 else MASK32
+    return offset & mask, selector & 0xFFFF
+
+
+# --------------------------------------------------------------------------------------------
+# JMP far
+# --------------------------------------------------------------------------------------------
+
+
+@handler("jmp_far")
+def jmp_far(cpu: CpuState, insn: Insn) -> None:
+    """JMP ptr16:v / JMP m16:v in protected mode (SDM Vol. 2, JMP).
+
+    To a code segment: conforming needs DPL <= CPL, non-conforming RPL <= CPL and DPL = CPL
+    (#GP(selector)); not present #NP(selector); offset beyond the limit #GP(0). Through a call
+    gate: the gate's DPL must be >= CPL and >= RPL (#GP(gate selector)), the gate present
+    (#NP(gate selector)), its code segment non-conforming with DPL = CPL or conforming with
+    DPL <= CPL (JMP never changes privilege); the gate's offset replaces the instruction's.
+    TSS and task gates: #GP(selector), task switching is not modelled.
+    """
+    offset, selector = _far_operand(cpu, insn)
+    tables = tables_of(cpu)
+    desc = load_far_target(tables, selector)
+    cpl = cpu.cpl
+    if isinstance(desc, GateDescriptor) and desc.is_call_gate:
+        check_call_gate(desc, selector, cpl)
+        new_cs = load_gate_code_segment(tables, desc.selector, cpl, jump=True)
+        eip = desc.offset
+        key = "jmp_gate.same"
+    elif isinstance(desc, SegmentDescriptor):
+        new_cs = check_direct_code_segment(tables, selector, desc, cpl)
+        eip = offset
+        key = "jmp_far.m" if insn.mem else "jmp_far.direct"
+    else:
+        # Data/system segment, or a TSS / task gate (a task switch, not modelled).
+        raise gp(selector_error_code(selector))
+    _check_eip(new_cs, eip)
+    cpu.seg[CS] = new_cs
+    cpu.eip = eip
+    charge_path(cpu, insn, cpu.profile.table[key])
+
+
+# --------------------------------------------------------------------------------------------
+# CALL far
+# --------------------------------------------------------------------------------------------
+
+
+@handler("call_far")
+def call_far(cpu: CpuState, insn: Insn) -> None:
+    """CALL ptr16:v / CALL m16:v in protected mode (SDM Vol. 2, CALL).
+
+    Direct to a code segment: as JMP, plus the return address (CS, EIP of the operand size)
+    must fit on the stack (#SS(0)). Through a 32-bit call gate (gate DPL >= CPL and >= RPL,
+    else #GP(gate selector); not present #NP(gate selector)): to a non-conforming code segment
+    with DPL < CPL the CPL becomes the DPL and the stack switches to SSn:ESPn of the current
+    TSS (#TS(TR selector) if they are beyond the TSS limit; the new SS must be a present,
+    writable data segment with RPL = DPL = new CPL, else #TS(SS selector), not present
+    #SS(SS selector)); the caller's SS and ESP, the gate's parameter count of doublewords
+    copied from the caller's stack, and the caller's CS and EIP are pushed on the new stack
+    (room: #SS(SS selector)). Otherwise (conforming, or DPL = CPL) the call stays at the same
+    privilege and pushes CS and EIP (#SS(0)). The gate's offset beyond the code segment limit
+    is #GP(0). TSS and task gates: #GP(selector), task switching is not modelled.
+    """
+    offset, selector = _far_operand(cpu, insn)
+    tables = tables_of(cpu)
+    desc = load_far_target(tables, selector)
+    cpl = cpu.cpl
+    old_cs = cpu.seg[CS].selector
+    return_eip = cpu.eip
+    stack = cpu.seg[SS]
+    if isinstance(desc, SegmentDescriptor):
+        new_cs = check_direct_code_segment(tables, selector, desc, cpl)
+        size = insn.size
+        slot = check_stack_room(stack, cpu.regs[ESP], 2 * size, ss(0))
+        _check_eip(new_cs, offset)
+        write_stack_block(cpu, slot, [return_eip, old_cs], size, cpu.user)
+        _set_esp(cpu, stack, slot.esp)
+        cpu.seg[CS] = new_cs
+        cpu.eip = offset
+        charge_path(cpu, insn, cpu.profile.table["call_far.m" if insn.mem else "call_far.direct"])
+        return
+    if not (isinstance(desc, GateDescriptor) and desc.is_call_gate):
+        # Data/system segment, or a TSS / task gate (a task switch, not modelled).
+        raise gp(selector_error_code(selector))
+    check_call_gate(desc, selector, cpl)
+    new_cs = load_gate_code_segment(tables, desc.selector, cpl)
+    new_cpl = new_cs.rpl
+    if new_cpl < cpl:
+        _call_gate_inner(cpu, tables, desc, new_cs, old_cs, return_eip)
+    else:
+        slot = check_stack_room(stack, cpu.regs[ESP], 8, ss(0))
+        _check_eip(new_cs, desc.offset)
+        write_stack_block(cpu, slot, [return_eip, old_cs], 4, cpu.user)
+        _set_esp(cpu, stack, slot.esp)
+        cpu.seg[CS] = new_cs
+        cpu.eip = desc.offset
+    charge_path(cpu, insn, cpu.profile.call_gate_cycles(new_cpl < cpl, desc.param_count))
+
+
+def _call_gate_inner(
+    cpu: CpuState,
+    tables: DescriptorTables,
+    gate: GateDescriptor,
+    new_cs: SegmentCache,
+    old_cs: int,
+    return_eip: int,
+) -> None:
+    """The MORE-PRIVILEGE part of CALL through a 32-bit call gate (SDM Vol. 2, CALL)."""
+    new_cpl = new_cs.rpl
+    ss_sel, new_esp = inner_stack_from_tss(cpu.mmu, cpu.tr, new_cpl)
+    new_ss = load_inner_stack_segment(tables, ss_sel, new_cpl)
+    count = gate.param_count
+    slot = check_stack_room(new_ss, new_esp, 16 + 4 * count, ss(selector_error_code(ss_sel)))
+    _check_eip(new_cs, gate.offset)
+    old_ss = cpu.seg[SS]
+    old_esp = cpu.regs[ESP] & (MASK32 if old_ss.db else 0xFFFF)
+    # The parameters are read from the caller's stack with the caller's privilege: a caller
+    # cannot make the gate copy bytes it could not read itself.
+    params = read_stack_block(cpu, old_ss, old_esp, count, 4, cpu.user) if count else []
+    frame = [return_eip, old_cs, *params, old_esp, old_ss.selector]
+    # The new stack is more privileged than the caller, so never a user-mode access.
+    write_stack_block(cpu, slot, frame, 4, new_cpl == 3)
+    cpu.set_cpl(new_cpl)
+    cpu.seg[SS] = new_ss
+    _set_esp(cpu, new_ss, slot.esp)
+    cpu.seg[CS] = new_cs
+    cpu.eip = gate.offset
+
+
+# --------------------------------------------------------------------------------------------
+# RET far
+# --------------------------------------------------------------------------------------------
+
+
+@handler("ret_far")
+def ret_far(cpu: CpuState, insn: Insn) -> None:
+    """RETF / RETF imm16 in protected mode (SDM Vol. 2, RET).
+
+    Pops EIP and CS (#SS(0) if not inside the stack limits). The return CS must be a present
+    code segment with RPL >= CPL, DPL = RPL (non-conforming) or DPL <= RPL (conforming), else
+    #GP(selector) (#GP(0) for null), #NP(selector) when not present. Same privilege: EIP must
+    be inside the limit (#GP(0)) and ESP moves past the return address plus imm16. Outer
+    privilege (RPL > CPL): ESP and SS are popped from above the imm16 bytes of parameters, SS
+    is checked at the new CPL (#GP(0) null, #GP(selector) type/RPL/DPL, #SS(selector) not
+    present), CPL becomes RPL, ESP = popped ESP + imm16, and ES, DS, FS, GS that hold a
+    segment more privileged than the new CPL are nulled.
+    """
+    has_imm = bool(insn.form.operands)
+    imm = insn.imm & 0xFFFF if has_imm else 0
+    size = insn.size
+    cpl = cpu.cpl
+    stack = cpu.seg[SS]
+    mask = MASK32 if stack.db else 0xFFFF
+    esp = cpu.regs[ESP] & mask
+    ret_eip, cs_sel = read_stack_block(cpu, stack, esp, 2, size, cpu.user)
+    cs_sel &= 0xFFFF
+    tables = tables_of(cpu)
+    new_cs = load_return_code_segment(tables, cs_sel, cpl)
+    new_cpl = cs_sel & 3
+    table = cpu.profile.table
+    if new_cpl > cpl:
+        outer = (esp + 2 * size + imm) & mask
+        new_esp, ss_sel = read_stack_block(cpu, stack, outer, 2, size, cpu.user)
+        ss_sel &= 0xFFFF
+        new_ss = load_stack_segment(tables, ss_sel, new_cpl)
+        _check_eip(new_cs, ret_eip)
+        cpu.set_cpl(new_cpl)
+        cpu.seg[CS] = new_cs
+        cpu.eip = ret_eip
+        cpu.seg[SS] = new_ss
+        if size == 2:
+            new_esp = (cpu.regs[ESP] & 0xFFFF0000) | new_esp
+        _set_esp(cpu, new_ss, new_esp + imm)
+        null_outer_data_segments(cpu, new_cpl)
+        charge_path(cpu, insn, table["retf_imm.outer" if has_imm else "retf.outer"])
+        return
+    _check_eip(new_cs, ret_eip)
+    cpu.seg[CS] = new_cs
+    cpu.eip = ret_eip
+    _set_esp(cpu, stack, (esp + 2 * size + imm) & mask)
+    charge_path(cpu, insn, table["retf_imm.same" if has_imm else "retf.same"])

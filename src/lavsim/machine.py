@@ -1,0 +1,492 @@
+"""A Machine: physical memory + MMU + CPU + devices + the cycle counter.
+
+Build one from a :class:`MachineConfig`, put code in memory with :meth:`Machine.load`, give the
+CPU a start state (for example :meth:`Machine.setup_flat_protected_mode`, which does what a boot
+loader would), and :meth:`Machine.run` it for a bounded number of cycles or instructions::
+
+    m = Machine(MachineConfig(profile="pentium", timer_period=10_000))
+    m.load(0x10000, code)
+    m.setup_flat_protected_mode(entry=0x10000)
+    result = m.run(max_cycles=1_000_000)
+    print(result.reason, result.cycles, m.console)
+
+Stop reasons (:attr:`RunResult.reason`):
+
+- ``"halted"``: HLT with IF = 0 (nothing can wake the CPU), or HLT with IF = 1 when no timer
+  event will ever come;
+- ``"triple_fault"``: a fault while delivering #DF; :attr:`RunResult.report` tells the chain;
+- ``"cycle_limit"`` / ``"instruction_limit"``: the run's budget is spent;
+- ``"breakpoint"``: the next instruction starts at a linear address given to
+  :meth:`Machine.add_breakpoint` (a run never stops at the instruction it starts at, so running
+  again continues past the breakpoint);
+- ``"bus_error"``: the guest reached a physical address outside installed memory (a page
+  table or a mapping beyond the memory size); :attr:`RunResult.detail` says where.
+
+HLT with IF = 1 idles: the cycle counter jumps to the next timer event (deterministically) and
+the interrupt is delivered. Everything is deterministic: the same configuration and the same
+guest give the same cycles, registers and memory.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+# Importing the semantics modules registers their handlers before anything is decoded.
+import lavsim.cpu.far
+import lavsim.cpu.interrupts
+import lavsim.cpu.system  # noqa: F401
+from lavsim.cpu.core import CPU
+from lavsim.cpu.state import (
+    CR0_ET,
+    CR0_PE,
+    CS,
+    DS,
+    EFLAGS_FIXED,
+    ES,
+    ESP,
+    FS,
+    GS,
+    IF,
+    MASK32,
+    SS,
+)
+from lavsim.devices import (
+    CONSOLE_PORT,
+    PIC_COMMAND,
+    PIC_DATA,
+    TIMER_COUNT,
+    TIMER_PERIOD,
+    Bus,
+    Console,
+    IntervalTimer,
+    ProgrammableInterruptController,
+)
+from lavsim.errors import ConfigError, MemoryAccessError
+from lavsim.memory import PhysicalMemory
+from lavsim.mmu.descriptors import (
+    CODE_EXECUTE_READ_ACCESSED,
+    DATA_READ_WRITE_ACCESSED,
+    SYS_TSS32_BUSY,
+    TSS32_SIZE,
+    SegmentDescriptor,
+    SystemDescriptor,
+    Tss32,
+)
+from lavsim.mmu.mmu import MMU, MMUConfig, MMUStats
+from lavsim.mmu.paging import walk
+from lavsim.mmu.segmentation import SegmentCache
+from lavsim.timing import PROFILES, TimingProfile, get_profile
+
+__all__ = [
+    "FlatLayout",
+    "Machine",
+    "MachineConfig",
+    "MachineStats",
+    "RunResult",
+    "TraceHook",
+]
+
+MiB = 1 << 20
+
+#: Called with one formatted line per instruction when tracing.
+TraceHook = Callable[[str], None]
+
+
+def _check_int(field: str, value: object, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(field, f"must be an int, not {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        top = "" if high is None else f"..{high:#x}"
+        raise ConfigError(field, f"must be in {low:#x}{top}, got {value:#x}")
+
+
+@attrs.frozen
+class MachineConfig:
+    """What a machine is built from; every field is checked when the config is built
+    (:class:`~lavsim.errors.ConfigError` names the field).
+
+    ``profile``: timing profile name (``"i486"`` or ``"pentium"``); ``memory_size``: installed
+    bytes (a multiple of 4096, up to 4 GiB); ``mmu``: TLB organisation, by default the
+    profile's (:meth:`MMUConfig.i486` / :meth:`MMUConfig.pentium`); ``timer_period``: cycles
+    between timer interrupts (IRQ 0) at reset, 0 = stopped until the guest programs it;
+    ``pic_base``: the vector of IRQ 0 at reset (a multiple of 8).
+    """
+
+    profile: str = "i486"
+    memory_size: int = 16 * MiB
+    mmu: MMUConfig | None = None
+    timer_period: int = 0
+    pic_base: int = 0x20
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.profile, str) or self.profile.strip().lower() not in PROFILES:
+            known = ", ".join(sorted(PROFILES))
+            raise ConfigError("profile", f"unknown profile {self.profile!r}; known: {known}")
+        _check_int("memory_size", self.memory_size, 4096, 1 << 32)
+        if self.memory_size % 4096:
+            raise ConfigError("memory_size", "must be a multiple of 4096")
+        if self.mmu is not None and not isinstance(self.mmu, MMUConfig):
+            raise ConfigError("mmu", "must be an MMUConfig or None")
+        _check_int("timer_period", self.timer_period, 0)
+        _check_int("pic_base", self.pic_base, 0, 0xF8)
+        if self.pic_base % 8:
+            raise ConfigError("pic_base", "must be a multiple of 8")
+
+    @property
+    def mmu_config(self) -> MMUConfig:
+        """The MMU configuration in force: the override, else the profile's."""
+        if self.mmu is not None:
+            return self.mmu
+        if self.profile.strip().lower() == "pentium":
+            return MMUConfig.pentium()
+        return MMUConfig.i486()
+
+
+@attrs.frozen
+class RunResult:
+    """How a :meth:`Machine.run` ended: ``reason`` (see the module docstring), the ``cycles``
+    and ``instructions`` of this run, the triple-fault ``report`` (or None), the
+    ``breakpoint`` address hit (or None) and a ``detail`` text."""
+
+    reason: str
+    cycles: int
+    instructions: int
+    report: Any = None
+    breakpoint: int | None = None
+    detail: str = ""
+
+
+@attrs.frozen
+class MachineStats:
+    """Counters of a machine since it was built: cycles (the TSC), instructions retired,
+    cycles spent idle in HLT, timer ticks, interrupts acknowledged, and the MMU's statistics."""
+
+    cycles: int
+    instructions: int
+    idle_cycles: int
+    timer_ticks: int
+    interrupts: int
+    tlb: MMUStats
+
+    def table(self) -> str:
+        """The counters as text a person can read."""
+        rows = [
+            ("cycles", self.cycles),
+            ("instructions", self.instructions),
+            ("idle cycles (HLT)", self.idle_cycles),
+            ("timer ticks", self.timer_ticks),
+            ("interrupts taken", self.interrupts),
+        ]
+        lines = [f"{name:20} {value:>14,}" for name, value in rows]
+        return "\n".join(lines) + "\n" + self.tlb.table()
+
+
+@attrs.frozen
+class FlatLayout:
+    """Where :meth:`Machine.setup_flat_protected_mode` put things (physical = linear)."""
+
+    gdt_base: int
+    gdt_limit: int
+    idt_base: int
+    idt_limit: int
+    tss_base: int
+    stack_top: int
+    kernel_code: int = 0x08
+    kernel_data: int = 0x10
+    user_code: int = 0x1B
+    user_data: int = 0x23
+    tss: int = 0x28
+    #: First GDT index free for the caller's own descriptors.
+    first_free_index: int = 6
+
+
+class _ReadOnly:
+    """Physical memory seen by a debugger walk: reads only, A/D write-backs dropped."""
+
+    def __init__(self, memory: PhysicalMemory) -> None:
+        self.memory = memory
+
+    def read32(self, addr: int, /) -> int:
+        return self.memory.read32(addr)
+
+    def write32(self, addr: int, value: int, /) -> None:
+        pass
+
+
+class Machine:
+    """Memory, MMU, CPU, interrupt controller, interval timer, console and cycle counter."""
+
+    def __init__(self, config: MachineConfig | None = None) -> None:
+        self.config = config if config is not None else MachineConfig()
+        self.profile: TimingProfile = get_profile(self.config.profile)
+        self.memory = PhysicalMemory(self.config.memory_size)
+        self.mmu = MMU(self.memory, self.config.mmu_config)
+        self.cpu = CPU(self.mmu, self.profile)
+        self.pic = ProgrammableInterruptController(self.config.pic_base)
+        self.timer = IntervalTimer(self.pic, self._now, self.config.timer_period)
+        self.console_device = Console()
+        self.bus = Bus()
+        self.bus.attach(self.pic, PIC_COMMAND, PIC_DATA)
+        self.bus.attach(self.timer, TIMER_PERIOD, TIMER_COUNT)
+        self.bus.attach(self.console_device, CONSOLE_PORT)
+        cpu: Any = self.cpu
+        cpu.io_read = self._io_read
+        cpu.io_write = self._io_write
+        cpu.ack_interrupt = self._acknowledge
+        self.breakpoints: set[int] = set()
+        #: Called with one line per instruction when set (see :meth:`trace_line`).
+        self.trace: TraceHook | None = None
+        self.idle_cycles = 0
+
+    # --- devices ---------------------------------------------------------------------------
+    def _now(self) -> int:
+        return self.cpu.tsc
+
+    def _update_irq(self) -> None:
+        self.cpu.irq_pending = self.pic.output
+
+    def _io_read(self, port: int, size: int) -> int:
+        value = self.bus.read(port, size)
+        self._update_irq()
+        return value
+
+    def _io_write(self, port: int, size: int, value: int) -> None:
+        self.bus.write(port, size, value)
+        self._update_irq()
+
+    def _acknowledge(self) -> int | None:
+        vector = self.pic.acknowledge()
+        self._update_irq()
+        return vector
+
+    def _advance_devices(self) -> None:
+        if self.timer.advance(self.cpu.tsc):
+            self._update_irq()
+
+    @property
+    def console(self) -> str:
+        """Everything the guest wrote to the console port, as text."""
+        return self.console_device.text
+
+    # --- loading and setup -----------------------------------------------------------------
+    def load(self, address: int, data: bytes | bytearray | memoryview) -> None:
+        """Copy ``data`` into physical memory at ``address`` (untimed, like a boot loader)."""
+        self.memory.write(address, data)
+
+    def setup_flat_protected_mode(
+        self,
+        entry: int,
+        *,
+        stack_top: int = 0x90000,
+        gdt_base: int = 0x1000,
+        gdt_entries: int = 64,
+        idt_base: int = 0x2000,
+        tss_base: int = 0x2800,
+    ) -> FlatLayout:
+        """Do what a boot loader does before jumping to a 32-bit kernel, without timing it.
+
+        Builds a GDT (null; ring-0 flat code 0x08 and data 0x10; ring-3 flat code 0x1B and
+        data 0x23; a 32-bit TSS 0x28 with SS0:ESP0 = 0x10:``stack_top``; the other
+        ``gdt_entries`` slots empty), an IDT of 256 empty (not present) gates, loads GDTR,
+        IDTR and TR (TSS marked busy), CS = 0x08, DS = ES = FS = GS = SS = 0x10, ESP =
+        ``stack_top``, EIP = ``entry``, CPL 0, EFLAGS = 2 (IF = 0), CR0 = PE | ET, paging off.
+        """
+        mem = self.memory
+        code0 = SegmentDescriptor(0, 0xFFFFF, CODE_EXECUTE_READ_ACCESSED, 0, g=True, db=True)
+        data0 = SegmentDescriptor(0, 0xFFFFF, DATA_READ_WRITE_ACCESSED, 0, g=True, db=True)
+        code3 = attrs.evolve(code0, dpl=3)
+        data3 = attrs.evolve(data0, dpl=3)
+        tss = SystemDescriptor(tss_base, TSS32_SIZE - 1, SYS_TSS32_BUSY)
+        gdt_limit = 8 * gdt_entries - 1
+        mem.fill(gdt_base, 8 * gdt_entries, 0)
+        descriptors: tuple[SegmentDescriptor | SystemDescriptor, ...] = (
+            code0, data0, code3, data3, tss)
+        for index, desc in enumerate(descriptors, start=1):
+            mem.write(gdt_base + 8 * index, desc.encode())
+        mem.fill(idt_base, 8 * 256, 0)
+        mem.write(tss_base, Tss32(esp0=stack_top, ss0=0x10).encode())
+        cpu = self.cpu
+        cpu.gdtr_base, cpu.gdtr_limit = gdt_base, gdt_limit
+        cpu.idtr_base, cpu.idtr_limit = idt_base, 8 * 256 - 1
+        cpu.tr = SegmentCache.from_descriptor(0x28, tss)
+        cpu.ldtr = SegmentCache.null(0)
+        cpu.seg[CS] = SegmentCache.from_descriptor(0x08, code0)
+        for sreg in (SS, DS, ES, FS, GS):
+            cpu.seg[sreg] = SegmentCache.from_descriptor(0x10, data0)
+        cpu.set_cpl(0)
+        cpu.regs[ESP] = stack_top & MASK32
+        cpu.eip = entry & MASK32
+        cpu.set_eflags(EFLAGS_FIXED, MASK32)
+        cpu.cr0 = CR0_PE | CR0_ET
+        cpu.cr4 = 0
+        self.mmu.set_controls(cpu.cr0, cpu.cr4)
+        return FlatLayout(gdt_base, gdt_limit, idt_base, 8 * 256 - 1, tss_base, stack_top)
+
+    # --- breakpoints, tracing --------------------------------------------------------------
+    def add_breakpoint(self, linear: int) -> None:
+        """Stop a run before executing the instruction that starts at ``linear``."""
+        self.breakpoints.add(linear & MASK32)
+
+    def remove_breakpoint(self, linear: int) -> None:
+        """Forget a breakpoint (no error if there was none)."""
+        self.breakpoints.discard(linear & MASK32)
+
+    @property
+    def pc(self) -> int:
+        """Linear address of the next instruction (CS.base + EIP)."""
+        return (self.cpu.seg[CS].base + self.cpu.eip) & MASK32
+
+    def peek(self, linear: int, n: int) -> bytes | None:
+        """Read guest bytes at a linear address without touching the modelled TLB, A/D
+        bits or statistics (a debugger's view); None when a page is not mapped."""
+        cpu = self.cpu
+        out = bytearray()
+        try:
+            for k in range(n):
+                address = (linear + k) & MASK32
+                if cpu.cr0 & (1 << 31):
+                    result = walk(_ReadOnly(self.memory), cpu.cr3, address, False, False,
+                                  False, bool(cpu.cr4 & (1 << 4)))
+                    if result.fault is not None:
+                        return None
+                    address = result.physical
+                out += self.memory.read(address, 1)
+        except MemoryAccessError:
+            return None
+        return bytes(out)
+
+    def trace_line(self) -> str:
+        """``cycle CS:EIP disassembly`` of the next instruction (hex bytes when the
+        disassembler is not available or refuses the bytes)."""
+        cpu = self.cpu
+        code = self.peek(self.pc, 15)
+        text = "<unmapped>"
+        if code is not None:
+            text = code[:8].hex(" ")
+            try:
+                # Imported lazily: the disassembler is optional for tracing.
+                disasm = importlib.import_module("lavsim.cpu.disasm")
+                line: Any = disasm.disassemble_one(code, cpu.eip)
+                text = f"{line.bytes.hex(' '):<24} {line.text}"
+            except Exception:  # the disassembler is optional for tracing
+                pass
+        return f"{cpu.tsc:>12} {cpu.seg[CS].selector:04x}:{cpu.eip:08x}  {text}"
+
+    # --- running ---------------------------------------------------------------------------
+    def step(self) -> RunResult:
+        """Execute one instruction (or take one pending interrupt, or idle once)."""
+        return self.run(max_instructions=1)
+
+    def run(
+        self, max_cycles: int | None = None, max_instructions: int | None = None
+    ) -> RunResult:
+        """Run until a stop reason (see the module docstring); both limits are relative to the
+        start of this run. Without limits the run ends only by halt, triple fault, breakpoint
+        or bus error."""
+        cpu: Any = self.cpu
+        start_cycles = cpu.tsc
+        start_instructions = cpu.instructions
+        cycle_limit = None if max_cycles is None else start_cycles + max_cycles
+        insn_limit = None if max_instructions is None else start_instructions + max_instructions
+        timer = self.timer
+        first = True
+        reason = ""
+        detail = ""
+        hit: int | None = None
+        try:
+            while True:
+                if cpu.shutdown:
+                    reason = "triple_fault"
+                    break
+                event = timer.next_event
+                if event is not None and cpu.tsc >= event:
+                    self._advance_devices()
+                if cpu.halted:
+                    woke = self._idle(cycle_limit)
+                    if woke is not None:
+                        reason = woke
+                        break
+                    continue
+                if insn_limit is not None and cpu.instructions >= insn_limit:
+                    reason = "instruction_limit"
+                    break
+                if cycle_limit is not None and cpu.tsc >= cycle_limit:
+                    reason = "cycle_limit"
+                    break
+                if self.breakpoints and not first and self.pc in self.breakpoints:
+                    reason = "breakpoint"
+                    hit = self.pc
+                    break
+                first = False
+                if self.trace is not None:
+                    self.trace(self.trace_line())
+                cpu.step()
+        except MemoryAccessError as error:
+            reason = "bus_error"
+            detail = str(error)
+        report = getattr(cpu, "shutdown_report", None) if reason == "triple_fault" else None
+        if reason == "triple_fault" and not detail:
+            detail = str(cpu.shutdown)
+        return RunResult(
+            reason,
+            cpu.tsc - start_cycles,
+            cpu.instructions - start_instructions,
+            report,
+            hit,
+            detail,
+        )
+
+    def _idle(self, cycle_limit: int | None) -> str | None:
+        """The CPU is halted: take a pending interrupt, or skip to the next timer event.
+        Returns a stop reason, or None when the CPU can go on."""
+        cpu: Any = self.cpu
+        if not cpu.get_eflags() & IF:
+            return "halted"
+        if cpu.irq_pending:
+            from lavsim.cpu.interrupts import deliver_external
+
+            deliver_external(cpu)
+            return None
+        event = self.timer.next_event
+        if event is None:
+            return "halted"
+        if cycle_limit is not None and event > cycle_limit:
+            if cpu.tsc < cycle_limit:
+                self.idle_cycles += cycle_limit - cpu.tsc
+                cpu.tsc = cycle_limit
+            return "cycle_limit"
+        if event > cpu.tsc:
+            self.idle_cycles += event - cpu.tsc
+            cpu.tsc = event
+        self._advance_devices()
+        return None
+
+    # --- inspection ------------------------------------------------------------------------
+    def stats(self) -> MachineStats:
+        """The machine's counters now."""
+        return MachineStats(
+            cycles=self.cpu.tsc,
+            instructions=self.cpu.instructions,
+            idle_cycles=self.idle_cycles,
+            timer_ticks=self.timer.ticks,
+            interrupts=self.pic.acknowledged,
+            tlb=self.mmu.stats,
+        )
+
+    def state_digest(self) -> str:
+        """A digest of registers, segment selectors, control registers, the TSC and memory:
+        two runs are identical exactly when their digests are."""
+        import hashlib
+
+        cpu = self.cpu
+        h = hashlib.sha256()
+        parts = [*cpu.regs, cpu.eip, cpu.get_eflags(), cpu.cpl, cpu.cr0, cpu.cr2, cpu.cr3,
+                 cpu.cr4, cpu.tsc, cpu.instructions, *(s.selector for s in cpu.seg)]
+        h.update(repr(parts).encode())
+        h.update(self.memory.digest().encode())
+        h.update(self.console_device.data)
+        return h.hexdigest()

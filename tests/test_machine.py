@@ -1,0 +1,141 @@
+"""The Machine: building, stop reasons, breakpoints, tracing, the timer through the IDT, the
+console, HLT idling and determinism."""
+
+from __future__ import annotations
+
+import pytest
+
+from lavsim.errors import ConfigError
+from lavsim.faults import DF, GP
+from lavsim.machine import Machine, MachineConfig, RunResult
+from lavsim.mmu.descriptors import SYS_INTERRUPT_GATE32, GateDescriptor
+
+ENTRY = 0x10000
+HANDLER = 0x10100
+COUNTER = 0x20000
+
+# sti; hlt; jmp short back to hlt
+IDLE_LOOP = bytes([0xFB, 0xF4, 0xEB, 0xFD])
+# inc dword [COUNTER]; mov al, 0x20; out 0x20, al (EOI); iretd
+TICK_HANDLER = bytes([0xFF, 0x05, *COUNTER.to_bytes(4, "little"), 0xB0, 0x20, 0xE6, 0x20, 0xCF])
+
+
+def machine(code: bytes, **config: object) -> Machine:
+    m = Machine(MachineConfig(memory_size=1 << 20, **config))  # type: ignore[arg-type]
+    m.load(ENTRY, code)
+    m.setup_flat_protected_mode(entry=ENTRY)
+    return m
+
+
+def timer_machine(period: int = 1000, profile: str = "i486") -> Machine:
+    m = machine(IDLE_LOOP, timer_period=period, profile=profile)
+    m.load(HANDLER, TICK_HANDLER)
+    gate = GateDescriptor(SYS_INTERRUPT_GATE32, 0x08, HANDLER, 0, 0)
+    m.load(0x2000 + 8 * 0x20, gate.encode())
+    return m
+
+
+def test_config_refuses_bad_fields_naming_them() -> None:
+    for field, kwargs in (
+        ("profile", {"profile": "z80"}),
+        ("memory_size", {"memory_size": 1000}),
+        ("timer_period", {"timer_period": -1}),
+        ("pic_base", {"pic_base": 0x21}),
+    ):
+        with pytest.raises(ConfigError) as info:
+            MachineConfig(**kwargs)  # type: ignore[arg-type]
+        assert info.value.field == field
+
+
+def test_hlt_with_interrupts_disabled_stops_as_halted() -> None:
+    m = machine(bytes([0xFA, 0xF4]))  # cli; hlt
+    result = m.run(max_cycles=10_000)
+    assert result.reason == "halted" and result.instructions == 2
+
+
+def test_instruction_and_cycle_limits() -> None:
+    m = machine(bytes([0xEB, 0xFE]))  # jmp $
+    assert m.run(max_instructions=5) == RunResult("instruction_limit", m.cpu.tsc, 5)
+    result = m.run(max_cycles=100)
+    assert result.reason == "cycle_limit" and result.cycles >= 100
+
+
+def test_console_port_collects_text() -> None:
+    code = b"".join(bytes([0xB0, ch, 0xE6, 0xE9]) for ch in b"ok\n") + bytes([0xFA, 0xF4])
+    m = machine(code)
+    assert m.run(max_instructions=100).reason == "halted"
+    assert m.console == "ok\n"
+
+
+def test_breakpoint_stops_before_the_instruction_and_run_continues_past_it() -> None:
+    m = machine(bytes([0x90, 0x90, 0x90, 0xFA, 0xF4]))
+    m.add_breakpoint(ENTRY + 2)
+    first = m.run()
+    assert (first.reason, first.breakpoint, m.cpu.eip) == ("breakpoint", ENTRY + 2, ENTRY + 2)
+    assert m.run().reason == "halted"
+
+
+def test_trace_hook_sees_every_instruction() -> None:
+    lines: list[str] = []
+    m = machine(bytes([0x90, 0x90, 0xFA, 0xF4]))
+    m.trace = lines.append
+    m.run()
+    assert len(lines) == 4
+    assert "0008:00010000" in lines[0]
+
+
+def test_triple_fault_stops_the_machine_with_a_report() -> None:
+    m = machine(bytes([0xCD, 0x30]))  # int 0x30 through an empty IDT
+    result = m.run(max_instructions=10)
+    assert result.reason == "triple_fault"
+    assert result.report.vectors == (GP, GP, DF, GP)
+    assert result.report.eip == ENTRY
+    assert "triple fault" in result.detail
+    assert m.run().reason == "triple_fault", "a shut-down machine stays down"
+
+
+def test_timer_interrupts_every_n_cycles_while_idle_in_hlt() -> None:
+    m = timer_machine(1000)
+    result = m.run(max_cycles=10_500)
+    assert result.reason == "cycle_limit"
+    assert m.memory.read32(COUNTER) == 10
+    stats = m.stats()
+    assert stats.timer_ticks == 10 and stats.interrupts == 10
+    assert stats.idle_cycles > 5_000, "the CPU slept in HLT between ticks"
+
+
+def test_masked_timer_line_delivers_nothing() -> None:
+    m = timer_machine(1000)
+    m.pic.imr = 0x01
+    m.run(max_cycles=5_000)
+    assert m.memory.read32(COUNTER) == 0
+
+
+def test_two_identical_runs_are_identical() -> None:
+    digests = []
+    for _ in range(2):
+        m = timer_machine(777, profile="pentium")
+        result = m.run(max_cycles=20_000)
+        digests.append((result, m.state_digest(), m.stats().tlb))
+    assert digests[0] == digests[1]
+
+
+def test_step_executes_one_instruction() -> None:
+    m = machine(bytes([0x90, 0x90]))
+    result = m.step()
+    assert result.instructions == 1 and m.cpu.eip == ENTRY + 1
+
+
+def test_stats_table_is_readable() -> None:
+    m = machine(bytes([0xFA, 0xF4]))
+    m.run()
+    assert "instructions" in m.stats().table()
+
+
+def test_guest_page_table_outside_memory_is_a_bus_error_not_a_python_error() -> None:
+    # mov eax, 0x0FFFF000; mov cr3, eax; mov eax, 0x80000011; mov cr0, eax; nop
+    code = bytes([0xB8, 0x00, 0xF0, 0xFF, 0x0F, 0x0F, 0x22, 0xD8,
+                  0xB8, 0x11, 0x00, 0x00, 0x80, 0x0F, 0x22, 0xC0, 0x90])
+    m = machine(code)
+    result = m.run(max_instructions=10)
+    assert result.reason == "bus_error" and "outside installed memory" in result.detail
