@@ -151,7 +151,8 @@ class CpuState:
         """Replace the bits of EFLAGS selected by ``mask`` (callers narrow the mask for the
         CPL/IOPL rules of POPF and IRET)."""
         current = self.get_eflags()
-        self.eflags = ((current & ~mask) | (value & mask) | EFLAGS_FIXED) & ~(1 << 3 | 1 << 5 | 1 << 15)
+        reserved_zero = 1 << 3 | 1 << 5 | 1 << 15
+        self.eflags = ((current & ~mask) | (value & mask) | EFLAGS_FIXED) & ~reserved_zero
         self.lazy_flags = None
 
     @property
@@ -185,7 +186,8 @@ class CpuState:
 
     def write_mem(self, sreg: int, offset: int, size: int, value: int) -> None:
         """Write 1, 2 or 4 bytes at ``sreg:offset`` with the current privilege."""
-        self.mmu.write(self.linear(sreg, offset, size, True), size, value & SIZE_MASK[size], self.user)
+        linear = self.linear(sreg, offset, size, True)
+        self.mmu.write(linear, size, value & SIZE_MASK[size], self.user)
 
     # --- the stack -------------------------------------------------------------------------
     def stack_offset_mask(self) -> int:
