@@ -1,0 +1,37 @@
+"""Lavender on the simulated machine: address spaces, the resident space, process groups,
+processes, threads, a round-robin scheduler and traps, with every runtime path as guest code.
+
+Start with :class:`LavenderSystem` (:mod:`lavsim.kernel.system`); :mod:`lavsim.kernel.layout`
+holds every number the boot loader and the guest kernel share.
+"""
+
+from __future__ import annotations
+
+from lavsim.kernel.observer import KernelStats, RowStats
+from lavsim.kernel.system import (
+    FaultRecord,
+    LavenderSystem,
+    PanicReport,
+    Process,
+    ProcessGroup,
+    RunOutcome,
+    SegmentInfo,
+    Thread,
+    ThreadState,
+    UserRegisters,
+)
+
+__all__ = [
+    "FaultRecord",
+    "KernelStats",
+    "LavenderSystem",
+    "PanicReport",
+    "Process",
+    "ProcessGroup",
+    "RowStats",
+    "RunOutcome",
+    "SegmentInfo",
+    "Thread",
+    "ThreadState",
+    "UserRegisters",
+]
