@@ -38,7 +38,9 @@ from __future__ import annotations
 from attrs import frozen
 
 #: Condition-code suffixes by tttn encoding (SDM Vol. 2, appendix B.1.4.7).
-CONDITIONS = ("o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g")
+CONDITIONS = (
+    "o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g",
+)
 #: Aliases the assembler accepts for the same tttn code.
 CONDITION_ALIASES = {
     "c": 2, "nae": 2, "nb": 3, "nc": 3, "z": 4, "nz": 5, "na": 6, "nbe": 7,
@@ -128,19 +130,22 @@ def _build() -> tuple[Form, ...]:
     add(_f("pop", 0x8F, 0, "r/mv", "pop", "pop"))
     for name, push_op, pop_op in (
         ("es", b"\x06", b"\x07"), ("cs", b"\x0e", None), ("ss", b"\x16", b"\x17"),
-        ("ds", b"\x1e", b"\x1f"), ("fs", b"\x0f\xa0", b"\x0f\xa1"), ("gs", b"\x0f\xa8", b"\x0f\xa9"),
+        ("ds", b"\x1e", b"\x1f"), ("fs", b"\x0f\xa0", b"\x0f\xa1"),
+        ("gs", b"\x0f\xa8", b"\x0f\xa9"),
     ):
         add(_f("push", push_op, None, name.upper(), "push_sreg", "push.sreg"))
         if pop_op is not None:
             add(_f("pop", pop_op, None, name.upper(), "pop_sreg", "pop.sreg"))
+    # The 16-bit twins carry GNU's names (pushaw, popaw, pushfw, popfw, iretw): in 32-bit code
+    # GNU reads plain PUSHA/POPA/PUSHF/POPF/IRET as the 32-bit forms.
     add(_f("pushad", 0x60, None, "", "pushad", "pushad", "size32"))
-    add(_f("pusha", 0x60, None, "", "pushad", "pushad", "size16"))
+    add(_f("pushaw", 0x60, None, "", "pushad", "pushad", "size16"))
     add(_f("popad", 0x61, None, "", "popad", "popad", "size32"))
-    add(_f("popa", 0x61, None, "", "popad", "popad", "size16"))
+    add(_f("popaw", 0x61, None, "", "popad", "popad", "size16"))
     add(_f("pushfd", 0x9C, None, "", "pushfd", "pushfd", "size32"))
-    add(_f("pushf", 0x9C, None, "", "pushfd", "pushfd", "size16"))
+    add(_f("pushfw", 0x9C, None, "", "pushfd", "pushfd", "size16"))
     add(_f("popfd", 0x9D, None, "", "popfd", "popfd", "size32"))
-    add(_f("popf", 0x9D, None, "", "popfd", "popfd", "size16"))
+    add(_f("popfw", 0x9D, None, "", "popfd", "popfd", "size16"))
     add(_f("cdq", 0x99, None, "", "cdq", "cdq", "size32"))
     add(_f("cwd", 0x99, None, "", "cdq", "cdq", "size16"))
     add(_f("cwde", 0x98, None, "", "cwde", "cwde", "size32"))
@@ -203,7 +208,8 @@ def _build() -> tuple[Form, ...]:
         (0xD0, 4, "r/m8, 1"), (0xD1, 4, "r/mv, 1"), (0xD2, 4, "r/m8, CL"),
         (0xD3, 4, "r/mv, CL"), (0xC0, 4, "r/m8, imm8"), (0xC1, 4, "r/mv, imm8"),
     ):
-        add(_f("sal", opcode, modrm, ops, "shl", "shift", "noasm" + (" size8" if "8," in ops else "")))
+        size8 = " size8" if "8," in ops else ""
+        add(_f("sal", opcode, modrm, ops, "shl", "shift", "noasm" + size8))
 
     # --- near control transfer -----------------------------------------------------------
     for cc, suffix in enumerate(CONDITIONS):
@@ -232,7 +238,7 @@ def _build() -> tuple[Form, ...]:
     add(_f("int", 0xCD, None, "imm8", "int_n", "int"))
     add(_f("into", 0xCE, None, "", "into", "into"))
     add(_f("iretd", 0xCF, None, "", "iret", "iret", "size32"))
-    add(_f("iret", 0xCF, None, "", "iret", "iret", "size16"))
+    add(_f("iretw", 0xCF, None, "", "iret", "iret", "size16"))
 
     # --- string instructions -------------------------------------------------------------
     for name, byte_op, timing in (
@@ -267,14 +273,17 @@ def _build() -> tuple[Form, ...]:
     add(_f("lgdt", b"\x0f\x01", 2, "m", "lgdt", "lgdt", "priv"))
     add(_f("lidt", b"\x0f\x01", 3, "m", "lidt", "lidt", "priv"))
     add(_f("invlpg", b"\x0f\x01", 7, "m", "invlpg", "invlpg", "priv"))
-    add(_f("sldt", b"\x0f\x00", 0, "r/m16", "sldt", "sldt", "size16"))
-    add(_f("str", b"\x0f\x00", 1, "r/m16", "str_", "str", "size16"))
+    # SLDT/STR store like MOV r/m16, Sreg: a register destination has the operand size (GNU
+    # encodes `sldt ax` with 66), memory is always 16 bits.
+    add(_f("sldt", b"\x0f\x00", 0, "r/m16", "sldt", "sldt"))
+    add(_f("str", b"\x0f\x00", 1, "r/m16", "str_", "str"))
     add(_f("lldt", b"\x0f\x00", 2, "r/m16", "lldt", "lldt", "priv size16"))
     add(_f("ltr", b"\x0f\x00", 3, "r/m16", "ltr", "ltr", "priv size16"))
     add(_f("verr", b"\x0f\x00", 4, "r/m16", "verr", "verr", "size16"))
     add(_f("verw", b"\x0f\x00", 5, "r/m16", "verw", "verw", "size16"))
-    add(_f("lar", b"\x0f\x02", "r", "rv, r/mv", "lar", "lar"))
-    add(_f("lsl", b"\x0f\x03", "r", "rv, r/mv", "lsl", "lsl"))
+    # LAR/LSL read a 16-bit selector (SDM: LAR r32, r32/m16): GNU refuses `dword ptr [..]`.
+    add(_f("lar", b"\x0f\x02", "r", "rv, r/m16", "lar", "lar"))
+    add(_f("lsl", b"\x0f\x03", "r", "rv, r/m16", "lsl", "lsl"))
     add(_f("arpl", 0x63, "r", "r/m16, r16", "arpl", "arpl", "size16"))
     return tuple(t)
 
