@@ -1,45 +1,71 @@
-"""Simulator speed: simulated MIPS (host wall clock) on two guest loops, in flat 32-bit
-protected mode with paging on and the TLB model on (Pentium TLBs, Pentium timing):
+"""Simulator speed: simulated MIPS (instructions per host second) on two guest loops, in
+32-bit protected mode with paging on and the TLB model on (Pentium TLBs, Pentium timing):
 
-1. load / add / store / inc / cmp / branch:
+1. load / add / store / inc / cmp / branch, flat ring 0:
        L: mov eax, [esi] ; add eax, ebx ; mov [esi], eax ; inc ecx ; cmp ecx, edx ; jne L
-2. call-gate round trips (same privilege): L: call far GATE:0 ; dec ecx ; jnz L, the gate's
-   procedure being a RETF.
+2. call-gate round trips to an inner ring: ring 3 pushes two parameters and calls through a
+   DPL 3 call gate (parameter count 2) into a DPL 2 code segment, whose procedure returns with
+   ``retf 8`` (stack switch from the TSS's SS2:ESP2 on the way in, back to ring 3 on the way out):
+       L: push eax ; push ebx ; call far GATE:0 ; dec ecx ; jnz L        PROC: retf 8
 
-Run: ``python benchmarks/sim_speed.py [--instructions N]``.
+Each loop is measured with the executor's fast paths on (``CPU(fast=True)``: decode-time
+specialisations and block execution) and off (``fast=False``, the decoded-instruction cache
+still on), in the same run, and the ratio is printed. Simulated results are identical either
+way (tests/test_fast_paths.py); only the host time differs.
+
+Run: ``python benchmarks/sim_speed.py [--instructions N] [--repeat R]`` (the best of R runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 from lavsim.cpu.core import CPU
 from lavsim.cpu.state import CR0_ET, CR0_PE, CR0_PG, CS, DS, ES, ESP, FS, GS, SS
 from lavsim.memory import PhysicalMemory
+from lavsim.mmu.descriptors import (
+    CODE_EXECUTE_READ,
+    DATA_READ_WRITE,
+    SYS_CALL_GATE32,
+    SYS_TSS32_AVAILABLE,
+    TSS32_SIZE,
+    GateDescriptor,
+    SegmentDescriptor,
+    SystemDescriptor,
+    Tss32,
+)
 from lavsim.mmu.mmu import MMU, MMUConfig
 from lavsim.mmu.segmentation import SegmentCache
 from lavsim.timing import PENTIUM
 
-PAGE_DIR, PAGE_TABLE, GDT = 0x1000, 0x2000, 0x5000
-CODE, PROC, DATA, STACK_TOP = 0x100000, 0x101000, 0x200000, 0x300000
+PAGE_DIR, PAGE_TABLE, GDT, TSS = 0x1000, 0x2000, 0x5000, 0x6000
+CODE, PROC, DATA = 0x100000, 0x101000, 0x200000
+STACK3_TOP, STACK2_TOP = 0x300000, 0x280000
+
+# GDT of the gate loop: selectors with their RPL.
+CODE0, DATA0, GATE, CODE2, DATA2, CODE3, DATA3, TSS_SEL = (
+    0x08, 0x10, 0x1B, 0x20, 0x2A, 0x33, 0x3B, 0x40,
+)
 
 
-def machine() -> CPU:
+def machine(fast: bool) -> CPU:
+    """A CPU in flat ring-0 protected mode, the first 4 MiB identity-mapped (user, writable)."""
     mem = PhysicalMemory(4 << 20)
     mem.write32(PAGE_DIR, PAGE_TABLE | 7)
-    for page in range(1024):  # identity-map the first 4 MiB, user, writable
+    for page in range(1024):
         mem.write32(PAGE_TABLE + 4 * page, (page << 12) | 7)
     mmu = MMU(mem, MMUConfig.pentium())
-    cpu = CPU(mmu, PENTIUM)
+    cpu = CPU(mmu, PENTIUM, fast=fast)
     cpu.cr0 = CR0_PE | CR0_ET | CR0_PG
     cpu.cr3 = PAGE_DIR
     mmu.load_cr3(PAGE_DIR)
     mmu.set_controls(cpu.cr0, 0)
-    cpu.seg[CS] = SegmentCache.flat(0x08, 0, True)
+    cpu.seg[CS] = SegmentCache.flat(CODE0, 0, True)
     for s in (DS, ES, SS, FS, GS):
-        cpu.seg[s] = SegmentCache.flat(0x10, 0, False)
-    cpu.regs[ESP] = STACK_TOP
+        cpu.seg[s] = SegmentCache.flat(DATA0, 0, False)
+    cpu.regs[ESP] = STACK3_TOP
     cpu.eip = CODE
     return cpu
 
@@ -53,43 +79,70 @@ def measure(cpu: CPU, instructions: int) -> float:
     return instructions / elapsed / 1e6
 
 
-def alu_loop(instructions: int) -> float:
-    cpu = machine()
+def alu_loop(fast: bool, instructions: int) -> float:
+    cpu = machine(fast)
     cpu.mmu.memory.write(CODE, bytes([0x8B, 0x06, 0x01, 0xD8, 0x89, 0x06, 0x41, 0x39, 0xD1,
                                       0x75, 0xF5]))
     cpu.regs[6], cpu.regs[3], cpu.regs[2] = DATA, 1, 0xFFFFFFFF
     return measure(cpu, instructions)
 
 
-def gate_loop(instructions: int) -> float | None:
-    try:
-        import lavsim.cpu.far  # noqa: F401
-        from lavsim.mmu.descriptors import SYS_CALL_GATE32, GateDescriptor, SegmentDescriptor
-    except ImportError:
-        return None
-    cpu = machine()
+def _flat(dpl: int, code: bool) -> SegmentDescriptor:
+    return SegmentDescriptor(0, 0xFFFFF, CODE_EXECUTE_READ if code else DATA_READ_WRITE, dpl,
+                             g=True)
+
+
+def gate_loop(fast: bool, instructions: int) -> float:
+    import lavsim.cpu.far  # noqa: F401  (registers the far-transfer semantics)
+
+    cpu = machine(fast)
     mem = cpu.mmu.memory
-    mem.write(GDT + 0x08, SegmentDescriptor(0, 0xFFFFF, 0xB, 0, True, True, True).encode())
-    mem.write(GDT + 0x10, SegmentDescriptor(0, 0xFFFFF, 0x3, 0, True, True, True).encode())
-    mem.write(GDT + 0x18, GateDescriptor(SYS_CALL_GATE32, 0x08, PROC, 0, 0).encode())
-    cpu.gdtr_base, cpu.gdtr_limit = GDT, 0x1F
-    mem.write(CODE, b"\x9a\x00\x00\x00\x00\x18\x00" + b"\x49" + b"\x75\xf6")
-    mem.write(PROC, b"\xcb")  # retf
+    tss = SystemDescriptor(TSS, TSS32_SIZE - 1, SYS_TSS32_AVAILABLE)
+    entries = {
+        CODE0: _flat(0, True), DATA0: _flat(0, False),
+        GATE: GateDescriptor(SYS_CALL_GATE32, CODE2, PROC, 2, 3),
+        CODE2: _flat(2, True), DATA2: _flat(2, False),
+        CODE3: _flat(3, True), DATA3: _flat(3, False),
+        TSS_SEL: tss,
+    }
+    for selector, desc in entries.items():
+        mem.write(GDT + (selector & ~7), desc.encode())
+    cpu.gdtr_base, cpu.gdtr_limit = GDT, 0x47
+    mem.write(TSS, Tss32(esp0=0x2F0000, ss0=DATA0, esp2=STACK2_TOP, ss2=DATA2).encode())
+    cpu.tr = SegmentCache.from_descriptor(
+        TSS_SEL, SystemDescriptor(TSS, TSS32_SIZE - 1, SYS_TSS32_AVAILABLE | 2))
+    # Ring 3.
+    cpu.seg[CS] = SegmentCache.from_descriptor(CODE3, _flat(3, True))
+    for s in (DS, ES, SS, FS, GS):
+        cpu.seg[s] = SegmentCache.from_descriptor(DATA3, _flat(3, False))
+    cpu.set_cpl(3)
+    mem.write(CODE, b"\x50" + b"\x53"                          # L: push eax ; push ebx
+              + b"\x9a\x00\x00\x00\x00" + GATE.to_bytes(2, "little")  # call far GATE:0
+              + b"\x49" + b"\x75\xf4")                         # dec ecx ; jnz L
+    mem.write(PROC, b"\xca\x08\x00")                           # retf 8
     cpu.regs[1] = 0xFFFFFFFF
     return measure(cpu, instructions)
 
 
+def best(fn: Callable[[bool, int], float], fast: bool, n: int, repeat: int) -> float:
+    return max(fn(fast, n) for _ in range(repeat))
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--instructions", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    n = args.instructions
-    print(f"load/add/store/inc/cmp/branch loop: {alu_loop(n):.3f} simulated MIPS")
-    gate = gate_loop(max(n // 10, 1000))
-    if gate is None:
-        print("call-gate round trips: n/a (far transfers not built yet)")
-    else:
-        print(f"call-gate round-trip loop:          {gate:.3f} simulated MIPS")
+    n, r = args.instructions, args.repeat
+    rows = [
+        ("load/add/store/inc/cmp/jne (ring 0)", alu_loop, n),
+        ("call gate 3->2, 2 params, retf 8", gate_loop, max(n // 10, 1000)),
+    ]
+    print(f"{'loop':38} {'fast on':>9} {'fast off':>9} {'ratio':>7}   (simulated MIPS)")
+    for name, fn, count in rows:
+        on = best(fn, True, count, r)
+        off = best(fn, False, count, r)
+        print(f"{name:38} {on:>9.3f} {off:>9.3f} {on / off:>6.2f}x")
 
 
 if __name__ == "__main__":

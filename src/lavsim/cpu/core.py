@@ -30,6 +30,31 @@ self-modifying code is seen at the next fetch. Writes made around the CPU (host-
 writing :class:`~lavsim.memory.PhysicalMemory`, page-table A/D updates) must be followed by
 :meth:`CPU.flush_decode_cache` if they can change code that has already run.
 
+**Fast paths** (``CPU(fast=True)``, the default; ``fast=False`` turns them off, with the same
+simulated results -- tests/test_fast_paths.py compares cycles, registers, memory, faults, TLB
+contents in LRU order and statistics):
+
+* *decode-time specialisations* (:mod:`lavsim.cpu.fast`): the hottest forms (MOV r32/m32,
+  ALU r32 with r32/m32, INC/DEC r32, PUSH/POP r32, CALL rel32, RET) get a body with the
+  segment check and the MMU's host page map inlined, falling back to the generic handler for
+  anything else;
+* *blocks* (``run`` only, with the decoded-instruction cache on): a straight-line run of
+  instructions in one page, ending after the first instruction that is not in
+  :data:`STRAIGHT` (control transfers, segment and system instructions, I/O, HLT, STI...),
+  cached by the physical address of its first byte. ``run`` executes a block's instructions
+  back to back, skipping the between-instruction tests that only a block's last instruction
+  (or a fault) can make true. The modelled fetch is unchanged: every instruction still makes
+  its one ITLB lookup, served by the same host page-map entry and credited to the same TLB as
+  in the per-instruction path; when that entry is gone (a data access demoted it in a unified
+  TLB), the block stops and the per-instruction path fetches the slow way. The instruction
+  and cycle limits are tested after every instruction; a write that drops cached code
+  (self-modifying code, also through an alias, the REP bulk path or ``physical_written``)
+  stops the running block at once. :meth:`CPU.step` runs one instruction as before
+  (specialisations included), so a caller stepping one instruction at a time sees no blocks.
+
+:meth:`CPU.flush_decode_cache` drops every host-side cache of the CPU (instructions and
+blocks); call it after writing code around the CPU or restoring saved state.
+
 **Page-walk cost.** The CPU is the MMU's listener: every modelled TLB miss (and every walk made
 to set a Dirty flag) adds ``walk_reads * page_walk.read + ad_writes * page_walk.ad_write`` to
 the TSC.
@@ -40,7 +65,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lavsim.cpu.decoder import Fetch, decode, decode_fetched
+from lavsim.cpu.fast import specialise
 from lavsim.cpu.insn import Insn
+from lavsim.cpu.operands import Handler
 from lavsim.cpu.state import IF, MASK32, SS, CpuState
 from lavsim.faults import SS as SS_VECTOR
 from lavsim.faults import CpuFault, gp
@@ -53,6 +80,23 @@ _CS = 1
 _PG = 1 << 31
 _EMPTY: dict[int, Any] = {}
 
+#: Most instructions in one block (bounds the work of decoding ahead).
+MAX_BLOCK = 64
+
+#: Handlers that may sit in the middle of a block: they change only general registers, the
+#: status flags, DF and memory, never EIP (other than falling through), CS, CPL, IF, the
+#: paging controls, the TLBs (except through ordinary data accesses), the TSC (other than
+#: through page walks) or device state, and never read the TSC. Any other instruction ends
+#: its block, so everything the run loop tests between instructions (a pending interrupt,
+#: HLT, shutdown, the CS limit, CPL) can change only at a block's end or through a fault.
+STRAIGHT = frozenset({
+    "mov", "movzx", "movsx", "lea", "xchg", "push", "pop", "pushad", "popad", "pushfd",
+    "cdq", "cwde", "add", "or", "adc", "sbb", "and", "sub", "xor", "cmp", "test", "inc", "dec",
+    "not", "neg", "mul", "imul", "div", "idiv", "imul2", "imul3", "rol", "ror", "rcl", "rcr",
+    "shl", "shr", "sar", "setcc", "cmovcc", "nop", "cld", "std", "clc", "stc", "cmc", "lahf",
+    "sahf", "bswap", "leave", "enter", "movs", "stos", "lods", "cmps", "scas",
+})
+
 
 class CPU(CpuState):
     """An IA-32 core that executes guest code (see the module docstring).
@@ -61,15 +105,23 @@ class CPU(CpuState):
     same simulated results.
     """
 
-    def __init__(self, mmu: MMU, profile: TimingProfile, decode_cache: bool = True) -> None:
+    def __init__(
+        self, mmu: MMU, profile: TimingProfile, decode_cache: bool = True, fast: bool = True
+    ) -> None:
         super().__init__(mmu, profile)
         #: One-line report once a triple fault has shut the processor down (else None).
         self.shutdown: str | None = None
         #: The structured report of that triple fault (set by ``lavsim.cpu.interrupts``).
         self.shutdown_report: Any = None
         self.decode_cache = decode_cache
+        #: Decode-time fast specialisations and block execution (see the module docstring).
+        self.fast = fast
         self._icache: dict[int, Insn] = {}
+        self._blocks: dict[int, Block] = {}
+        #: Physical page -> keys of ``_icache`` and ``_blocks`` decoded from it.
         self._code_pages: dict[int, list[int]] = {}
+        #: Bumped whenever cached code is dropped, so a running block stops at once.
+        self._smc = 0
         self._cache_profile = profile
         self._walk_read = profile.table["page_walk.read"]
         self._walk_ad = profile.table["page_walk.ad_write"]
@@ -136,9 +188,14 @@ class CPU(CpuState):
     # --- the decoded-instruction cache ------------------------------------------------------
 
     def flush_decode_cache(self) -> None:
-        """Drop every decoded instruction (after writes to code made around the CPU)."""
+        """Drop every decoded instruction and block: after writes to code made around the CPU
+        (host-side loaders, page-table edits that remap code), after restoring a snapshot, or
+        whenever host-side state must be rebuilt from the simulated state. Changes no
+        simulated result."""
         self._icache.clear()
+        self._blocks.clear()
         self._code_pages.clear()
+        self._smc += 1
 
     def physical_written(self, phys: int, n: int) -> None:
         """Physical bytes ``phys .. phys+n-1`` were written: drop cached code there."""
@@ -148,9 +205,12 @@ class CPU(CpuState):
         for page in range(phys >> 12, ((phys + n - 1) >> 12) + 1):
             keys = pages.pop(page, None)
             if keys is not None:
+                self._smc += 1
                 cache = self._icache
+                blocks = self._blocks
                 for k in keys:
                     cache.pop(k, None)
+                    blocks.pop(k, None)
 
     def _linear_written(self, linear: int, size: int) -> None:
         """A data write at ``linear`` succeeded: find its frame(s) without touching the
@@ -189,7 +249,7 @@ class CPU(CpuState):
     def fetch_decode(self, eip: int) -> Insn:
         """The decoded instruction at CS:``eip`` (through the cache when it is on)."""
         if not self.decode_cache:
-            return decode(self, eip)
+            return self._specialised(decode(self, eip))
         cs = self.seg[_CS]
         if eip < cs.min_off or eip > cs.max_off or not cs.db:
             return decode(self, eip)  # raises the architectural fault
@@ -200,13 +260,59 @@ class CPU(CpuState):
             return insn
         return self._decode_miss(eip, linear, phys, min(15, cs.max_off - eip + 1))
 
+    def _specialised(self, insn: Insn) -> Insn:
+        """With ``fast`` on, swap in the decode-time fast specialisation of the handler."""
+        if self.fast:
+            fn = specialise(insn)
+            if fn is not None:
+                insn.handler = fn
+        return insn
+
     def _decode_miss(self, eip: int, linear: int, phys: int, avail: int) -> Insn:
         f = Fetch(self, eip, linear, phys, avail)
-        insn = decode_fetched(self, eip, f)
+        insn = self._specialised(decode_fetched(self, eip, f))
         if f.phys2 < 0 and (linear & 0xFFF) + insn.length <= 0x1000:
             self._icache[phys] = insn
             self._code_pages.setdefault(phys >> 12, []).append(phys)
         return insn
+
+    def _build_block(self, eip: int, linear: int, phys: int) -> Block:
+        """Decode the straight-line run of instructions at CS:``eip`` whose first byte's page
+        (``linear`` -> ``phys``) was found in the MMU's host page map; cache it by ``phys``.
+
+        Decoding ahead reads physical memory only (no translation, no modelled TLB lookup):
+        an instruction that would need the next page, lies beyond the CS limit or does not
+        decode ends the block before it (the per-instruction path then fetches it and raises
+        whatever the processor would). The block ends after its first instruction that is not
+        in :data:`STRAIGHT` or after :data:`MAX_BLOCK` instructions.
+        """
+        cs = self.seg[_CS]
+        start_phys = phys
+        entries: list[tuple[Handler, Insn, int, int]] = []
+        end = eip - 1
+        while len(entries) < MAX_BLOCK:
+            avail = min(15, cs.max_off - eip + 1, 0x1000 - (linear & 0xFFF))
+            if avail <= 0:
+                break
+            f = Fetch(self, eip, linear, phys, avail)
+            try:
+                insn = self._specialised(decode_fetched(self, eip, f))
+            except CpuFault:
+                break
+            entries.append((insn.handler, insn, insn.cycles, insn.next_eip))
+            end = eip + insn.length - 1
+            if insn.form.handler not in STRAIGHT:
+                break
+            eip += insn.length
+            linear += insn.length
+            phys += insn.length
+            if not linear & 0xFFF:
+                break  # the next instruction starts on another page
+        block = Block(entries[0][1].addr if entries else eip, end, tuple(entries))
+        if self._blocks.get(start_phys) is None:
+            self._code_pages.setdefault(start_phys >> 12, []).append(start_phys)
+        self._blocks[start_phys] = block
+        return block
 
     # --- execution --------------------------------------------------------------------------
 
@@ -250,14 +356,21 @@ class CPU(CpuState):
     def run(self, max_instructions: int | None = None, max_cycles: int | None = None) -> str:
         """Execute until a stop condition; returns why: ``"halted"``, ``"instruction_limit"``
         (``max_instructions`` executed), ``"cycle_limit"`` (the TSC advanced by at least
-        ``max_cycles`` since the call), or ``"shutdown"`` (triple fault)."""
+        ``max_cycles`` since the call), or ``"shutdown"`` (triple fault).
+
+        The limits are checked before every instruction, exactly as a loop of :meth:`step`
+        would check them; with ``fast`` on, straight-line blocks run without going back to
+        the top of the loop between their instructions (see the module docstring).
+        """
         if self._cache_profile is not self.profile:
             self._profile_changed()
         n_limit = max_instructions if max_instructions is not None else 1 << 62
         c_limit = self.tsc + max_cycles if max_cycles is not None else 1 << 62
         done = 0
         cached = self.decode_cache
+        blocks_on = cached and self.fast
         cache = self._icache
+        blocks = self._blocks
         seg = self.seg
         mmu = self.mmu
         translate = mmu.translate
@@ -278,10 +391,54 @@ class CPU(CpuState):
                 if self.tsc >= c_limit:
                     return "cycle_limit"
                 eip = self.eip
+                cs = seg[_CS]
+                if blocks_on and cs.min_off <= eip <= cs.max_off and cs.db:
+                    linear = (cs.base + eip) & MASK32
+                    vpn = linear >> 12
+                    ifast = mmu._ifast
+                    e = ifast.get(vpn)
+                    if e is not None and e[2] & (1 << self.user):
+                        phys = e[1] | (linear & 0xFFF)
+                        block = blocks.get(phys)
+                        if block is None or block.addr != eip:
+                            block = self._build_block(eip, linear, phys)
+                        if block.entries and block.end <= cs.max_off:
+                            # The block: each instruction is fetched as the per-instruction
+                            # path below fetches it -- one ITLB lookup, served by the same
+                            # host page-map entry (so credited to the same TLB) as long as
+                            # that entry is still there; the limits are tested after each.
+                            owner = e[3]
+                            smc = self._smc
+                            left = n_limit - done
+                            ran = 0
+                            insn = block.entries[0][1]
+                            lazy = self.lazy_flags
+                            eflags = self.eflags
+                            try:
+                                for handler, insn, cycles, next_eip in block.entries:
+                                    if ifast.get(vpn) is not e:
+                                        break  # the entry was demoted: fetch the slow way
+                                    owner.hits += 1
+                                    lazy = self.lazy_flags
+                                    eflags = self.eflags
+                                    self.tsc += cycles
+                                    self.eip = next_eip
+                                    handler(self, insn)
+                                    ran += 1
+                                    if ran >= left or self.tsc >= c_limit or self._smc != smc:
+                                        break
+                            except CpuFault as fault:
+                                done += ran
+                                self.instructions += done
+                                self._fault(fault, insn.addr, lazy, eflags)
+                                self.instructions -= done
+                                continue
+                            done += ran
+                            continue
+                # One instruction at a time.
                 lazy = self.lazy_flags
                 eflags = self.eflags
                 try:
-                    cs = seg[_CS]
                     if cached and cs.min_off <= eip <= cs.max_off and cs.db:
                         linear = (cs.base + eip) & MASK32
                         # The MMU's translate() fast path, inlined: a hit on the host page
@@ -292,14 +449,16 @@ class CPU(CpuState):
                             phys = e[1] | (linear & 0xFFF)
                         else:
                             phys = translate(linear, False, self.user, True)
-                        insn = cache.get(phys)
-                        if (insn is None or insn.addr != eip
-                                or eip + insn.length - 1 > cs.max_off):
+                        hit = cache.get(phys)
+                        if (hit is None or hit.addr != eip
+                                or eip + hit.length - 1 > cs.max_off):
                             insn = self._decode_miss(
                                 eip, linear, phys, min(15, cs.max_off - eip + 1)
                             )
+                        else:
+                            insn = hit
                     else:
-                        insn = decode(self, eip)
+                        insn = self._specialised(decode(self, eip))
                     self.tsc += insn.cycles
                     self.eip = insn.next_eip
                     insn.handler(self, insn)
@@ -311,3 +470,22 @@ class CPU(CpuState):
                     self.instructions -= done_before
         finally:
             self.instructions += done
+
+
+class Block:
+    """A cached straight-line run of decoded instructions inside one page (host-side only).
+
+    ``addr`` is the EIP of its first instruction, ``end`` the offset of its last byte, and
+    ``entries`` holds ``(handler, insn, base cycles, next EIP)`` per instruction (unpacked
+    in the run loop without attribute lookups). An empty ``entries`` means "no block can
+    start here" (the first instruction needs the next page or does not decode).
+    """
+
+    __slots__ = ("addr", "end", "entries")
+
+    def __init__(
+        self, addr: int, end: int, entries: tuple[tuple[Handler, Insn, int, int], ...]
+    ) -> None:
+        self.addr = addr
+        self.end = end
+        self.entries = entries

@@ -589,15 +589,28 @@ class MMU:
 
     def read(self, linear: int, size: int, user: bool, fetch: bool = False) -> int:
         """Read ``size`` (1, 2 or 4) bytes little-endian at ``linear``."""
+        if not fetch:
+            # The scalar accessors' fast paths (same results: they fall back to _read_slow).
+            if size == 4:
+                return self.read32(linear, user)
+            if size == 2:
+                return self.read16(linear, user)
+            if size == 1:
+                return self.read8(linear, user)
         if size not in (1, 2, 4):
             raise ConfigError("size", f"must be 1, 2 or 4, got {size}")
         return self._read_slow(linear, size, user, fetch)
 
     def write(self, linear: int, size: int, value: int, user: bool) -> None:
         """Write the low ``size`` (1, 2 or 4) bytes of ``value`` little-endian at ``linear``."""
-        if size not in (1, 2, 4):
+        if size == 4:
+            self.write32(linear, value, user)
+        elif size == 2:
+            self.write16(linear, value, user)
+        elif size == 1:
+            self.write8(linear, value, user)
+        else:
             raise ConfigError("size", f"must be 1, 2 or 4, got {size}")
-        self._write_slow(linear, size, value, user)
 
     def _read_slow(self, linear: int, size: int, user: bool, fetch: bool) -> int:
         linear &= _MASK32
