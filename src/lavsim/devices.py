@@ -34,7 +34,7 @@ writes to it are ignored, as on a PC.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from lavsim.errors import ConfigError
@@ -127,6 +127,27 @@ class ProgrammableInterruptController:
         self._icw = 0
         self._need_icw3 = False
         self._need_icw4 = False
+
+    # --- checkpoints --------------------------------------------------------------------------
+    _STATE_FIELDS = ("base", "irr", "isr", "imr", "lost", "acknowledged", "_read_isr", "_icw",
+                     "_need_icw3", "_need_icw4")
+
+    def get_state(self) -> dict[str, int]:
+        """Every register and counter, as ints (booleans as 0/1), for a checkpoint."""
+        return {name.lstrip("_"): int(getattr(self, name)) for name in self._STATE_FIELDS}
+
+    def set_state(self, state: Mapping[str, int]) -> None:
+        """Put back what :meth:`get_state` returned (``KeyError``/``ValueError`` if malformed,
+        nothing changed)."""
+        values = {name: int(state[name.lstrip("_")]) for name in self._STATE_FIELDS}
+        if not 0 <= values["base"] <= 0xF8 or values["base"] & 7:
+            raise ValueError(f"PIC base {values['base']:#x}")
+        for name in ("irr", "isr", "imr"):
+            if not 0 <= values[name] <= 0xFF:
+                raise ValueError(f"PIC {name} {values[name]:#x}")
+        for name, value in values.items():
+            setattr(self, name, bool(value) if name in ("_read_isr", "_need_icw3",
+                                                        "_need_icw4") else value)
 
     # --- lines and the CPU side --------------------------------------------------------------
     def raise_irq(self, line: int) -> None:
@@ -237,6 +258,24 @@ class IntervalTimer:
         self.ticks = 0
         self.set_period(period, clock())
 
+    def get_state(self) -> dict[str, int | None]:
+        """Period, next event (None when stopped) and tick count, for a checkpoint."""
+        return {"period": self.period, "next_event": self.next_event, "ticks": self.ticks,
+                "line": self.line}
+
+    def set_state(self, state: Mapping[str, int | None]) -> None:
+        """Put back what :meth:`get_state` returned (``KeyError``/``ValueError``/``TypeError``
+        if malformed, nothing changed)."""
+        period, event, ticks, line = (state["period"], state["next_event"], state["ticks"],
+                                      state["line"])
+        if not isinstance(period, int) or period < 0:
+            raise ValueError(f"timer period {period!r}")
+        if not isinstance(ticks, int) or ticks < 0 or not isinstance(line, int):
+            raise ValueError(f"timer ticks {ticks!r} / line {line!r}")
+        if (event is None) != (period == 0) or (event is not None and not isinstance(event, int)):
+            raise ValueError(f"timer next event {event!r} with period {period}")
+        self.period, self.next_event, self.ticks, self.line = period, event, ticks, line & 7
+
     def set_period(self, period: int, now: int) -> None:
         """Program the period (cycles) and restart counting at cycle ``now``."""
         if period < 0:
@@ -280,6 +319,10 @@ class Console:
     @property
     def data(self) -> bytes:
         return bytes(self._data)
+
+    def set_data(self, data: bytes) -> None:
+        """Replace everything written so far (restoring a checkpoint)."""
+        self._data[:] = data
 
     def io_read(self, port: int, size: int) -> int:
         return CONSOLE_PORT

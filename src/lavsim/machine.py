@@ -25,13 +25,28 @@ Stop reasons (:attr:`RunResult.reason`):
 HLT with IF = 1 idles: the cycle counter jumps to the next timer event (deterministically) and
 the interrupt is delivered. Everything is deterministic: the same configuration and the same
 guest give the same cycles, registers and memory.
+
+**Step observers** (:meth:`Machine.add_observer`): a callable
+``observer(kind, cs, eip, pc, cpl, cycles_before, cycles_after)`` is called after every step of a
+run, where ``kind`` is ``"instruction"`` (one instruction executed, or faulted and had its
+exception delivered), ``"interrupt"`` (a hardware interrupt delivered, no instruction executed)
+or ``"idle"`` (cycles skipped in HLT); ``cs``/``eip``/``pc``/``cpl`` are the CS selector, EIP,
+linear address (CS.base + EIP) and CPL *before* the step, and the two cycle counts the TSC
+before and after it. The observer reads whatever else it needs from the machine after the step.
+Observers must not change guest state. A run with no observer takes the same loop as before (one
+test of an empty tuple per step).
+
+**Checkpoints**: :meth:`Machine.snapshot` returns a :class:`~lavsim.snapshot.Snapshot` of every
+simulated state (memory, CPU, MMU and TLB contents with LRU order and statistics, devices);
+:meth:`Machine.restore` puts it back and drops every host-side speed cache. See
+:mod:`lavsim.snapshot` for the file format.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -81,12 +96,16 @@ from lavsim.mmu.paging import walk
 from lavsim.mmu.segmentation import SegmentCache
 from lavsim.timing import PROFILES, TimingProfile, get_profile
 
+if TYPE_CHECKING:
+    from lavsim.snapshot import Snapshot
+
 __all__ = [
     "FlatLayout",
     "Machine",
     "MachineConfig",
     "MachineStats",
     "RunResult",
+    "StepObserver",
     "TraceHook",
 ]
 
@@ -94,6 +113,25 @@ MiB = 1 << 20
 
 #: Called with one formatted line per instruction when tracing.
 TraceHook = Callable[[str], None]
+
+#: Step kinds reported to a :class:`StepObserver`.
+STEP_INSTRUCTION = "instruction"
+STEP_INTERRUPT = "interrupt"
+STEP_IDLE = "idle"
+
+
+class StepObserver(Protocol):
+    """Called after every step of :meth:`Machine.run` (see the module docstring).
+
+    ``kind`` is ``"instruction"``, ``"interrupt"`` or ``"idle"``; ``cs``, ``eip``, ``pc`` (the
+    linear address) and ``cpl`` are as they were before the step; ``cycles_before`` and
+    ``cycles_after`` are the TSC around it. Positional arguments keep the call cheap.
+    """
+
+    def __call__(
+        self, kind: str, cs: int, eip: int, pc: int, cpl: int, cycles_before: int,
+        cycles_after: int, /,
+    ) -> None: ...
 
 
 def _check_int(field: str, value: object, low: int, high: int | None = None) -> None:
@@ -241,6 +279,7 @@ class Machine:
         #: Called with one line per instruction when set (see :meth:`trace_line`).
         self.trace: TraceHook | None = None
         self.idle_cycles = 0
+        self._observers: tuple[StepObserver, ...] = ()
 
     # --- devices ---------------------------------------------------------------------------
     def _now(self) -> int:
@@ -274,8 +313,15 @@ class Machine:
 
     # --- loading and setup -----------------------------------------------------------------
     def load(self, address: int, data: bytes | bytearray | memoryview) -> None:
-        """Copy ``data`` into physical memory at ``address`` (untimed, like a boot loader)."""
+        """Copy ``data`` into physical memory at ``address`` (untimed, like a boot loader).
+
+        Decoded instructions cached for the frames written are dropped, so new code is seen at
+        the next fetch. Refused (``MemoryAccessError``, nothing written) outside memory.
+        """
+        n = memoryview(data).nbytes
         self.memory.write(address, data)
+        if n:
+            self.cpu.physical_written(address, n)
 
     def setup_flat_protected_mode(
         self,
@@ -310,6 +356,8 @@ class Machine:
         mem.fill(idt_base, 8 * 256, 0)
         mem.write(tss_base, Tss32(esp0=stack_top, ss0=0x10).encode())
         cpu = self.cpu
+        # The tables were written around the CPU: no decoded instruction may survive them.
+        cpu.flush_decode_cache()
         cpu.gdtr_base, cpu.gdtr_limit = gdt_base, gdt_limit
         cpu.idtr_base, cpu.idtr_limit = idt_base, 8 * 256 - 1
         cpu.tr = SegmentCache.from_descriptor(0x28, tss)
@@ -376,6 +424,43 @@ class Machine:
                 pass
         return f"{cpu.tsc:>12} {cpu.seg[CS].selector:04x}:{cpu.eip:08x}  {text}"
 
+    # --- step observers --------------------------------------------------------------------
+    def add_observer(self, observer: StepObserver) -> None:
+        """Call ``observer`` after every step of every later run (see :class:`StepObserver`).
+
+        Adding or removing observers takes effect at the next :meth:`run`.
+        """
+        if not callable(observer):
+            raise ConfigError("observer", "must be callable")
+        self._observers = (*self._observers, observer)
+
+    def remove_observer(self, observer: StepObserver) -> None:
+        """Stop calling ``observer`` (no error if it was not added)."""
+        self._observers = tuple(o for o in self._observers if o is not observer)
+
+    @property
+    def observers(self) -> tuple[StepObserver, ...]:
+        """The step observers, in the order they are called."""
+        return self._observers
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """Every simulated state of the machine now, as a :class:`~lavsim.snapshot.Snapshot`
+        (memory, CPU, MMU, TLB contents in LRU order with statistics, devices, counters)."""
+        from lavsim.snapshot import take_snapshot
+
+        return take_snapshot(self)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Put back the state of ``snapshot`` (taken from this machine or from one of the same
+        profile, memory size and TLB geometry; ``SnapshotError`` otherwise, nothing changed).
+        Every host-side speed cache (decoded instructions, the MMU's fast path) is dropped.
+        Breakpoints, the trace hook and step observers are host settings and stay as they are.
+        """
+        from lavsim.snapshot import restore_snapshot
+
+        restore_snapshot(self, snapshot)
+
     # --- running ---------------------------------------------------------------------------
     def step(self) -> RunResult:
         """Execute one instruction (or take one pending interrupt, or idle once)."""
@@ -393,6 +478,7 @@ class Machine:
         cycle_limit = None if max_cycles is None else start_cycles + max_cycles
         insn_limit = None if max_instructions is None else start_instructions + max_instructions
         timer = self.timer
+        observers = self._observers
         first = True
         reason = ""
         detail = ""
@@ -406,7 +492,10 @@ class Machine:
                 if event is not None and cpu.tsc >= event:
                     self._advance_devices()
                 if cpu.halted:
-                    woke = self._idle(cycle_limit)
+                    if observers:
+                        woke = self._idle_observed(cycle_limit, observers)
+                    else:
+                        woke = self._idle(cycle_limit)
                     if woke is not None:
                         reason = woke
                         break
@@ -424,7 +513,10 @@ class Machine:
                 first = False
                 if self.trace is not None:
                     self.trace(self.trace_line())
-                cpu.step()
+                if observers:
+                    self._step_observed(observers)
+                else:
+                    cpu.step()
         except MemoryAccessError as error:
             reason = "bus_error"
             detail = str(error)
@@ -439,6 +531,43 @@ class Machine:
             hit,
             detail,
         )
+
+    def _step_observed(self, observers: tuple[StepObserver, ...]) -> None:
+        """One ``cpu.step()`` reported to the observers."""
+        cpu = self.cpu
+        cs = cpu.seg[CS]
+        eip = cpu.eip
+        cpl = cpu.cpl
+        before = cpu.tsc
+        # cpu.step() delivers a pending interrupt instead of executing when IF = 1 (IF is
+        # never held in the lazy flags, so eflags can be read directly).
+        kind = STEP_INTERRUPT if cpu.irq_pending and cpu.eflags & IF else STEP_INSTRUCTION
+        selector = cs.selector
+        pc = (cs.base + eip) & MASK32
+        cpu.step()
+        after = cpu.tsc
+        for observer in observers:
+            observer(kind, selector, eip, pc, cpl, before, after)
+
+    def _idle_observed(
+        self, cycle_limit: int | None, observers: tuple[StepObserver, ...]
+    ) -> str | None:
+        """:meth:`_idle` reported to the observers (nothing is reported when no time passed
+        and no interrupt was delivered)."""
+        cpu = self.cpu
+        cs = cpu.seg[CS]
+        eip = cpu.eip
+        cpl = cpu.cpl
+        before = cpu.tsc
+        delivers = bool(cpu.eflags & IF) and cpu.irq_pending
+        woke = self._idle(cycle_limit)
+        after = cpu.tsc
+        if delivers or after != before:
+            kind = STEP_INTERRUPT if delivers else STEP_IDLE
+            pc = (cs.base + eip) & MASK32
+            for observer in observers:
+                observer(kind, cs.selector, eip, pc, cpl, before, after)
+        return woke
 
     def _idle(self, cycle_limit: int | None) -> str | None:
         """The CPU is halted: take a pending interrupt, or skip to the next timer event.
