@@ -7,7 +7,16 @@ holds every number the boot loader and the guest kernel share.
 
 from __future__ import annotations
 
+from lavsim.kernel.ipc import PortInfo, QueuedMessage
 from lavsim.kernel.observer import KernelStats, RowStats
+from lavsim.kernel.sharing import (
+    AddressStructure,
+    DataExport,
+    PageShare,
+    ProcedureExport,
+    Sharing,
+    lav_call_source,
+)
 from lavsim.kernel.system import (
     FaultRecord,
     LavenderSystem,
@@ -22,16 +31,24 @@ from lavsim.kernel.system import (
 )
 
 __all__ = [
+    "AddressStructure",
+    "DataExport",
     "FaultRecord",
     "KernelStats",
     "LavenderSystem",
+    "PageShare",
     "PanicReport",
+    "PortInfo",
+    "ProcedureExport",
     "Process",
     "ProcessGroup",
+    "QueuedMessage",
     "RowStats",
     "RunOutcome",
     "SegmentInfo",
+    "Sharing",
     "Thread",
     "ThreadState",
     "UserRegisters",
+    "lav_call_source",
 ]

@@ -13,7 +13,7 @@ vector_table:
     .long unexpected_vector, unexpected_vector, unexpected_vector, unexpected_vector
     .long unexpected_vector, unexpected_vector, unexpected_vector, unexpected_vector
     .long unexpected_vector, unexpected_vector, unexpected_vector, unexpected_vector
-    .long timer_handler, unexpected_vector, unexpected_vector, unexpected_vector
+    .long timer_handler, unexpected_vector, unexpected_vector, nic_handler
     .long unexpected_vector, unexpected_vector, unexpected_vector, unexpected_vector
     .long unexpected_vector, unexpected_vector, unexpected_vector, unexpected_vector
     .long unexpected_vector, unexpected_vector, unexpected_vector, unexpected_vector
@@ -23,6 +23,13 @@ vector_table:
 syscall_table:
     .long sys_exit, sys_yield, sys_thread_id, sys_process_id, sys_console_write
     .long sys_create_thread
+    .long sys_nosys, sys_nosys, sys_nosys, sys_nosys, sys_nosys                # 6..10
+    .long sys_nosys, sys_nosys, sys_nosys, sys_nosys, sys_nosys                # 11..15
+    # 16..31: ports and message IPC (ipc.s)
+    .long sys_port_create, sys_port_destroy, sys_send, sys_receive, sys_call   # 16..20
+    .long sys_reply, sys_reply_wait, sys_call_handoff, sys_reply_wait_handoff  # 21..24
+    .long sys_nosys, sys_nosys, sys_nosys, sys_nosys, sys_nosys, sys_nosys     # 25..30
+    .long sys_nosys                                                            # 31
 
 # Kernel state.
 k_status:           .long 0   # STATUS_*: booting, running, done, panic

@@ -139,6 +139,14 @@ syscall_entry:
     mov dword ptr [ebp+FR_EAX], eax
     jmp trap_return
 .Lsyscall_bad:
+    # The network server's calls (net.s) have a table of their own.
+    sub eax, NET_SYSCALL_FIRST
+    cmp eax, NET_SYSCALL_COUNT
+    jae .Lsyscall_nosys
+    call dword ptr [net_syscall_table+eax*4]
+    mov dword ptr [ebp+FR_EAX], eax
+    jmp trap_return
+.Lsyscall_nosys:
     mov dword ptr [ebp+FR_EAX], E_NOSYS
     jmp trap_return
 
@@ -158,6 +166,11 @@ exception_handler:
     mov dword ptr [ebx+TCB_FAULT_EIP], ecx
     mov ecx, dword ptr [ebp+FR_CS]
     mov dword ptr [ebx+TCB_FAULT_CS], ecx
+    # The process whose code faulted: the server, for a thread inside a migrated call.
+    call frame_owner
+    mov eax, dword ptr [eax+PCB_PID]
+    mov dword ptr [ebx+TCB_FAULT_PID], eax
+    mov eax, dword ptr [ebp+FR_VECTOR]
     cmp eax, 14
     jne .Lexception_kill
     mov ecx, cr2

@@ -18,7 +18,9 @@ from lavsim.cpu.asm import Program, assemble
 from lavsim.kernel.layout import KERNEL_IMAGE_LINEAR, KERNEL_IMAGE_MAX, asm_constants, asm_prelude
 
 #: The kernel's guest sources, in image order.
-KERNEL_SOURCES = ("boot.s", "entry.s", "sched.s", "syscall.s", "data.s")
+KERNEL_SOURCES = (
+    "boot.s", "entry.s", "sched.s", "syscall.s", "migrate.s", "net.s", "ipc.s", "data.s",
+)
 
 
 def kernel_source() -> str:

@@ -27,7 +27,7 @@ Physical memory (the kernel reaches a physical address ``p`` at linear ``KERNEL_
 
 from __future__ import annotations
 
-from lavsim import devices
+from lavsim import devices, network
 from lavsim.mmu import descriptors as d
 
 PAGE_SIZE = 4096
@@ -176,7 +176,14 @@ TCB_FAULT_ERROR = 36
 TCB_FAULT_EIP = 40
 TCB_FAULT_CS = 44
 TCB_FAULT_CR2 = 48
-#: Words 52..127 are reserved for IPC state (issue 5).
+#: Words 52..95: message IPC (issue 5, lavsim.kernel.ipc; ipc.s).
+TCB_IPC_STATE = 52  # IPC_NONE, IPC_WAIT_RECEIVE or IPC_WAIT_REPLY
+TCB_IPC_NEXT = 56  # link in a port's queue of waiting receivers
+TCB_IPC_MSG = 60  # the message handed to this waiting thread (0: woken with TCB_IPC_STATUS)
+TCB_IPC_STATUS = 64  # the error a waiting thread is woken with when its port is destroyed
+TCB_IPC_SERVER = 68  # a caller: PCB of the process that received its call (may reply), or 0
+#: Words 96..127: sharing and migration (issue 5, lavsim.kernel.sharing).
+TCB_FAULT_PID = 96  # pid of the process whose code faulted (the server for a migrated call)
 TCB_FIELDS_END = 128
 
 THREAD_FREE = 0
@@ -188,6 +195,179 @@ THREAD_STATE_NAMES = {
     THREAD_FREE: "free", THREAD_READY: "ready", THREAD_RUNNING: "running",
     THREAD_BLOCKED: "blocked", THREAD_DEAD: "dead",
 }  # fmt: skip
+
+# --- sharing and migration (issue 5, lavsim.kernel.sharing) -----------------------------------
+#: Owner of each LDT slot, one byte (a pid) per slot of every process's LDT: slot ``i`` of
+#: process ``p``'s LDT belongs to process ``SLOT_OWNER[p * LDT_ENTRIES + i]``. Slots below
+#: LDT_FIRST_SHARED always belong to the LDT's own process (0 is written there: "own").
+LDT_OWNER_PHYS = 0x00038000
+#: Owner of each GDT slot (one byte, a pid; 0 = the kernel), for resident exports.
+GDT_OWNER_PHYS = LDT_OWNER_PHYS + MAX_PROCESSES * LDT_ENTRIES
+LDT_OWNER_LINEAR = kernel_linear(LDT_OWNER_PHYS)
+GDT_OWNER_LINEAR = kernel_linear(GDT_OWNER_PHYS)
+assert LDT_PHYS + MAX_PROCESSES * LDT_BYTES <= LDT_OWNER_PHYS
+assert GDT_OWNER_PHYS + GDT_ENTRIES <= TCB_PHYS
+
+#: The address structure (20 bytes, little-endian dwords) the name server returns and
+#: lav_call takes: where an exported procedure lives.
+ADDR_HOST = 0  # host id, 0 = this host
+ADDR_GROUP = 4  # group id, ADDR_GROUP_RESIDENT for the resident space
+ADDR_SELECTOR = 8  # the call gate's selector the caller uses
+ADDR_OFFSET = 12  # entry offset inside the procedure segment (informational for gates)
+ADDR_FLAGS = 16  # bit 0: shippable (issue 8)
+ADDR_SIZE = 20
+ADDR_GROUP_RESIDENT = 0xFFFFFFFF
+ADDR_FLAG_SHIPPABLE = 1
+#: lav_call's status (ECX, and EAX on failure): the procedure is not reachable by migration
+#: from here (another host, or another group of this host).
+E_UNREACHABLE = -32
+
+# --- several hosts (issue 8, lavsim.cluster and net.s) ------------------------------------------
+#: System calls of the network server (net.s), dispatched apart from syscall_table.
+NET_SYSCALL_FIRST = 48
+SYS_NET_ATTACH = 48
+SYS_NET_SEND = 49
+SYS_NET_RECV = 50
+SYS_NET_INSTALL = 51
+SYS_NET_FETCH = 52
+NET_SYSCALL_COUNT = 5
+NET_SYSCALL_NAMES = ("net_attach", "net_send", "net_recv", "net_install", "net_fetch")
+#: The network interface's interrupt (lavsim.network: IRQ 3) and the PIC mask bits clearing it.
+NIC_VECTOR = PIC_BASE_VECTOR + network.NIC_IRQ
+NIC_IRQ_UNMASK = 0xFF & ~(1 << network.NIC_IRQ)
+#: Receive rings in kernel memory (allocated by the boot loader): two queues of NET_RX_SLOTS
+#: slots of RX_SLOT_SIZE bytes, then a transmit buffer of one page.
+NET_RX_SLOTS = 4
+NET_RX_SLOTS_ALL = network.RX_QUEUES * NET_RX_SLOTS
+NET_RX_SLOTS_MASK = NET_RX_SLOTS - 1
+RX_SLOT_SIZE = network.RX_SLOT_SIZE
+RX_SLOT_SHIFT = 12
+NET_RING_BYTES = NET_RX_SLOTS * RX_SLOT_SIZE
+NET_TX_OFFSET = network.RX_QUEUES * NET_RING_BYTES
+NET_AREA_BYTES = NET_TX_OFFSET + PAGE_SIZE
+NET_FRAME_HEADER = network.FRAME_HEADER
+NET_FRAME_MAX = RX_SLOT_SIZE - 4
+assert RX_SLOT_SIZE == 1 << RX_SLOT_SHIFT and NET_RX_SLOTS & NET_RX_SLOTS_MASK == 0
+#: GDT slots kept for procedures shipped in from other hosts (net_install takes them in pairs:
+#: code segment, gate).
+GDT_SHIP_FIRST = 960
+#: Errors of the remote path (negative, in EAX).
+E_HOST_UNREACHABLE = -48
+E_NO_PROCEDURE = -49
+E_NET_PERM = -50  # a network call from a process that is not the network server
+
+
+def net_asm_constants() -> dict[str, int]:
+    """The constants net.s uses (also the network interface's ports)."""
+    out = {name: value & 0xFFFFFFFF for name, value in globals().items()
+           if name.startswith(("NET_", "NIC_", "SYS_NET_", "RX_SLOT_"))
+           and isinstance(value, int)}  # fmt: skip
+    out.update({name: getattr(network, name) for name in dir(network) if name.startswith("NIC_")
+                and isinstance(getattr(network, name), int)})
+    for name in ("E_HOST_UNREACHABLE", "E_NO_PROCEDURE", "E_NET_PERM"):
+        out[name] = globals()[name] & 0xFFFFFFFF
+    out.update(GDT_EXPORT_FIRST=GDT_EXPORT_FIRST, GDT_ENTRIES=GDT_ENTRIES,
+               GDT_SHIP_FIRST=GDT_SHIP_FIRST)
+    return out
+
+
+# --- ports and message IPC (issue 5, lavsim.kernel.ipc; ipc.s) --------------------------------
+#: Kernel memory of the IPC service: variables, the port table and the message headers in one
+#: page at IPC_PHYS; the message buffers (one page each) from IPC_BUFFERS_PHYS up to the TCBs.
+IPC_PHYS = 0x0003E000
+IPC_MSG_FREE = IPC_PHYS + 0  # kernel variable: head of the free list of message headers
+IPC_MAX_PORTS = 64
+PORT_SHIFT = 5
+PORT_SIZE = 1 << PORT_SHIFT
+IPC_PORTS_PHYS = IPC_PHYS + 0x40
+IPC_MAX_MESSAGES = 32
+MSG_SIZE = 32
+IPC_MSGS_PHYS = IPC_PORTS_PHYS + IPC_MAX_PORTS * PORT_SIZE
+IPC_BUFFERS_PHYS = 0x00040000
+#: The largest message (bytes): one kernel buffer.
+IPC_MAX_MESSAGE = 4096
+IPC_BUFFER_SIZE = IPC_MAX_MESSAGE
+assert IPC_MSGS_PHYS + IPC_MAX_MESSAGES * MSG_SIZE <= IPC_PHYS + PAGE_SIZE
+assert GDT_OWNER_PHYS + GDT_ENTRIES <= IPC_PHYS
+assert IPC_BUFFERS_PHYS + IPC_MAX_MESSAGES * IPC_BUFFER_SIZE <= TCB_PHYS
+IPC_MSG_FREE_LINEAR = kernel_linear(IPC_MSG_FREE)
+IPC_PORTS_LINEAR = kernel_linear(IPC_PORTS_PHYS)
+IPC_PORTS_END = IPC_PORTS_LINEAR + IPC_MAX_PORTS * PORT_SIZE
+IPC_MSGS_LINEAR = kernel_linear(IPC_MSGS_PHYS)
+#: A port table entry.
+PORT_STATE = 0  # PORT_FREE or PORT_OPEN
+PORT_OWNER = 4  # PCB of the owning process (only its threads receive and destroy)
+PORT_HEAD = 8  # queue of messages not yet received (message headers, MSG_NEXT links)
+PORT_TAIL = 12
+PORT_WHEAD = 16  # queue of threads waiting in receive (TCBs, TCB_IPC_NEXT links)
+PORT_WTAIL = 20
+PORT_QUEUED = 24  # messages in the queue
+PORT_NAMED = 28  # 1: a name was registered with the name server for it
+PORT_FREE = 0
+PORT_OPEN = 1
+#: A message header (the bytes are in the kernel buffer at MSG_BUF).
+MSG_NEXT = 0  # free-list or port-queue link
+MSG_LEN = 4
+MSG_CALLER = 8  # TCB of the thread waiting in call for the reply, 0 for a plain send
+MSG_BUF = 12  # linear address of its kernel buffer (fixed at boot)
+MSG_PID = 16  # sender's pid (0: the kernel)
+MSG_GROUP = 20  # sender's group id (0: the resident space or the kernel)
+#: TCB_IPC_STATE values.
+IPC_NONE = 0
+IPC_WAIT_RECEIVE = 1
+IPC_WAIT_REPLY = 2
+#: IPC error results (the kernel's other errors are below).
+E_BADPORT = -16  # no such open port, or not the caller's
+E_MSGSIZE = -17  # message longer than IPC_MAX_MESSAGE
+E_EXIST = -18  # name server: the name is taken
+E_NOENT = -19  # name server: no such name
+E_PERM = -20  # name server: not allowed (another group, or not the kernel)
+E_NOSPC = -21  # no free port / name-server entry
+E_PROTO = -22  # name server: malformed request
+#: Every error code is at least this (unsigned): how ipc.s tells an error from a kernel address.
+IPC_ERROR_MIN = 0xFFFFFF00
+
+# --- the name server (issue 5, lavsim.kernel.nameserver; nameserver.s) -----------------------
+#: The name server's well-known port (opened for it by LavenderSystem.start_name_server).
+NS_PORT = 0
+NS_NAME_MAX = 32
+#: Requests (one message): the operation, then the fields of an entry.
+NS_REQ_OP = 0
+NS_REQ_NAME_LEN = 4
+NS_REQ_NAME = 8  # NS_NAME_MAX bytes
+NS_REQ_VALUE = 40  # port number, or the call gate's selector
+NS_REQ_OFFSET = 44
+NS_REQ_GROUP = 48  # ADDR_GROUP_RESIDENT for the resident space
+NS_REQ_HOST = 52
+NS_REQ_FLAGS = 56
+NS_REQ_SIZE = 60
+NS_OP_PORT_REGISTER = 1  # from the kernel only (port_create)
+NS_OP_PORT_UNREGISTER = 2  # from the kernel only (port_destroy); NS_REQ_VALUE = port
+NS_OP_PORT_LOOKUP = 3
+NS_OP_PROC_REGISTER = 4
+NS_OP_PROC_LOOKUP = 5
+NS_OP_PROC_UNREGISTER = 6
+#: Replies: a status (0 or E_*), then the port number or the address structure (ADDR_*).
+NS_REPLY_STATUS = 0
+NS_REPLY_VALUE = 4
+NS_REPLY_SIZE = 4 + ADDR_SIZE
+#: The name server's data segment: the request/reply buffer (it receives at most NS_BUF_SIZE
+#: bytes), its variables, then the table.
+NS_BUF = 0
+NS_BUF_SIZE = 128
+NS_SENDER_PID = 192  # the current request's sender (pid 0: the kernel)
+NS_SENDER_GROUP = 196  # its group (ADDR_GROUP_RESIDENT: the resident space or the kernel)
+NS_REFUSED = 200  # requests refused (collision, permission, full, malformed)
+NS_SERVED = 204  # requests served
+NS_TABLE = 256
+NS_ENTRIES = 64
+NS_ENTRY_SIZE = 64
+NS_ENTRY_KIND = 0  # NS_KIND_FREE, NS_KIND_PORT or NS_KIND_PROC; then the request's fields
+NS_ENTRY_OWNER = 60  # pid of the registering process (0: the kernel)
+NS_KIND_FREE = 0
+NS_KIND_PORT = 1
+NS_KIND_PROC = 2
+NS_DATA_SIZE = NS_TABLE + NS_ENTRIES * NS_ENTRY_SIZE
 
 # --- process control block --------------------------------------------------------------------
 PCB_PID = 0
@@ -217,8 +397,22 @@ SYS_THREAD_ID = 2
 SYS_PROCESS_ID = 3
 SYS_CONSOLE_WRITE = 4
 SYS_CREATE_THREAD = 5
-SYSCALL_COUNT = 6
-SYSCALL_NAMES = ("exit", "yield", "thread_id", "process_id", "console_write", "create_thread")
+#: Message IPC (lavsim.kernel.ipc; ipc.s). Numbers 6..15 are unused (E_NOSYS).
+SYS_PORT_CREATE = 16
+SYS_PORT_DESTROY = 17
+SYS_SEND = 18
+SYS_RECEIVE = 19
+SYS_CALL = 20
+SYS_REPLY = 21
+SYS_REPLY_WAIT = 22
+SYS_CALL_HANDOFF = 23
+SYS_REPLY_WAIT_HANDOFF = 24
+SYSCALL_COUNT = 32
+SYSCALL_NAMES = ("exit", "yield", "thread_id", "process_id", "console_write", "create_thread",
+                 *("",) * 10,
+                 "port_create", "port_destroy", "send", "receive", "call", "reply",
+                 "reply_wait", "call_handoff", "reply_wait_handoff", *("",) * 7)
+assert len(SYSCALL_NAMES) == SYSCALL_COUNT
 #: Error results (negative, in EAX).
 E_NOSYS = -1
 E_FAULT = -2
@@ -262,10 +456,17 @@ def asm_constants() -> dict[str, int]:
         "E_NOSYS": E_NOSYS & 0xFFFFFFFF, "E_FAULT": E_FAULT & 0xFFFFFFFF,
         "E_NOMEM": E_NOMEM & 0xFFFFFFFF, "E_AGAIN": E_AGAIN & 0xFFFFFFFF,
         "E_INVAL": E_INVAL & 0xFFFFFFFF,
+        **{name: globals()[name] & 0xFFFFFFFF for name in (
+            "E_BADPORT", "E_MSGSIZE", "E_EXIST", "E_NOENT", "E_PERM", "E_NOSPC", "E_PROTO")},
         "STATUS_RUNNING": STATUS_RUNNING, "STATUS_DONE": STATUS_DONE,
         "STATUS_PANIC": STATUS_PANIC,
+        "LDT_OWNER_LINEAR": LDT_OWNER_LINEAR, "GDT_OWNER_LINEAR": GDT_OWNER_LINEAR,
+        "LDT_ENTRIES": LDT_ENTRIES, "LDT_FIRST_SHARED": LDT_FIRST_SHARED,
+        "GDT_LDT_FIRST": GDT_LDT_FIRST,
     }  # fmt: skip
-    prefixes = ("FR_", "TCB_", "PCB_", "THREAD_")
+    names.update(net_asm_constants())
+    prefixes = ("FR_", "TCB_", "PCB_", "THREAD_", "ADDR_", "IPC_", "PORT_", "MSG_", "NS_",
+                "SYS_")
     for name, value in globals().items():
         if name.startswith(prefixes) and isinstance(value, int) and not isinstance(value, bool):
             names[name] = value

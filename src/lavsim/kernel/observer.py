@@ -10,32 +10,42 @@ and memory (tests/test_kernel_stats.py checks it). It attributes every cycle to 
 - ``"<trap>"``: an instruction of an outer ring that ended in ring 0 (``int 0x30`` or a
   faulting instruction), its cost including the processor's delivery through the IDT;
 - ``"<interrupt>"``: delivery of a hardware interrupt (no instruction executed);
+- ``"<gate call>"`` / ``"<far return>"``: an instruction of an outer ring that moved to a more
+  / less privileged outer ring (a far CALL through a call gate into a migrated procedure, its
+  RETF back);
 - ``"<idle>"``: cycles skipped while halted waiting for an interrupt.
 
 Events are counted from the addresses executed: kernel entries (a step from an outer ring into
 ring 0), system calls (``syscall_entry``), context switches (``switch_to`` with a different
 thread), LDT loads and CR3 loads (the ``lldt`` and ``mov cr3`` of ``switch_to``).
 
-The machine has no public per-instruction hook, so :meth:`KernelObserver.run` repeats
-:meth:`lavsim.machine.Machine.run`'s loop (devices, idle, limits) around ``cpu.step()``.
+The observer is a :class:`~lavsim.machine.StepObserver`: :meth:`KernelObserver.run` adds it to
+the machine for the length of one :meth:`lavsim.machine.Machine.run` and counts from the
+machine's per-step reports.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
-from lavsim.cpu.state import CS, EAX, IF, MASK32
-from lavsim.errors import MemoryAccessError
+from lavsim.cpu.state import EAX, ECX
 from lavsim.kernel.image import KernelImage
-from lavsim.kernel.layout import KERNEL_BASE
-from lavsim.machine import Machine, RunResult
+from lavsim.kernel.layout import (
+    GDT_LDT_FIRST,
+    GDT_OWNER_PHYS,
+    KERNEL_BASE,
+    LDT_ENTRIES,
+    LDT_FIRST_SHARED,
+    LDT_OWNER_PHYS,
+)
+from lavsim.machine import STEP_INSTRUCTION, STEP_INTERRUPT, Machine, RunResult
 
 ROW_USER = "<user>"
 ROW_TRAP = "<trap>"
 ROW_INTERRUPT = "<interrupt>"
 ROW_IDLE = "<idle>"
+ROW_GATE_CALL = "<gate call>"
+ROW_FAR_RETURN = "<far return>"
 
 
 @attrs.frozen
@@ -69,6 +79,25 @@ class KernelStats:
     tlb_misses: int
     tlb_flushes: int
     page_walk_reads: int
+    #: Cycles by the pid of the process whose code ran (from CS: a thread inside a migrated
+    #: procedure counts for the procedure's process; see migrate.s); 0 = the kernel.
+    cycles_by_process: dict[int, int] = attrs.field(factory=dict)
+    #: Message copies by the IPC service (entries of ipc.s's ipc_copy_in / ipc_copy_out, the
+    #: REP MOVSD copies user -> kernel buffer -> user) and the bytes they moved.
+    copies_in: int = 0
+    copies_out: int = 0
+    bytes_copied_in: int = 0
+    bytes_copied_out: int = 0
+
+    @property
+    def messages_copied(self) -> int:
+        """Message copies in either direction."""
+        return self.copies_in + self.copies_out
+
+    @property
+    def bytes_copied(self) -> int:
+        """Bytes moved by message copies."""
+        return self.bytes_copied_in + self.bytes_copied_out
 
     def cycles_in(self, *rows: str) -> int:
         """Sum of the cycles of the named rows (absent rows count 0)."""
@@ -87,6 +116,12 @@ class KernelStats:
             f"LDT loads {self.ldt_loads}, CR3 loads {self.cr3_loads}",
             f"TLB misses {self.tlb_misses}, TLB flushes {self.tlb_flushes}, "
             f"page-walk reads {self.page_walk_reads}",
+            f"message copies in {self.copies_in} ({self.bytes_copied_in} bytes), "
+            f"out {self.copies_out} ({self.bytes_copied_out} bytes)",
+            "cycles by process: " + ", ".join(
+                f"{'kernel' if pid == 0 else f'pid {pid}'}: {c:,}"
+                for pid, c in sorted(self.cycles_by_process.items())
+            ),
             f"{'row':24} {'cycles':>12} {'steps':>10}",
         ]
         for name, row in sorted(self.rows.items(), key=lambda kv: -kv[1].cycles):
@@ -106,7 +141,10 @@ class KernelObserver:
         self._load_ldt = image.symbol("switch_to.Lload_ldt")
         self._load_cr3 = image.symbol("switch_to.Lload_cr3")
         self._syscall = image.symbol("syscall_entry")
+        self._copy_in = image.symbol("ipc_copy_in")
+        self._copy_out = image.symbol("ipc_copy_out")
         self._row_cache: dict[int, str] = {}
+        self._owner_cache: dict[int, int] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -130,6 +168,9 @@ class KernelObserver:
         self.switch_log: list[tuple[int, int]] = []
         self.ldt_loads = 0
         self.cr3_loads = 0
+        self.by_process: dict[int, int] = {}
+        self.copies_in = self.copies_out = 0
+        self.bytes_copied_in = self.bytes_copied_out = 0
 
     def stats(self) -> KernelStats:
         """The counts of the current window."""
@@ -150,6 +191,9 @@ class KernelObserver:
             tlb_misses=mmu.misses - self._base_misses,
             tlb_flushes=mmu.flushes - self._base_flushes,
             page_walk_reads=mmu.walk_reads - self._base_walk_reads,
+            cycles_by_process=dict(self.by_process),
+            copies_in=self.copies_in, copies_out=self.copies_out,
+            bytes_copied_in=self.bytes_copied_in, bytes_copied_out=self.bytes_copied_out,
         )
 
     def _row(self, pc: int, cpl: int) -> str:
@@ -163,6 +207,24 @@ class KernelObserver:
             self._row_cache[pc] = row
         return row
 
+    def _owner(self, cs: int) -> int:
+        """The pid whose code the selector ``cs`` names in the loaded LDT (or the GDT), read
+        from the kernel's slot-owner tables exactly as migrate.s's frame_owner reads them."""
+        ldt = self.machine.cpu.ldtr.selector
+        key = (ldt << 16) | cs
+        pid = self._owner_cache.get(key)
+        if pid is None:
+            ldt_pid = max((ldt >> 3) - GDT_LDT_FIRST, 0)
+            index = cs >> 3
+            owner = 0
+            if not cs & 4:
+                owner = self.machine.memory.read8(GDT_OWNER_PHYS + index)
+            elif index >= LDT_FIRST_SHARED:
+                owner = self.machine.memory.read8(LDT_OWNER_PHYS + ldt_pid * LDT_ENTRIES + index)
+            pid = owner or ldt_pid
+            self._owner_cache[key] = pid
+        return pid
+
     def _add(self, row: str, cpl: int, cycles: int) -> None:
         self.cycles[row] = self.cycles.get(row, 0) + cycles
         self.steps[row] = self.steps.get(row, 0) + 1
@@ -171,81 +233,57 @@ class KernelObserver:
     def run(self, max_cycles: int | None = None, max_instructions: int | None = None) -> RunResult:
         """Run like :meth:`Machine.run`, observing every step."""
         machine = self.machine
-        cpu: Any = machine.cpu
-        memory = machine.memory
-        timer = machine.timer
-        start_cycles = cpu.tsc
-        start_instructions = cpu.instructions
-        cycle_limit = None if max_cycles is None else start_cycles + max_cycles
-        insn_limit = None if max_instructions is None else start_instructions + max_instructions
-        seg = cpu.seg
-        regs = cpu.regs
-        switch_to, load_ldt, load_cr3, syscall = (
-            self._switch_to, self._load_ldt, self._load_cr3, self._syscall
-        )
-        reason = ""
-        detail = ""
+        # Slot owners change only between runs (the boot loader's sharing setup).
+        self._owner_cache.clear()
+        machine.add_observer(self)
         try:
-            while True:
-                if cpu.shutdown:
-                    reason = "triple_fault"
-                    break
-                event = timer.next_event
-                if event is not None and cpu.tsc >= event:
-                    machine._advance_devices()
-                if cpu.halted:
-                    t0 = cpu.tsc
-                    woke = machine._idle(cycle_limit)
-                    if cpu.halted:
-                        self.idle_cycles += cpu.tsc - t0
-                    else:  # an interrupt was delivered
-                        self.interrupts += 1
-                        self._add(ROW_INTERRUPT, 0, cpu.tsc - t0)
-                    if woke is not None:
-                        reason = woke
-                        break
-                    continue
-                if insn_limit is not None and cpu.instructions >= insn_limit:
-                    reason = "instruction_limit"
-                    break
-                if cycle_limit is not None and cpu.tsc >= cycle_limit:
-                    reason = "cycle_limit"
-                    break
-                cpl = cpu.cpl
-                t0 = cpu.tsc
-                if cpu.irq_pending and cpu.eflags & IF:  # IF is never a lazy flag
-                    cpu.step()
-                    self.interrupts += 1
-                    if cpl:
-                        self.kernel_entries += 1
-                    self._add(ROW_INTERRUPT, 0, cpu.tsc - t0)
-                    continue
-                pc = (seg[CS].base + cpu.eip) & MASK32
-                if cpl == 0:
-                    if pc == switch_to:
-                        current = memory.read32(self._k_current_phys)
-                        if regs[EAX] != current:
-                            self.context_switches += 1
-                            self.switch_log.append((current, regs[EAX]))
-                    elif pc == load_cr3:
-                        self.cr3_loads += 1
-                    elif pc == load_ldt:
-                        self.ldt_loads += 1
-                    elif pc == syscall:
-                        self.syscalls += 1
-                cpu.step()
-                if cpl and not cpu.cpl:
-                    self.kernel_entries += 1
-                    self._add(ROW_TRAP, 0, cpu.tsc - t0)
-                else:
-                    self._add(self._row(pc, cpl), cpl, cpu.tsc - t0)
-        except MemoryAccessError as error:
-            reason = "bus_error"
-            detail = str(error)
-        report = getattr(cpu, "shutdown_report", None) if reason == "triple_fault" else None
-        if reason == "triple_fault" and not detail:
-            detail = str(cpu.shutdown)
-        return RunResult(
-            reason, cpu.tsc - start_cycles, cpu.instructions - start_instructions, report,
-            None, detail,
-        )  # fmt: skip
+            return machine.run(max_cycles, max_instructions)
+        finally:
+            machine.remove_observer(self)
+
+    def __call__(
+        self, kind: str, cs: int, eip: int, pc: int, cpl: int, cycles_before: int,
+        cycles_after: int, /,
+    ) -> None:
+        """One step of the machine (the :class:`~lavsim.machine.StepObserver` protocol)."""
+        cycles = cycles_after - cycles_before
+        if kind == STEP_INSTRUCTION:
+            if cpl == 0:
+                if pc == self._switch_to:
+                    # switch_to begins with pushes: after its first instruction EAX still
+                    # names the next thread and k_current the previous one.
+                    current = self.machine.memory.read32(self._k_current_phys)
+                    target = self.machine.cpu.regs[EAX]
+                    if target != current:
+                        self.context_switches += 1
+                        self.switch_log.append((current, target))
+                elif pc == self._load_cr3:
+                    self.cr3_loads += 1
+                elif pc == self._load_ldt:
+                    self.ldt_loads += 1
+                elif pc == self._syscall:
+                    self.syscalls += 1
+                elif pc == self._copy_in:  # ECX = the byte count (kept by the first insn)
+                    self.copies_in += 1
+                    self.bytes_copied_in += self.machine.cpu.regs[ECX]
+                elif pc == self._copy_out:
+                    self.copies_out += 1
+                    self.bytes_copied_out += self.machine.cpu.regs[ECX]
+            pid = self._owner(cs) if cpl else 0
+            self.by_process[pid] = self.by_process.get(pid, 0) + cycles
+            new_cpl = self.machine.cpu.cpl
+            if cpl and not new_cpl:
+                self.kernel_entries += 1
+                self._add(ROW_TRAP, 0, cycles)
+            elif cpl and new_cpl != cpl:
+                self._add(ROW_GATE_CALL if new_cpl < cpl else ROW_FAR_RETURN, cpl, cycles)
+            else:
+                self._add(self._row(pc, cpl), cpl, cycles)
+        elif kind == STEP_INTERRUPT:
+            self.by_process[0] = self.by_process.get(0, 0) + cycles
+            self.interrupts += 1
+            if cpl:
+                self.kernel_entries += 1
+            self._add(ROW_INTERRUPT, 0, cycles)
+        else:
+            self.idle_cycles += cycles

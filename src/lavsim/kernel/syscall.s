@@ -7,6 +7,11 @@ sys_exit:
     mov dword ptr [eax+TCB_EXIT_CODE], ebx
     jmp thread_exit
 
+# An unused system-call number.
+sys_nosys:
+    mov eax, E_NOSYS
+    ret
+
 # yield(): give the rest of the time slice to the next ready thread; returns 0.
 sys_yield:
     jmp preempt
@@ -17,10 +22,10 @@ sys_thread_id:
     mov eax, dword ptr [eax+TCB_TID]
     ret
 
-# process_id(): the id of the calling thread's process.
+# process_id(): the id of the process whose code made the call (inside a migrated procedure,
+# the procedure's process; migrate.s).
 sys_process_id:
-    mov eax, dword ptr [k_current]
-    mov eax, dword ptr [eax+TCB_PROCESS]
+    call frame_owner
     mov eax, dword ptr [eax+PCB_PID]
     ret
 

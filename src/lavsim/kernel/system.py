@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -55,7 +56,9 @@ from lavsim.kernel import layout as L
 from lavsim.kernel.addrspace import PageDirectory, PageTables
 from lavsim.kernel.frames import FrameAllocator
 from lavsim.kernel.image import KernelImage, kernel_image
+from lavsim.kernel.ipc import PortInfo, check_ipc, init_ipc, port_info
 from lavsim.kernel.observer import KernelObserver, KernelStats
+from lavsim.kernel.sharing import Sharing
 from lavsim.kernel.tables import (
     build_gdt,
     build_idt,
@@ -72,6 +75,9 @@ from lavsim.machine import Machine, MachineConfig
 from lavsim.mmu import descriptors as d
 from lavsim.mmu.mmu import MMUConfig
 from lavsim.mmu.segmentation import SegmentCache
+
+if TYPE_CHECKING:
+    from lavsim.snapshot import SystemSnapshot
 
 MiB = 1 << 20
 
@@ -129,7 +135,11 @@ class SegmentInfo:
 
 @attrs.frozen
 class FaultRecord:
-    """Why a thread was killed: the exception its user code raised."""
+    """Why a thread was killed: the exception its user code raised.
+
+    ``pid`` is the process whose code faulted (for a thread inside a migrated procedure, the
+    procedure's process, which the kernel finds from CS); ``home_pid`` the thread's own.
+    """
 
     pid: int
     tid: int
@@ -138,6 +148,7 @@ class FaultRecord:
     eip: int
     cs: int
     cr2: int
+    home_pid: int | None = None
 
     @property
     def name(self) -> str:
@@ -149,6 +160,8 @@ class FaultRecord:
             f"thread {self.tid} of process {self.pid} killed by {self.name}"
             f"({self.error_code:#x}) at {self.cs:#06x}:{self.eip:#010x}"
         )
+        if self.home_pid is not None and self.home_pid != self.pid:
+            text += f" (in a procedure migrated into from process {self.home_pid})"
         if self.vector == 14:
             text += f", linear {self.cr2:#010x}"
         return text
@@ -343,9 +356,12 @@ class LavenderSystem:
         self.processes: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}
         self._resident_next = L.RESIDENT_BASE
+        self._sharing: Sharing | None = None
         self._next_pid = 1
         self._next_tid = 1
         self._started = False
+        #: The name server's process once :meth:`start_name_server` has run.
+        self.name_server: Process | None = None
         self._load_kernel(timer_period)
         self.observer: KernelObserver | None = (
             KernelObserver(self.machine, self.image, self.image.symbol("k_current"))
@@ -383,6 +399,7 @@ class LavenderSystem:
         build_gdt(mem)
         build_idt(mem, symbols)
         build_tss(mem)
+        init_ipc(mem)
         mem.fill(L.PCB_PHYS, L.MAX_PROCESSES * L.PCB_SIZE, 0)
         mem.fill(L.LDT_PHYS, L.MAX_PROCESSES * L.LDT_BYTES, 0)
         # Process 0 is the kernel itself (no LDT, the boot address space); thread 0 is the
@@ -428,6 +445,13 @@ class LavenderSystem:
         cpu.cr0 = CR0_PE | CR0_ET | CR0_WP | CR0_PG
         cpu.cr4 = CR4_PGE
         mmu.set_controls(cpu.cr0, cpu.cr4)
+
+    @property
+    def sharing(self) -> Sharing:
+        """Exports and imports of segments and procedures (:mod:`lavsim.kernel.sharing`)."""
+        if self._sharing is None:
+            self._sharing = Sharing(self)
+        return self._sharing
 
     # --- state of the kernel --------------------------------------------------------------------
 
@@ -832,7 +856,8 @@ class LavenderSystem:
         fault = None
         if vector != MASK32:
             fault = FaultRecord(
-                pid=pid, tid=tid, vector=vector,
+                pid=self.read_kernel32(tcb + L.TCB_FAULT_PID), tid=tid, vector=vector,
+                home_pid=pid,
                 error_code=self.read_kernel32(tcb + L.TCB_FAULT_ERROR),
                 eip=self.read_kernel32(tcb + L.TCB_FAULT_EIP),
                 cs=self.read_kernel32(tcb + L.TCB_FAULT_CS),
@@ -893,3 +918,38 @@ class LavenderSystem:
         """Start a new statistics window."""
         if self.observer is not None:
             self.observer.reset()
+
+    # --- ports, messages and the name server (lavsim.kernel.ipc, lavsim.kernel.nameserver) -----
+
+    def start_name_server(self) -> Process:
+        """Start the name server (a resident process serving port ``NS_PORT``); call it
+        before creating the ports whose names should be registered."""
+        from lavsim.kernel.nameserver import start_name_server
+
+        self.name_server = start_name_server(self)
+        return self.name_server
+
+    def port_info(self, port: int) -> PortInfo:
+        """A port's state in kernel memory: open, owner, queued messages, waiting receivers."""
+        return port_info(self.memory, port)
+
+    def check_ipc(self) -> list[str]:
+        """Inconsistencies of the IPC service's kernel state (empty when sound)."""
+        return check_ipc(self.memory)
+
+    # --- checkpoints ----------------------------------------------------------------------------
+
+    def snapshot(self) -> SystemSnapshot:
+        """A checkpoint of the machine (every simulated state) and of this system's host-side
+        bookkeeping (groups, processes, threads, page tables, frame allocator, observer
+        counters, and whatever else the system object holds), restorable with
+        :meth:`restore`. The bookkeeping is kept in memory; ``snapshot().machine`` can be saved
+        to a file (see :mod:`lavsim.snapshot`)."""
+        from lavsim.snapshot import SystemSnapshot
+
+        return SystemSnapshot.take(self, self.machine, keep=(self.image,))
+
+    def restore(self, snapshot: SystemSnapshot) -> None:
+        """Go back to ``snapshot`` (taken from this system): machine state and bookkeeping are
+        restored in place, so handles of processes and threads that existed then stay valid."""
+        snapshot.restore_into(self, self.machine)
