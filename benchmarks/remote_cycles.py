@@ -1,0 +1,39 @@
+"""Remote calls between hosts against local migration and local message RPC, and the number of
+calls after which shipping the procedure pays off (issue 8).
+
+    python benchmarks/remote_cycles.py [--quick]
+
+Every figure is measured by the guest with RDTSC: guest instructions plus modelled costs (the
+network's latency and per-byte cycles, and idle cycles in HLT while a host waits for a frame).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lavsim.remote import measure_remote
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one latency, one size")
+    args = parser.parse_args()
+    latencies = (2_000,) if args.quick else (500, 2_000, 10_000)
+    pads = (0,) if args.quick else (0, 1_000, 3_000)
+    print("cycles per call (guest RDTSC; network latency and per-byte cost are modelled cycles)")
+    header = (f"{'profile':8} {'latency':>8} {'code B':>7} {'local mig':>10} {'local RPC':>10} "
+              f"{'remote':>9} {'ship once':>10} {'shipped':>8} {'break-even':>11}")
+    print(header)
+    print("-" * len(header))
+    for profile in ("i486", "pentium"):
+        for latency in latencies:
+            for pad in pads:
+                c = measure_remote(profile, latency=latency, per_byte=1, pad=pad)
+                print(f"{profile:8} {latency:>8} {c.code_size:>7} {c.local_migration:>10.1f} "
+                      f"{c.local_rpc:>10.1f} {c.remote:>9.1f} {c.shipping:>10} "
+                      f"{c.shipped:>8.1f} {c.break_even:>11}")
+    print("per_byte = 1 cycle/byte; break-even = smallest n with n*remote >= ship + n*shipped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,389 @@
+"""Several hosts in lock-step: each a booted Lavender system with a network interface and a
+network server, joined by a :class:`~lavsim.network.NetworkModel`.
+
+Example::
+
+    cluster = Cluster(hosts=2, network=NetworkModel(latency=2_000, per_byte=1))
+    server = cluster.host(2)            # host ids are 1..n; 0 means "this host"
+    export = server.system.sharing.export_procedure(resident_process, SOURCE, params=2)
+    cluster.make_shippable(server, export)
+    ...                                 # processes and threads on any host
+    outcome = cluster.run(until=lambda: client_done(), max_cycles=5_000_000)
+
+**Lock-step.** Global time advances in quanta of ``network.step`` cycles (at most the
+latency). In each quantum every host runs, in host-id order, until its cycle counter reaches
+the end of the quantum; frames sent in the quantum arrive no sooner than ``latency`` cycles
+later, hence in a later quantum, so no host ever receives a frame "in its past" and the order
+in which hosts are run changes nothing. A frame is put into its receiver's ring at the first
+instruction boundary at or after its arrival cycle (a run is split there). A host whose CPU
+is halted with interrupts enabled and no timer waits for the network: its cycle counter
+advances to the next arrival or the quantum's end, counted as idle cycles like any HLT.
+
+**What Python does** (the boot loader's part, untimed): attaches the interface to the bus,
+writes its IDT gate, reserves the receive rings and the shipping area (physical frames mapped
+read-only into the resident space) and tells the kernel where they are; creates the network
+server process and its threads. Everything at run time is guest code: the driver and the
+install/fetch calls (``kernel/net.s``), the network server (``kernel/netserver.s``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import resources
+
+import attrs
+
+from lavsim.cpu.state import IF
+from lavsim.errors import ConfigError, LavsimError
+from lavsim.kernel import layout as L
+from lavsim.kernel.system import LavenderSystem, Process, Thread
+from lavsim.kernel.tables import read_descriptor, write_descriptor
+from lavsim.mmu import descriptors as d
+from lavsim.network import NIC_IRQ, NIC_PORTS, Network, NetworkInterface, NetworkModel
+
+__all__ = ["Cluster", "ClusterOutcome", "Host", "netserver_source"]
+
+MiB = 1 << 20
+
+#: Network-server protocol (payload of frames, see netserver.s).
+NET_OP_CALL = 1
+NET_OP_FETCH = 2
+NET_OP_LOOKUP = 3
+NET_OP_REPLY = 0x80
+
+#: Client -> network server message: ship a procedure here (netserver.s, forward thread).
+NET_OP_SHIP = 4
+#: The network server's port (created first on every host, after the name server's port 0).
+NET_PORT = 1
+
+#: The network server's data segment.
+NX_RQ = 0x0000
+NX_RP = 0x1000
+NX_FAR = 0x2000
+NX_HOST = 0x2008
+NX_RQ_LENGTH = 0x200C
+NX_PORT = 0x2010
+NX_TOKEN = 0x2014
+NX_SEQ = 0x2018
+NX_FW_RPLEN = 0x201C
+NX_FW = 0x2100
+NX_FW_SIZE = 0x100
+NX_FW_RQ = 0x3000
+NX_FW_RP = 0x4000
+NX_BUFFER = 0x1000
+NX_DATA_SIZE = 0x5000
+
+#: Pages of the shipping area (resident space) on each host.
+SHIP_PAGES = 16
+
+
+def _check_int(field: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(field, f"must be an int, not {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        top = "" if high is None else f"..{high}"
+        raise ConfigError(field, f"must be in {low}{top}, got {value}")
+    return value
+
+
+def _read_source(name: str) -> str:
+    return resources.files("lavsim.kernel").joinpath(name).read_text(encoding="utf-8")
+
+
+def netserver_constants() -> dict[str, int]:
+    """The ``.equ`` names netserver.s (and the remote call library) use."""
+    names = {
+        "NET_OP_CALL": NET_OP_CALL, "NET_OP_FETCH": NET_OP_FETCH, "NET_OP_LOOKUP": NET_OP_LOOKUP,
+        "NET_OP_REPLY": NET_OP_REPLY, "NET_OP_SHIP": NET_OP_SHIP,
+        "SYS_NET_ATTACH": L.SYS_NET_ATTACH, "SYS_NET_SEND": L.SYS_NET_SEND,
+        "SYS_NET_RECV": L.SYS_NET_RECV, "SYS_NET_INSTALL": L.SYS_NET_INSTALL,
+        "SYS_NET_FETCH": L.SYS_NET_FETCH, "SYS_PORT_CREATE": L.SYS_PORT_CREATE,
+        "SYS_REPLY_WAIT": L.SYS_REPLY_WAIT, "SYS_CALL": L.SYS_CALL,
+        "E_INVAL": L.E_INVAL & 0xFFFFFFFF, "E_NO_PROCEDURE": L.E_NO_PROCEDURE & 0xFFFFFFFF,
+        "E_HOST_UNREACHABLE": L.E_HOST_UNREACHABLE & 0xFFFFFFFF,
+        "ADDR_HOST": L.ADDR_HOST, "ADDR_GROUP": L.ADDR_GROUP, "ADDR_SELECTOR": L.ADDR_SELECTOR,
+        "ADDR_OFFSET": L.ADDR_OFFSET, "ADDR_FLAGS": L.ADDR_FLAGS, "ADDR_SIZE": L.ADDR_SIZE,
+        "ADDR_GROUP_RESIDENT": L.ADDR_GROUP_RESIDENT,
+        "ADDR_FLAG_SHIPPABLE": L.ADDR_FLAG_SHIPPABLE,
+    }  # fmt: skip
+    names.update({k: v for k, v in globals().items() if k.startswith("NX_")})
+    return names
+
+
+#: Without a name server on the host, a lookup from another host finds nothing.
+_NO_LOOKUP = """
+ns_lookup_local:
+    mov eax, E_NO_PROCEDURE
+    ret
+"""
+
+
+def netserver_source(extra: str = "") -> str:
+    """The network server's source: constants, ``netserver.s``, then ``extra`` (the forward
+    thread and the name-server lookup, when those services exist) or a lookup stub."""
+    prelude = "".join(f".equ {k}, {v:#x}\n" for k, v in netserver_constants().items())
+    body = _read_source("netserver.s")
+    if "ns_lookup_local:" not in extra:
+        extra = _NO_LOOKUP + extra
+    return prelude + body + extra
+
+
+@attrs.frozen
+class ClusterOutcome:
+    """How :meth:`Cluster.run` ended: ``reason`` is ``"until"`` (the condition held),
+    ``"cycle_limit"``, ``"stopped"`` (every host's kernel is done or has panicked) or
+    ``"panic"`` (a host's kernel panicked; ``detail`` says which); ``time`` is the global
+    cycle reached, ``cycles`` each host's cycle counter by host id."""
+
+    reason: str
+    time: int
+    cycles: dict[int, int]
+    detail: str = ""
+
+
+class Host:
+    """One machine of the cluster: its Lavender ``system``, its interface ``nic``, its network
+    server process ``netserver``."""
+
+    def __init__(self, host_id: int, system: LavenderSystem, network: Network) -> None:
+        self.id = host_id
+        self.system = system
+        machine = system.machine
+
+        def raise_irq() -> None:
+            machine.pic.raise_irq(NIC_IRQ)
+            machine.cpu.irq_pending = machine.pic.output
+
+        self.nic = NetworkInterface(
+            host_id, network, clock=lambda: machine.cpu.tsc,
+            read_memory=machine.memory.read, write_memory=machine.load, raise_irq=raise_irq,
+        )  # fmt: skip
+        machine.bus.attach(self.nic, *NIC_PORTS)
+        self._boot_network()
+        self.netserver: Process | None = None
+        self.netserver_threads: list[Thread] = []
+
+    def _boot_network(self) -> None:
+        """The boot loader's part: the IDT gate of the interface's interrupt, the rings and
+        the shipping area, and the kernel variables that say where they are."""
+        system = self.system
+        image = system.image
+        write_descriptor(
+            system.memory, L.IDT_PHYS, L.NIC_VECTOR,
+            d.GateDescriptor(d.SYS_INTERRUPT_GATE32, L.KERNEL_CS, image.symbol("isr_nic"), dpl=0),
+        )  # fmt: skip
+        # Message IPC's kernel memory, if the system's boot did not lay it out already.
+        if system.memory.read32(L.IPC_MSG_FREE) == 0:
+            from lavsim.kernel.ipc import init_ipc
+
+            init_ipc(system.memory)
+        pages = L.NET_AREA_BYTES // L.PAGE_SIZE
+        area = self._contiguous(pages)
+        system.memory.fill(area, L.NET_AREA_BYTES, 0)
+        system.write_kernel32(image.symbol("k_net_area"), L.KERNEL_BASE + area)
+        # The shipping area: frames mapped read-only, user, global in the resident space; the
+        # kernel writes code through its window (CR0.WP binds ring 0 too).
+        ship = self._contiguous(SHIP_PAGES)
+        system.memory.fill(ship, SHIP_PAGES * L.PAGE_SIZE, 0)
+        linear = system._resident_next
+        for k in range(SHIP_PAGES):
+            system.page_tables.map_page(
+                None, linear + k * L.PAGE_SIZE, (ship >> L.PAGE_SHIFT) + k, writable=False
+            )
+        system._resident_next = linear + (SHIP_PAGES + 1) * L.PAGE_SIZE
+        self.ship_linear = linear
+        for name, value in (
+            ("k_ship_next", L.KERNEL_BASE + ship),
+            ("k_ship_end", L.KERNEL_BASE + ship + SHIP_PAGES * L.PAGE_SIZE),
+            ("k_ship_delta", (linear - (L.KERNEL_BASE + ship)) & 0xFFFFFFFF),
+            ("k_ship_slot", L.GDT_SHIP_FIRST), ("k_ship_slot_end", L.GDT_ENTRIES),
+        ):  # fmt: skip
+            system.write_kernel32(image.symbol(name), value)
+        # Keep the shipping slots out of the sharing manager's hands.
+        reserved = system.sharing._gdt
+        for slot in range(L.GDT_SHIP_FIRST, L.GDT_ENTRIES):
+            reserved.setdefault(slot, "shipped procedures (issue 8)")
+
+    def _contiguous(self, pages: int) -> int:
+        frames = self.system.frames.allocate(pages, "memory_size")
+        if frames != list(range(frames[0], frames[0] + pages)):
+            raise LavsimError("the boot loader could not find contiguous frames")
+        return frames[0] << L.PAGE_SHIFT
+
+    # --- state read back ------------------------------------------------------------------
+    @property
+    def cycles(self) -> int:
+        return self.system.machine.cpu.tsc
+
+    @property
+    def stopped(self) -> bool:
+        return self.system.status in (L.STATUS_DONE, L.STATUS_PANIC)
+
+    def shipped(self) -> list[int]:
+        """Gate selectors of the procedures installed by shipping on this host."""
+        next_slot = self.system.kernel_variable("k_ship_slot")
+        return [(s + 1) << 3 | 3 for s in range(L.GDT_SHIP_FIRST, next_slot, 2)]
+
+    def read_netserver(self, offset: int, size: int) -> bytes:
+        assert self.netserver is not None
+        return self.system.read_process(self.netserver, "data", offset, size)
+
+
+class Cluster:
+    """``hosts`` machines (ids 1..n) of one CPU ``profile``, each booted into Lavender, with a
+    network interface and (``network_servers``) a network server, joined by ``network``.
+
+    ``timer_period`` is each kernel's time slice (0: no preemption; hosts then idle without a
+    timer while they wait for the network). ``observe`` attributes cycles per host (slower).
+    """
+
+    def __init__(
+        self,
+        hosts: int = 2,
+        *,
+        network: NetworkModel | None = None,
+        profile: str = "i486",
+        memory_size: int = 16 * MiB,
+        timer_period: int = 20_000,
+        observe: bool = False,
+        network_servers: bool = True,
+        netserver_extra: str | Callable[[Host], str] = "",
+    ) -> None:
+        _check_int("hosts", hosts, 1, 64)
+        if network is None:
+            network = NetworkModel()
+        if not isinstance(network, NetworkModel):
+            raise ConfigError("network", "must be a NetworkModel")
+        self.model = network
+        self.network = Network(network)
+        self.hosts: list[Host] = []
+        for host_id in range(1, hosts + 1):
+            system = LavenderSystem(profile, memory_size, timer_period, observe=observe)
+            self.hosts.append(Host(host_id, system, self.network))
+        self.time = 0
+        if network_servers:
+            for host in self.hosts:
+                extra = netserver_extra(host) if callable(netserver_extra) else netserver_extra
+                self._start_netserver(host, extra)
+
+    def _start_netserver(self, host: Host, extra: str) -> None:
+        process = host.system.create_resident_process(
+            netserver_source(extra), data_size=NX_DATA_SIZE, max_threads=4, name="netserver",
+        )  # fmt: skip
+        host.netserver = process
+        host.netserver_threads.append(host.system.create_thread(process, "serve"))
+        host.netserver_threads.append(host.system.create_thread(process, "forward"))
+
+    def host(self, host_id: int) -> Host:
+        """The host with id ``host_id`` (1..n)."""
+        _check_int("host_id", host_id, 1, len(self.hosts))
+        return self.hosts[host_id - 1]
+
+    def make_shippable(self, host: Host, export: object) -> None:
+        """Mark a resident procedure export shippable: the AVL bit of its code segment's
+        descriptor (the exporter's declaration that its code is position independent and uses
+        no private data; net_fetch refuses any other). Boot-loader style, untimed."""
+        code_slot = getattr(export, "code_slot", None)
+        if getattr(export, "resident", False) is not True or not isinstance(code_slot, int):
+            raise ConfigError("export", "must be a resident procedure export")
+        if getattr(export, "data_slot", None) is not None:
+            raise ConfigError("export", "a procedure with private data cannot be shipped")
+        desc = read_descriptor(host.system.memory, L.GDT_PHYS, code_slot)
+        assert isinstance(desc, d.SegmentDescriptor)
+        write_descriptor(host.system.memory, L.GDT_PHYS, code_slot, attrs.evolve(desc, avl=True))
+
+    def down(self, host_id: int, is_down: bool = True) -> None:
+        """Take a host off the network (frames to it are refused as unreachable) or back."""
+        _check_int("host_id", host_id, 1, len(self.hosts))
+        if is_down:
+            self.network.down.add(host_id)
+        else:
+            self.network.down.discard(host_id)
+
+    # --- running ----------------------------------------------------------------------------
+    def run(
+        self, until: Callable[[], bool] | None = None, max_cycles: int = 10_000_000
+    ) -> ClusterOutcome:
+        """Advance every host in lock-step quanta until ``until()`` holds (checked after each
+        quantum), every kernel has stopped, or ``max_cycles`` more cycles of global time."""
+        _check_int("max_cycles", max_cycles, 1)
+        end = self.time + max_cycles
+        step = self.model.step
+        while True:
+            if until is not None and until():
+                return self._outcome("until")
+            for host in self.hosts:
+                if host.system.status == L.STATUS_PANIC:
+                    report = host.system.panic_report()
+                    text = report.describe() if report else ""
+                    return self._outcome("panic", f"host {host.id}: {text}")
+            if all(h.stopped for h in self.hosts):
+                return self._outcome("stopped")
+            if self.time >= end:
+                return self._outcome("cycle_limit")
+            target = min(self.time + step, end)
+            for host in self.hosts:
+                self._advance(host, target)
+            self.time = target
+
+    def _advance(self, host: Host, target: int) -> None:
+        """Run ``host`` until its cycle counter reaches ``target``, handing it every frame at
+        its arrival cycle."""
+        system = host.system
+        cpu = system.machine.cpu
+        while not host.stopped:
+            for frame in self.network.take_arrived(host.id, cpu.tsc):
+                host.nic.deliver(frame)
+            if cpu.tsc >= target:
+                return
+            arrival = self.network.next_arrival(host.id)
+            stop = target if arrival is None else min(target, arrival)
+            if stop > cpu.tsc:
+                system.run(max_cycles=stop - cpu.tsc)
+            if cpu.tsc < stop and cpu.halted and cpu.eflags & IF and not cpu.irq_pending:
+                # Waiting in HLT for the network (no timer event will come first).
+                system.machine.idle_cycles += stop - cpu.tsc
+                cpu.tsc = stop
+            if host.stopped or system.machine.cpu.shutdown:
+                return
+
+    def _outcome(self, reason: str, detail: str = "") -> ClusterOutcome:
+        return ClusterOutcome(reason, self.time, {h.id: h.cycles for h in self.hosts}, detail)
+
+    # --- statistics -------------------------------------------------------------------------
+    def frames_sent(self) -> dict[int, int]:
+        """Frames each host's interface has transmitted so far."""
+        return {h.id: h.nic.stats.frames_sent for h in self.hosts}
+
+    def digests(self) -> dict[int, str]:
+        """Each host's state digest (registers, memory, TSC)."""
+        return {h.id: h.system.machine.state_digest() for h in self.hosts}
+
+
+#: Without a network buffer the remote half of lav_call only reports "unreachable".
+_NO_REMOTE = """
+lav_remote:
+    mov eax, LAV_E_UNREACHABLE
+    mov ecx, eax
+    mov esp, ebp
+    pop ebp
+    ret
+lav_ship:
+    mov eax, LAV_E_UNREACHABLE
+    ret
+"""
+
+
+def remote_stub_source(net_buffer: int | None) -> str:
+    """The remote half of the call library (``netcall.s``) using 144 bytes at ``net_buffer``
+    of the process's data segment, or (None) a stub answering ``E_UNREACHABLE``."""
+    if net_buffer is None:
+        return _NO_REMOTE
+    _check_int("net_buffer", net_buffer, 0, 0xFFFFFFFF - 144)
+    constants = {
+        "LAV_NET_BUF": net_buffer, "LAV_NET_PORT": NET_PORT, "LAV_NET_OP_CALL": NET_OP_CALL,
+        "LAV_NET_OP_SHIP": NET_OP_SHIP, "LAV_SYS_CALL": L.SYS_CALL,
+        "LAV_E_INVAL": L.E_INVAL & 0xFFFFFFFF,
+    }  # fmt: skip
+    prelude = "".join(f".equ {k}, {v:#x}\n" for k, v in constants.items())
+    return "\n# ---- remote calls (issue 8) ----\n" + prelude + _read_source("netcall.s")

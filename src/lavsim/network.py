@@ -1,0 +1,322 @@
+"""A network joining several machines: the cost model, the wire, and each machine's interface.
+
+:class:`NetworkModel` is the configuration (a frozen value, every field checked, a
+:class:`~lavsim.errors.ConfigError` names a bad one). :class:`Network` carries frames between
+:class:`NetworkInterface` devices; :class:`lavsim.cluster.Cluster` advances the machines in
+lock-step and hands each frame to its receiver at the cycle it arrives.
+
+Cost of one frame of ``n`` bytes (header included) sent at cycle ``t`` of the sender::
+
+    departure = max(t, the end of the sender's previous transmission)   # one wire per NIC
+    arrival   = departure + n * per_byte + latency
+
+Both terms are *modelled* cycles (no guest instruction runs for them); the sender's CPU pays
+only for the instructions of its driver (the OUTs that start the transmission), the receiver's
+for its interrupt handler and copies. DMA by the interface costs the CPU nothing (cycle stealing
+is not modelled).
+
+Network interface register map (port I/O, 32-bit registers, at ``NIC_BASE`` = 0x300; the
+machine's PIC line ``NIC_IRQ`` = 3):
+
+========= ============== ====================================================================
+port      register       meaning
+========= ============== ====================================================================
+0x300     ID             read: this host's id (1..n; 0 is "this host" in address structures)
+0x304     STATUS         read: bit q set = a frame was put in receive queue q since the bit
+                         was last cleared; write: clears the bits written as 1 (W1C)
+0x308     TX_ADDR        read/write: physical address of the frame to transmit
+0x30C     TX_LEN         write: length in bytes; transmits the frame now (DMA read of TX_ADDR
+                         .. TX_ADDR+len-1); read: frames transmitted so far
+0x310     TX_STATUS      read: result of the last transmission: 0 sent, 1 no such host (or
+                         host down), 2 bad length (< FRAME_HEADER or > the MTU)
+0x314     RX0_RING       read/write: physical address of receive queue 0's ring
+0x318     RX1_RING       read/write: physical address of receive queue 1's ring
+0x31C     RX_SLOTS       read/write: slots per ring; writing it resets both rings' next slot
+                         to 0 (the driver writes it after the ring addresses)
+0x320     RX_DROPPED     read: frames dropped (the next slot still owned by the driver, or
+                         the frame longer than a slot)
+========= ============== ====================================================================
+
+A frame (built by the sender in its memory, little-endian dwords)::
+
+    +0  destination host id
+    +4  receive queue at the destination (bit 0: 0 requests, 1 replies)
+    +8  source host id (overwritten by the receiving interface: it cannot be forged)
+    +12 payload (the network servers' protocol, lavsim.netserver)
+
+A receive ring is ``RX_SLOTS`` slots of ``RX_SLOT_SIZE`` bytes; a slot is a length dword (0:
+the slot belongs to the interface) followed by the frame. The interface writes the next slot of
+the frame's queue (if its length is 0), then its length, advances to the next slot (cyclically),
+sets STATUS bit q and raises ``NIC_IRQ``. The driver copies the frame out and writes 0 to the
+length to give the slot back. Two queues let a driver wake the thread waiting for requests and
+the one waiting for replies separately, as multi-queue interfaces steer frames by a header field.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+
+import attrs
+
+from lavsim.errors import ConfigError
+
+__all__ = [
+    "FRAME_HEADER",
+    "NIC_BASE",
+    "NIC_IRQ",
+    "NIC_PORTS",
+    "RX_QUEUES",
+    "RX_SLOT_SIZE",
+    "Frame",
+    "Network",
+    "NetworkInterface",
+    "NetworkModel",
+]
+
+NIC_BASE = 0x300
+NIC_ID = NIC_BASE + 0x00
+NIC_STATUS = NIC_BASE + 0x04
+NIC_TX_ADDR = NIC_BASE + 0x08
+NIC_TX_LEN = NIC_BASE + 0x0C
+NIC_TX_STATUS = NIC_BASE + 0x10
+NIC_RX0_RING = NIC_BASE + 0x14
+NIC_RX1_RING = NIC_BASE + 0x18
+NIC_RX_SLOTS = NIC_BASE + 0x1C
+NIC_RX_DROPPED = NIC_BASE + 0x20
+NIC_PORTS = (NIC_ID, NIC_STATUS, NIC_TX_ADDR, NIC_TX_LEN, NIC_TX_STATUS, NIC_RX0_RING,
+             NIC_RX1_RING, NIC_RX_SLOTS, NIC_RX_DROPPED)
+NIC_IRQ = 3
+RX_QUEUES = 2
+#: Bytes of one receive-ring slot: a length dword and at most RX_SLOT_SIZE - 4 frame bytes.
+RX_SLOT_SIZE = 4096
+#: Destination, queue, source.
+FRAME_HEADER = 12
+
+TX_OK = 0
+TX_NO_HOST = 1
+TX_BAD_LENGTH = 2
+
+_MAX_INT = 1 << 40
+
+
+def _positive(field: str, value: object, low: int, high: int = _MAX_INT) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(field, f"must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ConfigError(field, f"must be in {low}..{high}, got {value}")
+
+
+@attrs.frozen
+class NetworkModel:
+    """How frames cross the network, in CPU cycles of the hosts (all hosts share one clock rate).
+
+    ``latency``: cycles from the end of a frame's transmission to its arrival in the
+    receiver's ring (propagation, switching, the receiving interface), at least 1;
+    ``per_byte``: cycles per byte on the wire (the inverse of the bandwidth: at 33 MHz,
+    1 cycle per byte is 33 MB/s), at least 0; ``mtu``: the largest frame in bytes, header
+    included (at most ``RX_SLOT_SIZE - 4``); ``quantum``: cycles each host runs before the
+    others catch up (lock-step), 1..``latency``, None for ``latency`` itself. Because no frame
+    arrives sooner than ``latency`` after it leaves, a frame never arrives in the past of the
+    host that receives it, so every run is deterministic.
+    """
+
+    latency: int = 2_000
+    per_byte: int = 1
+    mtu: int = RX_SLOT_SIZE - 4
+    quantum: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _positive("latency", self.latency, 1)
+        _positive("per_byte", self.per_byte, 0, 1 << 20)
+        _positive("mtu", self.mtu, 64, RX_SLOT_SIZE - 4)
+        if self.quantum is not None:
+            _positive("quantum", self.quantum, 1, self.latency)
+
+    @property
+    def step(self) -> int:
+        """The lock-step quantum in force."""
+        return self.latency if self.quantum is None else self.quantum
+
+    def frame_cycles(self, length: int) -> int:
+        """Modelled cycles of one frame of ``length`` bytes from departure to arrival."""
+        return length * self.per_byte + self.latency
+
+
+@attrs.frozen(order=True)
+class Frame:
+    """A frame on the wire: it arrives at ``arrival`` (receiver's cycle); ``seq`` orders frames
+    arriving at the same cycle by transmission order."""
+
+    arrival: int
+    seq: int
+    source: int = attrs.field(order=False)
+    destination: int = attrs.field(order=False)
+    data: bytes = attrs.field(order=False, repr=lambda b: f"<{len(b)} bytes>")
+
+
+@attrs.define
+class LinkStats:
+    """Counters of one interface."""
+
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    frames_received: int = 0
+    bytes_received: int = 0
+    frames_dropped: int = 0
+    unreachable: int = 0
+
+
+class Network:
+    """The wire: frames in flight between the interfaces attached to it, ordered by arrival."""
+
+    def __init__(self, model: NetworkModel) -> None:
+        if not isinstance(model, NetworkModel):
+            raise ConfigError("network", "must be a NetworkModel")
+        self.model = model
+        self.interfaces: dict[int, NetworkInterface] = {}
+        self.down: set[int] = set()
+        self._in_flight: list[Frame] = []
+        self._seq = 0
+
+    def attach(self, interface: NetworkInterface) -> None:
+        if interface.host_id in self.interfaces:
+            raise ConfigError("host_id", f"host {interface.host_id} is already attached")
+        self.interfaces[interface.host_id] = interface
+
+    def reachable(self, host: int) -> bool:
+        return host in self.interfaces and host not in self.down
+
+    def send(self, source: int, destination: int, data: bytes, departure: int) -> int:
+        """Put a frame on the wire; returns its arrival cycle."""
+        arrival = departure + self.model.frame_cycles(len(data))
+        self._seq += 1
+        bisect.insort(self._in_flight, Frame(arrival, self._seq, source, destination, data))
+        return arrival
+
+    def next_arrival(self, host: int) -> int | None:
+        """The earliest arrival cycle of a frame in flight to ``host``, or None."""
+        for frame in self._in_flight:
+            if frame.destination == host:
+                return frame.arrival
+        return None
+
+    def take_arrived(self, host: int, now: int) -> list[Frame]:
+        """Remove and return the frames to ``host`` arriving at or before cycle ``now``."""
+        taken = [f for f in self._in_flight if f.destination == host and f.arrival <= now]
+        if taken:
+            self._in_flight = [f for f in self._in_flight if f not in taken]
+        return taken
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+
+class NetworkInterface:
+    """One machine's network interface (a port-I/O device doing DMA; see the module docstring
+    for the registers). ``read_memory``/``write_memory`` are the machine's physical memory
+    (``write_memory`` must drop decoded instructions of the frames written, as
+    :meth:`lavsim.machine.Machine.load` does); ``raise_irq`` raises the interrupt line;
+    ``clock`` gives the machine's cycle counter."""
+
+    def __init__(
+        self,
+        host_id: int,
+        network: Network,
+        clock: Callable[[], int],
+        read_memory: Callable[[int, int], bytes],
+        write_memory: Callable[[int, bytes], None],
+        raise_irq: Callable[[], None],
+    ) -> None:
+        _positive("host_id", host_id, 1, 0xFFFF)
+        self.host_id = host_id
+        self.network = network
+        self.clock = clock
+        self.read_memory = read_memory
+        self.write_memory = write_memory
+        self.raise_irq = raise_irq
+        self.status = 0
+        self.tx_addr = 0
+        self.tx_status = TX_OK
+        self.rx_rings = [0] * RX_QUEUES
+        self.rx_slots = 0
+        self.rx_next = [0] * RX_QUEUES
+        #: Cycle at which the wire is free again after the last transmission.
+        self.tx_free = 0
+        self.stats = LinkStats()
+        network.attach(self)
+
+    # --- port I/O --------------------------------------------------------------------------
+    def io_read(self, port: int, size: int) -> int:
+        if port == NIC_ID:
+            return self.host_id
+        if port == NIC_STATUS:
+            return self.status
+        if port == NIC_TX_ADDR:
+            return self.tx_addr
+        if port == NIC_TX_LEN:
+            return self.stats.frames_sent
+        if port == NIC_TX_STATUS:
+            return self.tx_status
+        if port in (NIC_RX0_RING, NIC_RX1_RING):
+            return self.rx_rings[(port - NIC_RX0_RING) // 4]
+        if port == NIC_RX_SLOTS:
+            return self.rx_slots
+        if port == NIC_RX_DROPPED:
+            return self.stats.frames_dropped
+        return 0xFFFFFFFF
+
+    def io_write(self, port: int, size: int, value: int) -> None:
+        if port == NIC_STATUS:
+            self.status &= ~value
+        elif port == NIC_TX_ADDR:
+            self.tx_addr = value
+        elif port == NIC_TX_LEN:
+            self._transmit(value)
+        elif port in (NIC_RX0_RING, NIC_RX1_RING):
+            self.rx_rings[(port - NIC_RX0_RING) // 4] = value
+        elif port == NIC_RX_SLOTS:
+            self.rx_slots = value
+            self.rx_next = [0] * RX_QUEUES
+
+    # --- the wire --------------------------------------------------------------------------
+    def _transmit(self, length: int) -> None:
+        if not FRAME_HEADER <= length <= self.network.model.mtu:
+            self.tx_status = TX_BAD_LENGTH
+            return
+        data = bytearray(self.read_memory(self.tx_addr, length))
+        destination = int.from_bytes(data[0:4], "little")
+        if not self.network.reachable(destination) or destination == self.host_id:
+            self.tx_status = TX_NO_HOST
+            self.stats.unreachable += 1
+            return
+        now = self.clock()
+        departure = max(now, self.tx_free)
+        self.tx_free = departure + length * self.network.model.per_byte
+        self.network.send(self.host_id, destination, bytes(data), departure)
+        self.tx_status = TX_OK
+        self.stats.frames_sent += 1
+        self.stats.bytes_sent += length
+
+    def deliver(self, frame: Frame) -> bool:
+        """Put an arrived frame into its receive queue (DMA) and interrupt; False if dropped."""
+        data = bytearray(frame.data)
+        data[8:12] = frame.source.to_bytes(4, "little")
+        queue = int.from_bytes(data[4:8], "little") & (RX_QUEUES - 1)
+        ring = self.rx_rings[queue]
+        if not self.rx_slots or not ring or len(data) > RX_SLOT_SIZE - 4:
+            self.stats.frames_dropped += 1
+            return False
+        slot = ring + self.rx_next[queue] * RX_SLOT_SIZE
+        if int.from_bytes(self.read_memory(slot, 4), "little") != 0:
+            self.stats.frames_dropped += 1
+            return False
+        self.write_memory(slot + 4, bytes(data))
+        self.write_memory(slot, len(data).to_bytes(4, "little"))
+        self.rx_next[queue] = (self.rx_next[queue] + 1) % self.rx_slots
+        self.stats.frames_received += 1
+        self.stats.bytes_received += len(data)
+        self.status |= 1 << queue
+        self.raise_irq()
+        return True

@@ -1,0 +1,271 @@
+"""Cycles of a remote call, of shipping a procedure, and when shipping pays off (issue 8).
+
+Every figure is read by the guest itself with RDTSC around its calls, so it holds only guest
+instructions and modelled costs: the network's latency and per-byte cost (modelled, no
+instruction runs for them) and the idle cycles a host spends in HLT waiting for a frame.
+
+- ``remote call``: ``lav_call`` on host 1 of a resident procedure of host 2: the stub, a
+  message call to the local network server, a frame, the remote network server's migration
+  into the procedure, the reply frame, the reply message.
+- ``shipping``: one ``lav_ship``: a FETCH round trip carrying the code, ``net_install``.
+- ``shipped call``: ``lav_call`` of the shipped copy: a local migration (no frame).
+- ``local migration``: ``lav_call`` of the procedure on its own host.
+- ``local message RPC``: a message call to a server process of another group on one host.
+
+``break_even`` = the smallest n with n * remote >= shipping + n * shipped.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from lavsim.cluster import Cluster
+from lavsim.kernel import layout as L
+from lavsim.kernel.sharing import AddressStructure, lav_call_source
+from lavsim.network import NetworkModel
+
+__all__ = ["RemoteCost", "measure_remote", "rpc_rows"]
+
+#: The procedure: a * b + c, padded with ``pad`` bytes of code that never runs.
+PROCEDURE = """
+proc:
+    mov eax, dword ptr [esp+8]
+    imul eax, dword ptr [esp+12]
+    add eax, dword ptr [esp+16]
+    mov edx, 7
+    retf PROC_ARG_BYTES
+    times {pad} int3
+"""
+
+#: Client: one warm-up call, N timed calls, a timed lav_ship, a warm-up, N timed calls.
+CLIENT = """
+main:
+    call one_call
+    rdtsc
+    mov dword ptr [0x40], eax
+    mov esi, {calls}
+.Lfirst:
+    call one_call
+    dec esi
+    jnz .Lfirst
+    rdtsc
+    mov dword ptr [0x44], eax
+    mov eax, dword ptr [0x64]
+    mov dword ptr [0x6C], eax
+    rdtsc
+    mov dword ptr [0x48], eax
+    push 0
+    call lav_ship
+    add esp, 4
+    mov dword ptr [0x60], eax
+    rdtsc
+    mov dword ptr [0x4C], eax
+    call one_call
+    rdtsc
+    mov dword ptr [0x50], eax
+    mov esi, {calls}
+.Lsecond:
+    call one_call
+    dec esi
+    jnz .Lsecond
+    rdtsc
+    mov dword ptr [0x54], eax
+    mov eax, 0
+    mov ebx, 0
+    int 0x30
+one_call:
+    push 3
+    push 2
+    push 1
+    push 3
+    push 0
+    call lav_call
+    add esp, 20
+    mov dword ptr [0x64], eax
+    mov dword ptr [0x68], ecx
+    ret
+"""
+
+#: Message RPC baseline: the server replies to every call; the client times N calls.
+RPC_SERVER = """
+main:
+    mov eax, {sys_port_create}
+    xor ebx, ebx
+    xor ecx, ecx
+    xor edx, edx
+    int 0x30
+    mov dword ptr [0x100], eax
+    xor ebx, ebx
+    xor edx, edx
+.Lserve:
+    mov eax, {sys_reply_wait}
+    xor ecx, ecx
+    mov esi, dword ptr [0x100]
+    mov edi, 64
+    int 0x30
+    mov edx, 12
+    jmp .Lserve
+"""
+RPC_CLIENT = """
+main:
+    call one_call
+    rdtsc
+    mov dword ptr [0x40], eax
+    mov esi, {calls}
+.Lloop:
+    call one_call
+    dec esi
+    jnz .Lloop
+    rdtsc
+    mov dword ptr [0x44], eax
+    mov eax, 0
+    mov ebx, 0
+    int 0x30
+one_call:
+    push esi
+    mov eax, {sys_call}
+    mov ebx, {port}
+    xor ecx, ecx
+    mov edx, 28
+    mov esi, 0x80
+    mov edi, 12
+    int 0x30
+    pop esi
+    ret
+"""
+
+
+@attrs.frozen
+class RemoteCost:
+    """Cycles per call of each mechanism, and shipping's one-off cost and break-even."""
+
+    profile: str
+    latency: int
+    per_byte: int
+    code_size: int
+    remote: float
+    shipping: int
+    shipped: float
+    local_migration: float
+    local_rpc: float
+    remote_frames: int
+    frames_after_shipping: int
+    result_remote: int
+    result_shipped: int
+
+    @property
+    def break_even(self) -> int | None:
+        """Calls after which shipping has paid for itself (n * remote >= shipping + n * shipped);
+        None when it never does."""
+        saving = self.remote - self.shipped
+        return None if saving <= 0 else math.ceil(self.shipping / saving)
+
+
+def _delta(start: int, end: int) -> int:
+    return (end - start) & 0xFFFFFFFF
+
+
+def measure_remote(
+    profile: str = "i486", latency: int = 2_000, per_byte: int = 1, pad: int = 0,
+    calls: int = 8, timer_period: int = 200_000,
+) -> RemoteCost:
+    """Run the remote, shipping, shipped and local figures on a two-host cluster."""
+    model = NetworkModel(latency=latency, per_byte=per_byte)
+    cluster = Cluster(2, network=model, profile=profile, timer_period=timer_period)
+    h1, h2 = cluster.host(1), cluster.host(2)
+    owner = h2.system.create_resident_process("nop\n", name="library")
+    export = h2.system.sharing.export_procedure(owner, PROCEDURE.format(pad=pad), params=3)
+    cluster.make_shippable(h2, export)
+    group = h1.system.create_group()
+    client = h1.system.create_process(
+        group, CLIENT.format(calls=calls) + lav_call_source(group, net_buffer=0x200),
+        data_size=4096,
+    )  # fmt: skip
+    address = AddressStructure(2, L.ADDR_GROUP_RESIDENT, export.gate_selector, export.entry,
+                               L.ADDR_FLAG_SHIPPABLE)
+    h1.system.sharing.write_address(client, 0, address)
+    thread = h1.system.create_thread(client, "main")
+    marks: dict[str, int] = {}
+
+    def done() -> bool:
+        if "frames" not in marks and h1.system.read_data32(client, 0x4C):
+            marks["frames"] = h1.nic.stats.frames_sent
+        return h1.system.thread_state(thread).state == "dead"
+
+    outcome = cluster.run(until=done, max_cycles=200_000_000)
+    if outcome.reason != "until":
+        raise RuntimeError(f"remote benchmark did not finish: {outcome}")
+    state = h1.system.thread_state(thread)
+    if state.fault is not None:
+        raise RuntimeError(state.fault.describe())
+    def read(offset: int) -> int:
+        return h1.system.read_data32(client, offset)
+
+    if read(0x60) != 0:
+        raise RuntimeError(f"lav_ship failed: {read(0x60) - (1 << 32)}")
+    remote = _delta(read(0x40), read(0x44)) / calls
+    shipping = _delta(read(0x48), read(0x4C))
+    shipped = _delta(read(0x50), read(0x54)) / calls
+    local = _local_migration(profile, pad, calls, timer_period)
+    rpc = _local_rpc(profile, calls, timer_period)
+    code_size = export.code_size
+    return RemoteCost(
+        profile, latency, per_byte, code_size, remote, shipping, shipped, local, rpc,
+        remote_frames=marks.get("frames", -1),
+        frames_after_shipping=h1.nic.stats.frames_sent - marks.get("frames", 0),
+        result_remote=read(0x6C), result_shipped=read(0x64),
+    )  # fmt: skip
+
+
+def _local_migration(profile: str, pad: int, calls: int, timer_period: int) -> float:
+    cluster = Cluster(1, profile=profile, timer_period=timer_period)
+    host = cluster.host(1)
+    owner = host.system.create_resident_process("nop\n", name="library")
+    export = host.system.sharing.export_procedure(owner, PROCEDURE.format(pad=pad), params=3)
+    group = host.system.create_group()
+    client = host.system.create_process(
+        group, CLIENT.format(calls=calls) + lav_call_source(group, net_buffer=0x200),
+        data_size=4096,
+    )  # fmt: skip
+    host.system.sharing.write_address(client, 0, AddressStructure(
+        0, L.ADDR_GROUP_RESIDENT, export.gate_selector, export.entry, 0))
+    thread = host.system.create_thread(client, "main")
+    cluster.run(until=lambda: host.system.thread_state(thread).state == "dead",
+                max_cycles=50_000_000)
+    return _delta(host.system.read_data32(client, 0x40),
+                  host.system.read_data32(client, 0x44)) / calls
+
+
+def _local_rpc(profile: str, calls: int, timer_period: int) -> float:
+    cluster = Cluster(1, profile=profile, timer_period=timer_period)
+    host = cluster.host(1)
+    system = host.system
+    server_group, client_group = system.create_group(), system.create_group()
+    server = system.create_process(server_group, RPC_SERVER.format(
+        sys_port_create=L.SYS_PORT_CREATE, sys_reply_wait=L.SYS_REPLY_WAIT), data_size=4096)
+    port = 2  # port 0: name server, port 1: network server, then this server's
+    client = system.create_process(client_group, RPC_CLIENT.format(
+        calls=calls, sys_call=L.SYS_CALL, port=port), data_size=4096)
+    system.create_thread(server, "main")
+    thread = system.create_thread(client, "main")
+    cluster.run(until=lambda: system.thread_state(thread).state == "dead",
+                max_cycles=50_000_000)
+    if system.read_data32(server, 0x100) != port:
+        raise RuntimeError("the RPC server did not get the expected port")
+    return _delta(system.read_data32(client, 0x40), system.read_data32(client, 0x44)) / calls
+
+
+def rpc_rows(profile: str = "i486", latency: int = 2_000, per_byte: int = 1) -> list[
+        tuple[str, float, str]]:
+    """Rows for the ``lavsim rpc`` table (issue 6): (mechanism, cycles per null-ish call of a
+    3-argument procedure, note)."""
+    cost = measure_remote(profile, latency, per_byte)
+    note = (f"2 hosts, latency {latency}, {per_byte} cycle/byte (modelled network cycles "
+            "included)")
+    return [
+        ("remote call (network)", cost.remote, note),
+        ("shipped procedure", cost.shipped,
+         f"after one lav_ship of {cost.shipping} cycles; break-even {cost.break_even} calls"),
+    ]
