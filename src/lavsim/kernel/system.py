@@ -325,7 +325,8 @@ class LavenderSystem:
     ``timer_period``: cycles between timer ticks (the time slice), 0 for no preemption;
     ``mmu``: a TLB organisation other than the profile's; ``observe``: attribute cycles and
     count kernel events host-side (see :mod:`lavsim.kernel.observer`; slower, changes no
-    simulated result).
+    simulated result); ``global_pages``: set CR4.PGE at boot (default), so the kernel's and the
+    resident space's global TLB entries survive CR3 loads; False flushes them on every one.
     """
 
     def __init__(
@@ -336,6 +337,7 @@ class LavenderSystem:
         *,
         mmu: MMUConfig | None = None,
         observe: bool = True,
+        global_pages: bool = True,
     ) -> None:
         _check_int("memory_size", memory_size, L.MIN_MEMORY, L.KERNEL_WINDOW)
         if memory_size % L.PAGE_SIZE:
@@ -362,6 +364,10 @@ class LavenderSystem:
         self._started = False
         #: The name server's process once :meth:`start_name_server` has run.
         self.name_server: Process | None = None
+        if not isinstance(global_pages, bool):
+            raise ConfigError("global_pages", "must be a bool")
+        #: CR4.PGE at the hand-over: global kernel and resident pages survive CR3 loads.
+        self.global_pages = global_pages
         self._load_kernel(timer_period)
         self.observer: KernelObserver | None = (
             KernelObserver(self.machine, self.image, self.image.symbol("k_current"))
@@ -424,7 +430,8 @@ class LavenderSystem:
 
     def _enter_kernel(self, entry: int, stack_top: int) -> None:
         """Processor state at the hand-over from the boot loader: protected mode with paging
-        (CR0.PG, CR0.WP, CR4.PGE), GDTR/IDTR loaded, flat ring-0 segments, IF = 0."""
+        (CR0.PG, CR0.WP, CR4.PGE unless ``global_pages`` is off), GDTR/IDTR loaded, flat
+        ring-0 segments, IF = 0."""
         cpu = self.machine.cpu
         mmu = self.machine.mmu
         cpu.gdtr_base, cpu.gdtr_limit = L.GDT_LINEAR, 8 * L.GDT_ENTRIES - 1
@@ -443,7 +450,7 @@ class LavenderSystem:
         cpu.cr3 = self.boot_directory.cr3
         mmu.load_cr3(cpu.cr3)
         cpu.cr0 = CR0_PE | CR0_ET | CR0_WP | CR0_PG
-        cpu.cr4 = CR4_PGE
+        cpu.cr4 = CR4_PGE if self.global_pages else 0
         mmu.set_controls(cpu.cr0, cpu.cr4)
 
     @property
