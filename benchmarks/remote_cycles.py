@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from lavsim.remote import measure_remote
+from lavsim.remote import measure_lookup, measure_remote
 
 
 def main() -> None:
@@ -33,6 +33,18 @@ def main() -> None:
                       f"{c.local_rpc:>10.1f} {c.remote:>9.1f} {c.shipping:>10} "
                       f"{c.shipped:>8.1f} {c.break_even:>11}")
     print("per_byte = 1 cycle/byte; break-even = smallest n with n*remote >= ship + n*shipped")
+    print()
+    print("lav_lookup by name from host 1 (guest RDTSC; network cycles modelled)")
+    header = (f"{'profile':8} {'latency':>8} {'hosts':>6} {'local name':>11} "
+              f"{'on host 2':>10} {'nowhere':>9}")
+    print(header)
+    print("-" * len(header))
+    for profile in ("i486", "pentium"):
+        for latency in latencies:
+            for hosts in (2, 3):
+                lk = measure_lookup(profile, latency=latency, per_byte=1, hosts=hosts)
+                print(f"{profile:8} {latency:>8} {hosts:>6} {lk.local:>11} {lk.remote:>10} "
+                      f"{lk.missing:>9}")
 
 
 if __name__ == "__main__":

@@ -284,3 +284,262 @@ def test_network_server_and_remote_stub_assemble_identically_with_gnu_as(tmp_pat
         subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(obj), str(binary)],
                        check=True)
         assert binary.read_bytes() == assemble(source, origin=0).code, name
+
+
+# --- names across hosts (lav_lookup) and shipping registered locally ---------------------------
+
+LOOKUP_CLIENT = """
+main:
+    push 0x20
+    push dword ptr [0x104]
+    push 0x108
+    call lav_lookup
+    add esp, 12
+    mov dword ptr [0x40], eax
+    push 0x60
+    push 4
+    push 0x130
+    call lav_lookup
+    add esp, 12
+    mov dword ptr [0x44], eax
+    push dword ptr [0x88]
+    push dword ptr [0x84]
+    push dword ptr [0x80]
+    push 3
+    push 0x20
+    call lav_call
+    add esp, 20
+    mov dword ptr [0x48], eax
+    mov dword ptr [0x4C], ecx
+    mov eax, 0
+    mov ebx, 0
+    int 0x30
+"""
+NO_ADDRESS = b"\xAA" * L.ADDR_SIZE
+
+
+def _named_cluster(hosts: int, names: dict[int, str], latency: int = 1_000) -> tuple[
+        Cluster, dict[int, int]]:
+    """A cluster whose hosts in ``names`` export PROCEDURE (resident, shippable) registered
+    with their own name server under the given name; the gate selector by host."""
+    cluster = Cluster(hosts, network=NetworkModel(latency=latency, per_byte=1))
+    gates = {}
+    for host_id, name in names.items():
+        host = cluster.host(host_id)
+        owner = host.system.create_resident_process("nop\n", name="library")
+        export = host.system.sharing.export_procedure(owner, PROCEDURE.format(pad=0), params=3)
+        cluster.make_shippable(host, export)
+        host.register_procedure(name, export, flags=L.ADDR_FLAG_SHIPPABLE)
+        gates[host_id] = export.gate_selector
+    return cluster, gates
+
+
+def _lookup_run(cluster: Cluster, name: str, args: tuple[int, int, int]) -> dict[str, object]:
+    h1 = cluster.host(1)
+    group = h1.system.create_group()
+    client = h1.system.create_process(
+        group, LOOKUP_CLIENT + lav_call_source(group, net_buffer=0x200), data_size=4096)
+    raw = name.encode()
+    h1.system.sharing.write_data(client, 0x20, NO_ADDRESS)
+    h1.system.sharing.write_data(client, 0x80, struct.pack("<3I", *args))
+    h1.system.sharing.write_data(client, 0x60, NO_ADDRESS)
+    h1.system.sharing.write_data(client, 0x104, struct.pack("<I", len(raw)) + raw)
+    h1.system.sharing.write_data(client, 0x130, b"nope")
+    thread = h1.system.create_thread(client, "main")
+    outcome = cluster.run(until=lambda: h1.system.thread_state(thread).state == "dead",
+                          max_cycles=3_000_000)
+    assert outcome.reason == "until", outcome
+    assert h1.system.thread_state(thread).fault is None
+
+    def read(offset: int) -> int:
+        return h1.system.read_data32(client, offset)
+
+    return {
+        "found": read(0x40), "missing": read(0x44), "result": read(0x48), "status": read(0x4C),
+        "address": AddressStructure.decode(h1.system.read_process(client, "data", 0x20, 20)),
+        "untouched": h1.system.read_process(client, "data", 0x60, 20),
+    }
+
+
+@given(a=st.integers(0, MASK), b=st.integers(0, MASK), c=st.integers(0, MASK))
+@settings(max_examples=3, deadline=None)
+def test_a_name_exported_on_another_host_is_looked_up_and_called_remotely(
+    a: int, b: int, c: int
+) -> None:
+    cluster, gates = _named_cluster(2, {2: "mac"})
+    values = _lookup_run(cluster, "mac", (a, b, c))
+    assert cluster.host(2).registrar_status() == 0
+    assert values["found"] == 0
+    assert values["address"] == AddressStructure(
+        2, L.ADDR_GROUP_RESIDENT, gates[2], 0, L.ADDR_FLAG_SHIPPABLE)
+    assert values["status"] == 0 and values["result"] == (a * b + c) & MASK
+    # A name known nowhere: E_NOENT, the address left alone, every server still serving.
+    assert values["missing"] == L.E_NOENT & MASK
+    assert values["untouched"] == NO_ADDRESS
+    for host in cluster.hosts:
+        for thread in host.netserver_threads:
+            assert host.system.thread_state(thread).state == "blocked"
+
+
+def test_hosts_are_asked_in_ascending_id_and_the_first_answer_wins() -> None:
+    cluster, gates = _named_cluster(4, {3: "mac", 4: "mac"})
+    values = _lookup_run(cluster, "mac", (2, 3, 4))
+    assert values["found"] == 0 and values["address"].host == 3  # type: ignore[attr-defined]
+    assert values["address"].selector == gates[3]  # type: ignore[attr-defined]
+    assert values["result"] == 10
+    # "mac": hosts 2 (miss) and 3 (hit); "nope": hosts 2, 3 and 4, each a request and a reply;
+    # then the call: one request and one reply.
+    frames = cluster.frames_sent()
+    assert frames[1] == 2 + 3 + 1 and frames[2] == 2 and frames[3] == 2 + 1 and frames[4] == 1
+
+
+def test_a_name_registered_on_this_host_is_resolved_without_the_network() -> None:
+    cluster, gates = _named_cluster(2, {1: "mac", 2: "other"})
+    values = _lookup_run(cluster, "mac", (2, 3, 4))
+    assert values["address"] == AddressStructure(
+        0, L.ADDR_GROUP_RESIDENT, gates[1], 0, L.ADDR_FLAG_SHIPPABLE)
+    assert values["result"] == 10 and values["status"] == 0
+    assert cluster.frames_sent()[1] == 1  # only "nope" went out (one LOOKUP to host 2)
+
+
+def test_a_group_local_procedure_is_not_found_from_another_host() -> None:
+    cluster = Cluster(2, network=NetworkModel(latency=1_000, per_byte=1))
+    h2 = cluster.host(2)
+    group = h2.system.create_group()
+    server = h2.system.create_process(group, "main:\n    nop\n", name="server")
+    export = h2.system.sharing.export_procedure(server, PROCEDURE.format(pad=0), params=3)
+    from lavsim.kernel.nameserver import request
+
+    registrar = h2.system.create_resident_process(
+        "main:\n" + f"""
+    mov eax, {L.SYS_CALL}
+    mov ebx, {L.NS_PORT}
+    mov ecx, 0
+    mov edx, {L.NS_REQ_SIZE}
+    mov esi, 64
+    mov edi, {L.NS_REPLY_SIZE}
+    int 0x30
+    mov eax, dword ptr [64]
+    mov dword ptr [128], eax
+    mov eax, 0
+    mov ebx, 0
+    int 0x30
+""", data=request(L.NS_OP_PROC_REGISTER, "mac", value=export.gate_selector, group=group.gid),
+        data_size=256)  # fmt: skip
+    h2.system.create_thread(registrar, "main")
+    values = _lookup_run(cluster, "mac", (1, 1, 1))
+    assert h2.system.read_data32(registrar, 128) == 0  # registered in its group on host 2
+    assert values["found"] == L.E_NOENT & MASK and values["address"] == AddressStructure.decode(
+        NO_ADDRESS)
+
+
+SHIP_BY_NAME = """
+main:
+    push 0x20
+    push 3
+    push 0x100
+    call lav_lookup
+    add esp, 12
+    mov dword ptr [0x40], eax
+    push 3
+    push 0x100
+    push 0x20
+    call lav_ship_as
+    add esp, 12
+    mov dword ptr [0x44], eax
+    push 0x60
+    push 3
+    push 0x100
+    call lav_lookup
+    add esp, 12
+    mov dword ptr [0x48], eax
+    mov dword ptr [0x4C], 1
+    mov esi, 5
+.Lagain:
+    push 4
+    push 3
+    push 2
+    push 3
+    push 0x60
+    call lav_call
+    add esp, 20
+    dec esi
+    jnz .Lagain
+    mov dword ptr [0x50], eax
+    mov dword ptr [0x54], ecx
+    mov eax, 0
+    mov ebx, 0
+    int 0x30
+"""
+
+
+def test_a_shipped_procedure_is_registered_here_and_found_by_name_without_the_network() -> None:
+    cluster, gates = _named_cluster(2, {2: "mac"})
+    h1 = cluster.host(1)
+    group = h1.system.create_group()
+    client = h1.system.create_process(
+        group, SHIP_BY_NAME + lav_call_source(group, net_buffer=0x200), data_size=4096)
+    h1.system.sharing.write_data(client, 0x100, b"mac")
+    thread = h1.system.create_thread(client, "main")
+    cluster.run(until=lambda: h1.system.read_data32(client, 0x4C) == 1, max_cycles=3_000_000)
+    frames = cluster.frames_sent()
+    # LOOKUP and FETCH, each a request and a reply; the second lookup stayed on host 1.
+    assert frames == {1: 2, 2: 2}
+    assert [h1.system.read_data32(client, k) for k in (0x40, 0x44, 0x48)] == [0, 0, 0]
+    (shipped,) = h1.shipped()
+    assert shipped != gates[2]  # a GDT slot of the shipping range, not the exporter's
+    local = AddressStructure.decode(h1.system.read_process(client, "data", 0x60, 20))
+    assert local == AddressStructure(0, L.ADDR_GROUP_RESIDENT, shipped, 0,
+                                     L.ADDR_FLAG_SHIPPABLE)
+    from lavsim.kernel.nameserver import name_entries
+
+    assert h1.system.name_server is not None
+    (entry,) = [e for e in name_entries(h1.system, h1.system.name_server)
+                if e.kind == "procedure"]
+    assert (entry.name, entry.value, entry.group, entry.host) == (
+        b"mac", shipped, L.ADDR_GROUP_RESIDENT, 0)
+    assert entry.owner_pid == h1.netserver.pid  # type: ignore[union-attr]
+    cluster.run(until=lambda: h1.system.thread_state(thread).state == "dead",
+                max_cycles=2_000_000)
+    assert h1.system.read_data32(client, 0x54) == 0
+    assert h1.system.read_data32(client, 0x50) == 2 * 3 + 4
+    assert cluster.frames_sent() == frames  # five calls, no frame
+
+
+def test_shipping_under_a_name_taken_here_installs_but_reports_the_collision() -> None:
+    cluster, gates = _named_cluster(2, {1: "mac", 2: "mac"})
+    h1 = cluster.host(1)
+    group = h1.system.create_group()
+    source = """
+main:
+    push 3
+    push 0x100
+    push 0x20
+    call lav_ship_as
+    add esp, 12
+    mov dword ptr [0x44], eax
+    mov eax, 0
+    mov ebx, 0
+    int 0x30
+"""
+    client = h1.system.create_process(
+        group, source + lav_call_source(group, net_buffer=0x200), data_size=4096)
+    h1.system.sharing.write_address(client, 0x20, AddressStructure(
+        2, L.ADDR_GROUP_RESIDENT, gates[2], 0, L.ADDR_FLAG_SHIPPABLE))
+    h1.system.sharing.write_data(client, 0x100, b"mac")
+    thread = h1.system.create_thread(client, "main")
+    cluster.run(until=lambda: h1.system.thread_state(thread).state == "dead",
+                max_cycles=2_000_000)
+    assert h1.system.read_data32(client, 0x44) == L.E_EXIST & MASK
+    (shipped,) = h1.shipped()
+    assert AddressStructure.decode(h1.system.read_process(client, "data", 0x20, 20)) == (
+        AddressStructure(0, L.ADDR_GROUP_RESIDENT, shipped, 0, L.ADDR_FLAG_SHIPPABLE))
+
+
+def test_lookup_runs_are_deterministic() -> None:
+    runs = []
+    for _ in range(2):
+        cluster, _ = _named_cluster(3, {3: "mac"}, latency=700)
+        values = _lookup_run(cluster, "mac", (5, 6, 7))
+        runs.append((values, cluster.digests(), {h.id: h.cycles for h in cluster.hosts}))
+    assert runs[0] == runs[1]

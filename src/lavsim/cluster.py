@@ -66,8 +66,15 @@ NX_PORT = 0x2010
 NX_TOKEN = 0x2014
 NX_SEQ = 0x2018
 NX_FW_RPLEN = 0x201C
+NX_HOSTS = 0x2020  # number of hosts of the cluster (ids 1..NX_HOSTS), written at boot
+NX_LOOKUP_HOST = 0x2024  # the host the forward thread's lookup is asking
+NX_FW_LEN = 0x2028  # length of the forward thread's current request message
+NX_NS_RQ = 0x2040  # serve: request to this host's name server (NS_REQ_SIZE bytes)
+NX_NS_RP = 0x2080  # serve: its reply (NS_REPLY_SIZE bytes)
 NX_FW = 0x2100
 NX_FW_SIZE = 0x100
+NX_FW_NS = 0x2200  # forward: registration request to this host's name server
+NX_FW_NS_RP = 0x2240  # forward: its reply
 NX_FW_RQ = 0x3000
 NX_FW_RP = 0x4000
 NX_BUFFER = 0x1000
@@ -105,27 +112,47 @@ def netserver_constants() -> dict[str, int]:
         "ADDR_OFFSET": L.ADDR_OFFSET, "ADDR_FLAGS": L.ADDR_FLAGS, "ADDR_SIZE": L.ADDR_SIZE,
         "ADDR_GROUP_RESIDENT": L.ADDR_GROUP_RESIDENT,
         "ADDR_FLAG_SHIPPABLE": L.ADDR_FLAG_SHIPPABLE,
+        "E_NOENT": L.E_NOENT & 0xFFFFFFFF, "NS_PORT": L.NS_PORT, "NS_NAME_MAX": L.NS_NAME_MAX,
+        "NS_REQ_OP": L.NS_REQ_OP, "NS_REQ_NAME_LEN": L.NS_REQ_NAME_LEN,
+        "NS_REQ_NAME": L.NS_REQ_NAME, "NS_REQ_VALUE": L.NS_REQ_VALUE,
+        "NS_REQ_OFFSET": L.NS_REQ_OFFSET, "NS_REQ_GROUP": L.NS_REQ_GROUP,
+        "NS_REQ_HOST": L.NS_REQ_HOST, "NS_REQ_FLAGS": L.NS_REQ_FLAGS,
+        "NS_REQ_SIZE": L.NS_REQ_SIZE, "NS_REPLY_STATUS": L.NS_REPLY_STATUS,
+        "NS_REPLY_VALUE": L.NS_REPLY_VALUE, "NS_REPLY_SIZE": L.NS_REPLY_SIZE,
+        "NS_OP_PROC_LOOKUP": L.NS_OP_PROC_LOOKUP, "NS_OP_PROC_REGISTER": L.NS_OP_PROC_REGISTER,
     }  # fmt: skip
     names.update({k: v for k, v in globals().items() if k.startswith("NX_")})
     return names
 
 
-#: Without a name server on the host, a lookup from another host finds nothing.
-_NO_LOOKUP = """
-ns_lookup_local:
-    mov eax, E_NO_PROCEDURE
-    ret
-"""
-
-
 def netserver_source(extra: str = "") -> str:
-    """The network server's source: constants, ``netserver.s``, then ``extra`` (the forward
-    thread and the name-server lookup, when those services exist) or a lookup stub."""
+    """The network server's source: constants, ``netserver.s``, then ``extra`` (more guest
+    code, e.g. for tests)."""
     prelude = "".join(f".equ {k}, {v:#x}\n" for k, v in netserver_constants().items())
-    body = _read_source("netserver.s")
-    if "ns_lookup_local:" not in extra:
-        extra = _NO_LOOKUP + extra
-    return prelude + body + extra
+    return prelude + _read_source("netserver.s") + extra
+
+
+#: A one-shot registrar (Host.register_procedure): the request at DS:0, the reply at DS:64,
+#: the status at DS:REGISTRAR_STATUS.
+REGISTRAR_STATUS = 128
+_REGISTRAR = """
+main:
+    mov eax, {sys_call}
+    mov ebx, {port}
+    xor ecx, ecx
+    mov edx, {size}
+    mov esi, 64
+    mov edi, {reply_size}
+    int 0x30
+    test eax, eax
+    js .Lstore
+    mov eax, dword ptr [64]
+.Lstore:
+    mov dword ptr [128], eax
+    mov eax, 0
+    mov ebx, 0
+    int 0x30
+"""
 
 
 @attrs.frozen
@@ -162,6 +189,7 @@ class Host:
         self._boot_network()
         self.netserver: Process | None = None
         self.netserver_threads: list[Thread] = []
+        self.registrars: list[Process] = []
 
     def _boot_network(self) -> None:
         """The boot loader's part: the IDT gate of the interface's interrupt, the rings and
@@ -224,6 +252,35 @@ class Host:
         next_slot = self.system.kernel_variable("k_ship_slot")
         return [(s + 1) << 3 | 3 for s in range(L.GDT_SHIP_FIRST, next_slot, 2)]
 
+    def register_procedure(self, name: str | bytes, export: object, *, flags: int = 0) -> Thread:
+        """Register a resident procedure export with this host's name server under ``name``,
+        by guest code: a one-shot resident process makes the ``NS_OP_PROC_REGISTER`` message
+        call (setup, before any measured run; run the cluster for it to happen). Its status
+        is at offset ``REGISTRAR_STATUS`` of the registrar's data (:meth:`registrar_status`)."""
+        from lavsim.kernel.nameserver import request
+
+        selector = getattr(export, "gate_selector", None)
+        entry = getattr(export, "entry", None)
+        if getattr(export, "resident", False) is not True or not isinstance(selector, int):
+            raise ConfigError("export", "must be a resident procedure export")
+        assert isinstance(entry, int)
+        data = request(L.NS_OP_PROC_REGISTER, name, value=selector, offset=entry,
+                       group=L.ADDR_GROUP_RESIDENT, flags=flags)
+        source = _REGISTRAR.format(sys_call=L.SYS_CALL, port=L.NS_PORT, size=L.NS_REQ_SIZE,
+                                   reply_size=L.NS_REPLY_SIZE)
+        process = self.system.create_resident_process(
+            source, data=data + bytes(REGISTRAR_STATUS - len(data)) + b"\x01\x00\x00\x80",
+            data_size=256, max_threads=1, name="registrar",
+        )  # fmt: skip
+        self.registrars.append(process)
+        return self.system.create_thread(process, "main")
+
+    def registrar_status(self, index: int = -1) -> int:
+        """The name server's answer to a :meth:`register_procedure` (signed; ``0x80000001``
+        while it has not answered yet)."""
+        value = self.system.read_data32(self.registrars[index], REGISTRAR_STATUS)
+        return value - (1 << 32) if value & 0x80000000 and value != 0x80000001 else value
+
     def read_netserver(self, offset: int, size: int) -> bytes:
         assert self.netserver is not None
         return self.system.read_process(self.netserver, "data", offset, size)
@@ -232,6 +289,8 @@ class Host:
 class Cluster:
     """``hosts`` machines (ids 1..n) of one CPU ``profile``, each booted into Lavender, with a
     network interface and (``network_servers``) a network server, joined by ``network``.
+    ``name_servers`` starts each host's name server first (port ``NS_PORT``), so that
+    procedure names resolve locally and, through the network servers, across hosts.
 
     ``timer_period`` is each kernel's time slice (0: no preemption; hosts then idle without a
     timer while they wait for the network). ``observe`` attributes cycles per host (slower).
@@ -247,6 +306,7 @@ class Cluster:
         timer_period: int = 20_000,
         observe: bool = False,
         network_servers: bool = True,
+        name_servers: bool = True,
         netserver_extra: str | Callable[[Host], str] = "",
     ) -> None:
         _check_int("hosts", hosts, 1, 64)
@@ -261,6 +321,9 @@ class Cluster:
             system = LavenderSystem(profile, memory_size, timer_period, observe=observe)
             self.hosts.append(Host(host_id, system, self.network))
         self.time = 0
+        if name_servers:
+            for host in self.hosts:
+                host.system.start_name_server()
         if network_servers:
             for host in self.hosts:
                 extra = netserver_extra(host) if callable(netserver_extra) else netserver_extra
@@ -271,6 +334,8 @@ class Cluster:
             netserver_source(extra), data_size=NX_DATA_SIZE, max_threads=4, name="netserver",
         )  # fmt: skip
         host.netserver = process
+        # Boot-loader setup: how many hosts a lookup may ask.
+        host.system.sharing.write_data(process, NX_HOSTS, len(self.hosts).to_bytes(4, "little"))
         host.netserver_threads.append(host.system.create_thread(process, "serve"))
         host.netserver_threads.append(host.system.create_thread(process, "forward"))
 
@@ -369,21 +434,26 @@ lav_remote:
     pop ebp
     ret
 lav_ship:
+lav_ship_as:
+lav_lookup:
     mov eax, LAV_E_UNREACHABLE
     ret
 """
 
 
 def remote_stub_source(net_buffer: int | None) -> str:
-    """The remote half of the call library (``netcall.s``) using 144 bytes at ``net_buffer``
-    of the process's data segment, or (None) a stub answering ``E_UNREACHABLE``."""
+    """The remote half of the call library (``netcall.s``: ``lav_remote``, ``lav_ship``,
+    ``lav_ship_as``, ``lav_lookup``) using 144 bytes at ``net_buffer`` of the process's data
+    segment, or (None) stubs answering ``E_UNREACHABLE``."""
     if net_buffer is None:
         return _NO_REMOTE
     _check_int("net_buffer", net_buffer, 0, 0xFFFFFFFF - 144)
     constants = {
         "LAV_NET_BUF": net_buffer, "LAV_NET_PORT": NET_PORT, "LAV_NET_OP_CALL": NET_OP_CALL,
         "LAV_NET_OP_SHIP": NET_OP_SHIP, "LAV_SYS_CALL": L.SYS_CALL,
-        "LAV_E_INVAL": L.E_INVAL & 0xFFFFFFFF,
+        "LAV_E_INVAL": L.E_INVAL & 0xFFFFFFFF, "LAV_NET_OP_LOOKUP": NET_OP_LOOKUP,
+        "LAV_NS_PORT": L.NS_PORT, "LAV_NS_NAME_MAX": L.NS_NAME_MAX,
+        "LAV_NS_REQ_SIZE": L.NS_REQ_SIZE, "LAV_NS_OP_PROC_LOOKUP": L.NS_OP_PROC_LOOKUP,
     }  # fmt: skip
     prelude = "".join(f".equ {k}, {v:#x}\n" for k, v in constants.items())
     return "\n# ---- remote calls (issue 8) ----\n" + prelude + _read_source("netcall.s")

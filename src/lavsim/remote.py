@@ -13,6 +13,8 @@ instruction runs for them) and the idle cycles a host spends in HLT waiting for 
 - ``local message RPC``: a message call to a server process of another group on one host.
 
 ``break_even`` = the smallest n with n * remote >= shipping + n * shipped.
+
+:func:`measure_lookup` times ``lav_lookup`` by name: local, on another host, known nowhere.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from lavsim.kernel import layout as L
 from lavsim.kernel.sharing import AddressStructure, lav_call_source
 from lavsim.network import NetworkModel
 
-__all__ = ["RemoteCost", "measure_remote", "rpc_rows"]
+__all__ = ["LookupCost", "RemoteCost", "measure_lookup", "measure_remote", "rpc_rows"]
 
 #: The procedure: a * b + c, padded with ``pad`` bytes of code that never runs.
 PROCEDURE = """
@@ -255,6 +257,95 @@ def _local_rpc(profile: str, calls: int, timer_period: int) -> float:
     if system.read_data32(server, 0x100) != port:
         raise RuntimeError("the RPC server did not get the expected port")
     return _delta(system.read_data32(client, 0x40), system.read_data32(client, 0x44)) / calls
+
+
+#: Lookups by name (lav_lookup), each timed with RDTSC: one warm-up of the local name, then the
+#: local name, the remote name, a name known nowhere.
+LOOKUP_CLIENT = """
+main:
+    mov ebx, 0x20
+    call one_lookup
+    rdtsc
+    mov dword ptr [0x80], eax
+    mov ebx, 0x20
+    call one_lookup
+    mov dword ptr [0x90], eax
+    rdtsc
+    mov dword ptr [0x84], eax
+    mov ebx, 0x40
+    call one_lookup
+    mov dword ptr [0x94], eax
+    rdtsc
+    mov dword ptr [0x88], eax
+    mov ebx, 0x60
+    call one_lookup
+    mov dword ptr [0x98], eax
+    rdtsc
+    mov dword ptr [0x8C], eax
+    mov eax, 0
+    mov ebx, 0
+    int 0x30
+one_lookup:
+    push 0x100
+    push dword ptr [ebx]
+    lea eax, [ebx+4]
+    push eax
+    call lav_lookup
+    add esp, 12
+    ret
+"""
+
+
+@attrs.frozen
+class LookupCost:
+    """Cycles of one ``lav_lookup`` by name from host 1 of ``hosts``: a name registered on
+    host 1 (the local name server only), a name registered on host 2 (local miss, then one
+    LOOKUP round trip), a name known nowhere (local miss, then every other host asked)."""
+
+    profile: str
+    latency: int
+    hosts: int
+    local: int
+    remote: int
+    missing: int
+    statuses: tuple[int, int, int]
+
+
+def measure_lookup(
+    profile: str = "i486", latency: int = 2_000, per_byte: int = 1, hosts: int = 2,
+    timer_period: int = 200_000,
+) -> LookupCost:
+    """Time lav_lookup of a local, a remote (host 2) and an unknown name from host 1."""
+    model = NetworkModel(latency=latency, per_byte=per_byte)
+    cluster = Cluster(hosts, network=model, profile=profile, timer_period=timer_period)
+    for host_id, name in ((1, "here"), (2, "there")):
+        host = cluster.host(host_id)
+        owner = host.system.create_resident_process("nop\n", name="library")
+        export = host.system.sharing.export_procedure(owner, PROCEDURE.format(pad=0), params=3)
+        host.register_procedure(name, export)
+    h1 = cluster.host(1)
+    group = h1.system.create_group()
+    client = h1.system.create_process(
+        group, LOOKUP_CLIENT + lav_call_source(group, net_buffer=0x200), data_size=4096)
+    for offset, raw in ((0x20, b"here"), (0x40, b"there"), (0x60, b"nowhere")):
+        h1.system.sharing.write_data(client, offset, len(raw).to_bytes(4, "little") + raw)
+    # The registrars' threads were created first: they run (and register) before the client.
+    thread = h1.system.create_thread(client, "main")
+    outcome = cluster.run(until=lambda: h1.system.thread_state(thread).state == "dead",
+                          max_cycles=50_000_000)
+    if outcome.reason != "until":
+        raise RuntimeError(f"lookup benchmark did not finish: {outcome}")
+
+    def read(offset: int) -> int:
+        return h1.system.read_data32(client, offset)
+
+    if any(cluster.host(k).registrar_status() != 0 for k in (1, 2)):
+        raise RuntimeError("a registration failed")
+    statuses = (read(0x90), read(0x94), read(0x98))
+    if statuses[:2] != (0, 0) or statuses[2] != L.E_NOENT & 0xFFFFFFFF:
+        raise RuntimeError(f"unexpected lookup statuses {statuses}")
+    return LookupCost(profile, latency, hosts, _delta(read(0x80), read(0x84)),
+                      _delta(read(0x84), read(0x88)), _delta(read(0x88), read(0x8C)), statuses)
 
 
 def rpc_rows(profile: str = "i486", latency: int = 2_000, per_byte: int = 1) -> list[

@@ -4,18 +4,27 @@
 #   NET_OP_CALL    make the call locally, by migration through the named call gate (a
 #                  resident export of this host), and reply with its EAX and EDX;
 #   NET_OP_FETCH   reply with a shippable procedure's code (net_fetch);
-#   NET_OP_LOOKUP  look a procedure name up in this host's name server (when one is running).
-# Thread "forward" (netforward.s, when message IPC is present) takes call messages of local
-# clients and sends them on.
+#   NET_OP_LOOKUP  look a procedure name up in this host's name server (a message call to
+#                  port NS_PORT as a resident process: resident procedures only) and reply
+#                  with the address structure, host 0 ("this host") replaced by this host's id.
+# Thread "forward" takes call messages of local clients (port NET_PORT) and sends them on.
+#
+# Name resolution across hosts: the name server never blocks on anything (it answers from its
+# table), "serve" blocks only on its own host's name server, "forward" only on other hosts'
+# "serve": the wait-for graph has no cycle, so lookups crossing between hosts cannot deadlock.
+# The call library asks the local name server first and only on a miss "forward", which asks
+# the other hosts one at a time in ascending host id (1..NX_HOSTS, itself skipped): the first
+# one that finds the name answers; hosts that are down or do not know it are passed over.
 #
 # Frames (lavsim.network): +0 destination host, +4 queue, +8 source host, then the payload:
 #   request  +12 op, +16 request id, +20 op's operands (CALL: gate selector, nargs, args;
-#            FETCH: gate selector; LOOKUP: name length, name)
+#            FETCH: gate selector; LOOKUP: name length, name (<= NS_NAME_MAX bytes))
 #   reply    +12 op | NET_OP_REPLY, +16 request id, +20 status (0 or an error), +24 results
 #            (CALL: EAX, EDX; FETCH: entry, parameter count, code; LOOKUP: address structure)
 #
 # Data segment: NX_RQ request buffer, NX_RP reply buffer, NX_FAR a far pointer, NX_HOST the
-# host id; the forward thread's buffers follow (NS_FW_*).
+# host id, NX_HOSTS the number of hosts (written by the boot loader), NX_NS_RQ/NX_NS_RP the
+# serve thread's name-server request and reply; the forward thread's buffers follow (NX_FW*).
 
 serve:
     mov eax, SYS_NET_ATTACH
@@ -115,12 +124,61 @@ serve:
     int 0x30
     jmp .Lserve_next
 
+# ns_lookup_local: the LOOKUP request in NX_RQ, asked of this host's name server; on success
+# the address structure is at NX_RP+24 and EAX = 0, else EAX = the error (E_NOENT: no such
+# name; E_BADPORT: no name server on this host; E_INVAL: a malformed request).
+ns_lookup_local:
+    mov ecx, dword ptr [NX_RQ+20]
+    cmp ecx, NS_NAME_MAX
+    ja .Lnl_inval
+    lea eax, [ecx+24]
+    cmp eax, dword ptr [NX_RQ_LENGTH]
+    ja .Lnl_inval
+    mov dword ptr [NX_NS_RQ+NS_REQ_OP], NS_OP_PROC_LOOKUP
+    mov dword ptr [NX_NS_RQ+NS_REQ_NAME_LEN], ecx
+    cld
+    mov esi, NX_RQ+24
+    mov edi, NX_NS_RQ+NS_REQ_NAME
+    rep movsb
+    mov eax, SYS_CALL
+    mov ebx, NS_PORT
+    mov ecx, NX_NS_RQ
+    mov edx, NS_REQ_SIZE
+    mov esi, NX_NS_RP
+    mov edi, NS_REPLY_SIZE
+    int 0x30
+    test eax, eax
+    js .Lnl_done
+    mov eax, dword ptr [NX_NS_RP+NS_REPLY_STATUS]
+    test eax, eax
+    jnz .Lnl_done
+    mov esi, NX_NS_RP+NS_REPLY_VALUE
+    mov edi, NX_RP+24
+    mov ecx, ADDR_SIZE/4
+    rep movsd
+    # Host ids are global; 0 meant "this host" to the name server.
+    cmp dword ptr [NX_RP+24+ADDR_HOST], 0
+    jne .Lnl_done
+    mov eax, dword ptr [NX_HOST]
+    mov dword ptr [NX_RP+24+ADDR_HOST], eax
+    xor eax, eax
+.Lnl_done:
+    ret
+.Lnl_inval:
+    mov eax, E_INVAL
+    ret
+
 # --- thread "forward": call messages of local clients, by message IPC -------------------------
 # Its port (NX_PORT, created first, so it is port NET_PORT) takes one message per request, in
 # the NX_FW buffer, answered by reply_wait into the same buffer:
 #   NET_OP_CALL  +4 host, +8 gate selector, +12 nargs, +16 args   -> +0 status, +4 EAX, +8 EDX
-#   NET_OP_SHIP  +4 host, +8 gate selector                        -> +0 status, +4 address
-#                (the procedure's code fetched, installed here; the address is the local one)
+#   NET_OP_SHIP  +4 host, +8 gate selector, +12 name length, +16 name
+#                -> +0 status, +4 address, +24 registration status
+#                (the procedure's code fetched, installed here; the address is the local one;
+#                with a name (length 1..NS_NAME_MAX), the copy is registered with this host's
+#                name server as a resident procedure: +24 is 0 or the name server's error)
+#   NET_OP_LOOKUP  +4 name length, +8 name                         -> +0 status, +4 address
+#                (asked of the other hosts in ascending id; E_NOENT when none knows it)
 # One request at a time: the next message waits in the port's queue meanwhile.
 forward:
     mov eax, SYS_PORT_CREATE
@@ -142,6 +200,7 @@ forward:
     test eax, eax
     js .Lforward_reply_wait
     mov dword ptr [NX_TOKEN], ebx
+    mov dword ptr [NX_FW_LEN], eax
     # The request frame's header and id.
     mov eax, dword ptr [NX_FW+4]
     mov dword ptr [NX_FW_RQ], eax
@@ -157,6 +216,8 @@ forward:
     je .Lforward_call
     cmp eax, NET_OP_SHIP
     je .Lforward_ship
+    cmp eax, NET_OP_LOOKUP
+    je .Lforward_lookup
     mov eax, E_INVAL
     jmp .Lforward_status
 
@@ -203,7 +264,46 @@ forward:
     int 0x30
     test eax, eax
     js .Lforward_status
+    mov dword ptr [NX_FW_NS+NS_REQ_VALUE], eax
+    # ... register it by name with this host's name server, if asked ...
+    xor eax, eax
+    cmp dword ptr [NX_FW_LEN], 16
+    jb .Lforward_shipped
+    mov ecx, dword ptr [NX_FW+12]
+    test ecx, ecx
+    jz .Lforward_shipped
+    mov eax, E_INVAL
+    cmp ecx, NS_NAME_MAX
+    ja .Lforward_shipped
+    lea eax, [ecx+16]
+    cmp eax, dword ptr [NX_FW_LEN]
+    mov eax, E_INVAL
+    ja .Lforward_shipped
+    mov dword ptr [NX_FW_NS+NS_REQ_OP], NS_OP_PROC_REGISTER
+    mov dword ptr [NX_FW_NS+NS_REQ_NAME_LEN], ecx
+    cld
+    mov esi, NX_FW+16
+    mov edi, NX_FW_NS+NS_REQ_NAME
+    rep movsb
+    mov eax, dword ptr [NX_FW_RP+24]
+    mov dword ptr [NX_FW_NS+NS_REQ_OFFSET], eax
+    mov dword ptr [NX_FW_NS+NS_REQ_GROUP], ADDR_GROUP_RESIDENT
+    mov dword ptr [NX_FW_NS+NS_REQ_HOST], 0
+    mov dword ptr [NX_FW_NS+NS_REQ_FLAGS], ADDR_FLAG_SHIPPABLE
+    mov eax, SYS_CALL
+    mov ebx, NS_PORT
+    mov ecx, NX_FW_NS
+    mov edx, NS_REQ_SIZE
+    mov esi, NX_FW_NS_RP
+    mov edi, NS_REPLY_SIZE
+    int 0x30
+    test eax, eax
+    js .Lforward_shipped
+    mov eax, dword ptr [NX_FW_NS_RP+NS_REPLY_STATUS]
+.Lforward_shipped:
+    mov dword ptr [NX_FW+24], eax
     # ... and answer with its local address structure.
+    mov eax, dword ptr [NX_FW_NS+NS_REQ_VALUE]
     mov dword ptr [NX_FW], 0
     mov dword ptr [NX_FW+4+ADDR_HOST], 0
     mov dword ptr [NX_FW+4+ADDR_GROUP], ADDR_GROUP_RESIDENT
@@ -211,9 +311,54 @@ forward:
     mov eax, dword ptr [NX_FW_RP+24]
     mov dword ptr [NX_FW+4+ADDR_OFFSET], eax
     mov dword ptr [NX_FW+4+ADDR_FLAGS], ADDR_FLAG_SHIPPABLE
+    mov edx, 8+ADDR_SIZE
+    mov ebx, dword ptr [NX_TOKEN]
+    jmp .Lforward_reply_wait
+
+.Lforward_lookup:
+    # The name, into a LOOKUP frame; then each other host in ascending id until one knows it.
+    mov ecx, dword ptr [NX_FW+4]
+    cmp ecx, NS_NAME_MAX
+    ja .Lforward_inval
+    lea eax, [ecx+8]
+    cmp eax, dword ptr [NX_FW_LEN]
+    ja .Lforward_inval
+    mov dword ptr [NX_FW_RQ+12], NET_OP_LOOKUP
+    mov dword ptr [NX_FW_RQ+20], ecx
+    cld
+    mov esi, NX_FW+8
+    mov edi, NX_FW_RQ+24
+    rep movsb
+    mov dword ptr [NX_LOOKUP_HOST], 0
+.Lforward_lookup_next:
+    inc dword ptr [NX_LOOKUP_HOST]
+    mov eax, dword ptr [NX_LOOKUP_HOST]
+    cmp eax, dword ptr [NX_HOSTS]
+    ja .Lforward_lookup_none
+    cmp eax, dword ptr [NX_HOST]
+    je .Lforward_lookup_next
+    mov dword ptr [NX_FW_RQ], eax
+    inc dword ptr [NX_SEQ]
+    mov eax, dword ptr [NX_SEQ]
+    mov dword ptr [NX_FW_RQ+16], eax
+    mov ecx, dword ptr [NX_FW_RQ+20]
+    add ecx, 24
+    call forward_exchange
+    test eax, eax
+    jnz .Lforward_lookup_next
+    # Found: the address structure (carrying that host's id) goes back to the client.
+    cld
+    mov esi, NX_FW_RP+24
+    mov edi, NX_FW+4
+    mov ecx, ADDR_SIZE/4
+    rep movsd
+    mov dword ptr [NX_FW], 0
     mov edx, 4+ADDR_SIZE
     mov ebx, dword ptr [NX_TOKEN]
     jmp .Lforward_reply_wait
+.Lforward_lookup_none:
+    mov eax, E_NOENT
+    jmp .Lforward_status
 
 .Lforward_inval:
     mov eax, E_INVAL
