@@ -155,7 +155,31 @@ syscall_entry:
 # a fault in the kernel stops the machine.
 exception_handler:
     test byte ptr [ebp+FR_CS], 3
+    jnz .Lexception_user
+    # One kernel fault is the thread's own: the kernel's IRETD returning to an outer ring
+    # raises #GP(0) when the return EIP is past the code segment's limit, which is where a
+    # thread stands when it was interrupted right after the last instruction of its code (an
+    # INT 0x30 at the very end, or a timer tick). The IRET frame is just above this frame
+    # ([ebp+FR_ESP] = its EIP, [ebp+FR_SS] = its CS), at the top of the thread's stack where
+    # the thread's own frame still holds EIP..SS: kill the thread with this fault, recorded at
+    # its CS:EIP. Any other fault of the IRETD (a corrupted frame) is the kernel's.
+    mov eax, dword ptr [ebp+FR_EIP]
+    cmp byte ptr [eax], 0xCF
+    jne kernel_panic
+    cmp dword ptr [ebp+FR_ERROR], 0
+    jne kernel_panic
+    test byte ptr [ebp+FR_SS], 3
     jz kernel_panic
+    lsl ecx, word ptr [ebp+FR_SS]
+    jnz kernel_panic
+    cmp dword ptr [ebp+FR_ESP], ecx
+    jbe kernel_panic
+    mov eax, dword ptr [ebp+FR_VECTOR]
+    mov ecx, dword ptr [ebp+FR_ERROR]
+    add ebp, FR_ESP - FR_EIP
+    mov dword ptr [ebp+FR_VECTOR], eax
+    mov dword ptr [ebp+FR_ERROR], ecx
+.Lexception_user:
     mov ebx, dword ptr [k_current]
     # Record the reason: vector, error code, CS:EIP, and CR2 for a page fault.
     mov eax, dword ptr [ebp+FR_VECTOR]
