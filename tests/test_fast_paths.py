@@ -307,3 +307,19 @@ def test_every_specialisation_matches_its_generic_handler_one_instruction_at_a_t
         if len(states) < 2:
             break
         assert states[0] == states[1]
+
+
+@given(st.data(), st.integers(0, 2**32 - 1), st.integers(1, 400),
+       st.sampled_from([b"\xf3\xa5", b"\xf3\xab", b"\xf3\xa4", b"\xf3\xa6", b"\xf2\xaf"]))
+@settings(max_examples=40)
+def test_long_rep_strings_stopped_by_cycle_limits_run_identically(
+    d: st.DataObject, seed: int, chunk: int, rep: bytes
+) -> None:
+    # mov esi/edi into the data area, a long count, the REP in the middle of a block: the
+    # pieces stop it between iterations (bulk path with fast on, items with it off).
+    count = d.draw(st.integers(0, 3_000))
+    setup = (b"\xbe" + (DATA + d.draw(st.integers(0, 0x800))).to_bytes(4, "little")
+             + b"\xbf" + (DATA + d.draw(st.integers(0, 0x800))).to_bytes(4, "little")
+             + b"\xb9" + count.to_bytes(4, "little") + b"\xfc")
+    same(setup + rep + generated(d, 4), seed=seed, chunk=chunk,
+         config=d.draw(st.sampled_from(sorted(CONFIGS))))

@@ -139,3 +139,90 @@ def test_guest_page_table_outside_memory_is_a_bus_error_not_a_python_error() -> 
     m = machine(code)
     result = m.run(max_instructions=10)
     assert result.reason == "bus_error" and "outside installed memory" in result.detail
+
+
+# --- REP string instructions are interruptible ---------------------------------------------
+
+SRC, DST, ITEMS = 0x40000, 0x60000, 4096
+REP_MAIN = f"""
+    mov esi, {SRC}
+    mov edi, {DST}
+    mov ecx, {ITEMS}
+    cld
+    sti
+copy:
+    rep movsd
+    cli
+    hlt
+"""
+# Records ECX at every tick (the items left when the interrupt was taken), then EOI.
+REP_TICK = f"""
+    push eax
+    push ebx
+    mov ebx, dword ptr [{COUNTER}]
+    mov dword ptr [{COUNTER + 4}+ebx*4], ecx
+    inc dword ptr [{COUNTER}]
+    mov al, 0x20
+    out 0x20, al
+    pop ebx
+    pop eax
+    iretd
+"""
+
+
+def rep_machine(period: int) -> tuple[Machine, int, bytes]:
+    from lavsim.cpu.asm import assemble
+
+    main = assemble(REP_MAIN, origin=ENTRY)
+    m = machine(main.code, timer_period=period)
+    m.load(HANDLER, assemble(REP_TICK, origin=HANDLER).code)
+    m.load(0x2000 + 8 * 0x20, GateDescriptor(SYS_INTERRUPT_GATE32, 0x08, HANDLER, 0, 0).encode())
+    data = bytes((k * 7 + k // 251) & 0xFF for k in range(4 * ITEMS))
+    m.load(SRC, data)
+    return m, main.symbols["copy"], data
+
+
+def test_a_timer_interrupt_in_a_long_rep_movsd_is_taken_between_iterations() -> None:
+    m, rep_at, data = rep_machine(period=3_000)
+    taken: list[tuple[int, int]] = []
+
+    def watch(kind: str, cs: int, eip: int, pc: int, cpl: int, before: int, after: int) -> None:
+        if kind == "interrupt":
+            taken.append((eip, before))
+
+    m.add_observer(watch)
+    result = m.run(max_cycles=1_000_000)
+    assert result.reason == "halted"
+    per = m.cpu.profile.table["rep_movs.per"]
+    # Every tick fell inside the copy and was taken at the REP, within one item of the tick.
+    ticks = m.memory.read32(COUNTER)
+    assert ticks == m.timer.ticks >= 4 and len(taken) == ticks
+    for eip, before in taken:
+        assert eip == rep_at and 0 <= before % 3_000 < per
+    left = [m.memory.read32(COUNTER + 4 + 4 * k) for k in range(ticks)]
+    assert left == sorted(left, reverse=True) and left[-1] > 0 and left[0] < ITEMS
+    # The copy completed correctly after the interruptions.
+    assert m.memory.read(DST, 4 * ITEMS) == data and m.cpu.regs[1] == 0
+    # The block path (no observer) takes the same interrupts at the same items.
+    plain, _, _ = rep_machine(period=3_000)
+    assert plain.run(max_cycles=1_000_000) == result
+    assert plain.state_digest() == m.state_digest() and plain.stats() == m.stats()
+
+
+def test_an_uninterrupted_rep_costs_base_plus_items_and_budget_cuts_change_nothing() -> None:
+    whole, _, data = rep_machine(period=0)
+    whole.run(max_cycles=1_000_000)
+    empty, _, _ = rep_machine(period=0)
+    empty.load(ENTRY + 11, (0).to_bytes(4, "little"))  # mov ecx, 0
+    empty.run(max_cycles=1_000_000)
+    t = whole.cpu.profile.table
+    assert whole.cpu.tsc - empty.cpu.tsc == ITEMS * t["rep_movs.per"]
+    assert whole.memory.read(DST, 4 * ITEMS) == data
+    # The same run cut by the host into pieces of 100 cycles: same cycles, state, retired.
+    cut, _, _ = rep_machine(period=0)
+    pieces = 0
+    while cut.run(max_cycles=100).reason == "cycle_limit":
+        pieces += 1
+    assert pieces > ITEMS * t["rep_movs.per"] // 100 - 2
+    assert cut.state_digest() == whole.state_digest()
+    assert cut.cpu.instructions == whole.cpu.instructions

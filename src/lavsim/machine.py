@@ -33,8 +33,15 @@ exception delivered), ``"interrupt"`` (a hardware interrupt delivered, no instru
 or ``"idle"`` (cycles skipped in HLT); ``cs``/``eip``/``pc``/``cpl`` are the CS selector, EIP,
 linear address (CS.base + EIP) and CPL *before* the step, and the two cycle counts the TSC
 before and after it. The observer reads whatever else it needs from the machine after the step.
-Observers must not change guest state. A run with no observer takes the same loop as before (one
-test of an empty tuple per step).
+Observers must not change guest state.
+
+**Block execution.** A run with no observer, no breakpoint and no trace hook lets the CPU run
+its cached straight-line blocks (:meth:`CPU.run`), each call bounded by the run's remaining
+budget and by the timer's next event, and steps the devices between calls exactly as the
+per-step loop does: interrupts arrive at the same instruction boundary, and every simulated
+result is the same (``tests/test_machine_blocks.py``). A REP string instruction stops between
+iterations at the same bound (see :mod:`lavsim.cpu.ops_string`), so a run overshoots its cycle
+budget by at most one iteration and a timer interrupt is taken inside a long copy.
 
 **Checkpoints**: :meth:`Machine.snapshot` returns a :class:`~lavsim.snapshot.Snapshot` of every
 simulated state (memory, CPU, MMU and TLB contents with LRU order and statistics, devices);
@@ -67,6 +74,7 @@ from lavsim.cpu.state import (
     GS,
     IF,
     MASK32,
+    NEVER,
     SS,
 )
 from lavsim.devices import (
@@ -294,8 +302,13 @@ class Machine:
         return value
 
     def _io_write(self, port: int, size: int, value: int) -> None:
+        event = self.timer.next_event
         self.bus.write(port, size, value)
         self._update_irq()
+        if self.timer.next_event != event:
+            # The timer was reprogrammed: a block run bounded by the old event must stop at
+            # this instruction boundary so that run() bounds it again by the new one.
+            self.cpu.request_stop()
 
     def _acknowledge(self) -> int | None:
         vector = self.pic.acknowledge()
@@ -479,6 +492,9 @@ class Machine:
         insn_limit = None if max_instructions is None else start_instructions + max_instructions
         timer = self.timer
         observers = self._observers
+        # Nothing needs control between instructions: run the CPU's blocks (CPU.run), each
+        # call bounded by the next device event and the budget (see _run_blocks).
+        blocks = not observers and not self.breakpoints and self.trace is None
         first = True
         reason = ""
         detail = ""
@@ -491,6 +507,7 @@ class Machine:
                 event = timer.next_event
                 if event is not None and cpu.tsc >= event:
                     self._advance_devices()
+                    event = timer.next_event
                 if cpu.halted:
                     if observers:
                         woke = self._idle_observed(cycle_limit, observers)
@@ -506,6 +523,18 @@ class Machine:
                 if cycle_limit is not None and cpu.tsc >= cycle_limit:
                     reason = "cycle_limit"
                     break
+                # A REP string instruction stops between iterations at the budget or at the
+                # next device event, so the devices advance (and an interrupt is taken) at
+                # the same iteration as on real hardware, not after the whole instruction.
+                until = NEVER if cycle_limit is None else cycle_limit
+                if event is not None and event < until:
+                    until = event
+                if blocks:
+                    cpu.run(
+                        None if insn_limit is None else insn_limit - cpu.instructions,
+                        None if until >= NEVER else until - cpu.tsc,
+                    )
+                    continue
                 if self.breakpoints and not first and self.pc in self.breakpoints:
                     reason = "breakpoint"
                     hit = self.pc
@@ -513,6 +542,7 @@ class Machine:
                 first = False
                 if self.trace is not None:
                     self.trace(self.trace_line())
+                cpu._rep_until = until
                 if observers:
                     self._step_observed(observers)
                 else:
@@ -520,6 +550,9 @@ class Machine:
         except MemoryAccessError as error:
             reason = "bus_error"
             detail = str(error)
+        finally:
+            # The bound belongs to this run: a CPU stepped later on its own is not bounded.
+            cpu._rep_until = NEVER
         report = getattr(cpu, "shutdown_report", None) if reason == "triple_fault" else None
         if reason == "triple_fault" and not detail:
             detail = str(cpu.shutdown)

@@ -19,6 +19,12 @@ Between instructions: a pending external interrupt (``irq_pending``) is delivere
 :func:`lavsim.cpu.interrupts.deliver_external` when IF = 1; a halted CPU (HLT sets ``halted``)
 stops the run unless an interrupt wakes it; ``shutdown`` (set by a triple fault) stops it.
 
+**Interruptible REP.** A REP string instruction may stop between iterations when the TSC
+reaches ``_rep_until`` (set by :meth:`CPU.run` to its cycle limit, by ``Machine.run`` to the
+earlier of its budget and the next device event): it leaves EIP at itself and raises
+:class:`~lavsim.cpu.ops_string.RepStopped`, which the executor catches without counting the
+instruction as retired and without touching EIP or the flags (they describe the items done).
+
 **The decoded-instruction cache** is a host-side speed cache (it changes no simulated result):
 decoded instructions keyed by the *physical* address of their first byte, valid only for the
 same EIP, a CS limit that still covers the whole instruction and a 32-bit CS, and dropped when
@@ -68,7 +74,8 @@ from lavsim.cpu.decoder import Fetch, decode, decode_fetched
 from lavsim.cpu.fast import specialise
 from lavsim.cpu.insn import Insn
 from lavsim.cpu.operands import Handler
-from lavsim.cpu.state import IF, MASK32, SS, CpuState
+from lavsim.cpu.ops_string import RepStopped
+from lavsim.cpu.state import IF, MASK32, NEVER, SS, CpuState
 from lavsim.faults import SS as SS_VECTOR
 from lavsim.faults import CpuFault, gp
 
@@ -125,6 +132,9 @@ class CPU(CpuState):
         self._cache_profile = profile
         self._walk_read = profile.table["page_walk.read"]
         self._walk_ad = profile.table["page_walk.ad_write"]
+        #: Set by :meth:`request_stop`: the running :meth:`run` returns ``"stopped"`` at the
+        #: next instruction boundary it tests (host-side, not simulated state).
+        self._stop_run = False
         mmu.listener = self
 
     # --- MMU events -------------------------------------------------------------------------
@@ -316,6 +326,13 @@ class CPU(CpuState):
 
     # --- execution --------------------------------------------------------------------------
 
+    def request_stop(self) -> None:
+        """Make a running :meth:`run` return ``"stopped"`` at the next instruction boundary:
+        for a device whose next event moved during an I/O instruction, so the caller can
+        bound the run again (I/O instructions end blocks, so the boundary is the one right
+        after the instruction). Changes no simulated state."""
+        self._stop_run = True
+
     def step(self) -> None:
         """Deliver a pending interrupt if IF = 1, else execute one instruction (a halted or
         shut-down CPU does nothing)."""
@@ -344,6 +361,8 @@ class CPU(CpuState):
             self.instructions += 1
         except CpuFault as fault:
             self._fault(fault, eip, lazy, eflags)
+        except RepStopped:
+            pass  # stopped between iterations, EIP at it again: not retired
 
     def _fault(self, fault: CpuFault, eip: int, lazy: tuple[int, ...] | None, eflags: int) -> None:
         self.eip = eip
@@ -356,7 +375,12 @@ class CPU(CpuState):
     def run(self, max_instructions: int | None = None, max_cycles: int | None = None) -> str:
         """Execute until a stop condition; returns why: ``"halted"``, ``"instruction_limit"``
         (``max_instructions`` executed), ``"cycle_limit"`` (the TSC advanced by at least
-        ``max_cycles`` since the call), or ``"shutdown"`` (triple fault).
+        ``max_cycles`` since the call), ``"shutdown"`` (triple fault), or ``"stopped"``
+        (:meth:`request_stop` was called during the run).
+
+        A REP string instruction stops between iterations once the TSC reaches the cycle
+        limit (see :mod:`lavsim.cpu.ops_string`), so a run overshoots its cycle limit by at
+        most one iteration, not by a whole REP.
 
         The limits are checked before every instruction, exactly as a loop of :meth:`step`
         would check them; with ``fast`` on, straight-line blocks run without going back to
@@ -364,8 +388,13 @@ class CPU(CpuState):
         """
         if self._cache_profile is not self.profile:
             self._profile_changed()
-        n_limit = max_instructions if max_instructions is not None else 1 << 62
-        c_limit = self.tsc + max_cycles if max_cycles is not None else 1 << 62
+        n_limit = max_instructions if max_instructions is not None else NEVER
+        c_limit = self.tsc + max_cycles if max_cycles is not None else NEVER
+        # A REP string instruction stops between iterations at the cycle limit (restored on
+        # the way out: the bound belongs to this run).
+        rep_until = self._rep_until
+        self._rep_until = c_limit
+        self._stop_run = False
         done = 0
         cached = self.decode_cache
         blocks_on = cached and self.fast
@@ -376,10 +405,20 @@ class CPU(CpuState):
         translate = mmu.translate
         try:
             while True:
-                if self.irq_pending or self.halted or self.shutdown is not None:
+                if self.irq_pending or self.halted or self.shutdown is not None or self._stop_run:
                     if self.shutdown is not None:
                         return "shutdown"
+                    if self._stop_run:
+                        self._stop_run = False
+                        return "stopped"
                     if self.irq_pending and self.get_eflags() & IF:
+                        # Machine.run's order: the cycle limit (which Machine.run sets at
+                        # the next device event, whose tick may outrank this request) and,
+                        # for a running CPU, the instruction limit come before the delivery.
+                        if self.tsc >= c_limit:
+                            return "cycle_limit"
+                        if not self.halted and done >= n_limit:
+                            return "instruction_limit"
                         from lavsim.cpu.interrupts import deliver_external
 
                         deliver_external(self)
@@ -433,6 +472,8 @@ class CPU(CpuState):
                                 self._fault(fault, insn.addr, lazy, eflags)
                                 self.instructions -= done
                                 continue
+                            except RepStopped:
+                                pass  # a REP stopped between iterations: the block ends
                             done += ran
                             continue
                 # One instruction at a time.
@@ -468,8 +509,11 @@ class CPU(CpuState):
                     done_before = done
                     self._fault(fault, eip, lazy, eflags)
                     self.instructions -= done_before
+                except RepStopped:
+                    pass  # stopped between iterations, EIP at it again: not retired
         finally:
             self.instructions += done
+            self._rep_until = rep_until
 
 
 class Block:

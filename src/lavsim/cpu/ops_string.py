@@ -8,12 +8,30 @@ processors); REPE (F3) and REPNE (F2) repeat CMPS/SCAS while ECX != 0 and ZF is 
 **Restartable per item.** Each item is done whole (reads, then the write, then ESI/EDI/ECX) before
 the next one starts; a fault leaves the registers describing the items completed, and the
 executor points EIP back at the instruction, so the restarted instruction continues where it
-stopped. The instruction runs to completion in one step (external interrupts are taken between
-instructions only).
+stopped.
 
-**Timing.** Without REP the decoder charges the form's key (``movs``...). With REP it charges
-``rep.base`` and the items add ``rep_<kind>.per`` each as they complete (also when a later item
-faults).
+**Interruptible between iterations** (SDM Vol. 2, "REP/REPE/REPZ/REPNE/REPNZ": the processor
+may stop after any iteration to service an interrupt, with EIP still at the instruction and
+ECX/ESI/EDI reflecting the iterations done). The stop rule: once the TSC, counting the
+iterations done but *not* the base cost, reaches ``cpu._rep_until`` (set by the run loop to the
+run's cycle limit or the next device event, whichever is first) and items remain, the
+instruction stops after that iteration: registers and flags describe the items done, EIP points
+back at the REP instruction, and :class:`RepStopped` tells the executor that the instruction
+did not retire (``instructions`` is not counted). The run loop then stops or advances the
+devices and takes the interrupt; executing the instruction again continues it. A REP therefore
+makes progress (at least one item) every time it runs, and with no bound (``_rep_until`` at
+``NEVER``, as for a bare :meth:`CPU.step`) it runs to completion as before.
+
+**Timing.** Without REP the decoder charges the form's key (``movs``...). With REP the decoder
+charges ``rep.base`` and the items add ``rep_<kind>.per`` each as they complete (also when a
+later item faults). A stop between iterations gives the base back: the base is kept only by the
+execution that completes the instruction. So a REP of *n* items costs exactly ``rep.base +
+n * rep_<kind>.per`` however often it is stopped, and where the stops fall (the run's
+cycle limit chosen by the host, a timer tick) changes no cycle count. What a stop does change,
+as on hardware, is that the instruction is fetched again when it resumes (one more modelled
+ITLB lookup). The restart cost of a real processor after an interrupt is not modelled; a
+*fault* still aborts the instruction, whose base stays charged as for any faulting
+instruction, and the restart pays it again.
 
 **Bulk path.** REP MOVSD and REP STOSD with DF = 0 move whole runs of items at once when the
 source and destination runs each lie inside one page and inside their segment limits: one
@@ -33,7 +51,7 @@ from lavsim.cpu.flags import SUB
 from lavsim.cpu.handlers import handler
 from lavsim.cpu.insn import Insn
 from lavsim.cpu.operands import BINDERS
-from lavsim.cpu.state import DF, ECX, EDI, ES, ESI, ZF, CpuState
+from lavsim.cpu.state import DF, ECX, EDI, ES, ESI, NEVER, ZF, CpuState
 
 if TYPE_CHECKING:
     from lavsim.mmu.tlb import TLB
@@ -41,6 +59,12 @@ if TYPE_CHECKING:
 MASK32 = 0xFFFFFFFF
 MASK = {1: 0xFF, 2: 0xFFFF, 4: MASK32}
 Fn = Callable[[CpuState, Insn], None]
+
+
+class RepStopped(Exception):
+    """A REP string instruction stopped between iterations (see the module docstring): its
+    registers describe the items done and EIP points at it again. Caught by the executor,
+    which does not count the instruction as retired; never a guest-visible event."""
 
 
 def _delta(cpu: CpuState, size: int) -> int:
@@ -124,8 +148,19 @@ def _run_length(cpu: CpuState, sreg: int, offset: int, count: int, write: bool) 
     return max(0, min(count, by_limit, by_page))
 
 
-def bulk_movsd(cpu: CpuState, seg: int) -> int:
-    """Move a run of REP MOVSD items at once; returns how many (0: take the item path)."""
+def _items_until(cpu: CpuState, n: int, until: int, per: int) -> int:
+    """At most ``n`` items, cut after the item that brings the TSC (plus ``per`` for each
+    item) to ``until``: the item path's stop test, applied to a run whose page-walk cycles
+    (those of its first item) are already charged."""
+    if per <= 0 or until >= NEVER:
+        return n
+    return min(n, max(1, -((cpu.tsc - until) // per)))
+
+
+def bulk_movsd(cpu: CpuState, seg: int, until: int = NEVER, per: int = 0) -> int:
+    """Move a run of REP MOVSD items at once; returns how many (0: take the item path).
+    The run is cut where the item path would stop (``until``, ``per``: see
+    :func:`_items_until`)."""
     regs = cpu.regs
     n = min(
         _run_length(cpu, seg, regs[ESI], regs[ECX], False),
@@ -140,6 +175,7 @@ def bulk_movsd(cpu: CpuState, seg: int) -> int:
     if (t_src is not None and not t_src.is_mru(src_lin)) or p_src < p_dst < p_src + 4 * n:
         n = 1  # evicted by the destination, or a forward overlap: this item only
     else:
+        n = _items_until(cpu, n, until, per)
         if t_src is not None:
             t_src.hits += n - 1
         if t_dst is not None:
@@ -153,14 +189,16 @@ def bulk_movsd(cpu: CpuState, seg: int) -> int:
     return n
 
 
-def bulk_stosd(cpu: CpuState) -> int:
-    """Store a run of REP STOSD items at once; returns how many (0: take the item path)."""
+def bulk_stosd(cpu: CpuState, until: int = NEVER, per: int = 0) -> int:
+    """Store a run of REP STOSD items at once; returns how many (0: take the item path).
+    The run is cut where the item path would stop (see :func:`bulk_movsd`)."""
     regs = cpu.regs
     n = _run_length(cpu, ES, regs[EDI], regs[ECX], True)
     if n < 2:
         return 0
     dst_lin = (cpu.seg[ES].base + regs[EDI]) & MASK32
     p_dst, t_dst = _translate_owned(cpu, dst_lin, True)
+    n = _items_until(cpu, n, until, per)
     if t_dst is not None:
         t_dst.hits += n - 1
     cpu.mmu.memory.write(p_dst, regs[0].to_bytes(4, "little") * n)
@@ -196,24 +234,43 @@ def _bind_string(i: Insn) -> Fn:
     per_key = f"rep_{kind}.per"
     bulk = size == 4 and kind in ("movs", "stos")
 
-    def rep(cpu: CpuState, _: Insn) -> None:
+    def rep(cpu: CpuState, insn: Insn) -> None:
         regs = cpu.regs
         delta = _delta(cpu, size)
+        per = cpu.profile.table[per_key]
+        # Stop once tsc - base + done * per >= _rep_until: the base charged up front by the
+        # executor is not earned until the instruction completes (module docstring).
+        bound = cpu._rep_until + insn.cycles
         done = 0
+        stopped = False
         try:
             while regs[ECX]:
                 if bulk and delta > 0:
-                    n = bulk_movsd(cpu, seg) if kind == "movs" else bulk_stosd(cpu)
+                    until = bound - done * per
+                    n = (bulk_movsd(cpu, seg, until, per) if kind == "movs"
+                         else bulk_stosd(cpu, until, per))
                     if n:
                         done += n
+                        if regs[ECX] and cpu.tsc + done * per >= bound:
+                            stopped = True
+                            break
                         continue
                 item(cpu, seg, size, delta)
                 regs[ECX] = (regs[ECX] - 1) & MASK32
                 done += 1
                 if compare and (cpu.get_eflags() & ZF) == until_zf:
                     break
+                if regs[ECX] and cpu.tsc + done * per >= bound:
+                    stopped = True
+                    break
         finally:
-            cpu.tsc += done * cpu.profile.table[per_key]
+            cpu.tsc += done * per
+        if stopped:
+            # Interrupted between iterations: give the base back, point EIP at the
+            # instruction again, and tell the executor it did not retire.
+            cpu.tsc -= insn.cycles
+            cpu.eip = insn.addr
+            raise RepStopped
 
     return rep
 

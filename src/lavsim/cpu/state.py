@@ -67,6 +67,8 @@ CR4_PSE = 1 << 4
 CR4_PGE = 1 << 7
 
 MASK32 = 0xFFFFFFFF
+#: A TSC no run reaches: "no bound".
+NEVER = 1 << 62
 SIZE_MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
 
 
@@ -114,6 +116,12 @@ class CpuState:
         #: Port I/O: called as io_read(port, size) -> int and io_write(port, size, value).
         self.io_read: Callable[[int, int], int] = lambda port, size: SIZE_MASK[size]
         self.io_write: Callable[[int, int, int], None] = lambda port, size, value: None
+        #: Host-side, not simulated state: the TSC at which an interruptible instruction (a
+        #: REP string instruction) stops between iterations, so that the run loop can stop
+        #: at its cycle limit or advance the devices at their next event. Set by whoever runs
+        #: the CPU (``CPU.run``, ``Machine.run``) for the length of the run; :data:`NEVER`
+        #: otherwise. See ``lavsim.cpu.ops_string``.
+        self._rep_until = NEVER
 
     # --- registers -------------------------------------------------------------------------
     def get_reg(self, index: int, size: int) -> int:
