@@ -35,6 +35,7 @@ import attrs
 
 from lavsim.cpu.state import IF
 from lavsim.errors import ConfigError, LavsimError
+from lavsim.errors import check_int as _check_int
 from lavsim.kernel import layout as L
 from lavsim.kernel.system import LavenderSystem, Process, Thread
 from lavsim.kernel.tables import read_descriptor, write_descriptor
@@ -82,15 +83,6 @@ NX_DATA_SIZE = 0x5000
 
 #: Pages of the shipping area (resident space) on each host.
 SHIP_PAGES = 16
-
-
-def _check_int(field: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be an int, not {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        top = "" if high is None else f"..{high}"
-        raise ConfigError(field, f"must be in {low}{top}, got {value}")
-    return value
 
 
 def _read_source(name: str) -> str:

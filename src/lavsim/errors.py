@@ -44,3 +44,17 @@ class AssemblyError(LavsimError):
         self.line = line
         self.column = column
         self.text = text
+
+
+def check_int(
+    field: str, value: object, low: int, high: int | None = None, *, hexadecimal: bool = False
+) -> int:
+    """Return ``value`` if it is an ``int`` (not a ``bool``) in ``low..high``; otherwise raise
+    :class:`ConfigError` naming ``field``. Configuration objects call this when they are built."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(field, f"must be an int, not {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        show = (lambda n: f"{n:#x}") if hexadecimal else str
+        top = "" if high is None else f"..{show(high)}"
+        raise ConfigError(field, f"must be in {show(low)}{top}, got {show(value)}")
+    return value

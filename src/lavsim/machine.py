@@ -88,7 +88,7 @@ from lavsim.devices import (
     IntervalTimer,
     ProgrammableInterruptController,
 )
-from lavsim.errors import ConfigError, MemoryAccessError
+from lavsim.errors import ConfigError, MemoryAccessError, check_int
 from lavsim.memory import PhysicalMemory
 from lavsim.mmu.descriptors import (
     CODE_EXECUTE_READ_ACCESSED,
@@ -143,11 +143,7 @@ class StepObserver(Protocol):
 
 
 def _check_int(field: str, value: object, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be an int, not {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        top = "" if high is None else f"..{high:#x}"
-        raise ConfigError(field, f"must be in {low:#x}{top}, got {value:#x}")
+    check_int(field, value, low, high, hexadecimal=True)
 
 
 @attrs.frozen

@@ -77,6 +77,11 @@ assert PCB_PHYS + MAX_PROCESSES * PCB_SIZE <= LDT_PHYS
 assert LDT_PHYS + MAX_PROCESSES * LDT_BYTES <= TCB_PHYS
 
 
+def round_up(value: int, unit: int = PAGE_SIZE) -> int:
+    """``value`` rounded up to a multiple of ``unit`` (a page by default)."""
+    return -(-value // unit) * unit
+
+
 def kernel_linear(phys: int) -> int:
     """The linear address at which the kernel reaches physical address ``phys``."""
     return KERNEL_BASE + phys

@@ -43,6 +43,7 @@ import attrs
 
 from lavsim.cpu.asm import assemble
 from lavsim.errors import AssemblyError, ConfigError
+from lavsim.errors import check_int as _check_int
 from lavsim.kernel import layout as L
 from lavsim.kernel.tables import limit_fields, read_descriptor, segment, write_descriptor
 from lavsim.mmu import descriptors as d
@@ -61,21 +62,8 @@ GDT_EXPORT_SLOTS = range(L.GDT_EXPORT_FIRST, L.GDT_ENTRIES)
 MAX_PARAMS = 31
 
 
-def _round_up(value: int, unit: int = L.PAGE_SIZE) -> int:
-    return -(-value // unit) * unit
-
-
 def _process_repr(process: Process) -> str:
     return f"<process {process.pid} {process.name!r}>"
-
-
-def _check_int(field: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be an int, not {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        top = "" if high is None else f"..{high}"
-        raise ConfigError(field, f"must be in {low}{top}, got {value}")
-    return value
 
 
 # --- values ------------------------------------------------------------------------------------
@@ -314,14 +302,14 @@ class Sharing:
         """Refuse unless regions of ``sizes`` bytes (each page aligned, then a guard page) fit
         in ``group``'s user range (or the resident range) and in free frames."""
         system = self.system
-        region = sum(_round_up(s) + L.PAGE_SIZE for s in sizes)
+        region = sum(L.round_up(s) + L.PAGE_SIZE for s in sizes)
         start = group.next_linear if group is not None else system._resident_next
         end = L.USER_END if group is not None else L.RESIDENT_END
         if start + region > end:
             where = f"group {group.name!r}" if group is not None else "the resident space"
             raise ConfigError(field, f"{where} has no room for {region:#x} more bytes")
         directory = group.directory if group is not None else None
-        pages = sum(_round_up(s) for s in sizes) // L.PAGE_SIZE
+        pages = sum(L.round_up(s) for s in sizes) // L.PAGE_SIZE
         tables = system.page_tables.tables_needed(directory, start, region)
         if pages + tables > system.frames.available:
             raise ConfigError(
@@ -346,7 +334,7 @@ class Sharing:
         """New zeroed pages holding ``content``, mapped user-accessible (read-only unless
         ``writable``) at a fresh region of ``group`` (or the resident space)."""
         system = self.system
-        span = _round_up(size)
+        span = L.round_up(size)
         base = self._next_region(group, span)
         directory = group.directory if group is not None else None
         for page in range(0, span, L.PAGE_SIZE):

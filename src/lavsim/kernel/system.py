@@ -51,6 +51,7 @@ from lavsim.cpu.state import (
     ZF,
 )
 from lavsim.errors import AssemblyError, ConfigError, LavsimError
+from lavsim.errors import check_int as _check_int
 from lavsim.faults import MNEMONIC
 from lavsim.kernel import layout as L
 from lavsim.kernel.addrspace import PageDirectory, PageTables
@@ -92,19 +93,6 @@ _FRAME_FIELDS = (
     "vector", "error", "eip", "cs", "eflags", "esp", "ss",
 )  # fmt: skip
 assert _FRAME.size == L.FRAME_SIZE
-
-
-def _round_up(value: int, unit: int = L.PAGE_SIZE) -> int:
-    return -(-value // unit) * unit
-
-
-def _check_int(field: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be an int, not {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        top = "" if high is None else f"..{high}"
-        raise ConfigError(field, f"must be in {low}{top}, got {value}")
-    return value
 
 
 # --- values read back ------------------------------------------------------------------------
@@ -599,7 +587,7 @@ class LavenderSystem:
             limit_fields(field, size)
         if self._next_pid >= L.MAX_PROCESSES:
             raise ConfigError("processes", f"at most {L.MAX_PROCESSES - 1} processes")
-        spans = [_round_up(s) for s in sizes.values()]
+        spans = [L.round_up(s) for s in sizes.values()]
         region = sum(spans)
         start = group.next_linear if group is not None else self._resident_next
         end = L.USER_END if group is not None else L.RESIDENT_END
