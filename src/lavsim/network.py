@@ -59,7 +59,7 @@ from collections.abc import Callable
 
 import attrs
 
-from lavsim.errors import ConfigError
+from lavsim.errors import ConfigError, MemoryAccessError
 
 __all__ = [
     "FRAME_HEADER",
@@ -309,11 +309,20 @@ class NetworkInterface:
             self.stats.frames_dropped += 1
             return False
         slot = ring + self.rx_next[queue] * RX_SLOT_SIZE
-        if int.from_bytes(self.read_memory(slot, 4), "little") != 0:
+        try:
+            if int.from_bytes(self.read_memory(slot, 4), "little") != 0:
+                self.stats.frames_dropped += 1
+                return False
+            # Check the far end first so that a slot running past installed memory writes
+            # nothing at all.
+            self.read_memory(slot + 4 + len(data) - 1, 1)
+            self.write_memory(slot + 4, bytes(data))
+            self.write_memory(slot, len(data).to_bytes(4, "little"))
+        except MemoryAccessError:
+            # The guest pointed its ring outside installed memory: the DMA fails and the card
+            # drops the frame; the host never sees a Python error.
             self.stats.frames_dropped += 1
             return False
-        self.write_memory(slot + 4, bytes(data))
-        self.write_memory(slot, len(data).to_bytes(4, "little"))
         self.rx_next[queue] = (self.rx_next[queue] + 1) % self.rx_slots
         self.stats.frames_received += 1
         self.stats.bytes_received += len(data)

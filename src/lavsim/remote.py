@@ -26,6 +26,7 @@ import attrs
 from lavsim.cluster import Cluster
 from lavsim.kernel import layout as L
 from lavsim.kernel.sharing import AddressStructure, lav_call_source
+from lavsim.kernel.system import ThreadState
 from lavsim.network import NetworkModel
 
 __all__ = ["LookupCost", "RemoteCost", "measure_lookup", "measure_remote", "rpc_rows"]
@@ -221,6 +222,13 @@ def measure_remote(
     )  # fmt: skip
 
 
+def _check_finished(what: str, outcome: object, state: ThreadState) -> None:
+    """A figure is read only from a client that ran to its exit without a fault."""
+    if getattr(outcome, "reason", None) != "until" or state.state != "dead" or state.fault:
+        fault = state.fault.describe() if state.fault else "no fault"
+        raise RuntimeError(f"{what} benchmark did not finish: {outcome} ({fault})")
+
+
 def _local_migration(profile: str, pad: int, calls: int, timer_period: int) -> float:
     cluster = Cluster(1, profile=profile, timer_period=timer_period)
     host = cluster.host(1)
@@ -234,8 +242,12 @@ def _local_migration(profile: str, pad: int, calls: int, timer_period: int) -> f
     host.system.sharing.write_address(client, 0, AddressStructure(
         0, L.ADDR_GROUP_RESIDENT, export.gate_selector, export.entry, 0))
     thread = host.system.create_thread(client, "main")
-    cluster.run(until=lambda: host.system.thread_state(thread).state == "dead",
-                max_cycles=50_000_000)
+    outcome = cluster.run(until=lambda: host.system.thread_state(thread).state == "dead",
+                          max_cycles=50_000_000)
+    _check_finished("local migration", outcome, host.system.thread_state(thread))
+    if host.system.read_data32(client, 0x64) != 5 or host.system.read_data32(client, 0x68) != 0:
+        raise RuntimeError("local migration benchmark: lav_call did not return 2*1+3 = 5 with "
+                           "status 0")
     return _delta(host.system.read_data32(client, 0x40),
                   host.system.read_data32(client, 0x44)) / calls
 
@@ -252,8 +264,9 @@ def _local_rpc(profile: str, calls: int, timer_period: int) -> float:
         calls=calls, sys_call=L.SYS_CALL, port=port), data_size=4096)
     system.create_thread(server, "main")
     thread = system.create_thread(client, "main")
-    cluster.run(until=lambda: system.thread_state(thread).state == "dead",
-                max_cycles=50_000_000)
+    outcome = cluster.run(until=lambda: system.thread_state(thread).state == "dead",
+                          max_cycles=50_000_000)
+    _check_finished("local message RPC", outcome, system.thread_state(thread))
     if system.read_data32(server, 0x100) != port:
         raise RuntimeError("the RPC server did not get the expected port")
     return _delta(system.read_data32(client, 0x40), system.read_data32(client, 0x44)) / calls

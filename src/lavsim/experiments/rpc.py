@@ -765,7 +765,8 @@ class RpcTable:
             for r in (r for r in self.remote if r.profile == profile):
                 lines.append(
                     f"{r.label:34}{12:>6}{r.cycles:>8,.1f}{'':>8}{r.ratio:>8.2f}"
-                    f"   ({r.note}; ratio to local migration {r.local_migration:,.1f})"
+                    f"   ({r.note}; ratio taken to a local migration of "
+                    f"{r.local_migration:,.1f} cycles)"
                 )
             lines.append("")
             null = [c for c in costs if c.size == min(sizes)]

@@ -66,7 +66,7 @@ call_end:
     int 0x30
 """
 
-#: The procedure: returns its first argument plus one (or 0 with no arguments).
+#: The procedure: returns 0 (a null call; its arguments are only copied by the gate).
 _PROCEDURE = """
 proc:
     xor eax, eax
