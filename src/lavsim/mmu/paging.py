@@ -51,6 +51,28 @@ def _flag(value: int, bit: int) -> bool:
     return bool(value & bit)
 
 
+def _encode_entry(entry: PDE | PTE, flags: tuple[tuple[str, int], ...]) -> int:
+    value = (entry.address & ADDRESS_MASK) | ((entry.avail & 7) << AVAIL_SHIFT)
+    for name, bit in flags:
+        if getattr(entry, name):
+            value |= bit
+    return value
+
+
+def _decode_fields(value: int, flags: tuple[tuple[str, int], ...]) -> dict[str, int | bool]:
+    fields: dict[str, int | bool] = {name: _flag(value, bit) for name, bit in flags}
+    fields["address"] = value & ADDRESS_MASK
+    fields["avail"] = (value & AVAIL_MASK) >> AVAIL_SHIFT
+    return fields
+
+
+# Field name -> bit, per entry type: the two differ only in bit 7 (PS in a PDE, PAT in a PTE).
+_COMMON_FLAGS = (("p", P), ("rw", RW), ("us", US), ("pwt", PWT), ("pcd", PCD), ("a", A),
+                 ("d", D), ("g", G))  # fmt: skip
+_PDE_FLAGS = (*_COMMON_FLAGS, ("ps", PS))
+_PTE_FLAGS = (*_COMMON_FLAGS, ("pat", PS))
+
+
 @attrs.frozen(slots=True)
 class PDE:
     """A page-directory entry.
@@ -75,36 +97,12 @@ class PDE:
 
     def encode(self) -> int:
         """The 32-bit entry."""
-        return (
-            (self.address & ADDRESS_MASK)
-            | (P if self.p else 0)
-            | (RW if self.rw else 0)
-            | (US if self.us else 0)
-            | (PWT if self.pwt else 0)
-            | (PCD if self.pcd else 0)
-            | (A if self.a else 0)
-            | (D if self.d else 0)
-            | (PS if self.ps else 0)
-            | (G if self.g else 0)
-            | ((self.avail & 7) << AVAIL_SHIFT)
-        )
+        return _encode_entry(self, _PDE_FLAGS)
 
     @classmethod
     def decode(cls, value: int) -> PDE:
         """The entry held in the 32-bit ``value`` (every bit pattern decodes)."""
-        return cls(
-            address=value & ADDRESS_MASK,
-            p=_flag(value, P),
-            rw=_flag(value, RW),
-            us=_flag(value, US),
-            pwt=_flag(value, PWT),
-            pcd=_flag(value, PCD),
-            a=_flag(value, A),
-            d=_flag(value, D),
-            ps=_flag(value, PS),
-            g=_flag(value, G),
-            avail=(value & AVAIL_MASK) >> AVAIL_SHIFT,
-        )
+        return cls(**_decode_fields(value, _PDE_FLAGS))  # type: ignore[arg-type]
 
 
 @attrs.frozen(slots=True)
@@ -129,36 +127,12 @@ class PTE:
 
     def encode(self) -> int:
         """The 32-bit entry."""
-        return (
-            (self.address & ADDRESS_MASK)
-            | (P if self.p else 0)
-            | (RW if self.rw else 0)
-            | (US if self.us else 0)
-            | (PWT if self.pwt else 0)
-            | (PCD if self.pcd else 0)
-            | (A if self.a else 0)
-            | (D if self.d else 0)
-            | (PS if self.pat else 0)
-            | (G if self.g else 0)
-            | ((self.avail & 7) << AVAIL_SHIFT)
-        )
+        return _encode_entry(self, _PTE_FLAGS)
 
     @classmethod
     def decode(cls, value: int) -> PTE:
         """The entry held in the 32-bit ``value`` (every bit pattern decodes)."""
-        return cls(
-            address=value & ADDRESS_MASK,
-            p=_flag(value, P),
-            rw=_flag(value, RW),
-            us=_flag(value, US),
-            pwt=_flag(value, PWT),
-            pcd=_flag(value, PCD),
-            a=_flag(value, A),
-            d=_flag(value, D),
-            pat=_flag(value, PS),
-            g=_flag(value, G),
-            avail=(value & AVAIL_MASK) >> AVAIL_SHIFT,
-        )
+        return cls(**_decode_fields(value, _PTE_FLAGS))  # type: ignore[arg-type]
 
 
 class PhysicalAccess(Protocol):
