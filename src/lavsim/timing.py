@@ -4,7 +4,9 @@ A :class:`TimingProfile` maps a *timing key* (a string of the vocabulary :data:`
 :class:`Cost`: a cycle count and the citation it was taken from. Figures come from
 ``shared/timing-reference.md`` (the collected published 486/Pentium clock counts); each source
 string names the reference's source key (``[H]``, ``[AF]``, ``[MS]``, ``[MAME]``, ``[86B]``,
-``[EI486]``, ``[I386]``) and section. A figure no source gives is an *estimate*: its source
+``[EI486]``, ``[I386]``) and section, or, for sources found after that reference was compiled
+(``[PIR]``, 86Box's ``x86_ops_rep.h``, the x86 Norton Guide; see ``docs/timing.md``), the
+repository path or address of the page. A figure no source gives is an *estimate*: its source
 text starts with ``"estimate:"`` and says how it was obtained.
 
 The cycle model (what is charged statically and what dynamically) is described in
@@ -438,6 +440,30 @@ def _b86(sec: int, name: str, note: str = "") -> str:
     return _with(f"86Box cpu.c {name} [86B], emulator (timing-reference §{sec})", note)
 
 
+_LATER: Final = "later source, docs/timing.md"
+"""Marks a citation of a source found after timing-reference was compiled (listed in docs)."""
+
+
+def _pir(page: str, note: str = "") -> str:
+    return _with(
+        f"Intel Pentium Instruction Set Reference [PIR], qb40/asm-help ASMHELP/{page}, Clocks "
+        f"column ({_LATER})",
+        note,
+    )
+
+
+def _rep86(expr: str, note: str = "") -> str:
+    return _with(
+        f"86Box src/cpu/x86_ops_rep.h [86B], emulator: REP loop charges `{expr}` per iteration "
+        f"({_LATER})",
+        note,
+    )
+
+
+def _later(text: str, note: str = "") -> str:
+    return _with(f"{text} ({_LATER})", note)
+
+
 def _est(text: str) -> str:
     return f"{ESTIMATE_PREFIX} {text}"
 
@@ -501,13 +527,12 @@ _I486_DATA: dict[str, tuple[int, str]] = {
     "popfd": (6, _h(1, "protected-mode figure (real mode 9)")),
     "leave": (
         5,
-        _est("no figure in timing-reference; charged as its equivalent MOV ESP,EBP + POP EBP "
-             "(1 + 4, [H] §1)"),
+        _later("HelpPC 2.10 [H] LEAVE entry, 486 column", "[MAME] 486 also 5"),
     ),
     "enter": (
-        3,
-        _est("no figure in timing-reference; level 0 charged as its equivalent PUSH EBP + "
-             "MOV EBP,ESP + SUB ESP,imm (1 + 1 + 1, [H] §1-2); real ENTER is likely slower"),
+        14,
+        _later("HelpPC 2.10 [H] ENTER entry, 'immed16,0' row, 486 column",
+               "level 1: 17, level n: 17+3n; [MAME] 486 also 14"),
     ),
     # §2 integer ALU
     "alu.rr": (1, _h(2)),
@@ -562,8 +587,8 @@ _I486_DATA: dict[str, tuple[int, str]] = {
     ),
     "bswap": (
         1,
-        _est("BSWAP exists on the 486 but timing-reference gives no figure; charged like a "
-             "one-register operation (MOV r,r 1, [H] §1)"),
+        _later("x86 Norton Guide [NG], BSWAP 'Length and timing', 486 column",
+               "[MAME] 486 also 1"),
     ),
     # §5 near control transfer
     "jcc.taken": (3, _h(5)),
@@ -629,33 +654,29 @@ _I486_DATA: dict[str, tuple[int, str]] = {
     "scas": (6, _h(7, "[MAME] agrees")),
     "rep.base": (
         5,
-        _est("no 486 REP formula was found ([H]'s REP column is blank); the 386 base 5 of "
-             "5+4n etc. ([I386], timing-reference §7) is used"),
+        _est("no documented 486 REP formula was found ([H]'s REP column is blank; Intel's i486 "
+             "manual not reachable); [86B] charges only its generic 2-clock prefix decode, not a "
+             "REP start-up; the 386 base 5 of 5+4n etc. ([I386], timing-reference §7) is used"),
     ),
     "rep_movs.per": (
-        4,
-        _est("no 486 REP formula was found; per item the smaller of the 386 REP per-item "
-             "figure ([I386] 5+4n) and the single MOVS (7, [H]) (timing-reference §7)"),
+        3,
+        _rep86("is486 ? 3 : 4", "no documented 486 formula was found"),
     ),
     "rep_stos.per": (
-        5,
-        _est("no 486 REP formula was found; per item the smaller of the 386 REP per-item "
-             "figure ([I386] 5+5n) and the single STOS (5, [H]) (timing-reference §7)"),
+        4,
+        _rep86("is486 ? 4 : 5", "no documented 486 formula was found"),
     ),
     "rep_lods.per": (
-        5,
-        _est("no 486 REP formula was found and [I386] lists no REP LODS; per item the single "
-             "LODS figure (5, [H]) (timing-reference §7)"),
+        4,
+        _rep86("is486 ? 4 : 5", "no documented 486 formula was found"),
     ),
     "rep_cmps.per": (
-        8,
-        _est("no 486 REP formula was found; per item the smaller of the 386 REP per-item "
-             "figure ([I386] 5+9n) and the single CMPS (8, [H]) (timing-reference §7)"),
+        7,
+        _rep86("is486 ? 7 : 9", "no documented 486 formula was found"),
     ),
     "rep_scas.per": (
-        6,
-        _est("no 486 REP formula was found; per item the smaller of the 386 REP per-item "
-             "figure ([I386] 5+8n) and the single SCAS (6, [H]) (timing-reference §7)"),
+        5,
+        _rep86("is486 ? 5 : 8", "no documented 486 formula was found"),
     ),
     # §8 flags, misc
     "clc": (2, _h(8)),
@@ -787,16 +808,11 @@ _PENTIUM_DATA: dict[str, tuple[int, str]] = {
     "popad": (5, _af(1)),
     "pushfd": (3, _af(1, "range 3-5; the lower bound is taken (best-case convention)")),
     "popfd": (4, _af(1, "range 4-6; the lower bound is taken (best-case convention)")),
-    "leave": (
-        2,
-        _est("no figure in timing-reference; charged as its equivalent MOV ESP,EBP + POP EBP "
-             "(1 + 1, [AF] §1)"),
-    ),
+    "leave": (3, _pir("CW1BO.html (LEAVE)", "[MAME] pentium also 3")),
     "enter": (
-        3,
-        _est("no figure in timing-reference; level 0 charged as its equivalent PUSH EBP + "
-             "MOV EBP,ESP + SUB ESP,imm (1 + 1 + 1, [AF] §1-2, unpaired); real ENTER is likely "
-             "slower"),
+        11,
+        _pir("CVZAO.html (ENTER)", "'imm16, 0' row (level 1: 15, level i: 15+2i); [MAME] "
+             "pentium also 11"),
     ),
     # §2 integer ALU
     "alu.rr": (1, _af(2)),
@@ -851,8 +867,7 @@ _PENTIUM_DATA: dict[str, tuple[int, str]] = {
     ),
     "bswap": (
         1,
-        _est("BSWAP exists on the Pentium but timing-reference gives no figure; charged like "
-             "a one-register operation (MOV r,r 1, [AF] §1)"),
+        _pir("CVXO.html (BSWAP)", "[NG] and [MAME] agree"),
     ),
     # §5 near control transfer (branches assumed correctly predicted)
     "jcc.taken": (
@@ -889,14 +904,14 @@ _PENTIUM_DATA: dict[str, tuple[int, str]] = {
     "jmp_gate.same": (18, _b86(6, "timing_jmp_pm_gate")),
     "call_far.direct": (
         4,
-        _b86(6, "timing_call_pm", "[MAME] gives 13; [86B] is taken as it agrees with the JMP "
-                "far 3 and RETF 4 both emulators share"),
+        _b86(6, "timing_call_pm", "[MAME] gives 13; [PIR] CVXAO.html prints the protected-mode "
+                "range 4-13, so [86B] is its lower bound (best-case convention) and [MAME] its "
+                "upper"),
     ),
     "call_far.m": (
         5,
-        _est("[MAME] gives 14 but its direct form is 13 against [86B]'s 4 (taken for "
-             "call_far.direct); charged call_far.direct + 1, the memory-operand surcharge of "
-             "JMP far (4 vs 3, [MAME] timing-reference §6)"),
+        _pir("CVXAO.html (CALL)", "protected-mode 'mem32' printed as the range 5-14; the lower "
+             "bound is taken (best-case convention); [MAME] 14 is the upper"),
     ),
     "call_gate.same": (22, _b86(6, "timing_call_pm_gate")),
     "call_gate.inner": (44, _b86(6, "timing_call_pm_gate_inner, no parameters")),
@@ -951,35 +966,20 @@ _PENTIUM_DATA: dict[str, tuple[int, str]] = {
     "cmps": (5, _mame(7)),
     "scas": (4, _mame(7)),
     "rep.base": (
-        5,
-        _est("no Pentium REP formula was found; the 386 base 5 ([I386], timing-reference §7) "
-             "is used"),
-    ),
-    "rep_movs.per": (
-        4,
-        _est("no Pentium REP formula was found; per item the single MOVS figure (4, [MAME] "
-             "§7), pessimistic since REP overlaps iterations"),
-    ),
-    "rep_stos.per": (
         3,
-        _est("no Pentium REP formula was found; per item the single STOS figure (3, [MAME] "
-             "§7), pessimistic since REP overlaps iterations"),
+        _pir("MM82V4.html (MOVS) and CVX0O0.html (STOS)", "the 3 of 'rep movs 3+n' and "
+             "'rep stos 3+n'; one base for all kinds, so REPx CMPS (9+4n) and REPx SCAS (8+4n) "
+             "are charged 6 and 5 clocks too little (docs/timing.md, known simplifications)"),
     ),
+    "rep_movs.per": (1, _pir("MM82V4.html (MOVS)", "the n of 'rep movs 3+n'")),
+    "rep_stos.per": (1, _pir("CVX0O0.html (STOS)", "the n of 'rep stos 3+n'")),
     "rep_lods.per": (
         2,
-        _est("no Pentium REP formula was found; per item the single LODS figure (2, [MAME] "
-             "§7)"),
+        _est("no Pentium REP LODS figure was found ([PIR] MM81V4.html lists only LODS 2); per "
+             "item the single LODS figure (2, [MAME] §7)"),
     ),
-    "rep_cmps.per": (
-        5,
-        _est("no Pentium REP formula was found; per item the single CMPS figure (5, [MAME] "
-             "§7)"),
-    ),
-    "rep_scas.per": (
-        4,
-        _est("no Pentium REP formula was found; per item the single SCAS figure (4, [MAME] "
-             "§7)"),
-    ),
+    "rep_cmps.per": (4, _pir("CVYBO.html (CMPS)", "the 4n of 'repX cmps 9+4n'")),
+    "rep_scas.per": (4, _pir("CW5BO.html (SCAS)", "the 4n of 'repX scas 8+4n'")),
     # §8 flags, misc
     "clc": (2, _mame(8)),
     "stc": (2, _mame(8)),
@@ -1029,11 +1029,7 @@ _PENTIUM_DATA: dict[str, tuple[int, str]] = {
         _ms(9, "printed '21, 46', the first taken; headings read as swapped; [MAME] 4"),
     ),
     "mov_to_cr4": (14, _ms(9, "headings read as swapped")),
-    "invlpg": (
-        12,
-        _est("no Pentium figure (timing-reference §9); the 486 figure 12 ([H], TLB hit) is "
-             "used"),
-    ),
+    "invlpg": (25, _pir("MM7ZX4.html (INVLPG)", "'mem32' row")),
     "cpuid": (14, _mame(9)),
     "rdtsc": (20, _mame(9)),
     "in": (19, _mame(9, "protected mode, no CPL split (real mode 7)")),
@@ -1059,8 +1055,9 @@ _PENTIUM_DATA: dict[str, tuple[int, str]] = {
 
 I486: Final = _build(
     "i486",
-    "Intel 486: HelpPC's 486 column [H] wherever it gives a figure; best case (cache and TLB "
-    "hits, aligned operands). Figures no source gives are marked as estimates.",
+    "Intel 486: HelpPC's 486 column [H] wherever it gives a figure, else the emulator table "
+    "[86B] (REP per-item figures); best case (cache and TLB hits, aligned operands). Figures "
+    "no source gives are marked as estimates.",
     _I486_DATA,
 )
 """The Intel 486 profile."""
@@ -1068,7 +1065,8 @@ I486: Final = _build(
 PENTIUM: Final = _build(
     "pentium",
     "Intel Pentium (P5): single-issue figures of Agner Fog [AF] and the MASM notes [MS], else "
-    "the emulator tables [86B]/[MAME]; best case (cache and TLB hits, correctly predicted "
+    "the Pentium instruction reference [PIR] or the emulator tables [86B]/[MAME]; best case "
+    "(cache and TLB hits, correctly predicted "
     "branches). U/V pairing is ignored: every instruction is charged as if issued alone in "
     "the U pipe, so throughput of sequences of simple pairable instructions is pessimistic "
     "by up to about 2x.",
