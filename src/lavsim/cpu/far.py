@@ -35,16 +35,17 @@ from typing import TYPE_CHECKING
 
 from lavsim.cpu.handlers import handler
 from lavsim.cpu.state import CS, DS, ES, ESP, FS, GS, MASK32, SS, CpuState
-from lavsim.faults import CpuFault, gp, selector_error_code, ss
-from lavsim.mmu.descriptors import GateDescriptor, SegmentDescriptor
+from lavsim.faults import SS as SS_VECTOR
+from lavsim.faults import CpuFault, gp, np_fault, selector_error_code, ss
+from lavsim.mmu.descriptors import GateDescriptor
 from lavsim.mmu.segmentation import (
+    Decoded,
     DescriptorTables,
     SegmentCache,
-    check_call_gate,
-    check_direct_code_segment,
+    direct_code_segment,
+    far_target_entry,
     inner_stack_from_tss,
     invalid_after_outer_return,
-    load_far_target,
     load_gate_code_segment,
     load_inner_stack_segment,
     load_return_code_segment,
@@ -80,9 +81,18 @@ def tables_of(cpu: CpuState) -> DescriptorTables:
     """The GDTR/LDTR view segmentation looks descriptors up through.
 
     Built from the CPU's own registers each time, so there is one source of truth for GDTR
-    and LDTR (the CPU state); building it costs one small object.
+    and LDTR (the CPU state); building it costs one small object. Descriptors are decoded
+    through the host-side memo (:func:`lavsim.mmu.segmentation.decode_cached`) unless the
+    CPU's ``decode_cache`` is off; the modelled descriptor reads are the same either way.
     """
-    return DescriptorTables(cpu.mmu, cpu.gdtr_base, cpu.gdtr_limit, cpu.ldtr)
+    tables = DescriptorTables(
+        cpu.mmu, cpu.gdtr_base, cpu.gdtr_limit, cpu.ldtr, getattr(cpu, "decode_cache", True)
+    )
+    if getattr(cpu, "_code_pages", None):
+        # Accessed/busy-bit write-backs drop cached code of the page written, as data
+        # writes do (the executor's decoded-instruction cache must see every write).
+        tables.written = cpu._linear_written  # type: ignore[attr-defined]
+    return tables
 
 
 def charge_path(cpu: CpuState, insn: Insn, cycles: int) -> None:
@@ -104,10 +114,17 @@ class StackSlot:
 
 
 def check_stack_room(
-    cache: SegmentCache, esp: int, nbytes: int, fault: CpuFault, *, below: bool = True
+    cache: SegmentCache,
+    esp: int,
+    nbytes: int,
+    vector: int = SS_VECTOR,
+    error_code: int = 0,
+    *,
+    below: bool = True,
 ) -> StackSlot:
     """Check that ``nbytes`` of stack fit below (``below``) or at (not ``below``) the stack
-    pointer ``esp`` of the stack segment ``cache``; raise ``fault`` otherwise.
+    pointer ``esp`` of the stack segment ``cache``; raise ``CpuFault(vector, error_code)``
+    (default #SS(0)) otherwise.
 
     The stack pointer wraps at 64 KiB or 4 GiB by the segment's B bit; a block that would wrap
     around the end of the offset space is refused (the manual leaves that case undefined).
@@ -115,13 +132,8 @@ def check_stack_room(
     mask = MASK32 if cache.db else 0xFFFF
     start = (esp - nbytes) & mask if below else esp & mask
     end = start + nbytes - 1
-    if (
-        not cache.writable
-        or start < cache.min_off
-        or end > cache.max_off
-        or end > mask
-    ):
-        raise fault
+    if not cache.writable or start < cache.min_off or end > cache.max_off or end > mask:
+        raise CpuFault(vector, error_code)
     return StackSlot(cache, start, (cache.base + start) & MASK32)
 
 
@@ -130,14 +142,42 @@ def write_stack_block(
 ) -> None:
     """Write ``values`` (lowest address first) as ``size``-byte slots starting at ``slot``.
 
-    Page faults propagate; the caller has not committed any register yet.
+    Page faults propagate; the caller has not committed any register yet. Like every data
+    write, the block drops the executor's cached code of the page(s) written.
     """
     mmu = cpu.mmu
+    code_pages = getattr(cpu, "_code_pages", None)
     mask = 0xFFFF if size == 2 else MASK32
     linear = slot.linear
-    for value in values:
-        mmu.write(linear, size, value & mask, user)
-        linear = (linear + size) & MASK32
+    if size == 4:
+        n = len(values)
+        if not linear & 3 and (linear & 0xFFF) + 4 * n <= 0x1000:
+            # All slots aligned in one page: when the MMU's host fast path serves that page
+            # for writes, each write32 would be a fast hit on the same entry (nothing else
+            # can change the fast dict in between), so do the n of them at once: the same
+            # stores and the same n hits credited to the owning TLB.
+            e = mmu._dfast.get(linear >> 12)
+            if e is not None and e[2] & (4 << user):
+                e[3].hits += n
+                view = e[4]
+                off = (linear & 0xFFF) >> 2
+                for value in values:
+                    view[off] = value & MASK32
+                    off += 1
+                if code_pages and (e[1] >> 12) in code_pages:
+                    cpu.physical_written(e[1], 0x1000)  # type: ignore[attr-defined]
+                return
+        # MMU.write of 4 bytes is exactly write32.
+        write32 = mmu.write32
+        for value in values:
+            write32(linear, value & mask, user)
+            linear = (linear + 4) & MASK32
+    else:
+        for value in values:
+            mmu.write(linear, size, value & mask, user)
+            linear = (linear + size) & MASK32
+    if code_pages:
+        cpu._linear_written(slot.linear, len(values) * size)  # type: ignore[attr-defined]
 
 
 def read_stack_block(
@@ -153,6 +193,20 @@ def read_stack_block(
     mmu = cpu.mmu
     linear = (cache.base + start) & MASK32
     out: list[int] = []
+    if size == 4:
+        if not linear & 3 and (linear & 0xFFF) + 4 * count <= 0x1000:
+            # As in write_stack_block: n fast hits on one host fast-path entry at once.
+            e = mmu._dfast.get(linear >> 12)
+            if e is not None and e[2] & (1 << user):
+                e[3].hits += count
+                off = (linear & 0xFFF) >> 2
+                return list(e[4][off : off + count])
+        # MMU.read of 4 bytes is exactly read32.
+        read32 = mmu.read32
+        for _ in range(count):
+            out.append(read32(linear, user))
+            linear = (linear + 4) & MASK32
+        return out
     for _ in range(count):
         out.append(mmu.read(linear, size, user))
         linear = (linear + size) & MASK32
@@ -212,15 +266,16 @@ def jmp_far(cpu: CpuState, insn: Insn) -> None:
     """
     offset, selector = _far_operand(cpu, insn)
     tables = tables_of(cpu)
-    desc = load_far_target(tables, selector)
+    d = far_target_entry(tables, selector)
+    desc = d.desc
     cpl = cpu.cpl
-    if isinstance(desc, GateDescriptor) and desc.is_call_gate:
-        check_call_gate(desc, selector, cpl)
+    if d.call_gate and isinstance(desc, GateDescriptor):
+        _check_call_gate(d, selector, cpl)
         new_cs = load_gate_code_segment(tables, desc.selector, cpl, jump=True)
         eip = desc.offset
         key = "jmp_gate.same"
-    elif isinstance(desc, SegmentDescriptor):
-        new_cs = check_direct_code_segment(tables, selector, desc, cpl)
+    elif d.seg:
+        new_cs = direct_code_segment(tables, selector, d, cpl)
         eip = offset
         key = "jmp_far.m" if insn.mem else "jmp_far.direct"
     else:
@@ -255,15 +310,16 @@ def call_far(cpu: CpuState, insn: Insn) -> None:
     """
     offset, selector = _far_operand(cpu, insn)
     tables = tables_of(cpu)
-    desc = load_far_target(tables, selector)
+    d = far_target_entry(tables, selector)
+    desc = d.desc
     cpl = cpu.cpl
     old_cs = cpu.seg[CS].selector
     return_eip = cpu.eip
     stack = cpu.seg[SS]
-    if isinstance(desc, SegmentDescriptor):
-        new_cs = check_direct_code_segment(tables, selector, desc, cpl)
+    if d.seg:
+        new_cs = direct_code_segment(tables, selector, d, cpl)
         size = insn.size
-        slot = check_stack_room(stack, cpu.regs[ESP], 2 * size, ss(0))
+        slot = check_stack_room(stack, cpu.regs[ESP], 2 * size)
         _check_eip(new_cs, offset)
         write_stack_block(cpu, slot, [return_eip, old_cs], size, cpu.user)
         _set_esp(cpu, stack, slot.esp)
@@ -271,22 +327,31 @@ def call_far(cpu: CpuState, insn: Insn) -> None:
         cpu.eip = offset
         charge_path(cpu, insn, cpu.profile.table["call_far.m" if insn.mem else "call_far.direct"])
         return
-    if not (isinstance(desc, GateDescriptor) and desc.is_call_gate):
+    if not (d.call_gate and isinstance(desc, GateDescriptor)):
         # Data/system segment, or a TSS / task gate (a task switch, not modelled).
         raise gp(selector_error_code(selector))
-    check_call_gate(desc, selector, cpl)
+    _check_call_gate(d, selector, cpl)
     new_cs = load_gate_code_segment(tables, desc.selector, cpl)
-    new_cpl = new_cs.rpl
+    new_cpl = new_cs.selector & 3
     if new_cpl < cpl:
         _call_gate_inner(cpu, tables, desc, new_cs, old_cs, return_eip)
     else:
-        slot = check_stack_room(stack, cpu.regs[ESP], 8, ss(0))
+        slot = check_stack_room(stack, cpu.regs[ESP], 8)
         _check_eip(new_cs, desc.offset)
         write_stack_block(cpu, slot, [return_eip, old_cs], 4, cpu.user)
         _set_esp(cpu, stack, slot.esp)
         cpu.seg[CS] = new_cs
         cpu.eip = desc.offset
     charge_path(cpu, insn, cpu.profile.call_gate_cycles(new_cpl < cpl, desc.param_count))
+
+
+def _check_call_gate(d: Decoded, gate_selector: int, cpl: int) -> None:
+    """:func:`lavsim.mmu.segmentation.check_call_gate` on the gate's :class:`Decoded` record
+    (the caller has seen that it is a 32-bit call gate)."""
+    if d.dpl < cpl or d.dpl < gate_selector & 3:
+        raise gp(selector_error_code(gate_selector))
+    if not d.present:
+        raise np_fault(selector_error_code(gate_selector))
 
 
 def _call_gate_inner(
@@ -298,11 +363,11 @@ def _call_gate_inner(
     return_eip: int,
 ) -> None:
     """The MORE-PRIVILEGE part of CALL through a 32-bit call gate (SDM Vol. 2, CALL)."""
-    new_cpl = new_cs.rpl
+    new_cpl = new_cs.selector & 3
     ss_sel, new_esp = inner_stack_from_tss(cpu.mmu, cpu.tr, new_cpl)
     new_ss = load_inner_stack_segment(tables, ss_sel, new_cpl)
     count = gate.param_count
-    slot = check_stack_room(new_ss, new_esp, 16 + 4 * count, ss(selector_error_code(ss_sel)))
+    slot = check_stack_room(new_ss, new_esp, 16 + 4 * count, SS_VECTOR, ss_sel & 0xFFFC)
     _check_eip(new_cs, gate.offset)
     old_ss = cpu.seg[SS]
     old_esp = cpu.regs[ESP] & (MASK32 if old_ss.db else 0xFFFF)

@@ -74,11 +74,12 @@ from lavsim.faults import (
     idt_error_code,
     np_fault,
     selector_error_code,
-    ss,
 )
 from lavsim.faults import OF as OF_VECTOR
-from lavsim.mmu.descriptors import GateDescriptor, decode_descriptor_qword
+from lavsim.faults import SS as SS_VECTOR
+from lavsim.mmu.descriptors import GateDescriptor
 from lavsim.mmu.segmentation import (
+    decode_cached,
     inner_stack_from_tss,
     load_gate_code_segment,
     load_inner_stack_segment,
@@ -182,7 +183,8 @@ def _read_idt_gate(cpu: CpuState, vector: int, ext: bool) -> GateDescriptor:
     # Implicit supervisor accesses whatever the CPL (SDM Vol. 3, 4.6.1).
     low = cpu.mmu.read(address, 4, False)
     high = cpu.mmu.read((address + 4) & MASK32, 4, False)
-    desc = decode_descriptor_qword(low | (high << 32))
+    # Decoded through the host-side memo (the reads above are made either way).
+    desc = decode_cached(low | (high << 32), getattr(cpu, "decode_cache", True)).desc
     if not isinstance(desc, GateDescriptor) or desc.is_call_gate:
         raise gp(code)
     return desc
@@ -234,7 +236,7 @@ def deliver(
         old_ss = cpu.seg[SS]
         frame += [cpu.regs[ESP] & (MASK32 if old_ss.db else 0xFFFF), old_ss.selector]
         slot = check_stack_room(
-            new_ss, new_esp, 4 * len(frame), ss(selector_error_code(ss_sel, ext))
+            new_ss, new_esp, 4 * len(frame), SS_VECTOR, selector_error_code(ss_sel, ext)
         )
         if gate.offset > new_cs.max_off or gate.offset < new_cs.min_off:
             raise gp(ext_bit)
@@ -243,7 +245,7 @@ def deliver(
         cpu.seg[SS] = new_ss
     else:
         stack = cpu.seg[SS]
-        slot = check_stack_room(stack, cpu.regs[ESP], 4 * len(frame), ss(ext_bit))
+        slot = check_stack_room(stack, cpu.regs[ESP], 4 * len(frame), SS_VECTOR, ext_bit)
         if gate.offset > new_cs.max_off or gate.offset < new_cs.min_off:
             raise gp(ext_bit)
         write_stack_block(cpu, slot, frame, 4, cpu.user)

@@ -16,6 +16,7 @@ CPL (SDM Vol. 3, 4.6.1), so paging faults they raise are supervisor faults.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from lavsim.faults import GP, SS, TS, CpuFault, gp, np_fault, selector_error_code, ss, ts
@@ -41,6 +42,8 @@ from lavsim.mmu.descriptors import (
 )
 
 __all__ = [
+    "MEMO_LIMIT",
+    "Decoded",
     "DescriptorTables",
     "LinearMemory",
     "SegmentCache",
@@ -48,6 +51,9 @@ __all__ = [
     "check_call_gate",
     "check_direct_code_segment",
     "check_fetch",
+    "decode_cached",
+    "direct_code_segment",
+    "far_target_entry",
     "inner_stack_from_tss",
     "invalid_after_outer_return",
     "load_data_segment",
@@ -68,6 +74,9 @@ class LinearMemory(Protocol):
 
     def write(self, linear: int, size: int, value: int, user: bool) -> None: ...
 
+
+#: Allocates an instance without running ``__init__`` (:meth:`SegmentCache.with_selector`).
+_new = object.__new__
 
 # --------------------------------------------------------------------------------------------
 # Hidden segment-register cache
@@ -220,6 +229,30 @@ class SegmentCache:
             self.db, self.g, self.avl, self.valid,
         )  # fmt: skip
 
+    def with_selector(self, selector: int) -> SegmentCache:
+        """An independent copy holding ``selector``, derived fields copied as they are (they
+        do not depend on the selector): the cheap way to build a cache from a template."""
+        c = _new(SegmentCache)
+        c.selector = selector
+        c.base = self.base
+        c.limit = self.limit
+        c.type = self.type
+        c.s = self.s
+        c.dpl = self.dpl
+        c.present = self.present
+        c.db = self.db
+        c.g = self.g
+        c.avl = self.avl
+        c.valid = self.valid
+        c.readable = self.readable
+        c.writable = self.writable
+        c.executable = self.executable
+        c.conforming = self.conforming
+        c.expand_down = self.expand_down
+        c.min_off = self.min_off
+        c.max_off = self.max_off
+        return c
+
     def _key(self) -> tuple[int | bool, ...]:
         return (
             self.selector, self.base, self.limit, self.type, self.s, self.dpl, self.present,
@@ -285,14 +318,88 @@ def check_fetch(cache: SegmentCache, offset: int, size: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+class Decoded:
+    """A decoded descriptor with what the load checks need, precomputed (host-side only).
+
+    ``desc`` is the :class:`~lavsim.mmu.descriptors.Descriptor`; ``seg`` is true for a code or
+    data segment, and ``code``, ``conforming``, ``readable``, ``writable``, ``accessed`` are
+    its type bits (all false for anything else); ``call_gate`` marks a 32-bit call gate;
+    ``dpl`` and ``present`` are the descriptor's. ``template`` is the segment-register cache a
+    load of a code or data segment leaves behind, Accessed bit set, with selector 0 (copy it
+    with :meth:`SegmentCache.with_selector`); for any other descriptor it is an unusable
+    placeholder that the load checks never return.
+
+    Everything here is a function of the 8 descriptor bytes alone, so a record can be shared
+    by every load of the same 64-bit value (see :func:`decode_cached`).
+    """
+
+    __slots__ = (
+        "accessed",
+        "call_gate",
+        "code",
+        "conforming",
+        "desc",
+        "dpl",
+        "present",
+        "readable",
+        "seg",
+        "template",
+        "writable",
+    )
+
+    def __init__(self, desc: Descriptor) -> None:
+        self.desc = desc
+        self.dpl = desc.dpl
+        self.present = desc.present
+        self.call_gate = isinstance(desc, GateDescriptor) and desc.is_call_gate
+        if isinstance(desc, SegmentDescriptor):
+            self.seg = True
+            self.code = desc.is_code
+            self.conforming = desc.conforming
+            self.readable = desc.readable
+            self.writable = desc.writable
+            self.accessed = bool(desc.type & TYPE_ACCESSED)
+            self.template = _cache_for(0, desc)
+        else:
+            self.seg = self.code = self.conforming = False
+            self.readable = self.writable = self.accessed = False
+            self.template = _NO_TEMPLATE
+
+
+#: Decoded descriptors by their 64-bit value: a host-side memo of a pure function (decoding
+#: depends on nothing but the 8 bytes, and the records are never changed), so it needs no
+#: invalidation. The modelled reads of the descriptor are made whether it hits or not.
+_MEMO: dict[int, Decoded] = {}
+
+#: The memo is emptied when it reaches this many values (guest code that writes random
+#: descriptors cannot make it grow without bound).
+MEMO_LIMIT = 4096
+
+
+def decode_cached(qword: int, memo: bool = True) -> Decoded:
+    """The :class:`Decoded` record of a 64-bit descriptor value, through the memo when
+    ``memo`` (the same record for the same value) or freshly decoded."""
+    if memo:
+        d = _MEMO.get(qword)
+        if d is not None:
+            return d
+        if len(_MEMO) >= MEMO_LIMIT:
+            _MEMO.clear()
+        d = _MEMO[qword] = Decoded(decode_descriptor_qword(qword))
+        return d
+    return Decoded(decode_descriptor_qword(qword))
+
+
 class DescriptorTables:
     """GDTR, the LDTR's cache and the memory they are read through.
 
     The CPU keeps one of these and updates ``gdtr_base``/``gdtr_limit`` on LGDT and ``ldtr``
     on LLDT (or on a task switch); every segment load below looks descriptors up through it.
+    ``memo`` lets decoding go through the host-side memo of :func:`decode_cached` (no
+    simulated difference: the descriptor is read through ``mem`` either way).
     """
 
-    __slots__ = ("gdtr_base", "gdtr_limit", "ldtr", "mem")
+    __slots__ = ("_read32", "gdtr_base", "gdtr_limit", "ldtr", "mem", "memo", "written")
 
     def __init__(
         self,
@@ -300,11 +407,19 @@ class DescriptorTables:
         gdtr_base: int = 0,
         gdtr_limit: int = 0xFFFF,
         ldtr: SegmentCache | None = None,
+        memo: bool = True,
     ) -> None:
         self.mem = mem
         self.gdtr_base = gdtr_base
         self.gdtr_limit = gdtr_limit
         self.ldtr = ldtr if ldtr is not None else SegmentCache.null(0)
+        self.memo = memo
+        # The MMU's read32(linear, user) is exactly its read(linear, 4, user): call it
+        # directly when ``mem`` has it.
+        self._read32: Callable[[int, bool], int] | None = getattr(mem, "read32", None)
+        #: Called as ``written(linear, size)`` after each Accessed/busy-bit write-back (the
+        #: CPU drops cached code there), when set.
+        self.written: Callable[[int, int], None] | None = None
 
     def entry_address(self, selector: int) -> int | None:
         """Linear address of the descriptor ``selector`` names, or ``None`` when the whole
@@ -322,18 +437,41 @@ class DescriptorTables:
 
     def read_at(self, address: int) -> Descriptor:
         """Read and decode the descriptor at a linear address (two doubleword reads)."""
-        mem = self.mem
-        low = mem.read(address, 4, False)
-        high = mem.read((address + 4) & 0xFFFFFFFF, 4, False)
-        return decode_descriptor_qword(low | (high << 32))
+        return self._read(address).desc
+
+    def _read(self, address: int) -> Decoded:
+        # Low doubleword first, then the high one (the order matters for faults and TLBs).
+        read32 = self._read32
+        if read32 is not None:
+            low = read32(address, False)
+            high = read32((address + 4) & 0xFFFFFFFF, False)
+        else:
+            read = self.mem.read
+            low = read(address, 4, False)
+            high = read((address + 4) & 0xFFFFFFFF, 4, False)
+        qword = low | (high << 32)
+        if self.memo:
+            d = _MEMO.get(qword)
+            if d is not None:
+                return d
+        return decode_cached(qword, self.memo)
 
     def lookup(self, selector: int, vector: int = GP, ext: bool = False) -> Descriptor:
         """Read the descriptor ``selector`` names; a fault ``vector`` (default #GP) with the
         selector error code when it lies beyond the table limit."""
-        address = self.entry_address(selector)
-        if address is None:
+        return self.entry(selector, vector, ext).desc
+
+    def entry(self, selector: int, vector: int = GP, ext: bool = False) -> Decoded:
+        """:meth:`lookup`, returning the :class:`Decoded` record."""
+        offset = selector & 0xFFF8
+        if selector & 4:
+            ldtr = self.ldtr
+            if not ldtr.valid or offset + 7 > ldtr.limit:
+                raise CpuFault(vector, selector_error_code(selector, ext))
+            return self._read((ldtr.base + offset) & 0xFFFFFFFF)
+        if offset + 7 > self.gdtr_limit:
             raise CpuFault(vector, selector_error_code(selector, ext))
-        return self.read_at(address)
+        return self._read((self.gdtr_base + offset) & 0xFFFFFFFF)
 
     def set_access_bits(self, selector: int, bits: int) -> None:
         """OR ``bits`` into the type field of the descriptor in memory (the Accessed bit of a
@@ -348,11 +486,8 @@ class DescriptorTables:
         byte = self.mem.read(where, 1, False)
         if (byte | bits) != byte:
             self.mem.write(where, 1, byte | bits, False)
-
-
-def _set_accessed(tables: DescriptorTables, selector: int, desc: SegmentDescriptor) -> None:
-    if not desc.type & TYPE_ACCESSED:
-        tables.set_access_bits(selector, TYPE_ACCESSED)
+            if self.written is not None:
+                self.written(where, 1)
 
 
 def _cache_for(selector: int, desc: SegmentDescriptor) -> SegmentCache:
@@ -361,6 +496,10 @@ def _cache_for(selector: int, desc: SegmentDescriptor) -> SegmentCache:
     cache.type |= TYPE_ACCESSED
     cache.refresh()
     return cache
+
+
+#: The template of records that are not code or data segments (never handed out).
+_NO_TEMPLATE = SegmentCache.null(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,35 +520,29 @@ def load_data_segment(tables: DescriptorTables, selector: int, cpl: int) -> Segm
     """
     if selector & 0xFFFC == 0:
         return SegmentCache.null(selector)
-    desc = tables.lookup(selector)
-    if not isinstance(desc, SegmentDescriptor) or not desc.readable:
+    d = tables.entry(selector)
+    if not d.readable or (not d.conforming and (selector & 3 > d.dpl or cpl > d.dpl)):
         raise gp(selector_error_code(selector))
-    if not desc.conforming and (selector & 3 > desc.dpl or cpl > desc.dpl):
-        raise gp(selector_error_code(selector))
-    if not desc.present:
+    if not d.present:
         raise np_fault(selector_error_code(selector))
-    _set_accessed(tables, selector, desc)
-    return _cache_for(selector, desc)
+    if not d.accessed:
+        tables.set_access_bits(selector, TYPE_ACCESSED)
+    return d.template.with_selector(selector)
 
 
 def _load_stack(
     tables: DescriptorTables, selector: int, cpl: int, vector: int, ext: bool
 ) -> SegmentCache:
-    code = selector_error_code(selector, ext)
     if selector & 0xFFFC == 0:
-        raise CpuFault(vector, code)
-    desc = tables.lookup(selector, vector, ext)
-    if (
-        selector & 3 != cpl
-        or not isinstance(desc, SegmentDescriptor)
-        or not desc.writable
-        or desc.dpl != cpl
-    ):
-        raise CpuFault(vector, code)
-    if not desc.present:
-        raise CpuFault(SS, code)
-    _set_accessed(tables, selector, desc)
-    return _cache_for(selector, desc)
+        raise CpuFault(vector, selector_error_code(selector, ext))
+    d = tables.entry(selector, vector, ext)
+    if selector & 3 != cpl or not d.writable or d.dpl != cpl:
+        raise CpuFault(vector, selector_error_code(selector, ext))
+    if not d.present:
+        raise CpuFault(SS, selector_error_code(selector, ext))
+    if not d.accessed:
+        tables.set_access_bits(selector, TYPE_ACCESSED)
+    return d.template.with_selector(selector)
 
 
 def load_stack_segment(tables: DescriptorTables, selector: int, cpl: int) -> SegmentCache:
@@ -475,9 +608,14 @@ def load_far_target(tables: DescriptorTables, selector: int) -> Descriptor:
     :func:`load_gate_code_segment`; anything else (data, LDT, TSS/task gate if task switches
     are not modelled, :class:`InvalidDescriptor`) is #GP(selector).
     """
+    return far_target_entry(tables, selector).desc
+
+
+def far_target_entry(tables: DescriptorTables, selector: int) -> Decoded:
+    """:func:`load_far_target`, returning the :class:`Decoded` record."""
     if selector & 0xFFFC == 0:
         raise gp(0)
-    return tables.lookup(selector)
+    return tables.entry(selector)
 
 
 def check_direct_code_segment(
@@ -493,17 +631,25 @@ def check_direct_code_segment(
 
     The CPL never changes: the returned cache's selector has RPL = CPL.
     """
-    if not isinstance(desc, SegmentDescriptor) or not desc.is_code:
+    return direct_code_segment(tables, selector, Decoded(desc), cpl)
+
+
+def direct_code_segment(
+    tables: DescriptorTables, selector: int, d: Decoded, cpl: int
+) -> SegmentCache:
+    """:func:`check_direct_code_segment` on a :class:`Decoded` record."""
+    if not d.code:
         raise gp(selector_error_code(selector))
-    if desc.conforming:
-        if desc.dpl > cpl:
+    if d.conforming:
+        if d.dpl > cpl:
             raise gp(selector_error_code(selector))
-    elif selector & 3 > cpl or desc.dpl != cpl:
+    elif selector & 3 > cpl or d.dpl != cpl:
         raise gp(selector_error_code(selector))
-    if not desc.present:
+    if not d.present:
         raise np_fault(selector_error_code(selector))
-    _set_accessed(tables, selector, desc)
-    return _cache_for((selector & 0xFFFC) | cpl, desc)
+    if not d.accessed:
+        tables.set_access_bits(selector, TYPE_ACCESSED)
+    return d.template.with_selector((selector & 0xFFFC) | cpl)
 
 
 def check_call_gate(gate: GateDescriptor, gate_selector: int, cpl: int) -> None:
@@ -514,11 +660,10 @@ def check_call_gate(gate: GateDescriptor, gate_selector: int, cpl: int) -> None:
     - gate DPL < CPL or gate DPL < RPL of the gate selector: #GP(gate selector);
     - gate not present: #NP(gate selector).
     """
-    code = selector_error_code(gate_selector)
     if not gate.is_call_gate or gate.dpl < cpl or gate.dpl < gate_selector & 3:
-        raise gp(code)
+        raise gp(selector_error_code(gate_selector))
     if not gate.present:
-        raise np_fault(code)
+        raise np_fault(selector_error_code(gate_selector))
 
 
 def load_gate_code_segment(
@@ -541,19 +686,16 @@ def load_gate_code_segment(
     current one means a privilege change: the CPU switches stacks with
     :func:`inner_stack_from_tss` and :func:`load_inner_stack_segment`.
     """
-    code = selector_error_code(selector, ext)
     if selector & 0xFFFC == 0:
-        raise gp(code)
-    desc = tables.lookup(selector, GP, ext)
-    if not isinstance(desc, SegmentDescriptor) or not desc.is_code or desc.dpl > cpl:
-        raise gp(code)
-    if jump and not desc.conforming and desc.dpl != cpl:
-        raise gp(code)
-    if not desc.present:
-        raise np_fault(code)
-    new_cpl = cpl if desc.conforming else desc.dpl
-    _set_accessed(tables, selector, desc)
-    return _cache_for((selector & 0xFFFC) | new_cpl, desc)
+        raise gp(selector_error_code(selector, ext))
+    d = tables.entry(selector, GP, ext)
+    if not d.code or d.dpl > cpl or (jump and not d.conforming and d.dpl != cpl):
+        raise gp(selector_error_code(selector, ext))
+    if not d.present:
+        raise np_fault(selector_error_code(selector, ext))
+    if not d.accessed:
+        tables.set_access_bits(selector, TYPE_ACCESSED)
+    return d.template.with_selector((selector & 0xFFFC) | (cpl if d.conforming else d.dpl))
 
 
 def load_return_code_segment(tables: DescriptorTables, selector: int, cpl: int) -> SegmentCache:
@@ -570,19 +712,17 @@ def load_return_code_segment(tables: DescriptorTables, selector: int, cpl: int) 
     pops ESP/SS, loads SS with :func:`load_stack_segment` at the new CPL, and nulls data
     registers for which :func:`invalid_after_outer_return` is true).
     """
-    code = selector_error_code(selector)
     if selector & 0xFFFC == 0:
         raise gp(0)
-    desc = tables.lookup(selector)
+    d = tables.entry(selector)
     rpl = selector & 3
-    if not isinstance(desc, SegmentDescriptor) or not desc.is_code or rpl < cpl:
-        raise gp(code)
-    if desc.dpl > rpl if desc.conforming else desc.dpl != rpl:
-        raise gp(code)
-    if not desc.present:
-        raise np_fault(code)
-    _set_accessed(tables, selector, desc)
-    return _cache_for(selector, desc)
+    if not d.code or rpl < cpl or (d.dpl > rpl if d.conforming else d.dpl != rpl):
+        raise gp(selector_error_code(selector))
+    if not d.present:
+        raise np_fault(selector_error_code(selector))
+    if not d.accessed:
+        tables.set_access_bits(selector, TYPE_ACCESSED)
+    return d.template.with_selector(selector)
 
 
 # --------------------------------------------------------------------------------------------
