@@ -31,7 +31,8 @@ same EIP, a CS limit that still covers the whole instruction and a 32-bit CS, an
 the profile changes. It never holds an instruction that crosses a page. The fetch translation
 is made on every instruction, hit or miss, so the modelled TLB sees exactly what it sees
 without the cache. Guest writes made through :meth:`CPU.write_mem` (every instruction's data
-writes) and the REP bulk path drop the cached instructions of the physical page written, so
+writes), the REP bulk path, far-transfer and interrupt stack frames and the processor's
+Accessed/busy-bit write-backs drop the cached instructions of the physical page written, so
 self-modifying code is seen at the next fetch. Writes made around the CPU (host-side loaders
 writing :class:`~lavsim.memory.PhysicalMemory`, page-table A/D updates) must be followed by
 :meth:`CPU.flush_decode_cache` if they can change code that has already run.
