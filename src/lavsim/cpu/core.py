@@ -86,7 +86,6 @@ if TYPE_CHECKING:
 
 _CS = 1
 _PG = 1 << 31
-_EMPTY: dict[int, Any] = {}
 
 #: Most instructions in one block (bounds the work of decoding ahead).
 MAX_BLOCK = 64
@@ -189,10 +188,10 @@ class CPU(CpuState):
             mmu.write16(linear, value, self.user)
         if self._code_pages:
             # Inline fast case of _linear_written: the MMU's host page map knows the frame.
-            e = getattr(mmu, "_dfast", _EMPTY).get(linear >> 12)
+            e = mmu.data_page(linear >> 12)
             if e is not None and (linear & 0xFFF) <= 0x1000 - size:
-                if (e[1] >> 12) in self._code_pages:
-                    self.physical_written(e[1], 0x1000)
+                if (e.base >> 12) in self._code_pages:
+                    self.physical_written(e.base, 0x1000)
             else:
                 self._linear_written(linear, size)
 
@@ -240,11 +239,9 @@ class CPU(CpuState):
         page map, else from the data TLB's entry (it is the MRU entry of its set after the
         write, so probing it changes nothing); None if neither knows."""
         mmu = self.mmu
-        fast = getattr(mmu, "_dfast", None)
-        if fast is not None:
-            e = fast.get(linear >> 12)
-            if e is not None:
-                return int(e[1]) | (linear & 0xFFF)
+        e = mmu.data_page(linear >> 12)
+        if e is not None:
+            return e.base | (linear & 0xFFF)
         if not mmu.cr0 & _PG:
             return linear
         for name, tlb in mmu.tlbs.items():
@@ -259,7 +256,8 @@ class CPU(CpuState):
 
     def fetch_decode(self, eip: int) -> Insn:
         """The decoded instruction at CS:``eip`` (through the cache when it is on)."""
-        if not self.decode_cache:
+        if not self.decode_cache or self.mmu.tracing:
+            # A tracer must see every instruction's fetch: decode each one afresh.
             return self._specialised(decode(self, eip))
         cs = self.seg[_CS]
         if eip < cs.min_off or eip > cs.max_off or not cs.db:
@@ -389,6 +387,7 @@ class CPU(CpuState):
         """
         if self._cache_profile is not self.profile:
             self._profile_changed()
+        mmu = self.mmu
         n_limit = max_instructions if max_instructions is not None else NEVER
         c_limit = self.tsc + max_cycles if max_cycles is not None else NEVER
         # A REP string instruction stops between iterations at the cycle limit (restored on
@@ -397,12 +396,13 @@ class CPU(CpuState):
         self._rep_until = c_limit
         self._stop_run = False
         done = 0
-        cached = self.decode_cache
+        # A tracer must see every instruction's fetch: no cached instructions, no blocks
+        # (tested once per call; a tracer attached during a run counts from the next call).
+        cached = self.decode_cache and not mmu.tracing
         blocks_on = cached and self.fast
         cache = self._icache
         blocks = self._blocks
         seg = self.seg
-        mmu = self.mmu
         translate = mmu.translate
         try:
             while True:
@@ -435,10 +435,10 @@ class CPU(CpuState):
                 if blocks_on and cs.min_off <= eip <= cs.max_off and cs.db:
                     linear = (cs.base + eip) & MASK32
                     vpn = linear >> 12
-                    ifast = mmu._ifast
-                    e = ifast.get(vpn)
-                    if e is not None and e[2] & (1 << self.user):
-                        phys = e[1] | (linear & 0xFFF)
+                    code_page = mmu.code_page
+                    e = code_page(vpn)
+                    if e is not None and e.mask & (1 << self.user):
+                        phys = e.base | (linear & 0xFFF)
                         block = blocks.get(phys)
                         if block is None or block.addr != eip:
                             block = self._build_block(eip, linear, phys)
@@ -447,7 +447,7 @@ class CPU(CpuState):
                             # path below fetches it -- one ITLB lookup, served by the same
                             # host page-map entry (so credited to the same TLB) as long as
                             # that entry is still there; the limits are tested after each.
-                            owner = e[3]
+                            owner = e.owner
                             smc = self._smc
                             left = n_limit - done
                             ran = 0
@@ -456,7 +456,7 @@ class CPU(CpuState):
                             eflags = self.eflags
                             try:
                                 for handler, insn, cycles, next_eip in block.entries:
-                                    if ifast.get(vpn) is not e:
+                                    if code_page(vpn) is not e:
                                         break  # the entry was demoted: fetch the slow way
                                     owner.hits += 1
                                     lazy = self.lazy_flags
@@ -485,10 +485,10 @@ class CPU(CpuState):
                         linear = (cs.base + eip) & MASK32
                         # The MMU's translate() fast path, inlined: a hit on the host page
                         # map credits the owning TLB one hit, exactly as translate() does.
-                        e = mmu._ifast.get(linear >> 12)
-                        if e is not None and e[2] & (1 << self.user):
-                            e[3].hits += 1
-                            phys = e[1] | (linear & 0xFFF)
+                        e = mmu.code_page(linear >> 12)
+                        if e is not None and e.mask & (1 << self.user):
+                            e.owner.hits += 1
+                            phys = e.base | (linear & 0xFFF)
                         else:
                             phys = translate(linear, False, self.user, True)
                         hit = cache.get(phys)

@@ -238,7 +238,8 @@ class Fetch:
         self.lin = lin
         self.avail = avail
         first = min(avail, 0x1000 - (lin & 0xFFF))
-        self.buf = cpu.mmu.memory.read(phys, first)
+        # Through the MMU so that its tracers see the fetch (lavsim.mmu.mmu, the tracer seam).
+        self.buf = cpu.mmu.fetch_physical(phys, first, cpu.user)
         self.phys2 = -1
 
     def more(self, need: int) -> None:
@@ -252,7 +253,7 @@ class Fetch:
         cpu = self.cpu
         phys2 = cpu.mmu.translate(lin2, False, cpu.user, True)
         self.phys2 = phys2
-        self.buf += cpu.mmu.memory.read(phys2, self.avail - have)
+        self.buf += cpu.mmu.fetch_physical(phys2, self.avail - have, cpu.user)
 
 
 def fetch_window(cpu: CpuState, eip: int) -> tuple[int, int, int]:

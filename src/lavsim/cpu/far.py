@@ -156,16 +156,16 @@ def write_stack_block(
             # for writes, each write32 would be a fast hit on the same entry (nothing else
             # can change the fast dict in between), so do the n of them at once: the same
             # stores and the same n hits credited to the owning TLB.
-            e = mmu._dfast.get(linear >> 12)
-            if e is not None and e[2] & (4 << user):
-                e[3].hits += n
-                view = e[4]
+            e = mmu.data_page(linear >> 12)
+            if e is not None and e.mask & (4 << user):
+                e.owner.hits += n
+                view = e.dwords
                 off = (linear & 0xFFF) >> 2
                 for value in values:
                     view[off] = value & MASK32
                     off += 1
-                if code_pages and (e[1] >> 12) in code_pages:
-                    cpu.physical_written(e[1], 0x1000)  # type: ignore[attr-defined]
+                if code_pages and (e.base >> 12) in code_pages:
+                    cpu.physical_written(e.base, 0x1000)  # type: ignore[attr-defined]
                 return
         # MMU.write of 4 bytes is exactly write32.
         write32 = mmu.write32
@@ -196,11 +196,11 @@ def read_stack_block(
     if size == 4:
         if not linear & 3 and (linear & 0xFFF) + 4 * count <= 0x1000:
             # As in write_stack_block: n fast hits on one host fast-path entry at once.
-            e = mmu._dfast.get(linear >> 12)
-            if e is not None and e[2] & (1 << user):
-                e[3].hits += count
+            e = mmu.data_page(linear >> 12)
+            if e is not None and e.mask & (1 << user):
+                e.owner.hits += count
                 off = (linear & 0xFFF) >> 2
-                return list(e[4][off : off + count])
+                return list(e.dwords[off : off + count])
         # MMU.read of 4 bytes is exactly read32.
         read32 = mmu.read32
         for _ in range(count):

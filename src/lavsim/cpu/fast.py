@@ -53,11 +53,11 @@ def load32(cpu: Any, sreg: int, off: int) -> int | None:
     lin = (s.base + off) & MASK32
     if lin & 3:
         return None
-    e = cpu.mmu._dfast.get(lin >> 12)
-    if e is None or not e[2] & (1 << cpu.user):
+    e = cpu.mmu.data_page(lin >> 12)
+    if e is None or not e.mask & (1 << cpu.user):
         return None
-    e[3].hits += 1
-    return int(e[4][(lin & 0xFFF) >> 2])
+    e.owner.hits += 1
+    return int(e.dwords[(lin & 0xFFF) >> 2])
 
 
 def store32(cpu: Any, sreg: int, off: int, value: int) -> bool:
@@ -68,14 +68,14 @@ def store32(cpu: Any, sreg: int, off: int, value: int) -> bool:
     lin = (s.base + off) & MASK32
     if lin & 3:
         return False
-    e = cpu.mmu._dfast.get(lin >> 12)
-    if e is None or not e[2] & (4 << cpu.user):
+    e = cpu.mmu.data_page(lin >> 12)
+    if e is None or not e.mask & (4 << cpu.user):
         return False
-    e[3].hits += 1
-    e[4][(lin & 0xFFF) >> 2] = value & MASK32
+    e.owner.hits += 1
+    e.dwords[(lin & 0xFFF) >> 2] = value & MASK32
     pages = cpu._code_pages
-    if pages and (e[1] >> 12) in pages:
-        cpu.physical_written(e[1], 0x1000)
+    if pages and (e.base >> 12) in pages:
+        cpu.physical_written(e.base, 0x1000)
     return True
 
 
@@ -137,10 +137,10 @@ def _mov(i: Insn) -> Fn | None:
             if s.min_off <= off and off + 3 <= s.max_off and s.readable:
                 lin = (s.base + off) & MASK32
                 if not lin & 3:
-                    e = cpu.mmu._dfast.get(lin >> 12)
-                    if e is not None and e[2] & (1 << cpu.user):
-                        e[3].hits += 1
-                        cpu.regs[d] = e[4][(lin & 0xFFF) >> 2]
+                    e = cpu.mmu.data_page(lin >> 12)
+                    if e is not None and e.mask & (1 << cpu.user):
+                        e.owner.hits += 1
+                        cpu.regs[d] = e.dwords[(lin & 0xFFF) >> 2]
                         return
             generic(cpu, ins)
 
@@ -164,13 +164,13 @@ def _mov(i: Insn) -> Fn | None:
         if s.min_off <= off and off + 3 <= s.max_off and s.writable:
             lin = (s.base + off) & MASK32
             if not lin & 3:
-                e = cpu.mmu._dfast.get(lin >> 12)
-                if e is not None and e[2] & (4 << cpu.user):
-                    e[3].hits += 1
-                    e[4][(lin & 0xFFF) >> 2] = regs[r]
+                e = cpu.mmu.data_page(lin >> 12)
+                if e is not None and e.mask & (4 << cpu.user):
+                    e.owner.hits += 1
+                    e.dwords[(lin & 0xFFF) >> 2] = regs[r]
                     pages = cpu._code_pages
-                    if pages and (e[1] >> 12) in pages:
-                        cpu.physical_written(e[1], 0x1000)
+                    if pages and (e.base >> 12) in pages:
+                        cpu.physical_written(e.base, 0x1000)
                     return
         generic(cpu, ins)
 

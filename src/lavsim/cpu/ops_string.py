@@ -180,8 +180,7 @@ def bulk_movsd(cpu: CpuState, seg: int, until: int = NEVER, per: int = 0) -> int
             t_src.hits += n - 1
         if t_dst is not None:
             t_dst.hits += n - 1
-    memory = cpu.mmu.memory
-    memory.copy(p_dst, p_src, 4 * n)
+    cpu.mmu.copy_physical(p_dst, p_src, 4 * n, cpu.user)
     _note_write(cpu, p_dst, 4 * n)
     regs[ESI] = (regs[ESI] + 4 * n) & MASK32
     regs[EDI] = (regs[EDI] + 4 * n) & MASK32
@@ -201,7 +200,7 @@ def bulk_stosd(cpu: CpuState, until: int = NEVER, per: int = 0) -> int:
     n = _items_until(cpu, n, until, per)
     if t_dst is not None:
         t_dst.hits += n - 1
-    cpu.mmu.memory.write(p_dst, regs[0].to_bytes(4, "little") * n)
+    cpu.mmu.write_physical(p_dst, regs[0].to_bytes(4, "little") * n, cpu.user)
     _note_write(cpu, p_dst, 4 * n)
     regs[EDI] = (regs[EDI] + 4 * n) & MASK32
     regs[ECX] = (regs[ECX] - n) & MASK32

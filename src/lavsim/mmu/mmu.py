@@ -4,26 +4,69 @@ Two caches live here and must not be confused (DESIGN.md §2):
 
 * the **modelled TLBs** (:mod:`lavsim.mmu.tlb`): architecture; their misses are reported to
   the ``listener`` and cost simulated cycles;
-* the **host fast path**: per access kind, a ``dict`` from virtual page number to
-  ``(frame view, physical base, permission mask, owning TLB, dword view, word view)``. It holds
-  only pages whose modelled TLB entry is the most recently used one of its set, so a fast hit is
-  exactly a modelled hit that changes no LRU state: it credits the owning TLB one hit and
-  touches nothing else. Every modelled change that can demote an entry from MRU (a fill, an
-  eviction, a hit on another entry of the set, an invalidation, a flush) removes the page from
-  the fast dict through the TLB's ``on_demote`` hook; a CR0.WP change clears it (the permission
-  mask depends on WP). Writes go through the fast path only when the cached Dirty flag is set,
-  so a write that must set D always reaches the modelled path. With ``MMUConfig.fast_path``
-  off the dicts stay empty and every access takes the modelled path; the results, TLB contents,
-  LRU order and statistics are identical (tests/test_mmu_properties.py checks it).
+* the **host fast path**: per access kind, a ``dict`` from virtual page number to a
+  :class:`FastPage` (frame view, physical base, permission mask, owning TLB, dword and word
+  views). It holds only pages whose modelled TLB entry is the most recently used one of its
+  set, so a fast hit is exactly a modelled hit that changes no LRU state: it credits the
+  owning TLB one hit and touches nothing else. Every modelled change that can demote an entry
+  from MRU (a fill, an eviction, a hit on another entry of the set, an invalidation, a flush)
+  removes the page from the fast dict through the TLB's ``on_demote`` hook; a CR0.WP change
+  clears it (the permission mask depends on WP). Writes go through the fast path only when the
+  cached Dirty flag is set, so a write that must set D always reaches the modelled path. With
+  ``MMUConfig.fast_path`` off the dicts stay empty and every access takes the modelled path;
+  the results, TLB contents, LRU order and statistics are identical
+  (tests/test_mmu_properties.py checks it).
+
+  Code outside the MMU that inlines the fast path (``lavsim.cpu.fast``, ``lavsim.cpu.far``,
+  the executor's fetch) looks pages up through :attr:`MMU.data_page` / :attr:`MMU.code_page`
+  (the bound ``get`` of the dict in use, so a lookup costs what a dict lookup costs), tests
+  ``page.mask & (FAST_READ << user)`` (or ``FAST_WRITE``), credits ``page.owner.hits`` and
+  then uses the views. A ``None`` or a missing permission bit means: take the modelled path.
 
 With CR0.PG=0 a linear address is the physical address; the fast dict then maps page numbers to
 frames directly and the TLBs are not used.
+
+**The tracer seam.** ``add_tracer(t)`` attaches a :class:`MemoryTracer`: its
+``on_access(kind, phys, size, user)`` is called for every physical access the simulated
+processor makes, before the access is done (after its translation succeeded), with the
+:class:`Access` kind, the physical address, the size in bytes and the access's ``user`` flag
+(``False`` for the processor's implicit supervisor accesses). What is reported:
+
+* data reads and writes (``READ``/``WRITE``), per physical piece: an access crossing a page
+  is two events, one per page, in address order;
+* instruction fetch (``FETCH``): the decoder's fetch window, i.e. the bytes it reads from
+  physical memory to decode one instruction: from its first byte up to 15 bytes, the CS
+  limit or the end of the page, whichever comes first, plus, only when the instruction
+  continues into the next page, the rest of the window there. The decoded-instruction cache
+  is bypassed while a tracer is attached, so every executed instruction is fetched;
+* page-walk entry reads (``WALK_READ``) and Accessed/Dirty write-backs (``AD_WRITE``, a
+  locked update on hardware), 4 bytes each;
+* the Accessed/busy-bit update of a descriptor (``LOCKED_READ`` of its access byte, then
+  ``LOCKED_WRITE`` when a bit changes); descriptor, gate and TSS reads are ``READ`` with
+  ``user=False``;
+* REP MOVSD/STOSD bulk runs: one event per contiguous physical run with its length (a run
+  never crosses a page), ``READ`` of the source then ``WRITE`` of the destination;
+* far-transfer and interrupt stack frames and everything else the CPU reads or writes go
+  through the scalar accessors above and are reported as they.
+
+While any tracer is attached the fast path holds no entries (the dicts are flushed on attach
+and stay empty until the last tracer is removed), so every access reaches the code that
+reports it; with no tracer the fast path is unchanged and pays nothing. Tracers observe only:
+they must not change memory, registers or the MMU, and a run gives the same cycles, registers,
+memory and TLB statistics with or without them (tests/test_mmu_tracer.py). Host-side accesses
+(loaders writing :class:`~lavsim.memory.PhysicalMemory`, checkers reading it) are not reported.
+
+**State.** :meth:`MMU.get_state` / :meth:`MMU.set_state` give and take the paging controls,
+the counters (declared once in :data:`MMU_COUNTERS`) and every TLB's entries in LRU order as
+JSON-ready data; the fast path is host-side and is dropped by ``set_state``.
 """
 
 from __future__ import annotations
 
+import enum
 import struct
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import attrs
 
@@ -40,17 +83,59 @@ from lavsim.mmu.paging import (
     walk,
 )
 from lavsim.mmu.tlb import TLB, TLBConfig, TLBEntry, TLBStats
+from lavsim.stats import CounterGroup
 
-# Fast-path permission mask bits; the bit for an access is ``(4 if write else 1) << user``.
-_READ_SUP = 1
-_READ_USER = 2
-_WRITE_SUP = 4
-_WRITE_USER = 8
+#: Fast-path permission mask bits: a read by ``user`` needs ``FAST_READ << user``, a write
+#: ``FAST_WRITE << user`` (``user`` is 0 or 1).
+FAST_READ = 1
+FAST_WRITE = 4
+_READ_SUP = FAST_READ
+_READ_USER = FAST_READ << 1
+_WRITE_SUP = FAST_WRITE
+_WRITE_USER = FAST_WRITE << 1
 _ALL = _READ_SUP | _READ_USER | _WRITE_SUP | _WRITE_USER
 
 _MASK32 = 0xFFFFFFFF
 _unpack16 = struct.Struct("<H").unpack_from
 _unpack32 = struct.Struct("<I").unpack_from
+
+
+class Access(enum.IntEnum):
+    """The kind of one physical access reported to a :class:`MemoryTracer`."""
+
+    FETCH = 0
+    """Instruction fetch (the decoder's fetch window)."""
+    READ = 1
+    """Data read (explicit, or an implicit supervisor read: descriptors, gates, TSS, stacks)."""
+    WRITE = 2
+    """Data write (explicit, or implicit: interrupt and far-transfer stack frames)."""
+    WALK_READ = 3
+    """Read of a page-directory or page-table entry by a page walk."""
+    AD_WRITE = 4
+    """Accessed/Dirty write-back into a paging entry (a locked update on hardware)."""
+    LOCKED_READ = 5
+    """Read half of a locked read-modify-write (a descriptor's Accessed/busy bit)."""
+    LOCKED_WRITE = 6
+    """Write half of a locked read-modify-write."""
+
+    @property
+    def is_write(self) -> bool:
+        """Does this kind of access store to memory?"""
+        return self in _WRITE_KINDS
+
+
+_WRITE_KINDS = frozenset({Access.WRITE, Access.AD_WRITE, Access.LOCKED_WRITE})
+
+
+class MemoryTracer(Protocol):
+    """Sees every physical access of the simulated processor (see the module docstring).
+
+    ``on_access`` must not change any simulated state (memory, registers, the MMU); it may read
+    :class:`~lavsim.memory.PhysicalMemory` (the access has not been done yet: a write's old
+    bytes are still there).
+    """
+
+    def on_access(self, kind: Access, phys: int, size: int, user: bool) -> None: ...
 
 
 class MMUListener(Protocol):
@@ -102,9 +187,21 @@ class MMUConfig:
         return cls(tlb=TLBConfig(64, 4), itlb=TLBConfig(32, 4), large_dtlb=TLBConfig(8, 4))
 
 
+#: The MMU's own counters, declared once (the TLBs' are :data:`lavsim.mmu.tlb.TLB_COUNTERS`).
+MMU_COUNTERS = CounterGroup(
+    ("walks", "page walks made on a TLB miss"),
+    ("dirty_walks", "walks made to set a Dirty flag on a TLB hit"),
+    ("walk_reads", "paging-entry reads of both kinds of walk"),
+    ("ad_writes", "Accessed/Dirty write-backs of both kinds of walk"),
+    ("page_faults", "#PF raised by the MMU"),
+    ("flushes", "flush events (CR3 loads, paging-control changes, flush())"),
+    ("invlpgs", "INVLPG executions"),
+)
+
+
 @attrs.frozen(slots=True)
 class MMUStats:
-    """A snapshot of the MMU's event counters.
+    """A snapshot of the MMU's event counters (:data:`MMU_COUNTERS`, described there).
 
     ``hits``/``misses``/``evictions`` sum over the TLBs (``tlbs`` has each one's own).
     ``flushes`` counts flush events (CR3 loads, paging-control changes, ``flush()``),
@@ -149,7 +246,48 @@ class _Uncounted:
         self.hits = 0
 
 
-FastEntry = tuple[memoryview, int, int, "TLB | _Uncounted", memoryview, memoryview]
+class FastPage:
+    """One page of the host fast path (see the module docstring).
+
+    ``frame``: the frame's byte view; ``base``: its physical address; ``mask``: the
+    ``FAST_READ``/``FAST_WRITE`` bits allowed (shifted by ``user``); ``owner``: the TLB a hit
+    is credited to (``owner.hits += 1``); ``dwords`` / ``words``: the frame cast to native
+    32/16-bit units (aligned accesses only; the fast path exists only on little-endian hosts).
+    """
+
+    __slots__ = ("base", "dwords", "frame", "mask", "owner", "words")
+
+    def __init__(
+        self, frame: memoryview, base: int, mask: int, owner: TLB | _Uncounted
+    ) -> None:
+        self.frame = frame
+        self.base = base
+        self.mask = mask
+        self.owner = owner
+        self.dwords = frame.cast("I")
+        self.words = frame.cast("H")
+
+
+PageLookup = Callable[[int], FastPage | None]
+
+
+class _TracedWalkMemory:
+    """Physical memory as a page walk sees it while tracers are attached: reports each entry
+    read and A/D write-back, then does it."""
+
+    __slots__ = ("memory", "mmu")
+
+    def __init__(self, mmu: MMU) -> None:
+        self.mmu = mmu
+        self.memory = mmu.memory
+
+    def read32(self, addr: int) -> int:
+        self.mmu._trace(Access.WALK_READ, addr, 4, False)
+        return self.memory.read32(addr)
+
+    def write32(self, addr: int, value: int) -> None:
+        self.mmu._trace(Access.AD_WRITE, addr, 4, False)
+        self.memory.write32(addr, value)
 
 
 class MMU:
@@ -179,13 +317,17 @@ class MMU:
         "_pse",
         "_tlb",
         "_tlbs",
+        "_tracers",
         "_uncounted",
+        "_walk_memory",
         "_wp",
         "ad_writes",
+        "code_page",
         "config",
         "cr0",
         "cr3",
         "cr4",
+        "data_page",
         "dirty_walks",
         "flushes",
         "invlpgs",
@@ -217,10 +359,10 @@ class MMU:
         self._tlbs: tuple[TLB, ...] = tuple(tlbs)
 
         self._fast_enabled = cfg.fast_path
-        self._nofast: dict[int, FastEntry] = {}
-        self._identity: dict[int, FastEntry] = {}
-        self._dfast_paged: dict[int, FastEntry] = {}
-        self._ifast_paged: dict[int, FastEntry] = (
+        self._nofast: dict[int, FastPage] = {}
+        self._identity: dict[int, FastPage] = {}
+        self._dfast_paged: dict[int, FastPage] = {}
+        self._ifast_paged: dict[int, FastPage] = (
             {} if self._itlb is not self._tlb else self._dfast_paged
         )
         self._large_vpns: dict[int, list[int]] = {}
@@ -232,6 +374,13 @@ class MMU:
             self._ltlb.on_demote = self._demote_large
         self._dfast = self._identity if self._fast_enabled else self._nofast
         self._ifast = self._dfast
+        #: The fast-path lookup for data accesses: ``data_page(linear >> 12)`` is the
+        #: :class:`FastPage` of that page or None (the bound ``get`` of the dict in use).
+        self.data_page: PageLookup = self._dfast.get
+        #: The same for instruction fetches (the ITLB's pages when the TLBs are split).
+        self.code_page: PageLookup = self._ifast.get
+        self._tracers: tuple[MemoryTracer, ...] = ()
+        self._walk_memory = _TracedWalkMemory(self)
 
         self._listener: MMUListener | None = None
         self._miss_cb: MissCallback | None = None
@@ -292,6 +441,11 @@ class MMU:
             self.flush(keep_global=False)
         if changed0 & CR0_WP:
             self._clear_fast()
+        self._select_fast()
+
+    def _select_fast(self) -> None:
+        """Point the accessors at the fast dicts for the current paging mode (or at the empty
+        one when the fast path is off or a tracer is attached)."""
         if not self._fast_enabled:
             self._dfast = self._ifast = self._nofast
         elif self._paging:
@@ -299,6 +453,8 @@ class MMU:
             self._ifast = self._ifast_paged
         else:
             self._dfast = self._ifast = self._identity
+        self.data_page = self._dfast.get
+        self.code_page = self._ifast.get
 
     def load_cr3(self, value: int) -> None:
         """MOV to CR3: new page-directory base; flushes non-global entries (all without PGE)."""
@@ -326,15 +482,9 @@ class MMU:
         return MMUStats(
             hits=sum(s.hits for _, s in per),
             misses=sum(s.misses for _, s in per),
-            flushes=self.flushes,
             evictions=sum(s.evictions for _, s in per),
-            invlpgs=self.invlpgs,
-            walks=self.walks,
-            dirty_walks=self.dirty_walks,
-            walk_reads=self.walk_reads,
-            ad_writes=self.ad_writes,
-            page_faults=self.page_faults,
             tlbs=per,
+            **MMU_COUNTERS.read(self),
         )
 
     @property
@@ -368,7 +518,7 @@ class MMU:
         for vpn in self._large_vpns.pop(key, ()):
             self._dfast_paged.pop(vpn, None)
 
-    def _fast_entry(self, frame: int, mask: int, owner: TLB | _Uncounted) -> FastEntry | None:
+    def _fast_entry(self, frame: int, mask: int, owner: TLB | _Uncounted) -> FastPage | None:
         pfn = frame >> 12
         if pfn >= self.memory.frame_count:
             return None  # not installed: the access itself will report MemoryAccessError
@@ -376,8 +526,7 @@ class MMU:
             # The aligned fast branches read guest words through native-order cast views; on a
             # big-endian host every access takes the modelled path instead (same results).
             return None
-        view = self.memory.frame_view(pfn)
-        return (view, frame, mask, owner, view.cast("I"), view.cast("H"))
+        return FastPage(self.memory.frame_view(pfn), frame, mask, owner)
 
     def _remember(self, fetch: bool, linear: int, entry: TLBEntry, owner: TLB) -> None:
         """Put the page of ``linear`` in the fast dict: its entry just became MRU in ``owner``."""
@@ -435,7 +584,8 @@ class MMU:
         return entry.base | (linear & 0xFFF)
 
     def _walk(self, linear: int, write: bool, user: bool) -> WalkResult:
-        result = walk(self.memory, self.cr3, linear, write, user, self._wp, self._pse)
+        memory = self._walk_memory if self._tracers else self.memory
+        result = walk(memory, self.cr3, linear, write, user, self._wp, self._pse)
         self.walk_reads += result.reads
         self.ad_writes += result.ad_writes
         return result
@@ -491,9 +641,9 @@ class MMU:
         ``user``: a CPL 3 access that is not an implicit supervisor access. Fast on a TLB hit.
         """
         e = (self._ifast if fetch else self._dfast).get(linear >> 12)
-        if e is not None and e[2] & ((4 if write else 1) << user):
-            e[3].hits += 1
-            return e[1] | (linear & 0xFFF)
+        if e is not None and e.mask & ((4 if write else 1) << user):
+            e.owner.hits += 1
+            return e.base | (linear & 0xFFF)
         return self._translate(linear, write, user, fetch)
 
     # --- scalar access -------------------------------------------------------------------
@@ -501,89 +651,98 @@ class MMU:
     def read8(self, linear: int, user: bool) -> int:
         """Data read of the byte at ``linear``."""
         e = self._dfast.get(linear >> 12)
-        if e is not None and e[2] & (1 << user):
-            e[3].hits += 1
-            return e[0][linear & 0xFFF]
-        return self.memory.read8(self._translate(linear, False, user, False))
+        if e is not None and e.mask & (1 << user):
+            e.owner.hits += 1
+            return e.frame[linear & 0xFFF]
+        p = self._translate(linear, False, user, False)
+        if self._tracers:
+            self._trace(Access.READ, p, 1, user)
+        return self.memory.read8(p)
 
     def read16(self, linear: int, user: bool) -> int:
         """Data read of the little-endian word at ``linear`` (any alignment)."""
         e = self._dfast.get(linear >> 12)
-        if e is not None and e[2] & (1 << user):
+        if e is not None and e.mask & (1 << user):
             off = linear & 0xFFF
             if not off & 1:
-                e[3].hits += 1
-                return e[5][off >> 1]
+                e.owner.hits += 1
+                return e.words[off >> 1]
             if off != 0xFFF:
-                e[3].hits += 1
-                return int(_unpack16(e[0], off)[0])
+                e.owner.hits += 1
+                return int(_unpack16(e.frame, off)[0])
         return self._read_slow(linear, 2, user, False)
 
     def read32(self, linear: int, user: bool) -> int:
         """Data read of the little-endian dword at ``linear`` (any alignment)."""
         e = self._dfast.get(linear >> 12)
-        if e is not None and e[2] & (1 << user):
+        if e is not None and e.mask & (1 << user):
             off = linear & 0xFFF
             if not off & 3:
-                e[3].hits += 1
-                return e[4][off >> 2]
+                e.owner.hits += 1
+                return e.dwords[off >> 2]
             if off <= 0xFFC:
-                e[3].hits += 1
-                return int(_unpack32(e[0], off)[0])
+                e.owner.hits += 1
+                return int(_unpack32(e.frame, off)[0])
         return self._read_slow(linear, 4, user, False)
 
     def fetch8(self, linear: int, user: bool) -> int:
         """Instruction-fetch read of the byte at ``linear`` (through the ITLB when split)."""
         e = self._ifast.get(linear >> 12)
-        if e is not None and e[2] & (1 << user):
-            e[3].hits += 1
-            return e[0][linear & 0xFFF]
-        return self.memory.read8(self._translate(linear, False, user, True))
+        if e is not None and e.mask & (1 << user):
+            e.owner.hits += 1
+            return e.frame[linear & 0xFFF]
+        p = self._translate(linear, False, user, True)
+        if self._tracers:
+            self._trace(Access.FETCH, p, 1, user)
+        return self.memory.read8(p)
 
     def fetch16(self, linear: int, user: bool) -> int:
         """Instruction-fetch read of the word at ``linear``."""
         e = self._ifast.get(linear >> 12)
-        if e is not None and e[2] & (1 << user) and (linear & 0xFFF) != 0xFFF:
-            e[3].hits += 1
-            return int(_unpack16(e[0], linear & 0xFFF)[0])
+        if e is not None and e.mask & (1 << user) and (linear & 0xFFF) != 0xFFF:
+            e.owner.hits += 1
+            return int(_unpack16(e.frame, linear & 0xFFF)[0])
         return self._read_slow(linear, 2, user, True)
 
     def fetch32(self, linear: int, user: bool) -> int:
         """Instruction-fetch read of the dword at ``linear``."""
         e = self._ifast.get(linear >> 12)
-        if e is not None and e[2] & (1 << user) and (linear & 0xFFF) <= 0xFFC:
-            e[3].hits += 1
-            return int(_unpack32(e[0], linear & 0xFFF)[0])
+        if e is not None and e.mask & (1 << user) and (linear & 0xFFF) <= 0xFFC:
+            e.owner.hits += 1
+            return int(_unpack32(e.frame, linear & 0xFFF)[0])
         return self._read_slow(linear, 4, user, True)
 
     def write8(self, linear: int, value: int, user: bool) -> None:
         """Data write of the low 8 bits of ``value`` at ``linear``."""
         e = self._dfast.get(linear >> 12)
-        if e is not None and e[2] & (4 << user):
-            e[3].hits += 1
-            e[0][linear & 0xFFF] = value & 0xFF
+        if e is not None and e.mask & (4 << user):
+            e.owner.hits += 1
+            e.frame[linear & 0xFFF] = value & 0xFF
             return
-        self.memory.write8(self._translate(linear, True, user, False), value)
+        p = self._translate(linear, True, user, False)
+        if self._tracers:
+            self._trace(Access.WRITE, p, 1, user)
+        self.memory.write8(p, value)
 
     def write16(self, linear: int, value: int, user: bool) -> None:
         """Data write of the low 16 bits of ``value`` at ``linear`` (any alignment)."""
         e = self._dfast.get(linear >> 12)
-        if e is not None and e[2] & (4 << user):
+        if e is not None and e.mask & (4 << user):
             off = linear & 0xFFF
             if not off & 1:
-                e[3].hits += 1
-                e[5][off >> 1] = value & 0xFFFF
+                e.owner.hits += 1
+                e.words[off >> 1] = value & 0xFFFF
                 return
         self._write_slow(linear, 2, value, user)
 
     def write32(self, linear: int, value: int, user: bool) -> None:
         """Data write of the low 32 bits of ``value`` at ``linear`` (any alignment)."""
         e = self._dfast.get(linear >> 12)
-        if e is not None and e[2] & (4 << user):
+        if e is not None and e.mask & (4 << user):
             off = linear & 0xFFF
             if not off & 3:
-                e[3].hits += 1
-                e[4][off >> 2] = value & _MASK32
+                e.owner.hits += 1
+                e.dwords[off >> 2] = value & _MASK32
                 return
         self._write_slow(linear, 4, value, user)
 
@@ -617,6 +776,8 @@ class MMU:
         first = 0x1000 - (linear & 0xFFF)
         if size <= first:
             p = self.translate(linear, False, user, fetch)
+            if self._tracers:
+                self._trace(Access.FETCH if fetch else Access.READ, p, size, user)
             if size == 4:
                 return self.memory.read32(p)
             if size == 2:
@@ -625,6 +786,10 @@ class MMU:
         # Crosses into the next page (wrapping at 4 GiB): translate the pages in order.
         p1 = self.translate(linear, False, user, fetch)
         p2 = self.translate((linear + first) & _MASK32, False, user, fetch)
+        if self._tracers:
+            kind = Access.FETCH if fetch else Access.READ
+            self._trace(kind, p1, first, user)
+            self._trace(kind, p2, size - first, user)
         data = self.memory.read(p1, first) + self.memory.read(p2, size - first)
         return int.from_bytes(data, "little")
 
@@ -633,6 +798,8 @@ class MMU:
         first = 0x1000 - (linear & 0xFFF)
         if size <= first:
             p = self.translate(linear, True, user)
+            if self._tracers:
+                self._trace(Access.WRITE, p, size, user)
             if size == 4:
                 self.memory.write32(p, value)
             elif size == 2:
@@ -644,6 +811,9 @@ class MMU:
         # Both pages must be writable before any byte is stored (no partial write).
         p1 = self.translate(linear, True, user)
         p2 = self.translate((linear + first) & _MASK32, True, user)
+        if self._tracers:
+            self._trace(Access.WRITE, p1, first, user)
+            self._trace(Access.WRITE, p2, size - first, user)
         self.memory.write(p1, data[:first])
         self.memory.write(p2, data[first:])
 
@@ -668,13 +838,143 @@ class MMU:
         if n < 0:
             raise ConfigError("n", f"must not be negative, got {n}")
         pieces = self._pieces(linear, n, False, user, fetch)
+        if self._tracers:
+            for p, _, k in pieces:
+                self._trace(Access.FETCH if fetch else Access.READ, p, k, user)
         return b"".join(self.memory.read(p, k) for p, _, k in pieces)
 
     def write_bytes(self, linear: int, data: bytes | bytearray | memoryview, user: bool) -> None:
         """Store ``data`` at ``linear``; all pages are checked writable before a byte is stored."""
         buf = memoryview(data).cast("B")
-        for p, off, k in self._pieces(linear, len(buf), True, user, False):
+        pieces = self._pieces(linear, len(buf), True, user, False)
+        if self._tracers:
+            for p, _, k in pieces:
+                self._trace(Access.WRITE, p, k, user)
+        for p, off, k in pieces:
             self.memory.write(p, buf[off : off + k])
+
+    # --- physical access on behalf of the CPU (reported to tracers) ----------------------
+
+    def fetch_physical(self, phys: int, n: int, user: bool) -> bytes:
+        """The decoder's instruction fetch: ``n`` bytes at physical ``phys`` (already
+        translated as a fetch), reported as :attr:`Access.FETCH`."""
+        if self._tracers:
+            self._trace(Access.FETCH, phys, n, user)
+        return self.memory.read(phys, n)
+
+    def copy_physical(self, dst: int, src: int, n: int, user: bool) -> None:
+        """A bulk string move of ``n`` bytes between translated physical runs (each inside one
+        page): one ``READ`` of the source run, then one ``WRITE`` of the destination run."""
+        if self._tracers:
+            self._trace(Access.READ, src, n, user)
+            self._trace(Access.WRITE, dst, n, user)
+        self.memory.copy(dst, src, n)
+
+    def write_physical(self, phys: int, data: bytes, user: bool) -> None:
+        """A bulk string store of ``data`` at a translated physical run (inside one page),
+        reported as one ``WRITE``."""
+        if self._tracers:
+            self._trace(Access.WRITE, phys, len(data), user)
+        self.memory.write(phys, data)
+
+    def or_locked8(self, linear: int, bits: int) -> bool:
+        """The processor's locked update of a descriptor's access byte at ``linear``: OR in
+        ``bits``, storing only when a bit changes (a supervisor access: the Accessed bit of a
+        segment, the busy bit of a TSS). True when the byte was written. The same
+        translations as ``read8`` then ``write8``; reported as ``LOCKED_READ`` /
+        ``LOCKED_WRITE``."""
+        p = self.translate(linear, False, False)
+        if self._tracers:
+            self._trace(Access.LOCKED_READ, p, 1, False)
+        byte = self.memory.read8(p)
+        if byte | bits == byte:
+            return False
+        p = self.translate(linear, True, False)
+        if self._tracers:
+            self._trace(Access.LOCKED_WRITE, p, 1, False)
+        self.memory.write8(p, byte | bits)
+        return True
+
+    # --- tracers -------------------------------------------------------------------------
+
+    @property
+    def tracing(self) -> bool:
+        """Is a tracer attached (the fast path then holds no entries)?"""
+        return bool(self._tracers)
+
+    @property
+    def tracers(self) -> tuple[MemoryTracer, ...]:
+        """The attached tracers, in attach order."""
+        return self._tracers
+
+    def add_tracer(self, tracer: MemoryTracer) -> None:
+        """Attach ``tracer`` (see the module docstring): from now on it sees every physical
+        access. Empties the fast path, which stays off while any tracer is attached."""
+        if not callable(getattr(tracer, "on_access", None)):
+            raise ConfigError("tracer", "must have an on_access(kind, phys, size, user) method")
+        if tracer in self._tracers:
+            raise ConfigError("tracer", "is already attached")
+        self._tracers = (*self._tracers, tracer)
+        self._fast_enabled = False
+        self.drop_fast_path()
+
+    def remove_tracer(self, tracer: MemoryTracer) -> None:
+        """Detach ``tracer``; the fast path comes back (per ``MMUConfig.fast_path``) when the
+        last one goes."""
+        if tracer not in self._tracers:
+            raise ConfigError("tracer", "is not attached")
+        self._tracers = tuple(t for t in self._tracers if t is not tracer)
+        if not self._tracers:
+            self._fast_enabled = self.config.fast_path
+            self._select_fast()
+
+    def _trace(self, kind: Access, phys: int, size: int, user: bool) -> None:
+        for tracer in self._tracers:
+            tracer.on_access(kind, phys, size, user)
+
+    def drop_fast_path(self) -> None:
+        """Empty the host fast path (it refills from the modelled TLBs as pages are touched).
+        Changes no simulated state."""
+        self._clear_fast()
+        self._identity.clear()
+        self._select_fast()
+
+    # --- checkpoint state ----------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """The MMU's simulated state as JSON-ready data: CR0/CR3/CR4 as last set, the
+        counters, and each TLB's :meth:`~lavsim.mmu.tlb.TLB.get_state` by name."""
+        state: dict[str, Any] = {"cr0": self.cr0, "cr3": self.cr3, "cr4": self.cr4}
+        state.update(MMU_COUNTERS.get_state(self))
+        state["tlbs"] = {t.name: t.get_state() for t in self._tlbs}
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Put back a state from :meth:`get_state`, taken on an MMU of the same TLB geometry.
+        Everything is checked first (``ValueError`` saying what is wrong, nothing changed);
+        the controls are restored without the flush a change would cause, then the TLBs,
+        and the fast path is emptied."""
+        controls = []
+        for name in ("cr0", "cr3", "cr4"):
+            value = state[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MASK32:
+                raise ValueError(f"{name} = {value!r} is not a 32-bit int")
+            controls.append(value)
+        MMU_COUNTERS.check_state(state)
+        tlbs = state["tlbs"]
+        mine = {t.name: t for t in self._tlbs}
+        if not isinstance(tlbs, dict) or set(tlbs) != set(mine):
+            raise ValueError(f"TLBs {sorted(tlbs)} != {sorted(mine)}")
+        for name, tlb in mine.items():
+            tlb.check_state(tlbs[name])
+        cr0, cr3, cr4 = controls
+        self.cr0, self.cr4 = cr0, cr4
+        self.set_controls(cr0, cr4)  # nothing changed: derives the mode bits, no flush
+        self.cr3 = cr3
+        MMU_COUNTERS.set_state(self, state)
+        for name, tlb in mine.items():
+            tlb.set_state(tlbs[name])
+        self.drop_fast_path()
 
 
 class MissCallback(Protocol):

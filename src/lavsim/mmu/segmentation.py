@@ -483,11 +483,17 @@ class DescriptorTables:
         if address is None:
             return
         where = (address + ACCESS_BYTE_OFFSET) & 0xFFFFFFFF
-        byte = self.mem.read(where, 1, False)
-        if (byte | bits) != byte:
-            self.mem.write(where, 1, byte | bits, False)
-            if self.written is not None:
-                self.written(where, 1)
+        locked = getattr(self.mem, "or_locked8", None)
+        if locked is not None:
+            # The MMU's locked update: the same read and write, reported as locked accesses.
+            changed = bool(locked(where, bits))
+        else:
+            byte = self.mem.read(where, 1, False)
+            changed = (byte | bits) != byte
+            if changed:
+                self.mem.write(where, 1, byte | bits, False)
+        if changed and self.written is not None:
+            self.written(where, 1)
 
 
 def _cache_for(selector: int, desc: SegmentDescriptor) -> SegmentCache:

@@ -19,11 +19,13 @@ TLB does; INVLPG of any address in that 4 MiB page removes every piece.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 
 from lavsim.errors import ConfigError
+from lavsim.stats import CounterGroup
 
 #: Called with a key that may no longer be the MRU entry of its set (demoted, replaced,
 #: evicted or invalidated), or with ``None`` after a flush. The MMU uses it to keep its
@@ -74,15 +76,37 @@ class TLBEntry:
     large: bool = False
 
 
+#: The counters of a :class:`TLB`, declared once (``TLBStats`` has one field per counter).
+TLB_COUNTERS = CounterGroup(
+    ("hits", "lookups that found the page"),
+    ("misses", "lookups that did not (each one a page walk)"),
+    ("flushes", "flush events (CR3 loads, paging-control changes)"),
+    ("evictions", "entries replaced to make room (LRU victims)"),
+    ("invlpgs", "INVLPG executions"),
+)
+
+
 @attrs.frozen(slots=True)
 class TLBStats:
-    """A snapshot of one TLB's counters."""
+    """A snapshot of one TLB's counters (see :data:`TLB_COUNTERS`)."""
 
     hits: int = 0
     misses: int = 0
     flushes: int = 0
     evictions: int = 0
     invlpgs: int = 0
+
+
+def _int(value: object, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+        raise ValueError(f"{value!r} is not an int in 0..{high}")
+    return value
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a bool")
+    return value
 
 
 class TLB:
@@ -245,7 +269,61 @@ class TLB:
 
     def stats(self) -> TLBStats:
         """A snapshot of the counters."""
-        return TLBStats(self.hits, self.misses, self.flushes, self.evictions, self.invlpgs)
+        return TLBStats(**TLB_COUNTERS.read(self))
+
+    # --- checkpoint state ----------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """The TLB's state as JSON-ready data: its counters and every set's entries, least to
+        most recently used, as ``[key, base, us, rw, d, g, large]``."""
+        state: dict[str, Any] = TLB_COUNTERS.get_state(self)
+        state["sets"] = [
+            [[key, e.base, e.us, e.rw, e.d, e.g, e.large] for key, e in s.items()]
+            for s in self._sets
+        ]
+        return state
+
+    def check_state(
+        self, state: Mapping[str, Any]
+    ) -> tuple[list[dict[int, TLBEntry]], dict[str, int]]:
+        """Validate ``state`` (as :meth:`get_state` gives) for this TLB's geometry; returns
+        the sets and counters, or raises ``ValueError`` saying what is wrong."""
+        counters = TLB_COUNTERS.check_state(state)
+        sets = state["sets"]
+        nsets = self._nsets
+        if not isinstance(sets, list) or len(sets) != nsets:
+            raise ValueError(f"TLB {self.name} needs {nsets} sets")
+        out: list[dict[int, TLBEntry]] = []
+        for index, entries in enumerate(sets):
+            if not isinstance(entries, list) or len(entries) > self.config.ways:
+                raise ValueError(f"TLB {self.name} set {index} holds more than its ways")
+            held: dict[int, TLBEntry] = {}
+            for item in entries:
+                if not isinstance(item, list) or len(item) != 7:
+                    raise ValueError(f"TLB {self.name}: malformed entry")
+                key, base, us, rw, d, g, large = item
+                key = _int(key, 0xFFFFFFFF >> self.page_shift)
+                if key % nsets != index or key in held:
+                    raise ValueError(f"TLB {self.name}: page {key:#x} in the wrong set")
+                flags = [_bool(v) for v in (us, rw, d, g, large)]
+                held[key] = TLBEntry(_int(base, 0xFFFFFFFF), *flags)
+            out.append(held)
+        return out, counters
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Put back a state from :meth:`get_state` (checked first; ``ValueError`` and no change
+        if it does not fit this TLB). Tells ``on_demote`` that everything changed."""
+        sets, counters = self.check_state(state)
+        for held, saved in zip(self._sets, sets, strict=True):
+            held.clear()
+            held.update(saved)
+        self._large_pieces = sum(
+            1 for s in sets for e in s.values() if e.large and self.page_shift == 12
+        )
+        for name, value in counters.items():
+            setattr(self, name, value)
+        if self.on_demote is not None:
+            self.on_demote(None)
 
     def __repr__(self) -> str:
         return (
