@@ -152,8 +152,9 @@ def test_the_snapshot_knows_every_attribute_of_the_simulated_parts() -> None:
                  "invlpgs", "misses", "name", "on_demote", "page_shift"}
     assert set(type(m.mmu.tlbs["dtlb"]).__slots__) == tlb_slots
     mmu_slots = set(type(m.mmu).__slots__)
-    known = {"ad_writes", "config", "cr0", "cr3", "cr4", "dirty_walks", "flushes", "invlpgs",
-             "memory", "page_faults", "walk_reads", "walks"}
+    # data_page / code_page: the host fast path's public lookups (host-side, not saved).
+    known = {"ad_writes", "code_page", "config", "cr0", "cr3", "cr4", "data_page",
+             "dirty_walks", "flushes", "invlpgs", "memory", "page_faults", "walk_reads", "walks"}
     assert {s for s in mmu_slots if not s.startswith("_")} == known
     assert set(vars(m.pic)) == {"base", "irr", "isr", "imr", "lost", "acknowledged",
                                 "_read_isr", "_icw", "_need_icw3", "_need_icw4"}

@@ -52,9 +52,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
+from lavsim.cpu import checkpoint
 from lavsim.errors import LavsimError
-from lavsim.mmu.segmentation import SegmentCache
-from lavsim.mmu.tlb import TLB, TLBEntry
 
 if TYPE_CHECKING:
     from lavsim.machine import Machine
@@ -74,11 +73,6 @@ SNAPSHOT_VERSION = 1
 
 _PAGE = 4096
 _MASK32 = 0xFFFFFFFF
-_SEGMENT_FIELDS = ("selector", "base", "limit", "type", "s", "dpl", "present", "db", "g",
-                   "avl", "valid")
-_MMU_COUNTERS = ("walks", "dirty_walks", "walk_reads", "ad_writes", "page_faults", "flushes",
-                 "invlpgs")
-_TLB_COUNTERS = ("hits", "misses", "flushes", "evictions", "invlpgs")
 
 
 class SnapshotError(LavsimError):
@@ -207,10 +201,6 @@ class Snapshot:
 # --- taking a snapshot -----------------------------------------------------------------------
 
 
-def _segment_state(cache: SegmentCache) -> list[Any]:
-    return [getattr(cache, name) for name in _SEGMENT_FIELDS]
-
-
 def _machine_config(machine: Machine) -> dict[str, Any]:
     return {
         "profile": machine.profile.name,
@@ -222,44 +212,8 @@ def _machine_config(machine: Machine) -> dict[str, Any]:
     }
 
 
-def _tlb_state(tlb: TLB) -> dict[str, Any]:
-    state: dict[str, Any] = {name: getattr(tlb, name) for name in _TLB_COUNTERS}
-    state["sets"] = [
-        [[key, e.base, e.us, e.rw, e.d, e.g, e.large] for key, e in entries]
-        for entries in tlb.contents()
-    ]
-    return state
-
-
 def take_snapshot(machine: Machine) -> Snapshot:
     """The snapshot of ``machine`` now (what :meth:`Machine.snapshot` returns)."""
-    cpu = machine.cpu
-    mmu = machine.mmu
-    report = cpu.shutdown_report
-    cpu_state = {
-        "regs": list(cpu.regs),
-        "eip": cpu.eip,
-        "eflags": cpu.get_eflags(),
-        "cpl": cpu.cpl,
-        "seg": [_segment_state(s) for s in cpu.seg],
-        "ldtr": _segment_state(cpu.ldtr),
-        "tr": _segment_state(cpu.tr),
-        "gdtr": [cpu.gdtr_base, cpu.gdtr_limit],
-        "idtr": [cpu.idtr_base, cpu.idtr_limit],
-        "cr0": cpu.cr0,
-        "cr2": cpu.cr2,
-        "cr3": cpu.cr3,
-        "cr4": cpu.cr4,
-        "tsc": cpu.tsc,
-        "instructions": cpu.instructions,
-        "halted": cpu.halted,
-        "irq_pending": cpu.irq_pending,
-        "shutdown": cpu.shutdown,
-        "shutdown_report": None if report is None else attrs.asdict(report),
-    }
-    mmu_state: dict[str, Any] = {"cr0": mmu.cr0, "cr3": mmu.cr3, "cr4": mmu.cr4}
-    mmu_state.update({name: getattr(mmu, name) for name in _MMU_COUNTERS})
-    mmu_state["tlbs"] = {name: _tlb_state(tlb) for name, tlb in mmu.tlbs.items()}
     memory = machine.memory
     frames: dict[int, bytes] = {}
     for pfn in memory.allocated_frames():
@@ -267,8 +221,8 @@ def take_snapshot(machine: Machine) -> Snapshot:
         if array.any():
             frames[pfn] = array.tobytes()
     state = {
-        "cpu": cpu_state,
-        "mmu": mmu_state,
+        "cpu": machine.cpu.get_state(),
+        "mmu": machine.mmu.get_state(),
         "pic": machine.pic.get_state(),
         "timer": machine.timer.get_state(),
         "machine": {"idle_cycles": machine.idle_cycles},
@@ -284,51 +238,6 @@ def take_snapshot(machine: Machine) -> Snapshot:
 
 
 # --- restoring -------------------------------------------------------------------------------
-
-
-def _int(value: object, low: int = 0, high: int = _MASK32) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{value!r} is not an int in {low}..{high}")
-    return value
-
-
-def _bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a bool")
-    return value
-
-
-def _segment_cache(fields: object) -> SegmentCache:
-    if not isinstance(fields, list) or len(fields) != len(_SEGMENT_FIELDS):
-        raise ValueError("a segment register needs 11 fields")
-    selector, base, limit, type_, s, dpl, present, db, g, avl, valid = fields
-    return SegmentCache(
-        _int(selector, 0, 0xFFFF), _int(base), _int(limit), _int(type_, 0, 15), _bool(s),
-        _int(dpl, 0, 3), _bool(present), _bool(db), _bool(g), _bool(avl), _bool(valid),
-    )  # fmt: skip
-
-
-def _tlb_sets(tlb: TLB, state: Mapping[str, Any]) -> list[dict[int, TLBEntry]]:
-    sets = state["sets"]
-    nsets = tlb.config.sets
-    if not isinstance(sets, list) or len(sets) != nsets:
-        raise ValueError(f"TLB {tlb.name} needs {nsets} sets")
-    out: list[dict[int, TLBEntry]] = []
-    for index, entries in enumerate(sets):
-        if not isinstance(entries, list) or len(entries) > tlb.config.ways:
-            raise ValueError(f"TLB {tlb.name} set {index} holds more than its ways")
-        held: dict[int, TLBEntry] = {}
-        for item in entries:
-            if not isinstance(item, list) or len(item) != 7:
-                raise ValueError(f"TLB {tlb.name}: malformed entry")
-            key, base, us, rw, d, g, large = item
-            key = _int(key, 0, _MASK32 >> tlb.page_shift)
-            if key % nsets != index or key in held:
-                raise ValueError(f"TLB {tlb.name}: page {key:#x} in the wrong set")
-            held[key] = TLBEntry(_int(base), _bool(us), _bool(rw), _bool(d), _bool(g),
-                                 _bool(large))
-        out.append(held)
-    return out
 
 
 def _check_config(machine: Machine, config: Mapping[str, Any]) -> None:
@@ -354,40 +263,20 @@ def restore_snapshot(machine: Machine, snapshot: Snapshot) -> None:
     mmu = machine.mmu
     memory = machine.memory
     try:
-        c = snapshot.state["cpu"]
-        m = snapshot.state["mmu"]
-        regs = [_int(v) for v in c["regs"]]
-        if len(regs) != 8:
-            raise ValueError("eight general registers")
-        seg = [_segment_cache(f) for f in c["seg"]]
-        if len(seg) != 6:
-            raise ValueError("six segment registers")
-        ldtr, tr = _segment_cache(c["ldtr"]), _segment_cache(c["tr"])
-        gdtr = [_int(c["gdtr"][0]), _int(c["gdtr"][1], 0, 0xFFFF)]
-        idtr = [_int(c["idtr"][0]), _int(c["idtr"][1], 0, 0xFFFF)]
-        scalars = {name: _int(c[name]) for name in ("eip", "eflags", "cr0", "cr2", "cr3", "cr4")}
-        cpl = _int(c["cpl"], 0, 3)
-        tsc = _int(c["tsc"], 0, 1 << 64)
-        instructions = _int(c["instructions"], 0, 1 << 64)
-        halted, irq_pending = _bool(c["halted"]), _bool(c["irq_pending"])
-        shutdown = c["shutdown"]
-        if shutdown is not None and not isinstance(shutdown, str):
-            raise ValueError("shutdown must be text or null")
-        report = _triple_fault_report(c["shutdown_report"])
-        mmu_controls = [_int(m[name]) for name in ("cr0", "cr3", "cr4")]
-        mmu_counters = {name: _int(m[name], 0, 1 << 64) for name in _MMU_COUNTERS}
-        tlbs = mmu.tlbs
-        if set(m["tlbs"]) != set(tlbs):
-            raise ValueError(f"TLBs {sorted(m['tlbs'])} != {sorted(tlbs)}")
-        tlb_sets = {name: _tlb_sets(tlb, m["tlbs"][name]) for name, tlb in tlbs.items()}
-        tlb_counters = {
-            name: {k: _int(m["tlbs"][name][k], 0, 1 << 64) for k in _TLB_COUNTERS}
-            for name in tlbs
-        }
-        idle_cycles = _int(snapshot.state["machine"]["idle_cycles"], 0, 1 << 64)
+        cpu_state = snapshot.state["cpu"]
+        mmu_state = snapshot.state["mmu"]
+        # Each component checks its own state (nothing is changed yet).
+        checkpoint.check_state(cpu_state)
+        mmu.check_state(mmu_state)
+        idle = snapshot.state["machine"]["idle_cycles"]
+        if isinstance(idle, bool) or not isinstance(idle, int) or not 0 <= idle <= 1 << 64:
+            raise ValueError(f"idle_cycles {idle!r} is not a non-negative int")
         frames = dict(snapshot.frames)
         for pfn, data in frames.items():
-            _int(pfn, 0, memory.frame_count - 1)
+            if isinstance(pfn, bool) or not isinstance(pfn, int) or not (
+                0 <= pfn < memory.frame_count
+            ):
+                raise ValueError(f"frame number {pfn!r} is not an installed frame")
             if not isinstance(data, bytes) or len(data) != _PAGE:
                 raise ValueError(f"frame {pfn:#x} is not 4096 bytes")
         # Devices check their own state; try them on scratch copies first.
@@ -403,41 +292,12 @@ def restore_snapshot(machine: Machine, snapshot: Snapshot) -> None:
             memory.frame_array(pfn)[:] = 0
     for pfn, data in frames.items():
         memory.frame_array(pfn)[:] = np.frombuffer(data, dtype=np.uint8)
-
-    cpu.regs[:] = regs
-    cpu.eip = scalars["eip"]
-    cpu.eflags = scalars["eflags"]
-    cpu.lazy_flags = None
-    cpu.set_cpl(cpl)
-    cpu.seg[:] = seg
-    cpu.ldtr, cpu.tr = ldtr, tr
-    cpu.gdtr_base, cpu.gdtr_limit = gdtr
-    cpu.idtr_base, cpu.idtr_limit = idtr
-    cpu.cr0, cpu.cr2, cpu.cr3, cpu.cr4 = (scalars[n] for n in ("cr0", "cr2", "cr3", "cr4"))
-    cpu.tsc = tsc
-    cpu.instructions = instructions
-    cpu.halted = halted
-    cpu.irq_pending = irq_pending
-    cpu.shutdown = shutdown
-    cpu.shutdown_report = report
-    cpu.flush_decode_cache()
-
-    # The MMU: controls without the flush a change would cause (the TLB contents are restored
-    # below), then the modelled TLBs, then an empty host fast path.
-    mmu_cr0, mmu_cr3, mmu_cr4 = mmu_controls
-    mmu.cr0, mmu.cr4 = mmu_cr0, mmu_cr4
-    mmu.set_controls(mmu_cr0, mmu_cr4)  # nothing changed: selects the fast dicts, no flush
-    mmu.cr3 = mmu_cr3
-    for name, value in mmu_counters.items():
-        setattr(mmu, name, value)
-    for name, tlb in tlbs.items():
-        _restore_tlb(tlb, tlb_sets[name], tlb_counters[name])
-    _drop_fast_path(mmu)
-
+    cpu.set_state(cpu_state)
+    mmu.set_state(mmu_state)
     machine.pic.set_state(snapshot.state["pic"])
     machine.timer.set_state(snapshot.state["timer"])
     machine.console_device.set_data(snapshot.console)
-    machine.idle_cycles = idle_cycles
+    machine.idle_cycles = idle
 
 
 def _try_device_state(machine: Machine, state: Mapping[str, Any]) -> None:
@@ -446,37 +306,6 @@ def _try_device_state(machine: Machine, state: Mapping[str, Any]) -> None:
     pic = ProgrammableInterruptController()
     pic.set_state(state["pic"])
     IntervalTimer(pic, lambda: 0).set_state(state["timer"])
-
-
-def _triple_fault_report(value: object) -> Any:
-    if value is None:
-        return None
-    from lavsim.cpu.interrupts import EventRecord, TripleFaultReport
-
-    if not isinstance(value, dict):
-        raise ValueError("shutdown_report must be an object or null")
-    chain = tuple(EventRecord(**event) for event in value["chain"])
-    fields = {k: v for k, v in value.items() if k != "chain"}
-    return TripleFaultReport(chain=chain, **fields)
-
-
-def _restore_tlb(tlb: TLB, sets: list[dict[int, TLBEntry]], counters: Mapping[str, int]) -> None:
-    # The TLB keeps no copy of its sets anywhere else: refill them in place, in LRU order.
-    for held, saved in zip(tlb._sets, sets, strict=True):
-        held.clear()
-        held.update(saved)
-    tlb._large_pieces = sum(
-        1 for s in sets for e in s.values() if e.large and tlb.page_shift == 12
-    )
-    for name, value in counters.items():
-        setattr(tlb, name, value)
-
-
-def _drop_fast_path(mmu: Any) -> None:
-    """Empty the MMU's host-side fast path (it refills from the modelled TLBs as pages are
-    touched). Reaches into the MMU: the fast path has no public reset."""
-    mmu._clear_fast()
-    mmu._identity.clear()
 
 
 # --- host-side bookkeeping -------------------------------------------------------------------

@@ -69,6 +69,7 @@ the TSC.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lavsim.cpu.decoder import Fetch, decode, decode_fetched
@@ -194,6 +195,21 @@ class CPU(CpuState):
                     self.physical_written(e.base, 0x1000)
             else:
                 self._linear_written(linear, size)
+
+    # --- checkpoint state ---------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """The architectural state as JSON-ready data (:mod:`lavsim.cpu.checkpoint`)."""
+        from lavsim.cpu import checkpoint
+
+        return checkpoint.get_state(self)
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Put back a :meth:`get_state` mapping (checked first: ``ValueError``, ``KeyError`` or
+        ``TypeError`` and nothing changed if refused); drops the host-side caches."""
+        from lavsim.cpu import checkpoint
+
+        checkpoint.set_state(self, state)
 
     # --- the decoded-instruction cache ------------------------------------------------------
 

@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -949,11 +949,9 @@ class MMU:
         state["tlbs"] = {t.name: t.get_state() for t in self._tlbs}
         return state
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Put back a state from :meth:`get_state`, taken on an MMU of the same TLB geometry.
-        Everything is checked first (``ValueError`` saying what is wrong, nothing changed);
-        the controls are restored without the flush a change would cause, then the TLBs,
-        and the fast path is emptied."""
+    def check_state(self, state: Mapping[str, Any]) -> list[int]:
+        """Validate a :meth:`get_state` mapping for this MMU's TLB geometry: ``ValueError``
+        (or ``KeyError``/``TypeError``) saying what is wrong. Returns CR0, CR3, CR4."""
         controls = []
         for name in ("cr0", "cr3", "cr4"):
             value = state[name]
@@ -967,7 +965,16 @@ class MMU:
             raise ValueError(f"TLBs {sorted(tlbs)} != {sorted(mine)}")
         for name, tlb in mine.items():
             tlb.check_state(tlbs[name])
-        cr0, cr3, cr4 = controls
+        return controls
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Put back a state from :meth:`get_state`, taken on an MMU of the same TLB geometry.
+        Everything is checked first (:meth:`check_state`; nothing changed if refused); the
+        controls are restored without the flush a change would cause, then the TLBs, and the
+        fast path is emptied."""
+        cr0, cr3, cr4 = self.check_state(state)
+        tlbs = state["tlbs"]
+        mine = {t.name: t for t in self._tlbs}
         self.cr0, self.cr4 = cr0, cr4
         self.set_controls(cr0, cr4)  # nothing changed: derives the mode bits, no flush
         self.cr3 = cr3
