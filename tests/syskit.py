@@ -10,11 +10,12 @@
   the physical bytes it may write at CPL 3, what a procedure may write at CPL 2, the procedure
   entry points and the IDT's handlers. Nothing of this is read from the descriptor tables under
   test.
-- :class:`WriteWatcher` sees every write to physical memory during a run (the machine is built
-  without the MMU's host-side fast path, whose frame views bypass ``PhysicalMemory``; the memory
-  and MMU objects get a test-only subclass, nothing in ``src`` changes) and attributes it to the
-  CPL at the time of the write, the MMU's ``user`` flag (explicit CPL 3 access or implicit
-  supervisor access by the processor) and the running thread's home process.
+- :class:`WriteWatcher` sees every write to physical memory during a run as a tracer of the MMU
+  (``MMU.add_tracer``: the MMU turns its host fast path off while a tracer is attached, so no
+  write is missed) and attributes it to the CPL at the time of the write, the access's ``user``
+  flag (explicit CPL 3 access or implicit supervisor access by the processor) and the running
+  thread's home process; the processor's A/D and descriptor access-byte updates are known by
+  their access kind.
 - :class:`TransferChecker` is a step observer (``Machine.add_observer``): CS changes at CPL > 0
   must be gate entries at a registered entry point or far returns to the matching call site;
   CPL decreases must be far calls through a registered gate, or IDT deliveries landing on a
@@ -24,7 +25,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -38,8 +39,7 @@ from lavsim.kernel.ipc import open_port_for, user_prelude
 from lavsim.kernel.sharing import ProcedureExport, lav_call_source
 from lavsim.kernel.system import RunOutcome
 from lavsim.memory import PhysicalMemory
-from lavsim.mmu.mmu import MMU, MMUConfig
-from lavsim.mmu.tlb import TLBConfig
+from lavsim.mmu.mmu import Access
 
 PRELUDE = user_prelude()
 SERVER_PORT = 5
@@ -497,20 +497,11 @@ def _grant(ranges: Ranges, system: LavenderSystem, process: Process, base: int, 
             _add(ranges, phys, chunk)
 
 
-def watched_mmu(profile: str) -> MMUConfig:
-    """The profile's TLB organisation without the host-side fast path (whose frame views would
-    write around ``PhysicalMemory``)."""
-    if profile == "pentium":
-        return MMUConfig(TLBConfig(64, 4), TLBConfig(32, 4), TLBConfig(8, 4), fast_path=False)
-    return MMUConfig(TLBConfig(32, 4), fast_path=False)
-
-
 def build(spec: SystemSpec, memory_size: int = 8 << 20) -> Built:
     system = LavenderSystem(
         profile=spec.profile,
         memory_size=memory_size,
         timer_period=spec.timer_period,
-        mmu=watched_mmu(spec.profile),
         observe=False,
     )
     groups = [system.create_group(f"g{g}") for g in range(spec.groups)]
@@ -726,83 +717,6 @@ class Violation:
         )
 
 
-class _WatchedMemory(PhysicalMemory):
-    __slots__ = ()
-    watcher: WriteWatcher
-
-    def write8(self, addr: int, value: int) -> None:
-        self.watcher.seen(self, addr, (value & 0xFF).to_bytes(1, "little"))
-        super().write8(addr, value)
-
-    def write16(self, addr: int, value: int) -> None:
-        self.watcher.seen(self, addr, (value & 0xFFFF).to_bytes(2, "little"))
-        super().write16(addr, value)
-
-    def write32(self, addr: int, value: int) -> None:
-        self.watcher.seen(self, addr, (value & 0xFFFFFFFF).to_bytes(4, "little"))
-        super().write32(addr, value)
-
-    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
-        self.watcher.seen(self, addr, bytes(data))
-        watcher = self.watcher
-        depth = watcher.depth
-        watcher.depth = depth + 1
-        try:
-            super().write(addr, data)
-        finally:
-            watcher.depth = depth
-
-    def copy(self, dst: int, src: int, n: int) -> None:
-        if n > 0 and src >= 0 and src + n <= self.size:
-            self.watcher.seen(self, dst, PhysicalMemory.read(self, src, n))
-        watcher = self.watcher
-        depth = watcher.depth
-        watcher.depth = depth + 1
-        try:
-            super().copy(dst, src, n)
-        finally:
-            watcher.depth = depth
-
-    def fill(self, addr: int, n: int, byte: int) -> None:
-        self.watcher.seen(self, addr, bytes([byte & 0xFF]) * max(n, 0))
-        watcher = self.watcher
-        depth = watcher.depth
-        watcher.depth = depth + 1
-        try:
-            super().fill(addr, n, byte)
-        finally:
-            watcher.depth = depth
-
-
-class _WatchedMMU(MMU):
-    __slots__ = ()
-    watcher: WriteWatcher
-
-    def _with(self, user: bool, action: Callable[[], None]) -> None:
-        watcher = self.watcher
-        previous = watcher.user_flag
-        watcher.user_flag = user
-        try:
-            action()
-        finally:
-            watcher.user_flag = previous
-
-    def write8(self, linear: int, value: int, user: bool) -> None:
-        self._with(user, lambda: MMU.write8(self, linear, value, user))
-
-    def write16(self, linear: int, value: int, user: bool) -> None:
-        self._with(user, lambda: MMU.write16(self, linear, value, user))
-
-    def write32(self, linear: int, value: int, user: bool) -> None:
-        self._with(user, lambda: MMU.write32(self, linear, value, user))
-
-    def write(self, linear: int, size: int, value: int, user: bool) -> None:
-        self._with(user, lambda: MMU.write(self, linear, size, value, user))
-
-    def write_bytes(self, linear: int, data: bytes | bytearray | memoryview, user: bool) -> None:
-        self._with(user, lambda: MMU.write_bytes(self, linear, data, user))
-
-
 class WriteWatcher:
     """Checks every physical write made while :attr:`active` against :class:`Grants`.
 
@@ -825,67 +739,57 @@ class WriteWatcher:
         self.built = built
         self.system = built.system
         self.cpu = built.system.machine.cpu
+        self.mmu = built.system.machine.mmu
         self.active = False
-        self.depth = 0
-        self.user_flag: bool | None = None
         self.writes_checked = 0
         self.violations: list[Violation] = []
-        memory = built.system.memory
-        mmu = built.system.machine.mmu
-        memory_class = type("WatchedMemory", (_WatchedMemory,), {"__slots__": (), "watcher": self})
-        mmu_class = type("WatchedMMU", (_WatchedMMU,), {"__slots__": (), "watcher": self})
-        memory.__class__ = memory_class
-        mmu.__class__ = mmu_class
         self._k_current = built.system.image.symbol("k_current") - L.KERNEL_BASE
         self._gdt = (L.GDT_PHYS, L.GDT_PHYS + 8 * L.GDT_ENTRIES)
         self._ldt = (L.LDT_PHYS, L.LDT_PHYS + L.MAX_PROCESSES * L.LDT_BYTES)
 
+    def start(self) -> None:
+        """Attach to the MMU as a tracer (the fast path is off while attached) and check."""
+        self.mmu.add_tracer(self)
+        self.active = True
+
+    def stop(self) -> None:
+        self.active = False
+        self.mmu.remove_tracer(self)
+
     def current(self, memory: PhysicalMemory) -> tuple[int | None, int | None]:
         """(thread id, home pid) of the running thread, from k_current."""
-        tcb = PhysicalMemory.read32(memory, self._k_current)
+        tcb = memory.read32(self._k_current)
         tid = (tcb - L.TCB_LINEAR) // L.TCB_SIZE
         if not 0 < tid < L.MAX_THREADS:
             return None, None
-        pcb = PhysicalMemory.read32(memory, tcb - L.KERNEL_BASE + L.TCB_PROCESS)
+        pcb = memory.read32(tcb - L.KERNEL_BASE + L.TCB_PROCESS)
         return tid, (pcb - L.PCB_LINEAR) // L.PCB_SIZE
 
-    def _hardware_bits(self, memory: PhysicalMemory, addr: int, new: bytes) -> bool:
-        """Whether the write only sets A/D bits of page-table entries or A bits of
-        descriptors."""
-        old = PhysicalMemory.read(memory, addr, len(new))
-        if old == new:
-            return False
-        in_tables = all(((addr + k) >> 12) in self.built.table_frames for k in range(len(new)))
-        in_descriptors = all(
-            self._gdt[0] <= addr + k < self._gdt[1] or self._ldt[0] <= addr + k < self._ldt[1]
-            for k in range(len(new))
-        )
-        for k, (a, b) in enumerate(zip(old, new, strict=True)):
-            if a == b:
-                continue
-            changed = a ^ b
-            if b & a != a:
-                return False  # a bit cleared
-            if in_tables and (addr + k) % 4 == 0 and not changed & ~0x60:
-                continue
-            if in_descriptors and (addr + k) % 8 == 5 and changed == 1:
-                continue
-            return False
-        return True
+    def _hardware_bits(self, kind: Access, addr: int, n: int) -> bool:
+        """Whether the write is the processor's own update of A/D bits in a page-table frame
+        or of a descriptor's access byte in the GDT or an LDT."""
+        if kind is Access.AD_WRITE:
+            return all(((addr + k) >> 12) in self.built.table_frames for k in range(n))
+        if kind is Access.LOCKED_WRITE:
+            return all(
+                self._gdt[0] <= addr + k < self._gdt[1] or self._ldt[0] <= addr + k < self._ldt[1]
+                for k in range(n)
+            )
+        return False
 
-    def seen(self, memory: PhysicalMemory, addr: int, new: bytes) -> None:
-        if not self.active or self.depth or not new:
+    def on_access(self, kind: Access, addr: int, n: int, user: bool) -> None:
+        """The MMU's tracer callback: check each write made at CPL 1..3."""
+        if not self.active or not kind.is_write or not n:
             return
         cpl = self.cpu.cpl
         if cpl == 0:
             return
         self.writes_checked += 1
-        if self._hardware_bits(memory, addr, new):
+        if self._hardware_bits(kind, addr, n):
             return
+        memory = self.system.memory
         tid, pid = self.current(memory)
         grants = self.built.grants
-        n = len(new)
-        user = self.user_flag if self.user_flag is not None else cpl == 3
         allowed = pid is not None and covered(grants.user.get(pid, {}), addr, n)
         if not allowed and pid is not None and (cpl < 3 or not user):
             extra: Ranges = {}
@@ -1037,12 +941,12 @@ def run_checked(built: Built, max_cycles: int, watcher: WriteWatcher | None = No
     watcher = watcher or WriteWatcher(built)
     checker = TransferChecker(built, watcher)
     system.machine.add_observer(checker)
-    watcher.active = True
+    watcher.start()
     try:
         outcome = system.run(max_cycles=max_cycles)
         settled = settle(system)
     finally:
-        watcher.active = False
+        watcher.stop()
         system.machine.remove_observer(checker)
     kernel = check_kernel_consistency(system) if settled else ["did not settle"]
     return Checked(
