@@ -35,7 +35,9 @@ writes), the REP bulk path, far-transfer and interrupt stack frames and the proc
 Accessed/busy-bit write-backs drop the cached instructions of the physical page written, so
 self-modifying code is seen at the next fetch. Writes made around the CPU (host-side loaders
 writing :class:`~lavsim.memory.PhysicalMemory`, page-table A/D updates) must be followed by
-:meth:`CPU.flush_decode_cache` if they can change code that has already run.
+:meth:`CPU.flush_decode_cache` if they can change code that has already run. While a tracer
+is attached to the MMU (:meth:`lavsim.mmu.mmu.MMU.add_tracer`) the cache and blocks are
+bypassed (tested at each :meth:`CPU.run` call), so the tracer sees every instruction's fetch.
 
 **Fast paths** (``CPU(fast=True)``, the default; ``fast=False`` turns them off, with the same
 simulated results -- tests/test_fast_paths.py compares cycles, registers, memory, faults, TLB

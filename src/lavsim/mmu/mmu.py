@@ -47,14 +47,17 @@ processor makes, before the access is done (after its translation succeeded), wi
 * REP MOVSD/STOSD bulk runs: one event per contiguous physical run with its length (a run
   never crosses a page), ``READ`` of the source then ``WRITE`` of the destination;
 * far-transfer and interrupt stack frames and everything else the CPU reads or writes go
-  through the scalar accessors above and are reported as they.
+  through the scalar accessors above and are reported as they are; a guest read-modify-write
+  (XCHG with memory, a LOCK-prefixed instruction) is its ``READ`` then its ``WRITE``.
 
 While any tracer is attached the fast path holds no entries (the dicts are flushed on attach
 and stay empty until the last tracer is removed), so every access reaches the code that
 reports it; with no tracer the fast path is unchanged and pays nothing. Tracers observe only:
 they must not change memory, registers or the MMU, and a run gives the same cycles, registers,
-memory and TLB statistics with or without them (tests/test_mmu_tracer.py). Host-side accesses
-(loaders writing :class:`~lavsim.memory.PhysicalMemory`, checkers reading it) are not reported.
+memory and TLB statistics with or without them (tests/test_mmu_tracer.py). Accesses made
+around the processor are not reported: host-side loaders and checkers using
+:class:`~lavsim.memory.PhysicalMemory` directly, and device transfers (the network interface's
+DMA, ``lavsim.network``, reads and writes physical memory through the machine).
 
 **State.** :meth:`MMU.get_state` / :meth:`MMU.set_state` give and take the paging controls,
 the counters (declared once in :data:`MMU_COUNTERS`) and every TLB's entries in LRU order as
