@@ -36,8 +36,10 @@ Accessed/busy-bit write-backs drop the cached instructions of the physical page 
 self-modifying code is seen at the next fetch. Writes made around the CPU (host-side loaders
 writing :class:`~lavsim.memory.PhysicalMemory`, page-table A/D updates) must be followed by
 :meth:`CPU.flush_decode_cache` if they can change code that has already run. While a tracer
-is attached to the MMU (:meth:`lavsim.mmu.mmu.MMU.add_tracer`) the cache and blocks are
-bypassed (tested at each :meth:`CPU.run` call), so the tracer sees every instruction's fetch.
+is attached to the MMU (:meth:`lavsim.mmu.mmu.MMU.add_tracer`) blocks are off and each cache
+hit is reported to it as the fetch window a fresh decode would read (the cache holds no
+instruction that crosses a page, so that is one window on one page), so the tracer sees every
+instruction's fetch (tested at each :meth:`CPU.run` call).
 
 **Fast paths** (``CPU(fast=True)``, the default; ``fast=False`` turns them off, with the same
 simulated results -- tests/test_fast_paths.py compares cycles, registers, memory, faults, TLB
@@ -274,8 +276,7 @@ class CPU(CpuState):
 
     def fetch_decode(self, eip: int) -> Insn:
         """The decoded instruction at CS:``eip`` (through the cache when it is on)."""
-        if not self.decode_cache or self.mmu.tracing:
-            # A tracer must see every instruction's fetch: decode each one afresh.
+        if not self.decode_cache:
             return self._specialised(decode(self, eip))
         cs = self.seg[_CS]
         if eip < cs.min_off or eip > cs.max_off or not cs.db:
@@ -284,6 +285,8 @@ class CPU(CpuState):
         phys = self.mmu.translate(linear, False, self.user, True)
         insn = self._icache.get(phys)
         if insn is not None and insn.addr == eip and eip + insn.length - 1 <= cs.max_off:
+            if self.mmu.tracing:
+                self.mmu.report_fetch(phys, _window(eip, linear, cs.max_off), self.user)
             return insn
         return self._decode_miss(eip, linear, phys, min(15, cs.max_off - eip + 1))
 
@@ -414,10 +417,12 @@ class CPU(CpuState):
         self._rep_until = c_limit
         self._stop_run = False
         done = 0
-        # A tracer must see every instruction's fetch: no cached instructions, no blocks
+        # A tracer must see every instruction's fetch: no blocks, and each hit of the
+        # decoded-instruction cache is reported as the fetch a fresh decode would make
         # (tested once per call; a tracer attached during a run counts from the next call).
-        cached = self.decode_cache and not mmu.tracing
-        blocks_on = cached and self.fast
+        tracing = mmu.tracing
+        cached = self.decode_cache
+        blocks_on = cached and self.fast and not tracing
         cache = self._icache
         blocks = self._blocks
         seg = self.seg
@@ -517,6 +522,10 @@ class CPU(CpuState):
                             )
                         else:
                             insn = hit
+                            if tracing:
+                                mmu.report_fetch(
+                                    phys, _window(eip, linear, cs.max_off), self.user
+                                )
                     else:
                         insn = self._specialised(decode(self, eip))
                     self.tsc += insn.cycles
@@ -533,6 +542,12 @@ class CPU(CpuState):
         finally:
             self.instructions += done
             self._rep_until = rep_until
+
+
+def _window(eip: int, linear: int, cs_max: int) -> int:
+    """The decoder's fetch window at ``eip`` for an instruction inside one page: what
+    :class:`~lavsim.cpu.decoder.Fetch` reads (15 bytes, cut at the CS limit and the page)."""
+    return min(15, cs_max - eip + 1, 0x1000 - (linear & 0xFFF))
 
 
 class Block:

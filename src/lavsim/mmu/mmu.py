@@ -37,8 +37,9 @@ processor makes, before the access is done (after its translation succeeded), wi
 * instruction fetch (``FETCH``): the decoder's fetch window, i.e. the bytes it reads from
   physical memory to decode one instruction: from its first byte up to 15 bytes, the CS
   limit or the end of the page, whichever comes first, plus, only when the instruction
-  continues into the next page, the rest of the window there. The decoded-instruction cache
-  is bypassed while a tracer is attached, so every executed instruction is fetched;
+  continues into the next page, the rest of the window there. Every executed instruction is
+  fetched: the executor reports the window of each hit in its decoded-instruction cache
+  (:meth:`MMU.report_fetch`) and runs no blocks while a tracer is attached;
 * page-walk entry reads (``WALK_READ``) and Accessed/Dirty write-backs (``AD_WRITE``, a
   locked update on hardware), 4 bytes each;
 * the Accessed/busy-bit update of a descriptor (``LOCKED_READ`` of its access byte, then
@@ -864,6 +865,12 @@ class MMU:
         if self._tracers:
             self._trace(Access.FETCH, phys, n, user)
         return self.memory.read(phys, n)
+
+    def report_fetch(self, phys: int, n: int, user: bool) -> None:
+        """Report an instruction fetch the executor served from its decoded-instruction cache:
+        the ``n`` bytes at ``phys`` a fresh decode would read (nothing is read)."""
+        if self._tracers:
+            self._trace(Access.FETCH, phys, n, user)
 
     def copy_physical(self, dst: int, src: int, n: int, user: bool) -> None:
         """A bulk string move of ``n`` bytes between translated physical runs (each inside one
