@@ -46,7 +46,11 @@ processor makes, before the access is done (after its translation succeeded), wi
   ``LOCKED_WRITE`` when a bit changes); descriptor, gate and TSS reads are ``READ`` with
   ``user=False``;
 * REP MOVSD/STOSD bulk runs: one event per contiguous physical run with its length (a run
-  never crosses a page), ``READ`` of the source then ``WRITE`` of the destination;
+  never crosses a page), ``READ`` of the source then ``WRITE`` of the destination. Per run,
+  not per item, because a run with its length already names every cache line it touches and
+  one call per run keeps the bulk path a bulk path; a tracer that wants items splits it into
+  ``size // 4`` dwords (the item path, taken when the bulk path does not apply, reports each
+  item's read and write);
 * far-transfer and interrupt stack frames and everything else the CPU reads or writes go
   through the scalar accessors above and are reported as they are; a guest read-modify-write
   (XCHG with memory, a LOCK-prefixed instruction) is its ``READ`` then its ``WRITE``.
