@@ -34,10 +34,11 @@ NumPy ``.npz`` archive (zip) read with ``allow_pickle=False``, holding four arra
 ``memory_size``, ``tlbs``: the geometry of each TLB). ``state`` holds the CPU, MMU, TLB and
 device state as JSON numbers, booleans, strings and lists: each part is what its component's
 ``get_state()`` gives (``CPU``, ``MMU`` with its TLBs, the PIC, the timer), and each component
-checks and takes it back with ``set_state()``; this module only composes them. ``sha256`` is the SHA-256 of the canonical JSON of config and
-state followed by the frames and console, so a file whose bytes were changed is refused even
-where the zip checksums would not notice. A file of another format or version, a corrupt file
-or a malformed one raises :class:`SnapshotError`.
+checks and takes it back with ``set_state()``; this module only composes them. ``sha256`` is
+the SHA-256 of the canonical JSON of config and state followed by the frames and console, so
+a file whose bytes were changed is refused even where the zip checksums would not notice. A
+file of another format or version, a corrupt file or a malformed one raises
+:class:`SnapshotError`.
 """
 
 from __future__ import annotations
