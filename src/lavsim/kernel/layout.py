@@ -5,7 +5,7 @@ defined here once. :func:`asm_prelude` turns them into ``.equ`` lines that are p
 kernel's ``.s`` sources, so the boot loader (Python) and the kernel (guest code) can never
 disagree about where a field lives.
 
-Linear layout of every address space (``../shared/DESIGN.md`` §4)::
+Linear layout of every address space (the founding design §4, see ``docs/sources.md``)::
 
     0xC0000000-0xFFFFFFFF  kernel space: all of physical memory at KERNEL_BASE + physical,
                            supervisor, global

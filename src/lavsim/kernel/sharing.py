@@ -1,9 +1,10 @@
 """Sharing by segment and by page, and procedures entered by thread migration (issue 5).
 
-The boot loader's side of ``../shared/DESIGN.md`` §4 "Protection inside a group": this module
-builds descriptors and page mappings in guest memory, untimed, as a boot loader would. Nothing
-here runs on a measured path; what it sets up is used by guest code (far CALL through a call
-gate, RETF, the kernel's fault attribution in ``migrate.s``).
+The boot loader's side of "Protection inside a group" in the founding design's §4
+(``docs/sources.md``): this module builds descriptors and page mappings in guest memory,
+untimed, as a boot loader would. Nothing here runs on a measured path; what it sets up is used
+by guest code (far CALL through a call gate, RETF, the kernel's fault attribution in
+``migrate.s``).
 
 - **Data export**: a segment of exactly ``size`` bytes (its own pages, or a byte range of the
   exporter's data segment), DPL 3, installed in the exporter's LDT and in each importer's LDT
