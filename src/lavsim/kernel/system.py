@@ -244,7 +244,9 @@ class BlockedThread:
 
     ``waits``: ``"receive"`` (on ``port``), ``"reply"`` (its call on ``port`` not received
     yet, or received by process ``server_pid`` that has not replied), ``"network"`` (a
-    receive on network queue ``port``), or ``"other"``.
+    receive on network queue ``port``), or ``"other"``. For a call not received yet,
+    ``server_pid`` is the port's owner and ``server_alive`` says whether it has a thread left
+    to receive it (False: the call waits for ever, e.g. on a name server that died).
     """
 
     tid: int
@@ -252,6 +254,7 @@ class BlockedThread:
     waits: str
     port: int | None = None
     server_pid: int | None = None
+    server_alive: bool = True
 
     def describe(self) -> str:
         text = f"thread {self.tid} of process {self.pid}"
@@ -260,9 +263,13 @@ class BlockedThread:
         if self.waits == "network":
             return f"{text} waits for a frame on network queue {self.port}"
         if self.waits == "reply":
-            if self.server_pid is not None:
+            if self.port is None:
                 return f"{text} waits for the reply of process {self.server_pid} to its call"
-            return f"{text} waits in call on port {self.port} (not yet received)"
+            where = " (the name server's port)" if self.port == L.NS_PORT else ""
+            text = f"{text} waits in call on port {self.port}{where}, not yet received"
+            if not self.server_alive:
+                text += f"; its owner, process {self.server_pid}, has no thread left"
+            return text
         return f"{text} is blocked"
 
 
@@ -968,7 +975,7 @@ class LavenderSystem:
         if not blocked_tids:
             return tuple(faulted), ()
         receivers: dict[int, int] = {}
-        callers: dict[int, int] = {}
+        callers: dict[int, PortInfo] = {}
         for port in range(L.IPC_MAX_PORTS):
             info = port_info(self.memory, port)
             if not info.open:
@@ -977,7 +984,7 @@ class LavenderSystem:
                 receivers[tid] = port
             for message in info.messages:
                 if message.caller_tid is not None:
-                    callers[message.caller_tid] = port
+                    callers[message.caller_tid] = info
         network: dict[int, int] = {}
         symbols = self.image.program.symbols
         if "k_net_waiter" in symbols:
@@ -992,10 +999,17 @@ class LavenderSystem:
             ipc = self.read_kernel32(tcb + L.TCB_IPC_STATE)
             if ipc == L.IPC_WAIT_RECEIVE:
                 blocked.append(BlockedThread(tid, pid, "receive", receivers.get(tid)))
+            elif ipc == L.IPC_WAIT_REPLY and tid in callers:
+                # Queued, not received: whoever owns the port has to receive it first.
+                info = callers[tid]
+                owner = info.owner_pid
+                alive = owner is not None and self.read_kernel32(
+                    L.PCB_LINEAR + owner * L.PCB_SIZE + L.PCB_THREADS) > 0
+                blocked.append(BlockedThread(tid, pid, "reply", info.number, owner, alive))
             elif ipc == L.IPC_WAIT_REPLY:
                 server = self.read_kernel32(tcb + L.TCB_IPC_SERVER)
                 server_pid = self.read_kernel32(server + L.PCB_PID) if server else None
-                blocked.append(BlockedThread(tid, pid, "reply", callers.get(tid), server_pid))
+                blocked.append(BlockedThread(tid, pid, "reply", None, server_pid))
             elif tid in network:
                 blocked.append(BlockedThread(tid, pid, "network", network[tid]))
             else:
