@@ -61,7 +61,7 @@ def test_a_registered_procedure_is_looked_up_and_called_by_migration() -> None:
     system.sharing.import_procedure(client, export)
     system.sharing.write_data(server, 0, request(
         L.NS_OP_PROC_REGISTER, "triple", value=export.gate_selector, offset=export.entry,
-        group=group.gid,
+        group=group.gid, flags=export.address().flags,  # the parameter count, for lav_bind
     ))  # fmt: skip
     system.sharing.write_data(client, 0, request(L.NS_OP_PROC_LOOKUP, "triple"))
     system.create_thread(server, "main")
