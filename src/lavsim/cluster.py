@@ -249,8 +249,9 @@ class Host:
         by guest code: a one-shot resident process makes the ``NS_OP_PROC_REGISTER`` message
         call (setup, before any measured run; run the cluster for it to happen). Its status
         is at offset ``REGISTRAR_STATUS`` of the registrar's data (:meth:`registrar_status`)."""
-        from lavsim.kernel.nameserver import request
+        from lavsim.kernel.nameserver import request, require_name_server
 
+        require_name_server(self.system, "register_procedure")
         selector = getattr(export, "gate_selector", None)
         entry = getattr(export, "entry", None)
         if getattr(export, "resident", False) is not True or not isinstance(selector, int):

@@ -6,6 +6,9 @@ Guest misbehaviour is never reported with these; it becomes an architectural exc
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable, Iterable
+
 
 class LavsimError(Exception):
     """Base class of every error lavsim raises to its host-side caller."""
@@ -46,15 +49,54 @@ class AssemblyError(LavsimError):
         self.text = text
 
 
+class UnknownNameError(LavsimError, KeyError):
+    """A name (a kernel variable, a label ...) that does not exist; ``close`` lists the
+    existing names that look like it. A ``KeyError`` too, for callers that caught that."""
+
+    def __init__(self, what: str, name: str, known: Iterable[str], where: str = "") -> None:
+        self.what = what
+        self.name = name
+        self.close = tuple(difflib.get_close_matches(name, list(known), n=5, cutoff=0.6))
+        if self.close:
+            hint = f"; did you mean {', '.join(self.close)}?"
+        else:
+            hint = f" ({where})" if where else ""
+        self.message = f"no {what} {name!r}{hint}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ shows the repr of its argument; this reads as a sentence.
+        return self.message
+
+
 def check_int(
     field: str, value: object, low: int, high: int | None = None, *, hexadecimal: bool = False
 ) -> int:
     """Return ``value`` if it is an ``int`` (not a ``bool``) in ``low..high``; otherwise raise
-    :class:`ConfigError` naming ``field``. Configuration objects call this when they are built."""
+    :class:`ConfigError` naming ``field``. Configuration objects call this when they are built.
+
+    The message states the whole rule: "must be an integer in 1..4096, got 0", "must be at
+    least 1, got 0", or "must be 4, got 5" for a one-value range."""
+    show = (lambda n: f"{n:#x}") if hexadecimal else str
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be an int, not {type(value).__name__}")
+        rule = _rule(low, high, show)
+        rule = rule if rule.startswith("an integer") else f"an integer, {rule}"
+        raise ConfigError(field, f"must be {rule}, not {type(value).__name__}")
     if value < low or (high is not None and value > high):
-        show = (lambda n: f"{n:#x}") if hexadecimal else str
-        top = "" if high is None else f"..{show(high)}"
-        raise ConfigError(field, f"must be in {show(low)}{top}, got {show(value)}")
+        raise ConfigError(field, f"must be {_rule(low, high, show)}, got {show(value)}")
     return value
+
+
+def check_limit(field: str, value: object) -> int | None:
+    """A run limit (``max_cycles``, ``max_instructions``): None (no limit) or an int >= 0."""
+    if value is None:
+        return None
+    return check_int(field, value, 0)
+
+
+def _rule(low: int, high: int | None, show: Callable[[int], str]) -> str:
+    if high is None:
+        return f"at least {show(low)}"
+    if high == low:
+        return f"exactly {show(low)}"
+    return f"an integer in {show(low)}..{show(high)}"

@@ -480,7 +480,10 @@ class Machine:
     ) -> RunResult:
         """Run until a stop reason (see the module docstring); both limits are relative to the
         start of this run. Without limits the run ends only by halt, triple fault, breakpoint
-        or bus error."""
+        or bus error. A limit must be None or an int >= 0 (ConfigError otherwise)."""
+        for field, limit in (("max_cycles", max_cycles), ("max_instructions", max_instructions)):
+            if limit is not None:
+                check_int(field, limit, 0)
         cpu: Any = self.cpu
         start_cycles = cpu.tsc
         start_instructions = cpu.instructions

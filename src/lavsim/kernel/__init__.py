@@ -18,6 +18,7 @@ from lavsim.kernel.sharing import (
     lav_call_source,
 )
 from lavsim.kernel.system import (
+    BlockedThread,
     FaultRecord,
     LavenderSystem,
     PanicReport,
@@ -32,6 +33,7 @@ from lavsim.kernel.system import (
 
 __all__ = [
     "AddressStructure",
+    "BlockedThread",
     "DataExport",
     "FaultRecord",
     "KernelStats",

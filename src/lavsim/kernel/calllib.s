@@ -9,8 +9,9 @@
 #
 # Local (this host, and the caller's own group or the resident space): one far CALL through
 # the gate. The thread migrates into the procedure at CPL 2 on its ring-2 stack, the gate
-# copies nargs doublewords (its parameter count must be nargs), and the procedure's
-# RETF 4*nargs comes straight back here. No kernel entry, no address-space switch.
+# copies its parameter count of doublewords (which must be nargs: lav_call does not check,
+# lav_bind in calllib_bind.s does, once per call site), and the procedure's RETF 4*nargs comes
+# straight back here. No kernel entry, no address-space switch.
 # Remote (another host, or another group of this host): returns LAV_E_UNREACHABLE (the
 # message stub toward another host is issue 8's).
 #

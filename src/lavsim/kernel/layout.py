@@ -5,7 +5,7 @@ defined here once. :func:`asm_prelude` turns them into ``.equ`` lines that are p
 kernel's ``.s`` sources, so the boot loader (Python) and the kernel (guest code) can never
 disagree about where a field lives.
 
-Linear layout of every address space (``../shared/DESIGN.md`` §4)::
+Linear layout of every address space (the founding design §4, see ``docs/sources.md``)::
 
     0xC0000000-0xFFFFFFFF  kernel space: all of physical memory at KERNEL_BASE + physical,
                            supervisor, global
@@ -219,13 +219,19 @@ ADDR_HOST = 0  # host id, 0 = this host
 ADDR_GROUP = 4  # group id, ADDR_GROUP_RESIDENT for the resident space
 ADDR_SELECTOR = 8  # the call gate's selector the caller uses
 ADDR_OFFSET = 12  # entry offset inside the procedure segment (informational for gates)
-ADDR_FLAGS = 16  # bit 0: shippable (issue 8)
+ADDR_FLAGS = 16  # bit 0: shippable (issue 8); bit 1: bits 8..12 hold the parameter count
 ADDR_SIZE = 20
 ADDR_GROUP_RESIDENT = 0xFFFFFFFF
 ADDR_FLAG_SHIPPABLE = 1
+#: The structure records the gate's parameter count (set at export), in ADDR_PARAMS_* bits.
+ADDR_FLAG_PARAMS = 2
+ADDR_PARAMS_SHIFT = 8
+ADDR_PARAMS_MASK = 0x1F  # after the shift: a 32-bit gate copies at most 31 doublewords
 #: lav_call's status (ECX, and EAX on failure): the procedure is not reachable by migration
 #: from here (another host, or another group of this host).
 E_UNREACHABLE = -32
+#: lav_bind's result: nargs differs from the parameter count the procedure was exported with.
+E_NARGS = -33
 
 # --- several hosts (issue 8, lavsim.cluster and net.s) ------------------------------------------
 #: System calls of the network server (net.s), dispatched apart from syscall_table.

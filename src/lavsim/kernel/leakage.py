@@ -1,8 +1,8 @@
 """The leakage experiment: how many bytes next to a shared object can the importer read?
 
-Lavender's argument for sharing by segment (``../shared/DESIGN.md`` §1): a share by pages hands
-over the whole pages around the object, so the importer also reads whatever else lies on them;
-a segment with an exact byte limit hands over the object alone.
+Lavender's argument for sharing by segment (the founding design §1, see ``docs/sources.md``):
+a share by pages hands over the whole pages around the object, so the importer also reads
+whatever else lies on them; a segment with an exact byte limit hands over the object alone.
 
 The experiment places objects of random size and random alignment in an exporter's data
 segment, each in a window of its own filled with a marker byte (``FILLER``) and the object's

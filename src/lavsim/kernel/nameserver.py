@@ -23,6 +23,16 @@ Protocol (one message of ``NS_REQ_SIZE`` bytes per request; layout ``NS_REQ_*``)
 - ``NS_OP_PROC_UNREGISTER`` (call): the entry of that name and exactly that group.
 
 Replies: ``+0`` status (0 or a negative ``E_*``), ``+4`` port number or address structure.
+
+**Without a name server** nothing answers at ``NS_PORT``, and nothing pretends to: the port stays
+closed (``port_create`` never hands out ``NS_PORT``; it starts at ``NS_PORT + 1``), so a guest's
+lookup or registration (a call to ``NS_PORT``) returns ``E_BADPORT`` at once instead of
+blocking, and the kernel drops its own port-name registrations. Host side, every helper that
+needs the server (:func:`require_name_server`, :func:`name_entries`, :func:`server_counters`,
+``Host.register_procedure``) raises :class:`NoNameServerError`, which names
+``start_name_server``. A name server whose thread has died leaves ``NS_PORT`` open with no
+receiver: a call then waits for ever, and the run ends as a ``"deadlock"`` whose outcome names
+the thread waiting on ``NS_PORT`` and says its owner has no thread left.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from lavsim.errors import ConfigError
+from lavsim.errors import ConfigError, LavsimError
 from lavsim.kernel import layout as L
 from lavsim.kernel.ipc import open_port_for, port_info, user_prelude
 
@@ -103,6 +113,25 @@ class NameEntry:
     owner_pid: int
 
 
+class NoNameServerError(LavsimError):
+    """The system has no name server: start one with ``system.start_name_server()`` (before
+    creating the ports whose names it should hold)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} needs the name server, and none runs on this system: call "
+            "system.start_name_server() first (port NS_PORT is served by nobody until then)"
+        )
+
+
+def require_name_server(system: LavenderSystem, what: str = "this") -> Process:
+    """The system's name server process; :class:`NoNameServerError` when none was started."""
+    process = system.name_server
+    if process is None:
+        raise NoNameServerError(what)
+    return process
+
+
 def start_name_server(system: LavenderSystem) -> Process:
     """Boot-loader setup: the name server as a resident process with one thread, and its
     well-known port ``NS_PORT`` opened for it. Ports created before it starts are not named."""
@@ -118,8 +147,11 @@ def start_name_server(system: LavenderSystem) -> Process:
     return process
 
 
-def name_entries(system: LavenderSystem, process: Process) -> list[NameEntry]:
-    """The name server's table, in slot order (host-side read, no statistics)."""
+def name_entries(system: LavenderSystem, process: Process | None = None) -> list[NameEntry]:
+    """The name server's table, in slot order (host-side read, no statistics). ``process``
+    defaults to the system's name server (:class:`NoNameServerError` when none runs)."""
+    if process is None:
+        process = require_name_server(system, "name_entries")
     raw = system.read_process(process, "data", L.NS_TABLE, L.NS_ENTRIES * L.NS_ENTRY_SIZE)
     out = []
     for k in range(L.NS_ENTRIES):
@@ -135,6 +167,9 @@ def name_entries(system: LavenderSystem, process: Process) -> list[NameEntry]:
     return out
 
 
-def server_counters(system: LavenderSystem, process: Process) -> tuple[int, int]:
-    """(requests served, requests refused) so far."""
+def server_counters(system: LavenderSystem, process: Process | None = None) -> tuple[int, int]:
+    """(requests served, requests refused) so far, of ``process`` or the system's name
+    server (:class:`NoNameServerError` when none runs)."""
+    if process is None:
+        process = require_name_server(system, "server_counters")
     return (system.read_data32(process, L.NS_SERVED), system.read_data32(process, L.NS_REFUSED))

@@ -1,9 +1,10 @@
 """Sharing by segment and by page, and procedures entered by thread migration (issue 5).
 
-The boot loader's side of ``../shared/DESIGN.md`` §4 "Protection inside a group": this module
-builds descriptors and page mappings in guest memory, untimed, as a boot loader would. Nothing
-here runs on a measured path; what it sets up is used by guest code (far CALL through a call
-gate, RETF, the kernel's fault attribution in ``migrate.s``).
+The boot loader's side of "Protection inside a group" in the founding design's §4
+(``docs/sources.md``): this module builds descriptors and page mappings in guest memory,
+untimed, as a boot loader would. Nothing here runs on a measured path; what it sets up is used
+by guest code (far CALL through a call gate, RETF, the kernel's fault attribution in
+``migrate.s``).
 
 - **Data export**: a segment of exactly ``size`` bytes (its own pages, or a byte range of the
   exporter's data segment), DPL 3, installed in the exporter's LDT and in each importer's LDT
@@ -75,7 +76,9 @@ class AddressStructure:
 
     ``host`` 0 = this host; ``group`` a group id or ``ADDR_GROUP_RESIDENT``; ``selector`` the
     call gate's selector; ``offset`` the entry offset in the procedure segment (the gate decides
-    the entry, the field is informational); ``flags`` bit 0 = shippable (issue 8).
+    the entry, the field is informational); ``flags`` bit 0 = shippable (issue 8), bit 1 = bits
+    8..12 hold the procedure's parameter count (:attr:`params`; set by
+    :meth:`ProcedureExport.address`, checked by ``lav_bind`` and :meth:`check_nargs`).
     """
 
     host: int
@@ -95,6 +98,22 @@ class AddressStructure:
     @property
     def shippable(self) -> bool:
         return bool(self.flags & L.ADDR_FLAG_SHIPPABLE)
+
+    @property
+    def params(self) -> int | None:
+        """The parameter count recorded at export, or None when the structure records none."""
+        if not self.flags & L.ADDR_FLAG_PARAMS:
+            return None
+        return (self.flags >> L.ADDR_PARAMS_SHIFT) & L.ADDR_PARAMS_MASK
+
+    def check_nargs(self, nargs: int) -> None:
+        """Host-side ``lav_bind``: ConfigError when a call with ``nargs`` arguments would not
+        match the recorded parameter count (a structure without one passes)."""
+        _check_int("nargs", nargs, 0, MAX_PARAMS)
+        if self.params is not None and nargs != self.params:
+            raise ConfigError(
+                "nargs", f"the procedure takes {self.params} parameters, not {nargs}"
+            )
 
     def encode(self) -> bytes:
         return _ADDR.pack(self.host, self.group, self.selector, self.offset, self.flags)
@@ -175,7 +194,11 @@ class ProcedureExport:
         return L.ADDR_GROUP_RESIDENT if self.owner.group is None else self.owner.group.gid
 
     def address(self, host: int = 0, flags: int = 0) -> AddressStructure:
-        """The address structure a lookup of this procedure returns."""
+        """The address structure a lookup of this procedure returns, recording its parameter
+        count (``flags`` gets ``ADDR_FLAG_PARAMS`` and the count; register it with these
+        flags so that lookups return it too)."""
+        flags = (flags & ~(L.ADDR_PARAMS_MASK << L.ADDR_PARAMS_SHIFT)) | L.ADDR_FLAG_PARAMS
+        flags |= self.params << L.ADDR_PARAMS_SHIFT
         return AddressStructure(host, self.group_id, self.gate_selector, self.entry, flags)
 
 
@@ -210,7 +233,11 @@ def lav_call_source(group: ProcessGroup | None, net_buffer: int | None = None) -
 
     ``net_buffer``: offset of 144 bytes of the process's data segment for the remote stub
     (``netcall.s``, issue 8: remote calls and ``lav_ship`` through the network server); without
-    one, calls to another host return ``E_UNREACHABLE``."""
+    one, calls to another host return ``E_UNREACHABLE``.
+
+    ``lav_bind(address, nargs)`` (``calllib_bind.s``, appended last) checks a call site once:
+    0 when the procedure takes ``nargs`` parameters, ``E_NARGS`` when the count recorded in
+    the address structure differs. ``lav_call`` does not check (see ``calllib_bind.s``)."""
     gid = L.ADDR_GROUP_RESIDENT if group is None else group.gid
     constants = {
         "LAV_ADDR_HOST": L.ADDR_HOST, "LAV_ADDR_GROUP": L.ADDR_GROUP,
@@ -221,8 +248,16 @@ def lav_call_source(group: ProcessGroup | None, net_buffer: int | None = None) -
     prelude = "".join(f".equ {name}, {value:#x}\n" for name, value in constants.items())
     from lavsim.cluster import remote_stub_source
 
+    bind = {
+        "LAV_ADDR_FLAG_PARAMS": L.ADDR_FLAG_PARAMS, "LAV_ADDR_PARAMS_SHIFT": L.ADDR_PARAMS_SHIFT,
+        "LAV_ADDR_PARAMS_MASK": L.ADDR_PARAMS_MASK, "LAV_E_NARGS": L.E_NARGS & 0xFFFFFFFF,
+    }  # fmt: skip
+    # lav_bind goes last: the code before it (the measured lav_call) stays where it was.
+    bind_text = resources.files("lavsim.kernel").joinpath("calllib_bind.s").read_text("utf-8")
     return ("\n# ---- lavsim call library ----\n" + prelude + calllib_text()
-            + remote_stub_source(net_buffer))
+            + remote_stub_source(net_buffer) + "\n# ---- lav_bind ----\n"
+            + "".join(f".equ {name}, {value:#x}\n" for name, value in bind.items())
+            + bind_text)
 
 
 # --- the manager ---------------------------------------------------------------------------------

@@ -50,8 +50,9 @@ from lavsim.cpu.state import (
     SS,
     ZF,
 )
-from lavsim.errors import AssemblyError, ConfigError, LavsimError
+from lavsim.errors import AssemblyError, ConfigError, LavsimError, UnknownNameError
 from lavsim.errors import check_int as _check_int
+from lavsim.errors import check_limit as _check_limit
 from lavsim.faults import MNEMONIC
 from lavsim.kernel import layout as L
 from lavsim.kernel.addrspace import PageDirectory, PageTables
@@ -176,13 +177,20 @@ class UserRegisters:
     fs: int
     gs: int
 
+    @property
+    def result(self) -> int:
+        """EAX read as a system-call result: signed, so an ``E_*`` error is negative
+        (:func:`error_name` names it)."""
+        return signed32(self.eax)
+
 
 @attrs.frozen
 class ThreadState:
     """A thread as the kernel sees it: ``state`` is ready, running, blocked or dead.
 
     ``registers`` are the saved user registers (None while the thread is running: they are in
-    the processor then); ``fault`` is set when a user-mode exception killed the thread.
+    the processor then); ``fault`` is set when a user-mode exception killed the thread;
+    ``exit_code`` is signed (``exit(-16)`` reads -16, not 4294967280).
     """
 
     tid: int
@@ -212,13 +220,79 @@ class PanicReport:
         )
 
 
+def signed32(value: int) -> int:
+    """A guest dword read as a two's-complement int32: exit codes and system-call results
+    (the kernel's ``E_*`` errors are negative) are shown this way host-side."""
+    value &= MASK32
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def error_name(value: int) -> str | None:
+    """The ``E_*`` name of a (signed or unsigned) system-call result, or None."""
+    code = signed32(value)
+    if code >= 0:
+        return None
+    for name in dir(L):
+        if name.startswith("E_") and getattr(L, name) == code:
+            return name
+    return None
+
+
+@attrs.frozen
+class BlockedThread:
+    """A thread that cannot run when the run ended, and what it waits for.
+
+    ``waits``: ``"receive"`` (on ``port``), ``"reply"`` (its call on ``port`` not received
+    yet, or received by process ``server_pid`` that has not replied), ``"network"`` (a
+    receive on network queue ``port``), or ``"other"``. For a call not received yet,
+    ``server_pid`` is the port's owner and ``server_alive`` says whether it has a thread left
+    to receive it (False: the call waits for ever, e.g. on a name server that died).
+    """
+
+    tid: int
+    pid: int
+    waits: str
+    port: int | None = None
+    server_pid: int | None = None
+    server_alive: bool = True
+
+    def describe(self) -> str:
+        text = f"thread {self.tid} of process {self.pid}"
+        if self.waits == "receive":
+            return f"{text} waits in receive on port {self.port}"
+        if self.waits == "network":
+            return f"{text} waits for a frame on network queue {self.port}"
+        if self.waits == "reply":
+            if self.port is None:
+                return f"{text} waits for the reply of process {self.server_pid} to its call"
+            where = " (the name server's port)" if self.port == L.NS_PORT else ""
+            text = f"{text} waits in call on port {self.port}{where}, not yet received"
+            if not self.server_alive:
+                text += f"; its owner, process {self.server_pid}, has no thread left"
+            return text
+        return f"{text} is blocked"
+
+
 @attrs.frozen
 class RunOutcome:
-    """How :meth:`LavenderSystem.run` ended.
+    """How :meth:`LavenderSystem.run` ended, and what the threads did.
 
-    ``status``: ``"done"`` (every thread has ended), ``"panic"`` (the kernel faulted; see
-    ``panic``), ``"triple_fault"``, ``"deadlock"`` (threads remain but nothing can wake them),
-    ``"bus_error"``, ``"cycle_limit"`` or ``"instruction_limit"``.
+    ``status``:
+
+    - ``"done"``: every thread has ended. They may have ended by exit *or* by a fault:
+      ``faulted`` lists those killed by an exception (``clean`` is True when it is empty).
+    - ``"idle"``: nothing can run, and every thread left waits for a request (in receive on a
+      port, or for a network frame) while no thread waits for a reply: the clients are
+      finished and the servers wait for more work. That is a normal end for a system with
+      servers, not a deadlock.
+    - ``"deadlock"``: nothing can run and some thread waits for something no one will do
+      (a reply to its call, typically): ``blocked`` says who waits for what.
+    - ``"panic"`` (the kernel faulted; see ``panic``), ``"triple_fault"``, ``"bus_error"``,
+      ``"breakpoint"``, ``"cycle_limit"`` or ``"instruction_limit"``.
+
+    ``faulted``: the threads killed by a fault so far (the kernel's record of each: vector,
+    error code, CS:EIP, CR2); ``blocked``: the threads blocked when the run stopped.
+    ``describe()`` (and ``str()``) says all of it in a few lines.
     """
 
     status: str
@@ -226,10 +300,33 @@ class RunOutcome:
     instructions: int
     detail: str = ""
     panic: PanicReport | None = None
+    faulted: tuple[FaultRecord, ...] = ()
+    blocked: tuple[BlockedThread, ...] = ()
 
     @property
     def done(self) -> bool:
+        """Every thread has ended (normally or by a fault)."""
         return self.status == "done"
+
+    @property
+    def clean(self) -> bool:
+        """The run ended with nothing left to do (``done`` or ``idle``) and no thread was
+        killed by a fault."""
+        return self.status in ("done", "idle") and not self.faulted
+
+    def describe(self) -> str:
+        """The outcome in words: status, cycles, faults and blocked threads, one per line."""
+        head = f"{self.status} after {self.cycles:,} cycles, {self.instructions:,} instructions"
+        if self.status == "done":
+            head += (f": {len(self.faulted)} thread(s) killed by faults" if self.faulted
+                     else ": every thread exited")
+        lines = [head + (f" ({self.detail})" if self.detail else "")]
+        lines += [f"  {fault.describe()}" for fault in self.faulted]
+        lines += [f"  {thread.describe()}" for thread in self.blocked]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
 
 
 # --- handles -----------------------------------------------------------------------------
@@ -377,8 +474,17 @@ class LavenderSystem:
         self.memory.write32(self._kphys(linear), value & MASK32)
 
     def kernel_variable(self, name: str) -> int:
-        """The value of the kernel variable ``name`` (``k_status``, ``k_live_threads`` ...)."""
-        return self.read_kernel32(self.image.symbol(name))
+        """The value of the kernel variable ``name`` (``k_status``, ``k_live_threads`` ...).
+
+        An unknown name raises :class:`~lavsim.errors.UnknownNameError` (a ``KeyError``)
+        listing the kernel variables that look like it."""
+        symbols = self.image.program.symbols
+        if name not in symbols:
+            known = (s for s in symbols if s.startswith("k_") and "." not in s)
+            raise UnknownNameError(
+                "kernel variable", name, known, "kernel variables are the k_* labels of data.s"
+            )
+        return self.read_kernel32(symbols[name])
 
     def _set_kernel_variable(self, name: str, value: int) -> None:
         self.write_kernel32(self.image.symbol(name), value)
@@ -798,7 +904,10 @@ class LavenderSystem:
 
     def run(self, max_cycles: int | None = None, max_instructions: int | None = None) -> RunOutcome:
         """Run the kernel until every thread has ended (``"done"``), the kernel panics, the
-        machine stops, or a limit is spent. Limits are relative to this call."""
+        machine stops, or a limit is spent. Limits are relative to this call; each must be
+        None or an int >= 0 (ConfigError naming it otherwise, before anything runs)."""
+        _check_limit("max_cycles", max_cycles)
+        _check_limit("max_instructions", max_instructions)
         status = self.status
         if status in (L.STATUS_DONE, L.STATUS_PANIC):
             return self._outcome("", 0, 0, "")
@@ -811,16 +920,101 @@ class LavenderSystem:
 
     def _outcome(self, reason: str, cycles: int, instructions: int, detail: str) -> RunOutcome:
         status = self.status
+        faulted, blocked = self._thread_report()
         if status == L.STATUS_DONE:
-            return RunOutcome("done", cycles, instructions, detail)
+            return RunOutcome("done", cycles, instructions, detail, None, faulted, blocked)
         if status == L.STATUS_PANIC:
             panic = self.panic_report()
             return RunOutcome(
-                "panic", cycles, instructions, panic.describe() if panic else detail, panic
-            )
+                "panic", cycles, instructions, panic.describe() if panic else detail, panic,
+                faulted, blocked,
+            )  # fmt: skip
         if reason == "halted":
-            return RunOutcome("deadlock", cycles, instructions, detail or "no thread can run")
-        return RunOutcome(reason, cycles, instructions, detail)
+            waiting = all(b.waits in ("receive", "network") for b in blocked)
+            if blocked and waiting:
+                return RunOutcome("idle", cycles, instructions,
+                                  detail or "every thread left waits for a request",
+                                  None, faulted, blocked)  # fmt: skip
+            return RunOutcome("deadlock", cycles, instructions, detail or "no thread can run",
+                              None, faulted, blocked)  # fmt: skip
+        return RunOutcome(reason, cycles, instructions, detail, None, faulted, blocked)
+
+    def _tids(self) -> range:
+        """Every thread id handed out so far (host- or guest-created)."""
+        return range(1, min(self.kernel_variable("k_next_tid"), L.MAX_THREADS))
+
+    def _fault_record(self, tid: int) -> FaultRecord | None:
+        tcb = L.TCB_LINEAR + tid * L.TCB_SIZE
+        vector = self.read_kernel32(tcb + L.TCB_FAULT_VECTOR)
+        if vector == MASK32:
+            return None
+        pcb = self.read_kernel32(tcb + L.TCB_PROCESS)
+        return FaultRecord(
+            pid=self.read_kernel32(tcb + L.TCB_FAULT_PID), tid=tid, vector=vector,
+            home_pid=self.read_kernel32(pcb + L.PCB_PID),
+            error_code=self.read_kernel32(tcb + L.TCB_FAULT_ERROR),
+            eip=self.read_kernel32(tcb + L.TCB_FAULT_EIP),
+            cs=self.read_kernel32(tcb + L.TCB_FAULT_CS),
+            cr2=self.read_kernel32(tcb + L.TCB_FAULT_CR2),
+        )  # fmt: skip
+
+    def _thread_report(self) -> tuple[tuple[FaultRecord, ...], tuple[BlockedThread, ...]]:
+        """Threads killed by faults, and blocked threads with what each waits for (read from
+        the TCBs, the port table and the network driver's waiters; host-side only)."""
+        faulted: list[FaultRecord] = []
+        blocked_tids: list[int] = []
+        for tid in self._tids():
+            tcb = L.TCB_LINEAR + tid * L.TCB_SIZE
+            state = self.read_kernel32(tcb + L.TCB_STATE)
+            if state == L.THREAD_DEAD:
+                record = self._fault_record(tid)
+                if record is not None:
+                    faulted.append(record)
+            elif state == L.THREAD_BLOCKED:
+                blocked_tids.append(tid)
+        if not blocked_tids:
+            return tuple(faulted), ()
+        receivers: dict[int, int] = {}
+        callers: dict[int, PortInfo] = {}
+        for port in range(L.IPC_MAX_PORTS):
+            info = port_info(self.memory, port)
+            if not info.open:
+                continue
+            for tid in info.waiting_tids:
+                receivers[tid] = port
+            for message in info.messages:
+                if message.caller_tid is not None:
+                    callers[message.caller_tid] = info
+        network: dict[int, int] = {}
+        symbols = self.image.program.symbols
+        if "k_net_waiter" in symbols:
+            for queue in (0, 1):
+                tcb = self.read_kernel32(symbols["k_net_waiter"] + 4 * queue)
+                if tcb:
+                    network[(tcb - L.TCB_LINEAR) // L.TCB_SIZE] = queue
+        blocked = []
+        for tid in blocked_tids:
+            tcb = L.TCB_LINEAR + tid * L.TCB_SIZE
+            pid = self.read_kernel32(self.read_kernel32(tcb + L.TCB_PROCESS) + L.PCB_PID)
+            ipc = self.read_kernel32(tcb + L.TCB_IPC_STATE)
+            if ipc == L.IPC_WAIT_RECEIVE:
+                blocked.append(BlockedThread(tid, pid, "receive", receivers.get(tid)))
+            elif ipc == L.IPC_WAIT_REPLY and tid in callers:
+                # Queued, not received: whoever owns the port has to receive it first.
+                info = callers[tid]
+                owner = info.owner_pid
+                alive = owner is not None and self.read_kernel32(
+                    L.PCB_LINEAR + owner * L.PCB_SIZE + L.PCB_THREADS) > 0
+                blocked.append(BlockedThread(tid, pid, "reply", info.number, owner, alive))
+            elif ipc == L.IPC_WAIT_REPLY:
+                server = self.read_kernel32(tcb + L.TCB_IPC_SERVER)
+                server_pid = self.read_kernel32(server + L.PCB_PID) if server else None
+                blocked.append(BlockedThread(tid, pid, "reply", None, server_pid))
+            elif tid in network:
+                blocked.append(BlockedThread(tid, pid, "network", network[tid]))
+            else:
+                blocked.append(BlockedThread(tid, pid, "other"))
+        return tuple(faulted), tuple(blocked)
 
     def panic_report(self) -> PanicReport | None:
         """The kernel's panic record, or None when it has not panicked."""
@@ -847,17 +1041,7 @@ class LavenderSystem:
         state = self.read_kernel32(tcb + L.TCB_STATE)
         pcb = self.read_kernel32(tcb + L.TCB_PROCESS)
         pid = self.read_kernel32(pcb + L.PCB_PID)
-        vector = self.read_kernel32(tcb + L.TCB_FAULT_VECTOR)
-        fault = None
-        if vector != MASK32:
-            fault = FaultRecord(
-                pid=self.read_kernel32(tcb + L.TCB_FAULT_PID), tid=tid, vector=vector,
-                home_pid=pid,
-                error_code=self.read_kernel32(tcb + L.TCB_FAULT_ERROR),
-                eip=self.read_kernel32(tcb + L.TCB_FAULT_EIP),
-                cs=self.read_kernel32(tcb + L.TCB_FAULT_CS),
-                cr2=self.read_kernel32(tcb + L.TCB_FAULT_CR2),
-            )  # fmt: skip
+        fault = self._fault_record(tid)
         registers = None
         running = state == L.THREAD_RUNNING and self.machine.cpu.cpl != 0
         if not running:
@@ -874,7 +1058,7 @@ class LavenderSystem:
             tid=tid,
             pid=pid,
             state=L.THREAD_STATE_NAMES.get(state, f"state {state}"),
-            exit_code=self.read_kernel32(tcb + L.TCB_EXIT_CODE),
+            exit_code=signed32(self.read_kernel32(tcb + L.TCB_EXIT_CODE)),
             fault=fault,
             registers=registers,
         )
