@@ -3,9 +3,9 @@
 For both CPU profiles, a call into a procedure of another process of the same group and into
 a resident-space server, through the call library (lav_call) and as a bare far CALL through
 the gate: the warm mean and the first (cold) call, split into user stub, gate call, procedure,
-far return, TLB refill (page walks) and kernel (always 0), measured by the experiments' harness and phase observer
-(lavsim.experiments: mechanisms migration-group, migration-resident, far-call-group,
-far-call-resident).
+far return, TLB refill (page walks) and kernel (always 0), measured by the experiments'
+harness and phase observer (lavsim.experiments: mechanisms migration-group,
+migration-resident, far-call-group, far-call-resident).
 
     python benchmarks/migration_cycles.py [--calls 20] [--args 0]
 """
