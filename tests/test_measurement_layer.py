@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from lavsim.errors import ConfigError
-
 from lavsim.experiments import MECHANISMS, Workload, measure_call, rpc_table
 from lavsim.experiments.harness import Harness
 from lavsim.experiments.mechanisms import InGroupMigration, Mechanism, Parties, mechanism
