@@ -8,7 +8,13 @@ import pytest
 from lavsim.errors import ConfigError
 from lavsim.experiments import MECHANISMS, Workload, measure_call, rpc_table
 from lavsim.experiments.harness import Harness
-from lavsim.experiments.mechanisms import InGroupMigration, Mechanism, Parties, mechanism
+from lavsim.experiments.mechanisms import (
+    InGroupMigration,
+    Mechanism,
+    MessageOneGroup,
+    Parties,
+    mechanism,
+)
 from lavsim.kernel import layout as L
 from lavsim.kernel.observer import (
     ROW_FAR_RETURN,
@@ -114,3 +120,26 @@ def test_the_kernel_and_phase_observers_share_the_classifier() -> None:
     assert harness.system.observer is not None
     assert type(harness.system.observer.classify) is StepClassifier
     assert type(harness.observer.classify) is StepClassifier
+
+
+class RdtscTimedMessage(MessageOneGroup):
+    """Message RPC whose client also times its call with guest RDTSC, the way the old
+    ipc_cycles benchmark did: an empty RDTSC pair first, then RDTSC around the call."""
+
+    key = "rdtsc-timed-message"
+
+    def call(self, work: Workload) -> str:
+        return ("    rdtsc\n    mov esi, eax\n    rdtsc\n    sub eax, esi\n"
+                "    mov dword ptr [0x58], eax\n"
+                "    rdtsc\n    mov dword ptr [0x50], eax\n" + super().call(work)
+                + "    rdtsc\n    sub eax, dword ptr [0x50]\n    mov dword ptr [0x54], eax\n")
+
+
+@pytest.mark.parametrize("profile", ["i486", "pentium"])
+def test_guest_rdtsc_minus_an_empty_pair_is_the_harness_window_of_the_call(profile: str) -> None:
+    plain = measure_call("message-group", Workload(profile=profile, calls=4))
+    harness = Harness(RdtscTimedMessage(), Workload(profile=profile, calls=4))
+    harness.run()
+    client = harness.parties.client
+    timed = harness.system.read_data32(client, 0x54) - harness.system.read_data32(client, 0x58)
+    assert timed == plain.samples[-1]

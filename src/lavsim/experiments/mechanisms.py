@@ -316,6 +316,12 @@ class MessageOneGroup(Mechanism):
         """The group the server runs in."""
         return client_group
 
+    def call(self, work: Workload) -> str:
+        """One call's instructions: the request is the payload, the reply buffer 4 KiB."""
+        return (f"    mov eax, {self.call_number}\n    mov ebx, dword ptr [{_PORT:#x}]\n"
+                f"    mov ecx, {_PAYLOAD:#x}\n    mov edx, {work.size}\n"
+                f"    mov esi, {_REPLY:#x}\n    mov edi, 0x1000\n    int 0x30\n")  # fmt: skip
+
     def build(self, system: LavenderSystem, work: Workload) -> Parties:
         prelude = user_prelude()
         client_group = system.create_group("client")
@@ -329,12 +335,9 @@ class MessageOneGroup(Mechanism):
                     if not system.port_info(p).open)  # fmt: skip
         data = client_data(work)
         data[_PORT : _PORT + 4] = port.to_bytes(4, "little")
-        call = (f"    mov eax, {self.call_number}\n    mov ebx, dword ptr [{_PORT:#x}]\n"
-                f"    mov ecx, {_PAYLOAD:#x}\n    mov edx, {work.size}\n"
-                f"    mov esi, {_REPLY:#x}\n    mov edi, 0x1000\n    int 0x30\n")  # fmt: skip
         system.create_thread(server, "main")
         client = system.create_process(
-            client_group, prelude + client_source(call), data=bytes(data),
+            client_group, prelude + client_source(self.call(work)), data=bytes(data),
             data_size=_CLIENT_DATA, name="client",
         )  # fmt: skip
         return Parties(client, server, result=0, port=port)
