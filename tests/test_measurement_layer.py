@@ -89,14 +89,18 @@ def test_a_bad_machine_field_is_refused_naming_it(field: str, value: int) -> Non
     assert info.value.field == field
 
 
-def test_the_table_header_names_a_machine_other_than_the_default() -> None:
+def test_the_table_header_and_records_name_a_machine_other_than_the_default() -> None:
     migration = (MECHANISMS["migration-group"],)
     other = rpc_table(("i486",), (0,), calls=2, remote=False, mechanisms=migration,
                       base=Workload(tlb_entries=16, memory_size=64 << 20, timer_period=9_000))
     first = other.to_text().splitlines()[0]
     assert first.startswith("== i486, unified TLB 16 entries 4-way, 64 MiB memory, timer every "
                             "9,000 cycles: cycles per call (warm = mean of 1 call after")
+    record = other.records()[0]
+    assert (record["tlb_entries"], record["memory_size"], record["timer_period"]) == (
+        16, 64 << 20, 9_000)
     default = rpc_table(("i486",), (0,), calls=2, remote=False, mechanisms=migration)
+    assert "tlb_entries" not in default.records()[0]
     assert default.to_text().splitlines()[0].startswith("== i486: cycles per call (warm = mean "
                                                         "of 1 call after the first;")
 

@@ -213,6 +213,10 @@ class RpcTable:
                 "tlb_misses": c.warm.tlb_misses, "message_copies": c.warm.message_copies,
                 "bytes_copied": c.warm.bytes_copied, "calls": c.workload.calls,
             }  # fmt: skip
+            if not c.workload.default_machine:
+                w = c.workload
+                record.update({"tlb_entries": w.tlb_entries, "memory_size": w.memory_size,
+                               "timer_period": w.timer_period})  # fmt: skip
             record.update({f"phase {p}": round(c.warm.phases[p], 2) for p in PHASE_ORDER})
             out.append(record)
         for r in self.remote:
