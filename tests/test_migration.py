@@ -488,16 +488,19 @@ def test_call_library_assembles_to_the_same_bytes_with_gnu_as(tmp_path: Path) ->
 
 @pytest.mark.parametrize("profile", ["i486", "pentium"])
 def test_migrating_call_costs_by_phase_with_no_kernel_cycles(profile: str) -> None:
-    from lavsim.kernel.callcost import measure
+    from lavsim.experiments import Workload, measure_call
 
-    bare = measure(profile, "far call", "group", calls=4)
-    library = measure(profile, "lav_call", "resident", args=2, calls=4)
+    kernel = ("trap entry", "argument checks", "ipc queues and headers", "copy in",
+              "scheduling", "context switch and CR3", "copy out", "return")
+    bare = measure_call("far-call-group", Workload(profile=profile, calls=4))
+    library = measure_call("migration-resident", Workload(profile=profile, size=8, calls=4))
     for cost in (bare, library):
-        assert cost.kernel_entries == 0 and cost.cr3_loads_in_calls == 0
-        assert cost.warm["kernel"] == cost.cold["kernel"] == 0
-        assert cost.warm["gate call"] > 0 and cost.warm["return"] > 0
-        assert cost.cold_total >= cost.warm_total
-    assert bare.warm["user stub"] == 0
-    assert library.warm["user stub"] > 0 and library.warm_total > bare.warm_total
+        for figures in (cost.cold, cost.warm):
+            assert figures.kernel_entries == 0 and figures.cr3_loads == 0
+            assert all(figures.phases[p] == 0 for p in kernel)
+        assert cost.warm.phases["gate call"] > 0 and cost.warm.phases["far return"] > 0
+        assert cost.cold.cycles >= cost.warm.cycles
+    assert bare.warm.phases["user stub"] == 0
+    assert library.warm.phases["user stub"] > 0 and library.warm.cycles > bare.warm.cycles
     # Two parameters make the gate copy two doublewords: it costs more than none.
-    assert library.warm["gate call"] > bare.warm["gate call"]
+    assert library.warm.phases["gate call"] > bare.warm.phases["gate call"]

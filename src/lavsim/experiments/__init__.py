@@ -2,32 +2,36 @@
 ``lavsim sweep`` (issue 6).
 
 Nothing below this package imports it. Every figure it reports is measured from guest
-execution in the run that prints it: a workload is booted, its client's calls are cut into
-windows at two labels of the client (machine breakpoints), and the kernel's step observer
-(:class:`~lavsim.kernel.observer.KernelObserver`) plus a small companion observer count what
-happened in each window.
+execution in the run that prints it, by one measurement layer:
+
+- :mod:`~lavsim.experiments.workload`: :class:`Workload`, the machine and the load around the
+  calls;
+- :mod:`~lavsim.experiments.mechanisms`: :class:`Mechanism`, one class per way of calling,
+  which builds its client and server; :data:`MECHANISMS` (the table's) and :data:`VARIANTS`;
+- :mod:`~lavsim.experiments.harness`: boots a workload and cuts its run into one window per
+  call at two labels of the client (machine breakpoints);
+- :mod:`~lavsim.experiments.phases`: the phase observer, beside the kernel's step observer
+  (:class:`~lavsim.kernel.observer.KernelObserver`), sorting with the same classifier;
+- :mod:`~lavsim.experiments.rpc`: :func:`measure_call`, :func:`rpc_table` and the table;
+- :mod:`~lavsim.experiments.sweeps`: one knob at a time.
 """
 
-from lavsim.experiments.rpc import (
-    MECHANISMS,
-    CallCost,
-    Mechanism,
-    RpcTable,
-    Workload,
-    measure_call,
-    rpc_table,
-)
+from lavsim.experiments.mechanisms import MECHANISMS, VARIANTS, Mechanism, mechanism
+from lavsim.experiments.rpc import CallCost, RpcTable, measure_call, rpc_table
 from lavsim.experiments.sweeps import SWEEPS, SweepResult, run_sweep
+from lavsim.experiments.workload import Workload
 
 __all__ = [
     "MECHANISMS",
     "SWEEPS",
+    "VARIANTS",
     "CallCost",
     "Mechanism",
     "RpcTable",
     "SweepResult",
     "Workload",
     "measure_call",
+    "mechanism",
     "rpc_table",
     "run_sweep",
 ]

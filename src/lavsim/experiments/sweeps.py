@@ -10,7 +10,8 @@
   working set.
 
 Every point is a full :func:`~lavsim.experiments.rpc.measure_call` (its own boot), so every
-figure is measured in the run.
+figure is measured in the run. Every point's workload is built before the first runs, so a bad
+value is refused (:class:`~lavsim.errors.ConfigError` naming ``values``) before anything runs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from lavsim.errors import ConfigError
-from lavsim.experiments.rpc import MECHANISMS, CallCost, Mechanism, Workload, measure_call
+from lavsim.experiments.mechanisms import MECHANISMS, Mechanism
+from lavsim.experiments.rpc import CallCost, measure_call, plural
+from lavsim.experiments.workload import Workload, check_distinct
 
 __all__ = ["SWEEPS", "Sweep", "SweepPoint", "SweepResult", "run_sweep"]
 
@@ -126,7 +129,7 @@ class SweepResult:
             context = ", ".join(v for k, v in fixed.items() if k != self.sweep.name)
             lines.append(
                 f"== sweep {self.sweep.name} on {profile}: {self.sweep.title} "
-                f"({context}, {w.calls - 1} warm calls) =="
+                f"({context}, {plural(w.calls - 1, 'warm call')}) =="
             )
             def cycles(c: CallCost) -> float:
                 return c.warm.cycles
@@ -158,12 +161,17 @@ class SweepResult:
         raise ConfigError("format", f"one of table, csv, json, not {fmt!r}")
 
 
+#: The workload field each sweep sets.
+_FIELDS = {"size": "size", "threads": "other_threads", "working-set": "working_set",
+           "tlb": "tlb_entries"}
+
+
 def run_sweep(
     name: str,
     *,
     profiles: Sequence[str] = ("i486",),
     values: Sequence[int] | None = None,
-    mechanisms: Sequence[Mechanism] = MECHANISMS,
+    mechanisms: Sequence[Mechanism] = tuple(MECHANISMS.values()),
     base: Workload | None = None,
     progress: Progress | None = None,
 ) -> SweepResult:
@@ -174,22 +182,28 @@ def run_sweep(
     sweep = SWEEPS[name]
     base = base or Workload(working_set=4 if name == "tlb" else 0)
     values = tuple(values) if values is not None else sweep.values
+    check_distinct("values", values)
+    check_distinct("profiles", tuple(profiles))
+    check_distinct("mechanisms", tuple(m.key for m in mechanisms))
     pges = (True, False) if name == "tlb" else (base.global_pages,)
+    works = {}
+    for profile in profiles:
+        for value in values:
+            for pge in pges:
+                try:
+                    works[profile, value, pge] = attrs.evolve(
+                        base, profile=profile, global_pages=pge, **{_FIELDS[name]: value})
+                except ConfigError as error:
+                    if error.field != _FIELDS[name]:
+                        raise
+                    raise ConfigError("values", f"{value}: {str(error)[len(error.field) + 2:]}")\
+                        from None
     jobs = [(p, v, g, m) for p in profiles for v in values for g in pges for m in mechanisms]
     points = []
     for k, (profile, value, pge, mech) in enumerate(jobs):
         if progress is not None:
             progress(k, len(jobs), f"{profile} {name}={value} {mech.key}")
-        work = attrs.evolve(base, profile=profile, global_pages=pge)
-        if name == "size":
-            work = attrs.evolve(work, size=value)
-        elif name == "threads":
-            work = attrs.evolve(work, other_threads=value)
-        elif name == "working-set":
-            work = attrs.evolve(work, working_set=value)
-        else:
-            work = attrs.evolve(work, tlb_entries=value)
-        points.append(SweepPoint(value, pge, measure_call(mech, work)))
+        points.append(SweepPoint(value, pge, measure_call(mech, works[profile, value, pge])))
     if progress is not None:
         progress(len(jobs), len(jobs), "done")
     return SweepResult(sweep, base, tuple(points))

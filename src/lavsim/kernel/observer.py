@@ -49,6 +49,44 @@ ROW_GATE_CALL = "<gate call>"
 ROW_FAR_RETURN = "<far return>"
 
 
+#: Rows of instructions that stayed in an outer ring, by CPL.
+_RING_ROWS = {1: "<ring 1>", 2: "<ring 2>", 3: ROW_USER}
+
+
+class StepClassifier:
+    """Sorts one step of the machine into a row (see the module docstring): the kernel routine
+    holding EIP, ``<user>``, ``<ring 1>``/``<ring 2>``, ``<trap>``, ``<gate call>``, ``<far
+    return>``, ``<interrupt>`` or ``<idle>``. Every observer that reports rows (this module's
+    :class:`KernelObserver`, the experiments' phase observer) sorts with it, so their rows agree.
+
+    Called after the step, with the CPL the step started at (``cpl``) and the CPL it left
+    (``new_cpl``); it reads nothing else of the machine.
+    """
+
+    def __init__(self, image: KernelImage) -> None:
+        self.image = image
+        self._routines: dict[int, str] = {}
+
+    def routine(self, pc: int) -> str:
+        """The row of a ring-0 instruction at linear address ``pc``."""
+        row = self._routines.get(pc)
+        if row is None:
+            row = self.image.routine_at(pc) or f"<kernel {pc:#010x}>"
+            self._routines[pc] = row
+        return row
+
+    def __call__(self, kind: str, pc: int, cpl: int, new_cpl: int) -> str:
+        if kind == STEP_INSTRUCTION:
+            if not cpl:
+                return self.routine(pc)
+            if not new_cpl:
+                return ROW_TRAP
+            if new_cpl != cpl:
+                return ROW_GATE_CALL if new_cpl < cpl else ROW_FAR_RETURN
+            return _RING_ROWS[cpl]
+        return ROW_INTERRUPT if kind == STEP_INTERRUPT else ROW_IDLE
+
+
 @attrs.frozen
 class RowStats:
     """Cycles and instructions (steps) attributed to one row."""
@@ -144,7 +182,7 @@ class KernelObserver:
         self._syscall = image.symbol("syscall_entry")
         self._copy_in = image.symbol("ipc_copy_in")
         self._copy_out = image.symbol("ipc_copy_out")
-        self._row_cache: dict[int, str] = {}
+        self.classify = StepClassifier(image)
         self._owner_cache: dict[int, int] = {}
         self.reset()
 
@@ -196,17 +234,6 @@ class KernelObserver:
             copies_in=self.copies_in, copies_out=self.copies_out,
             bytes_copied_in=self.bytes_copied_in, bytes_copied_out=self.bytes_copied_out,
         )
-
-    def _row(self, pc: int, cpl: int) -> str:
-        if cpl == 3:
-            return ROW_USER
-        if cpl:
-            return f"<ring {cpl}>"
-        row = self._row_cache.get(pc)
-        if row is None:
-            row = self.image.routine_at(pc) or f"<kernel {pc:#010x}>"
-            self._row_cache[pc] = row
-        return row
 
     def _owner(self, cs: int) -> int:
         """The pid whose code the selector ``cs`` names in the loaded LDT (or the GDT), read
@@ -272,14 +299,12 @@ class KernelObserver:
                     self.bytes_copied_out += self.machine.cpu.regs[ECX]
             pid = self._owner(cs) if cpl else 0
             self.by_process[pid] = self.by_process.get(pid, 0) + cycles
-            new_cpl = self.machine.cpu.cpl
-            if cpl and not new_cpl:
+            row = self.classify(kind, pc, cpl, self.machine.cpu.cpl)
+            if row is ROW_TRAP:
                 self.kernel_entries += 1
                 self._add(ROW_TRAP, 0, cycles)
-            elif cpl and new_cpl != cpl:
-                self._add(ROW_GATE_CALL if new_cpl < cpl else ROW_FAR_RETURN, cpl, cycles)
             else:
-                self._add(self._row(pc, cpl), cpl, cycles)
+                self._add(row, cpl, cycles)
         elif kind == STEP_INTERRUPT:
             self.by_process[0] = self.by_process.get(0, 0) + cycles
             self.interrupts += 1

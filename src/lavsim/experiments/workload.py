@@ -1,0 +1,120 @@
+"""What surrounds the measured calls: the machine they run on and the load around them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from lavsim.errors import ConfigError, check_int
+from lavsim.kernel import layout as L
+from lavsim.mmu.mmu import MMUConfig
+from lavsim.mmu.tlb import TLBConfig
+
+__all__ = [
+    "DEFAULT_MEMORY",
+    "DEFAULT_TIMER_PERIOD",
+    "PROFILES",
+    "Workload",
+    "check_distinct",
+    "check_profile",
+]
+
+PROFILES = ("i486", "pentium")
+#: Installed memory of every measured machine unless a workload says otherwise.
+DEFAULT_MEMORY = 16 << 20
+#: The interval timer is off: nothing but the call's own threads is scheduled.
+DEFAULT_TIMER_PERIOD = 0
+
+
+def check_profile(profile: object) -> str:
+    """``profile`` if the experiments can run on it (the one place that decides)."""
+    if profile not in PROFILES:
+        raise ConfigError("profile", f"one of {PROFILES}, not {profile!r}")
+    assert isinstance(profile, str)
+    return profile
+
+
+def check_distinct(field: str, values: Sequence[object]) -> None:
+    """Refuse an empty list of ``values`` or one that names a value twice (it would be
+    measured twice)."""
+    if not values:
+        raise ConfigError(field, "must name at least one")
+    twice = [v for k, v in enumerate(values) if v in values[:k]]
+    if twice:
+        raise ConfigError(field, f"{', '.join(map(str, dict.fromkeys(twice)))} given more "
+                          "than once")
+
+
+def _multiple(field: str, value: int, unit: int, why: str) -> None:
+    if value % unit:
+        raise ConfigError(field, f"must be a multiple of {unit} ({why}), got {value}")
+
+
+@attrs.frozen
+class Workload:
+    """What surrounds the calls: CPU profile, argument size, other runnable threads, the
+    server's working set, the machine (TLB, global pages, memory, timer), and how many calls
+    (the first is cold)."""
+
+    profile: str = "i486"
+    size: int = 0
+    other_threads: int = 0
+    #: Loop iterations each other thread runs before it yields (0: it only yields).
+    other_work: int = 0
+    working_set: int = 0
+    #: Entries of the data (i486: unified) TLB, 4-way; None: the profile's TLBs.
+    tlb_entries: int | None = None
+    global_pages: bool = True
+    calls: int = 8
+    #: Installed memory in bytes (a multiple of 4096).
+    memory_size: int = DEFAULT_MEMORY
+    #: Interval-timer period in cycles; 0: no timer interrupts.
+    timer_period: int = DEFAULT_TIMER_PERIOD
+
+    def __attrs_post_init__(self) -> None:
+        check_profile(self.profile)
+        check_int("size", self.size, 0, L.IPC_MAX_MESSAGE)
+        _multiple("size", self.size, 4, "whole doublewords")
+        check_int("other_threads", self.other_threads, 0, 30)
+        check_int("other_work", self.other_work, 0, 1_000_000)
+        check_int("working_set", self.working_set, 0, 256)
+        if self.tlb_entries is not None:
+            check_int("tlb_entries", self.tlb_entries, 4, 4096)
+            _multiple("tlb_entries", self.tlb_entries, 4, "4-way sets")
+        if not isinstance(self.global_pages, bool):
+            raise ConfigError("global_pages", f"must be a bool, not {self.global_pages!r}")
+        check_int("calls", self.calls, 2, 10_000)
+        # The same limits LavenderSystem applies, checked here so that a bad value is refused
+        # before any measurement runs.
+        check_int("memory_size", self.memory_size, L.MIN_MEMORY, L.KERNEL_WINDOW)
+        _multiple("memory_size", self.memory_size, L.PAGE_SIZE, "whole pages")
+        check_int("timer_period", self.timer_period, 0, 0xFFFFFFFF)
+
+    def mmu(self) -> MMUConfig | None:
+        """The MMU organisation: the profile's, or its data TLB resized."""
+        if self.tlb_entries is None:
+            return None
+        tlb = TLBConfig(self.tlb_entries, 4)
+        if self.profile == "pentium":
+            base = MMUConfig.pentium()
+            return MMUConfig(tlb=tlb, itlb=base.itlb, large_dtlb=base.large_dtlb)
+        return MMUConfig(tlb=tlb)
+
+    @property
+    def default_machine(self) -> bool:
+        """Whether the machine is the profile's as every table is measured by default (the
+        profile's TLBs, default memory, no timer)."""
+        return (self.tlb_entries is None and self.memory_size == DEFAULT_MEMORY
+                and self.timer_period == DEFAULT_TIMER_PERIOD)  # fmt: skip
+
+    def machine(self) -> str:
+        """The machine in words: profile, TLB, memory, timer."""
+        tlb = ("the profile's TLBs" if self.tlb_entries is None
+               else f"{'data' if self.profile == 'pentium' else 'unified'} TLB "
+               f"{self.tlb_entries} entries 4-way")  # fmt: skip
+        memory = self.memory_size
+        size = f"{memory >> 20} MiB" if not memory % (1 << 20) else f"{memory >> 10} KiB"
+        timer = (f"timer every {self.timer_period:,} cycles" if self.timer_period
+                 else "timer off")  # fmt: skip
+        return f"{self.profile}, {tlb}, {size} memory, {timer}"
