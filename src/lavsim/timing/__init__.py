@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
-from lavsim.errors import ConfigError
+from lavsim.errors import ConfigError, show_value
 from lavsim.timing.i486 import I486
 from lavsim.timing.keys import KEY_MEANINGS, KEYS, REP_KINDS
 from lavsim.timing.model import ESTIMATE_PREFIX, Cost, TimingProfile, UnknownTimingKeyError
@@ -51,5 +51,5 @@ def get_profile(name: str) -> TimingProfile:
     except (KeyError, TypeError):
         known = ", ".join(sorted(PROFILES))
         raise ConfigError(
-            "profile", f"unknown timing profile {name!r}; known: {known}"
+            "profile", f"unknown timing profile {show_value(name)}; known: {known}"
         ) from None
