@@ -44,6 +44,7 @@ __all__ = [
     "parse_model_text",
     "register_model",
     "signature",
+    "unregister_model",
 ]
 
 
@@ -135,6 +136,16 @@ def register_model(model: CpuModel) -> CpuModel:
         raise ConfigError("model", f"another CPU model is registered as {model.key!r}")
     _REGISTRY[model.key] = model
     return model
+
+
+def unregister_model(name: str) -> None:
+    """Remove the model registered as ``name``; the built-in models cannot be removed."""
+    key = _key(name) if isinstance(name, str) else ""
+    if key in (m.key for m in _BUILTIN):
+        raise ConfigError("model", f"{key!r} is a built-in model")
+    if key not in _REGISTRY:
+        raise ConfigError("model", f"no model is registered as {show_value(name)}")
+    del _REGISTRY[key]
 
 
 def _known() -> str:
