@@ -53,10 +53,9 @@ def _cycles(m: Machine) -> int:
 
 
 def test_the_registry_holds_one_model_per_builtin_profile() -> None:
-    assert set(MODELS) == {"i486", "pentium"}
-    assert {m.profile.name for m in MODELS.values()} == set(timing.PROFILES)
-    for name, model in MODELS.items():
-        assert model.profile is timing.PROFILES[name]
+    assert {"i486", "pentium"} <= set(MODELS)
+    for name, profile in timing.PROFILES.items():
+        assert MODELS[name].profile is profile
 
 
 def test_the_builtin_models_carry_their_tlbs_and_signatures() -> None:
