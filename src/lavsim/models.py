@@ -100,7 +100,7 @@ class CpuModel:
 
 
 #: What :func:`get_model` accepts: a model name, a model, or a profile derived from one.
-ModelSpec: TypeAlias = "str | CpuModel | TimingProfile"
+ModelSpec: TypeAlias = str | CpuModel | TimingProfile
 
 
 def _key(name: str) -> str:
@@ -182,9 +182,9 @@ def get_model(spec: object, field: str = "profile") -> CpuModel:
                 return model.with_profile(spec)
         raise ConfigError(
             field,
-            f"timing profile {spec.name!r} derives from no registered CPU model (ancestry "
-            f"{list(spec.ancestry)}; known: {_known()}); build it from one with with_costs, or "
-            "pass CpuModel.with_profile(...)",
+            f"timing profile {show_value(spec.name, 40)} derives from no registered CPU model "
+            f"(ancestry {show_value(list(spec.ancestry), 40)}; known: {_known()}); derive it "
+            "from one with with_costs, or pass CpuModel.with_profile(...)",
         )
     raise ConfigError(
         field,
