@@ -35,6 +35,7 @@ from lavsim.mmu.descriptors import (
 )
 from lavsim.mmu.mmu import MMU, MMUConfig
 from lavsim.mmu.segmentation import SegmentCache
+from lavsim.models import get_model
 from lavsim.timing import get_profile
 
 GDT = 0x1000
@@ -88,6 +89,7 @@ class Rig:
         self.memory = PhysicalMemory(1 << 22)
         self.mmu = MMU(self.memory, MMUConfig.i486())
         self.cpu = CpuState(self.mmu, get_profile(profile))
+        self.cpu.cpuid_signature = get_model(profile).cpuid_signature  # as Machine does
         self.cpu.shutdown = None  # type: ignore[attr-defined]
         cpu = self.cpu
         cpu.gdtr_base, cpu.gdtr_limit = GDT, 0x7FF

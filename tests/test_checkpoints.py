@@ -141,8 +141,8 @@ def test_the_snapshot_knows_every_attribute_of_the_simulated_parts() -> None:
     m.run(max_cycles=5_000)
     # Private attributes are host-side speed caches by convention; public ones are simulated
     # state unless listed here as host settings (or derived: lazy_flags, user).
-    cpu_host = {"mmu", "profile", "io_read", "io_write", "ack_interrupt", "decode_cache",
-                "fast", "lazy_flags", "user"}
+    cpu_host = {"mmu", "profile", "cpuid_signature", "io_read", "io_write", "ack_interrupt",
+                "decode_cache", "fast", "lazy_flags", "user"}
     cpu_saved = set(m.snapshot().state["cpu"]) | {"gdtr_base", "gdtr_limit", "idtr_base",
                                                   "idtr_limit"}
     public = {name for name in vars(m.cpu) if not name.startswith("_")}
@@ -159,7 +159,7 @@ def test_the_snapshot_knows_every_attribute_of_the_simulated_parts() -> None:
     assert set(vars(m.pic)) == {"base", "irr", "isr", "imr", "lost", "acknowledged",
                                 "_read_isr", "_icw", "_need_icw3", "_need_icw4"}
     assert set(vars(m.timer)) == {"pic", "clock", "line", "period", "next_event", "ticks"}
-    machine_host = {"config", "profile", "memory", "mmu", "cpu", "pic", "timer",
+    machine_host = {"config", "model", "profile", "memory", "mmu", "cpu", "pic", "timer",
                     "console_device", "bus", "breakpoints", "trace", "_observers"}
     assert set(vars(m)) == machine_host | {"idle_cycles"}
 

@@ -40,6 +40,7 @@ from lavsim.kernel import layout as L
 from lavsim.kernel.system import LavenderSystem, Process, Thread
 from lavsim.kernel.tables import read_descriptor, write_descriptor
 from lavsim.mmu import descriptors as d
+from lavsim.models import ModelSpec
 from lavsim.network import NIC_IRQ, NIC_PORTS, Network, NetworkInterface, NetworkModel
 
 __all__ = ["Cluster", "ClusterOutcome", "Host", "netserver_source"]
@@ -280,7 +281,8 @@ class Host:
 
 
 class Cluster:
-    """``hosts`` machines (ids 1..n) of one CPU ``profile``, each booted into Lavender, with a
+    """``hosts`` machines (ids 1..n) of one CPU model ``profile`` (anything
+    :class:`~lavsim.kernel.system.LavenderSystem` takes), each booted into Lavender, with a
     network interface and (``network_servers``) a network server, joined by ``network``.
     ``name_servers`` starts each host's name server first (port ``NS_PORT``), so that
     procedure names resolve locally and, through the network servers, across hosts.
@@ -294,7 +296,7 @@ class Cluster:
         hosts: int = 2,
         *,
         network: NetworkModel | None = None,
-        profile: str = "i486",
+        profile: ModelSpec = "i486",
         memory_size: int = 16 * MiB,
         timer_period: int = 20_000,
         observe: bool = False,

@@ -25,6 +25,14 @@ class ConfigError(LavsimError, ValueError):
         self.field = field
 
 
+def show_value(value: object, limit: int = 60) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters and ``...``: a refused
+    value is named, never dumped (the repr of a configuration object can run to thousands of
+    characters)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class MemoryAccessError(LavsimError):
     """A physical access fell outside installed memory (never a silent 0)."""
 

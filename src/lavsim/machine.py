@@ -102,7 +102,8 @@ from lavsim.mmu.descriptors import (
 from lavsim.mmu.mmu import MMU, MMUConfig, MMUStats
 from lavsim.mmu.paging import walk
 from lavsim.mmu.segmentation import SegmentCache
-from lavsim.timing import PROFILES, TimingProfile, get_profile
+from lavsim.models import CpuModel, get_model
+from lavsim.timing import TimingProfile
 
 if TYPE_CHECKING:
     from lavsim.snapshot import Snapshot
@@ -151,23 +152,24 @@ class MachineConfig:
     """What a machine is built from; every field is checked when the config is built
     (:class:`~lavsim.errors.ConfigError` names the field).
 
-    ``profile``: timing profile name (``"i486"`` or ``"pentium"``); ``memory_size``: installed
-    bytes (a multiple of 4096, up to 4 GiB); ``mmu``: TLB organisation, by default the
-    profile's (:meth:`MMUConfig.i486` / :meth:`MMUConfig.pentium`); ``timer_period``: cycles
+    ``profile``: the CPU model (:mod:`lavsim.models`): a registered name (``"i486"``,
+    ``"pentium"``), a :class:`~lavsim.models.CpuModel`, or a :class:`TimingProfile` derived
+    from a registered model (e.g. by ``with_costs``); :attr:`model` is the model it stands for.
+    ``memory_size``: installed bytes (a multiple of 4096, up to 4 GiB); ``mmu``: TLB
+    organisation, by default the model's; ``timer_period``: cycles
     between timer interrupts (IRQ 0) at reset, 0 = stopped until the guest programs it;
     ``pic_base``: the vector of IRQ 0 at reset (a multiple of 8).
     """
 
-    profile: str = "i486"
+    profile: str | TimingProfile | CpuModel = "i486"
     memory_size: int = 16 * MiB
     mmu: MMUConfig | None = None
     timer_period: int = 0
     pic_base: int = 0x20
+    _model: CpuModel = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.profile, str) or self.profile.strip().lower() not in PROFILES:
-            known = ", ".join(sorted(PROFILES))
-            raise ConfigError("profile", f"unknown profile {self.profile!r}; known: {known}")
+        object.__setattr__(self, "_model", get_model(self.profile, "profile"))
         _check_int("memory_size", self.memory_size, 4096, 1 << 32)
         if self.memory_size % 4096:
             raise ConfigError("memory_size", "must be a multiple of 4096")
@@ -179,13 +181,14 @@ class MachineConfig:
             raise ConfigError("pic_base", "must be a multiple of 8")
 
     @property
+    def model(self) -> CpuModel:
+        """The CPU model ``profile`` stands for (timing, TLBs, CPUID identity)."""
+        return self._model
+
+    @property
     def mmu_config(self) -> MMUConfig:
-        """The MMU configuration in force: the override, else the profile's."""
-        if self.mmu is not None:
-            return self.mmu
-        if self.profile.strip().lower() == "pentium":
-            return MMUConfig.pentium()
-        return MMUConfig.i486()
+        """The MMU configuration in force: the override, else the model's."""
+        return self.mmu if self.mmu is not None else self._model.mmu
 
 
 @attrs.frozen
@@ -264,10 +267,13 @@ class Machine:
 
     def __init__(self, config: MachineConfig | None = None) -> None:
         self.config = config if config is not None else MachineConfig()
-        self.profile: TimingProfile = get_profile(self.config.profile)
+        #: The CPU model: the source of the timing profile, the TLBs and the CPUID identity.
+        self.model: CpuModel = self.config.model
+        self.profile: TimingProfile = self.model.profile
         self.memory = PhysicalMemory(self.config.memory_size)
         self.mmu = MMU(self.memory, self.config.mmu_config)
         self.cpu = CPU(self.mmu, self.profile)
+        self.cpu.cpuid_signature = self.model.cpuid_signature
         self.pic = ProgrammableInterruptController(self.config.pic_base)
         self.timer = IntervalTimer(self.pic, self._now, self.config.timer_period)
         self.console_device = Console()

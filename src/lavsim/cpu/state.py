@@ -107,6 +107,9 @@ class CpuState:
         self.tr: SegmentCache = SegmentCache.null(0)
         #: Time-stamp counter: the simulated cycle count (read by RDTSC).
         self.tsc = 0
+        #: EAX of CPUID leaf 1 (family, model, stepping): set by whoever builds the machine,
+        #: from its CPU model (``lavsim.models``); 0, "no identity", for a bare CPU.
+        self.cpuid_signature = 0
         #: Instructions retired.
         self.instructions = 0
         #: Set by HLT; cleared when an interrupt is delivered.

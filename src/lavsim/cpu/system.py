@@ -18,8 +18,9 @@ Not modelled, and what happens instead:
   (VME, PVI, PAE, ...) is #GP(0). CR1, CR5..CR7 are #UD.
 
 CPUID identity (documented, made up for lavsim): vendor string ``"Lavsim IA-32"``; leaf 1 gives
-family 4 model 8 for the ``i486`` profile and family 5 model 2 for ``pentium``, and the feature
-bits of what is modelled: DE, PSE, TSC, PGE (no FPU, no VME, no CX8).
+the signature of the CPU model the machine was built with (``CpuState.cpuid_signature``, from
+``lavsim.models``: family 4 model 8 for ``i486``, family 5 model 2 stepping 1 for ``pentium``),
+and the feature bits of what is modelled: DE, PSE, TSC, PGE (no FPU, no VME, no CX8).
 """
 
 from __future__ import annotations
@@ -116,8 +117,6 @@ CR4_SUPPORTED = CR4_TSD | CR4_DE | CR4_PSE | CR4_MCE | CR4_PGE
 CPUID_VENDOR = b"Lavsim IA-32"
 #: CPUID leaf 1 EDX feature bits: DE (2), PSE (3), TSC (4), PGE (13).
 CPUID_FEATURES = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 13)
-#: CPUID leaf 1 EAX signature by profile name: family, model, stepping.
-CPUID_SIGNATURE = {"i486": (4 << 8) | (8 << 4), "pentium": (5 << 8) | (2 << 4) | 1}
 
 #: System-descriptor types LAR reports (SDM Vol. 2, LAR): TSSes, LDT, call and task gates.
 _LAR_SYSTEM_TYPES = frozenset({
@@ -461,7 +460,7 @@ def cpuid(cpu: CpuState, insn: Insn) -> None:
         regs[EDX] = int.from_bytes(vendor[4:8], "little")
         regs[ECX] = int.from_bytes(vendor[8:12], "little")
         return
-    regs[EAX] = CPUID_SIGNATURE.get(cpu.profile.name, CPUID_SIGNATURE["pentium"])
+    regs[EAX] = cpu.cpuid_signature
     regs[EBX] = 0
     regs[ECX] = 0
     regs[EDX] = CPUID_FEATURES

@@ -77,6 +77,7 @@ from lavsim.machine import Machine, MachineConfig
 from lavsim.mmu import descriptors as d
 from lavsim.mmu.mmu import MMUConfig
 from lavsim.mmu.segmentation import SegmentCache
+from lavsim.models import ModelSpec
 
 if TYPE_CHECKING:
     from lavsim.snapshot import SystemSnapshot
@@ -405,8 +406,10 @@ class Thread:
 class LavenderSystem:
     """A booted Lavender kernel on a simulated machine.
 
-    ``profile``: ``"i486"`` or ``"pentium"``; ``memory_size``: installed bytes (at least
-    ``layout.MIN_MEMORY``, at most 1 GiB so that the kernel window maps all of it);
+    ``profile``: the CPU model, as :class:`~lavsim.machine.MachineConfig` takes it (a name such
+    as ``"i486"`` or ``"pentium"``, a ``CpuModel``, or a ``TimingProfile`` derived from a
+    registered model, see :func:`lavsim.models.get_model`); ``memory_size``: installed bytes
+    (at least ``layout.MIN_MEMORY``, at most 1 GiB so that the kernel window maps all of it);
     ``timer_period``: cycles between timer ticks (the time slice), 0 for no preemption;
     ``mmu``: a TLB organisation other than the profile's; ``observe``: attribute cycles and
     count kernel events host-side (see :mod:`lavsim.kernel.observer`; slower, changes no
@@ -416,7 +419,7 @@ class LavenderSystem:
 
     def __init__(
         self,
-        profile: str = "i486",
+        profile: ModelSpec = "i486",
         memory_size: int = 16 * MiB,
         timer_period: int = 20_000,
         *,
