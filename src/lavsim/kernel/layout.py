@@ -27,7 +27,10 @@ Physical memory (the kernel reaches a physical address ``p`` at linear ``KERNEL_
 
 from __future__ import annotations
 
-from lavsim import devices, network
+# The device layer's port map and interrupt lines (devices and the network card sit below the
+# kernel); nothing else of the top package is needed here.
+import lavsim.devices as devices
+import lavsim.network as network
 from lavsim.mmu import descriptors as d
 
 PAGE_SIZE = 4096
