@@ -9,11 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Importing the semantics modules registers their handlers.
-import lavsim.cpu.far
-import lavsim.cpu.interrupts
-import lavsim.cpu.system  # noqa: F401
-from lavsim.cpu.handlers import HANDLERS
+from lavsim.cpu.decoder import HANDLERS
 from lavsim.cpu.insn import Insn
 from lavsim.cpu.isa import FORMS, Form
 from lavsim.cpu.state import CS, DS, ES, ESP, FS, GS, SS, CpuState

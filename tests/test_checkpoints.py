@@ -1,4 +1,4 @@
-"""Checkpoints: Machine.snapshot()/restore(), Snapshot files, LavenderSystem.snapshot()/restore().
+"""Checkpoints: take_snapshot/restore_snapshot, Snapshot files, LavenderSystem.snapshot/restore.
 
 The rule checked everywhere: run A, snapshot, run B; restore, run B again; everything a run can
 change (cycles, registers, memory, TLB contents in LRU order and statistics, devices, console)
@@ -19,7 +19,13 @@ from lavsim.cpu.asm import assemble
 from lavsim.kernel import LavenderSystem
 from lavsim.machine import Machine, MachineConfig
 from lavsim.mmu.segmentation import SegmentCache
-from lavsim.snapshot import SNAPSHOT_VERSION, Snapshot, SnapshotError
+from lavsim.snapshot import (
+    SNAPSHOT_VERSION,
+    Snapshot,
+    SnapshotError,
+    restore_snapshot,
+    take_snapshot,
+)
 from test_kernel_run import WORKER, _letters_system
 from test_machine import ENTRY, machine, timer_machine
 
@@ -58,23 +64,23 @@ def _kernel_machine(profile: str = "i486") -> Machine:
 def test_run_a_snapshot_run_b_restore_run_b_again_is_identical(profile: str) -> None:
     m = _kernel_machine(profile)
     m.run(max_cycles=12_345)
-    snap = m.snapshot()
+    snap = take_snapshot(m)
     first = m.run(max_cycles=25_000)
     after_b = full_state(m)
-    m.restore(snap)
-    assert m.snapshot().digest() == snap.digest(), "restore gives back exactly the snapshot"
+    restore_snapshot(m, snap)
+    assert take_snapshot(m).digest() == snap.digest(), "restore gives back exactly the snapshot"
     second = m.run(max_cycles=25_000)
     assert first == second
     assert full_state(m) == after_b
     # A snapshot can be restored again and again.
-    m.restore(snap)
+    restore_snapshot(m, snap)
     assert m.run(max_cycles=25_000) == first and full_state(m) == after_b
 
 
 def test_a_snapshot_file_restores_into_a_freshly_built_machine(tmp_path: Path) -> None:
     m = _kernel_machine("pentium")
     m.run(max_cycles=9_000)
-    snap = m.snapshot()
+    snap = take_snapshot(m)
     path = tmp_path / "cp.npz"
     snap.save(path)
     expected = m.run(max_cycles=30_000)
@@ -83,11 +89,11 @@ def test_a_snapshot_file_restores_into_a_freshly_built_machine(tmp_path: Path) -
     assert loaded.digest() == snap.digest()
     assert loaded.state == snap.state and loaded.frames == snap.frames
     fresh = Machine(m.config)
-    fresh.restore(loaded)
+    restore_snapshot(fresh, loaded)
     assert fresh.run(max_cycles=30_000) == expected
     assert full_state(fresh) == after_b
     # ... and into the original machine too.
-    m.restore(loaded)
+    restore_snapshot(m, loaded)
     assert m.run(max_cycles=30_000) == expected and full_state(m) == after_b
 
 
@@ -98,10 +104,10 @@ def test_snapshot_settles_lazy_flags_and_keeps_the_timer_phase() -> None:
     m.load(ENTRY, code)
     m.run(max_instructions=2)
     assert m.cpu.lazy_flags is not None, "the add left its flags lazy"
-    snap = m.snapshot()
+    snap = take_snapshot(m)
     assert snap.state["cpu"]["eflags"] & 0x41 == 0x41  # CF and ZF, settled
     fresh = Machine(m.config)
-    fresh.restore(snap)
+    restore_snapshot(fresh, snap)
     assert fresh.cpu.get_eflags() == m.cpu.get_eflags()
     assert fresh.run(max_cycles=5_500) == m.run(max_cycles=5_500)
     assert full_state(fresh) == full_state(m)
@@ -111,14 +117,14 @@ def test_restore_drops_decoded_instructions_and_the_mmu_fast_path() -> None:
     old = assemble("mov eax, 1\ncli\nhlt\n", origin=ENTRY).code
     new = assemble("mov eax, 2\ncli\nhlt\n", origin=ENTRY).code
     m = machine(old)
-    snap = m.snapshot()
+    snap = take_snapshot(m)
     m.load(ENTRY, new)
     m.run()
     assert m.cpu.regs[0] == 2
-    m.restore(snap)
+    restore_snapshot(m, snap)
     m.run()
     assert m.cpu.regs[0] == 1, "a decoded instruction of the newer code survived the restore"
-    m.restore(snap)
+    restore_snapshot(m, snap)
     assert not m.cpu._icache
     assert not m.mmu._identity and not m.mmu._dfast_paged and not m.mmu._ifast_paged
 
@@ -127,9 +133,9 @@ def test_a_triple_fault_and_its_report_survive_a_file(tmp_path: Path) -> None:
     m = machine(bytes([0xCD, 0x30]))  # int 0x30 through an empty IDT
     result = m.run(max_instructions=10)
     assert result.reason == "triple_fault"
-    m.snapshot().save(tmp_path / "tf.npz")
+    take_snapshot(m).save(tmp_path / "tf.npz")
     fresh = Machine(m.config)
-    fresh.restore(Snapshot.load(tmp_path / "tf.npz"))
+    restore_snapshot(fresh, Snapshot.load(tmp_path / "tf.npz"))
     again = fresh.run()
     assert again.reason == "triple_fault" and again.report == result.report
     assert fresh.cpu.shutdown == m.cpu.shutdown
@@ -143,7 +149,7 @@ def test_the_snapshot_knows_every_attribute_of_the_simulated_parts() -> None:
     # state unless listed here as host settings (or derived: lazy_flags, user).
     cpu_host = {"mmu", "profile", "cpuid_signature", "io_read", "io_write", "ack_interrupt",
                 "decode_cache", "fast", "lazy_flags", "user"}
-    cpu_saved = set(m.snapshot().state["cpu"]) | {"gdtr_base", "gdtr_limit", "idtr_base",
+    cpu_saved = set(take_snapshot(m).state["cpu"]) | {"gdtr_base", "gdtr_limit", "idtr_base",
                                                   "idtr_limit"}
     public = {name for name in vars(m.cpu) if not name.startswith("_")}
     assert public - cpu_host <= cpu_saved
@@ -169,20 +175,20 @@ def test_the_snapshot_knows_every_attribute_of_the_simulated_parts() -> None:
 
 def test_a_snapshot_of_another_configuration_is_refused_and_changes_nothing() -> None:
     m = machine(bytes([0x90, 0xFA, 0xF4]))
-    snap = m.snapshot()
+    snap = take_snapshot(m)
     for config in (MachineConfig(memory_size=2 << 20), MachineConfig(profile="pentium",
                                                                      memory_size=1 << 20)):
         other = Machine(config)
         before = full_state(other)
         with pytest.raises(SnapshotError, match=r"memory_size|profile"):
-            other.restore(snap)
+            restore_snapshot(other, snap)
         assert full_state(other) == before
 
 
 def test_a_malformed_snapshot_is_refused_and_changes_nothing() -> None:
     m = _kernel_machine()
     m.run(max_cycles=3_000)
-    snap = m.snapshot()
+    snap = take_snapshot(m)
     m.run(max_cycles=1_000)
     before = full_state(m)
     bad_state = json.loads(json.dumps(snap.state))
@@ -192,10 +198,10 @@ def test_a_malformed_snapshot_is_refused_and_changes_nothing() -> None:
                   {**snap.state, "pic": {}}):
         broken = Snapshot(snap.config, state, snap.frames, snap.console)
         with pytest.raises(SnapshotError, match="malformed"):
-            m.restore(broken)
+            restore_snapshot(m, broken)
         assert full_state(m) == before
     with pytest.raises(SnapshotError):
-        m.restore("not a snapshot")  # type: ignore[arg-type]
+        restore_snapshot(m, "not a snapshot")  # type: ignore[arg-type]
 
 
 def _rewrite(src: Path, dst: Path, **changes: Any) -> None:
@@ -210,7 +216,7 @@ def test_corrupt_truncated_foreign_and_other_version_files_are_refused(tmp_path:
     m = machine(bytes([0x90, 0xFA, 0xF4]))
     m.run()
     good = tmp_path / "good.npz"
-    m.snapshot().save(good)
+    take_snapshot(m).save(good)
     raw = good.read_bytes()
 
     truncated = tmp_path / "truncated.npz"
@@ -242,7 +248,7 @@ def test_corrupt_truncated_foreign_and_other_version_files_are_refused(tmp_path:
     for path, message in cases.items():
         with pytest.raises(SnapshotError, match=message):
             Snapshot.load(path)
-    assert Snapshot.load(good).digest() == m.snapshot().digest()
+    assert Snapshot.load(good).digest() == take_snapshot(m).digest()
 
 
 # --- LavenderSystem ---------------------------------------------------------------------------

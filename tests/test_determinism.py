@@ -19,6 +19,7 @@ import lavsim
 WORKLOAD = r'''
 import json, sys
 from lavsim.kernel import LavenderSystem
+from lavsim.snapshot import take_snapshot
 WORKER = """
 main:
     mov esi, eax
@@ -57,7 +58,7 @@ print(json.dumps({
     "regs": cpu.regs, "eip": cpu.eip, "eflags": cpu.get_eflags(), "tsc": cpu.tsc,
     "memory": system.machine.memory.digest(), "state": system.machine.state_digest(),
     "tlb": repr(system.machine.mmu.stats), "console": system.console,
-    "stats": system.stats().table(), "snapshot": system.machine.snapshot().digest(),
+    "stats": system.stats().table(), "snapshot": take_snapshot(system.machine).digest(),
 }))
 '''
 

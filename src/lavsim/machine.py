@@ -43,24 +43,21 @@ result is the same (``tests/test_machine_blocks.py``). A REP string instruction 
 iterations at the same bound (see :mod:`lavsim.cpu.ops_string`), so a run overshoots its cycle
 budget by at most one iteration and a timer interrupt is taken inside a long copy.
 
-**Checkpoints**: :meth:`Machine.snapshot` returns a :class:`~lavsim.snapshot.Snapshot` of every
-simulated state (memory, CPU, MMU and TLB contents with LRU order and statistics, devices);
-:meth:`Machine.restore` puts it back and drops every host-side speed cache. See
-:mod:`lavsim.snapshot` for the file format.
+**Checkpoints** live in :mod:`lavsim.snapshot`, which depends on this module (it knows the
+machine; the machine knows nothing of it): ``take_snapshot(machine)`` returns a
+:class:`~lavsim.snapshot.Snapshot` of every simulated state (memory, CPU, MMU and TLB contents
+with LRU order and statistics, devices); ``restore_snapshot(machine, snapshot)`` puts it back
+and drops every host-side speed cache.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 
-# Importing the semantics modules registers their handlers before anything is decoded.
-import lavsim.cpu.far
-import lavsim.cpu.interrupts
-import lavsim.cpu.system  # noqa: F401
 from lavsim.cpu.core import CPU
 from lavsim.cpu.state import (
     CR0_ET,
@@ -104,9 +101,6 @@ from lavsim.mmu.paging import walk
 from lavsim.mmu.segmentation import SegmentCache
 from lavsim.models import CpuModel, get_model
 from lavsim.timing import TimingProfile
-
-if TYPE_CHECKING:
-    from lavsim.snapshot import Snapshot
 
 __all__ = [
     "FlatLayout",
@@ -457,24 +451,6 @@ class Machine:
     def observers(self) -> tuple[StepObserver, ...]:
         """The step observers, in the order they are called."""
         return self._observers
-
-    # --- checkpoints -----------------------------------------------------------------------
-    def snapshot(self) -> Snapshot:
-        """Every simulated state of the machine now, as a :class:`~lavsim.snapshot.Snapshot`
-        (memory, CPU, MMU, TLB contents in LRU order with statistics, devices, counters)."""
-        from lavsim.snapshot import take_snapshot
-
-        return take_snapshot(self)
-
-    def restore(self, snapshot: Snapshot) -> None:
-        """Put back the state of ``snapshot`` (taken from this machine or from one of the same
-        profile, memory size and TLB geometry; ``SnapshotError`` otherwise, nothing changed).
-        Every host-side speed cache (decoded instructions, the MMU's fast path) is dropped.
-        Breakpoints, the trace hook and step observers are host settings and stay as they are.
-        """
-        from lavsim.snapshot import restore_snapshot
-
-        restore_snapshot(self, snapshot)
 
     # --- running ---------------------------------------------------------------------------
     def step(self) -> RunResult:

@@ -1,7 +1,7 @@
 """Checkpoints: every simulated state of a :class:`~lavsim.machine.Machine`, in memory or in a file.
 
-:meth:`Machine.snapshot() <lavsim.machine.Machine.snapshot>` returns a :class:`Snapshot`;
-:meth:`Machine.restore() <lavsim.machine.Machine.restore>` puts it back, into the same machine or
+:func:`take_snapshot` (machine) returns a :class:`Snapshot`; :func:`restore_snapshot`
+(machine, snapshot) puts it back, into the same machine or
 into a freshly built one of the same profile, memory size and TLB geometry. A snapshot holds:
 
 - physical memory (every frame that is not all zeros);
@@ -67,6 +67,8 @@ __all__ = [
     "Snapshot",
     "SnapshotError",
     "SystemSnapshot",
+    "restore_snapshot",
+    "take_snapshot",
 ]
 
 SNAPSHOT_FORMAT = "lavsim-snapshot"
@@ -215,7 +217,8 @@ def _machine_config(machine: Machine) -> dict[str, Any]:
 
 
 def take_snapshot(machine: Machine) -> Snapshot:
-    """The snapshot of ``machine`` now (what :meth:`Machine.snapshot` returns)."""
+    """The snapshot of ``machine`` now: every simulated state (memory, CPU, MMU, TLB contents
+    in LRU order with statistics, devices, counters), each component giving its own part."""
     memory = machine.memory
     frames: dict[int, bytes] = {}
     for pfn in memory.allocated_frames():
@@ -253,7 +256,8 @@ def _check_config(machine: Machine, config: Mapping[str, Any]) -> None:
 
 
 def restore_snapshot(machine: Machine, snapshot: Snapshot) -> None:
-    """Put ``snapshot`` back into ``machine`` (what :meth:`Machine.restore` does).
+    """Put ``snapshot`` back into ``machine`` (taken from it or from one of the same profile,
+    memory size and TLB geometry; ``SnapshotError`` otherwise, nothing changed).
 
     Everything is checked and built first; the machine is changed only when the whole snapshot
     is usable, so a refused snapshot (:class:`SnapshotError`) leaves the machine as it was.

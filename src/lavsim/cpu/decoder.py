@@ -28,35 +28,42 @@ What the decoder implements (SDM Vol. 2, chapter 2):
 * The CPL check of ``priv`` forms is made by their semantics (system instructions), since a
   decoded instruction is cached independently of the CPL.
 
-Each decoded :class:`~lavsim.cpu.insn.Insn` gets its semantics resolved once: the handler
-registered in :data:`lavsim.cpu.handlers.HANDLERS` or, when a semantics module registered a
-decode-time *binder* for the name (:data:`lavsim.cpu.operands.BINDERS`), the function it
-returns, specialised for this instruction.
+Semantics: :data:`SEMANTICS` names every semantics module's table
+(:class:`lavsim.cpu.handlers.Semantics`); :data:`HANDLERS` and :data:`BINDERS` are their union.
+Each decoded :class:`~lavsim.cpu.insn.Insn` gets its semantics resolved once: the name's
+decode-time *binder*, if it has one, returns a function specialised for this instruction; else
+the generic handler.
+
+**The tables are checked when this module is imported** (:func:`check_tables`): every form of
+:data:`~lavsim.cpu.isa.FORMS` must have a handler, and a base-cost key in every built-in profile
+unless its timing class is in :data:`DYNAMIC_COST`; otherwise the import fails with a
+:class:`DecoderBuildError` naming the forms. Every :class:`~lavsim.timing.TimingProfile` holds
+the same key vocabulary (its construction refuses a missing key), so checking the built-in
+profiles covers every profile.
 
 Base cycles: ``insn.cycles`` is ``profile.table[key]`` where the key is the first of
 ``timing``, ``timing.<letters>``, ``timing_<letters>``, ``timing.<letters reversed>``,
 ``timing.not_taken`` that the profile defines (letters: ``r``/``m``/``i`` for destination then
 source, ``1`` and ``cl`` for shift counts; LOOPE/LOOPNE use the ``loop`` keys). So Jcc, LOOP and
 JECXZ are charged their not-taken cost and add the difference when taken. Forms for which no
-key exists (far transfers, INT, IRET, MOV CRn) get a base of 0 and their semantics charge the
-path taken. REP-prefixed string instructions get
+key exists -- exactly the timing classes of :data:`DYNAMIC_COST`: far transfers, INT, IRET,
+MOV CRn -- get a base of 0 and their semantics charge the path taken. REP-prefixed string
+instructions get
 ``rep.base`` and their semantics add the per-iteration cost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-# The semantics modules register their handlers when imported.
-import lavsim.cpu.ops_control
-import lavsim.cpu.ops_int
-import lavsim.cpu.ops_string  # noqa: F401
-from lavsim.cpu.handlers import HANDLERS
+from lavsim.cpu import far, interrupts, ops_control, ops_int, ops_string, system
+from lavsim.cpu.handlers import Binder, Handler, Semantics, merge
 from lavsim.cpu.insn import Insn
 from lavsim.cpu.isa import FORMS, SEGMENT_PREFIXES, Form
-from lavsim.cpu.operands import BINDERS
+from lavsim.errors import LavsimError
 from lavsim.faults import CpuFault, gp, ud
+from lavsim.timing import PROFILES
 
 if TYPE_CHECKING:
     from lavsim.cpu.state import CpuState
@@ -131,6 +138,87 @@ def _letter(op: str) -> str:
     return ""
 
 
+#: The semantics modules whose tables make up the decoder's (see the module docstring).
+SEMANTICS: tuple[Semantics, ...] = (
+    ops_int.SEMANTICS, ops_control.SEMANTICS, ops_string.SEMANTICS,
+    far.SEMANTICS, interrupts.SEMANTICS, system.SEMANTICS,
+)  # fmt: skip
+HANDLERS: dict[str, Handler]
+BINDERS: dict[str, Binder]
+HANDLERS, BINDERS = merge(SEMANTICS)
+
+#: Timing classes with no base key: the decoder charges 0 and the semantics charge the whole
+#: figure of the path taken (:func:`lavsim.cpu.far.charge_path`): far JMP/CALL/RET (direct,
+#: through a gate, to another privilege level: ``far.py``), INT n/INT3 and IRET (same or
+#: other privilege level: ``interrupts.py``), MOV to/from CRn (by register: ``system.py``).
+DYNAMIC_COST: frozenset[str] = frozenset({
+    "call_far", "jmp_far", "retf", "retf_imm", "int", "int3", "iret", "mov_to_cr", "mov_from_cr",
+})  # fmt: skip
+
+
+class DecoderBuildError(LavsimError):
+    """The instruction table, the semantics and the timing profiles do not agree."""
+
+
+def _mem_variants(form: Form) -> tuple[bool, ...]:
+    """The values of ``insn.mem`` a form decodes with (they choose r/m timing letters)."""
+    ops = form.operands
+    if "CRn" in ops:
+        return (False,)
+    if any(op in ("m", "m16:v") for op in ops):
+        return (True,)
+    if any(op.startswith("r/m") for op in ops):
+        return (False, True)
+    return (False,)
+
+
+def _form_name(form: Form) -> str:
+    return f"{form.mnemonic} {', '.join(form.operands)} ({form.opcode.hex()}, {form.handler})"
+
+
+def check_tables(
+    forms: Iterable[Form],
+    handlers: Mapping[str, object],
+    binders: Mapping[str, object],
+    profiles: Mapping[str, Mapping[str, int]],
+    dynamic: frozenset[str] = DYNAMIC_COST,
+) -> None:
+    """Refuse, with a :class:`DecoderBuildError` naming every offending form, a form without
+    semantics, a form whose base-cost key a profile (name -> key table) lacks while its timing
+    class is not ``dynamic``, a REP form when a profile lacks ``rep.base``, and a ``dynamic``
+    class that no form uses or that has a base key after all (a stale entry)."""
+    forms = tuple(forms)
+    problems = [
+        f"no handler for {_form_name(f)}"
+        for f in forms
+        if f.handler not in handlers and f.handler not in binders
+    ]
+    used = {f.timing for f in forms}
+    problems += [f"DYNAMIC_COST names {t!r}, which no form uses" for t in sorted(dynamic - used)]
+    for name, table in profiles.items():
+        for f in forms:
+            if "rep" in f.attrs and "rep.base" not in table:
+                problems.append(f"profile {name!r} lacks 'rep.base' for {_form_name(f)}")
+            for mem in _mem_variants(f):
+                key = timing_key(f, mem, table)
+                where = "memory" if mem else "register"
+                if key is None and f.timing not in dynamic:
+                    problems.append(
+                        f"profile {name!r} has no timing key for {_form_name(f)} "
+                        f"({where} form, class {f.timing!r})"
+                    )
+                elif key is not None and f.timing in dynamic:
+                    problems.append(
+                        f"{_form_name(f)} is in DYNAMIC_COST but profile {name!r} has its "
+                        f"base key {key!r}"
+                    )
+    if problems:
+        shown = sorted(set(problems))
+        raise DecoderBuildError(
+            f"decoder tables refused ({len(shown)} problems):\n  " + "\n  ".join(shown)
+        )
+
+
 # --- the opcode maps ----------------------------------------------------------------------
 # Each slot is None (undefined) or a tuple of 8 candidate lists (by /digit, or all eight the
 # same for forms without a digit). A list holds the plans sharing that encoding.
@@ -189,7 +277,7 @@ _KeyCache = dict[tuple[int, str, bool, bool], tuple[str, int]]
 _key_caches: dict[int, tuple[Any, _KeyCache]] = {}
 
 
-def timing_key(form: Form, mem: bool, table: dict[str, int]) -> str | None:
+def timing_key(form: Form, mem: bool, table: Mapping[str, int]) -> str | None:
     """The profile key of a form's base cost (see the module docstring), or None."""
     letters = "".join(
         ("m" if mem else "r") if c == "m?" else c for c in map(_letter, form.operands[:2])
@@ -219,6 +307,10 @@ def _base_cost(profile: TimingProfile, plan: Plan, mem: bool, rep: bool) -> tupl
         result = (key, table[key]) if key is not None else (plan.form.timing, 0)
     cache[k] = result
     return result
+
+
+# The build-time check (see the module docstring): an incomplete table fails the import.
+check_tables(FORMS, HANDLERS, BINDERS, {name: p.table for name, p in PROFILES.items()})
 
 
 # --- fetching -------------------------------------------------------------------------------
@@ -475,18 +567,17 @@ def _sext(value: int, size: int) -> int:
     return value - (sign << 1) if value & sign else value
 
 
-def _undefined(cpu: Any, insn: Insn) -> None:
-    raise ud()
-
-
 def resolve(i: Insn) -> Callable[[Any, Insn], None]:
     """The semantics of a decoded instruction: a decode-time binder's specialised function,
-    else the registered handler; a form whose semantics are not built yet raises #UD."""
+    else the generic handler (:func:`check_tables` has made sure one of them exists)."""
     name = i.form.handler
     bind = BINDERS.get(name)
     if bind is not None:
         return bind(i)
-    return HANDLERS.get(name, _undefined)
+    return HANDLERS[name]
 
 
-__all__ = ["CpuFault", "Fetch", "Plan", "decode", "decode_fetched", "fetch_window", "resolve"]
+__all__ = [
+    "BINDERS", "DYNAMIC_COST", "HANDLERS", "SEMANTICS", "CpuFault", "DecoderBuildError", "Fetch",
+    "Plan", "check_tables", "decode", "decode_fetched", "fetch_window", "resolve",
+]  # fmt: skip

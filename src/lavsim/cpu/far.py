@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lavsim.cpu.handlers import handler
+from lavsim.cpu.handlers import Semantics
 from lavsim.cpu.state import CS, DS, ES, ESP, FS, GS, MASK32, SS, CpuState
 from lavsim.faults import SS as SS_VECTOR
 from lavsim.faults import CpuFault, gp, np_fault, selector_error_code, ss
@@ -54,6 +54,10 @@ from lavsim.mmu.segmentation import (
 
 if TYPE_CHECKING:
     from lavsim.cpu.insn import Insn
+
+#: This module's semantics (merged into the decoder's table by :mod:`lavsim.cpu.decoder`).
+SEMANTICS = Semantics(__name__)
+handler = SEMANTICS.handler
 
 __all__ = [
     "StackSlot",

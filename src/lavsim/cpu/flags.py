@@ -28,12 +28,17 @@ from the record for the common kinds (CMP/SUB then Jcc needs no settling at all)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from lavsim.cpu.state import AF, CF, OF, PF, SF, STATUS_FLAGS, ZF
+from lavsim.cpu.regs import AF, CF, OF, PF, SF, STATUS_FLAGS, ZF
 
-if TYPE_CHECKING:
-    from lavsim.cpu.state import CpuState
+
+class HasFlags(Protocol):
+    """What this module reads and settles of a :class:`lavsim.cpu.state.CpuState` (a protocol,
+    so that ``flags`` sits below ``state``: the state imports :func:`settle`)."""
+
+    eflags: int
+    lazy_flags: tuple[int, ...] | None
 
 ADD = 0
 ADC = 1
@@ -110,7 +115,7 @@ def compute(lazy: tuple[int, ...]) -> int:
     return bits
 
 
-def settle(cpu: CpuState) -> None:
+def settle(cpu: HasFlags) -> None:
     """Write the lazily kept status flags into ``cpu.eflags`` and clear the record."""
     lazy = cpu.lazy_flags
     if lazy is not None:
@@ -118,7 +123,7 @@ def settle(cpu: CpuState) -> None:
         cpu.lazy_flags = None
 
 
-def carry(cpu: CpuState) -> int:
+def carry(cpu: HasFlags) -> int:
     """The current CF as 0 or 1 (without settling the other flags)."""
     lazy = cpu.lazy_flags
     if lazy is None:
@@ -135,7 +140,7 @@ def carry(cpu: CpuState) -> int:
     return compute(lazy) & CF
 
 
-def status(cpu: CpuState) -> int:
+def status(cpu: HasFlags) -> int:
     """The six status flags as EFLAGS bits (settling nothing)."""
     lazy = cpu.lazy_flags
     if lazy is None:
@@ -147,7 +152,7 @@ def _signed(value: int, sign: int) -> int:
     return value - (sign << 1) if value & sign else value
 
 
-def condition(cpu: CpuState, cc: int) -> bool:
+def condition(cpu: HasFlags, cc: int) -> bool:
     """Evaluate the tttn condition ``cc`` (0..15, SDM Vol. 2, appendix B.1.4.7)."""
     lazy = cpu.lazy_flags
     if lazy is not None:

@@ -46,7 +46,7 @@ from lavsim.cpu.far import (
     tables_of,
     write_stack_block,
 )
-from lavsim.cpu.handlers import handler
+from lavsim.cpu.handlers import Semantics
 from lavsim.cpu.state import (
     CS,
     EFLAGS_WRITABLE,
@@ -89,6 +89,10 @@ from lavsim.mmu.segmentation import (
 
 if TYPE_CHECKING:
     from lavsim.cpu.insn import Insn
+
+#: This module's semantics (merged into the decoder's table by :mod:`lavsim.cpu.decoder`).
+SEMANTICS = Semantics(__name__)
+handler = SEMANTICS.handler
 
 __all__ = [
     "EventRecord",

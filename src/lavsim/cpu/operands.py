@@ -12,12 +12,6 @@ system) uses to reach the operands the decoder described in an :class:`~lavsim.c
 
 Memory accesses go through :meth:`CpuState.read_mem` / :meth:`CpuState.write_mem`, so
 segmentation and paging faults (#GP(0), #SS(0) for SS-based operands, #PF) are raised here.
-
-It also holds :data:`BINDERS`, the decode-time specialisation registry: a semantics module may
-register, for a handler name, a *binder* ``binder(insn) -> handler`` that returns a function
-specialised for that decoded instruction (register vs memory form, operand size) so that the
-hot path makes no decisions the decoder already made. A binder's result must behave exactly as
-the generic handler registered under the same name in :data:`lavsim.cpu.handlers.HANDLERS`.
 """
 
 from __future__ import annotations
@@ -34,35 +28,6 @@ if TYPE_CHECKING:
 MASK32 = 0xFFFFFFFF
 
 Handler = Callable[[Any, "Insn"], None]
-Binder = Callable[["Insn"], Handler]
-
-#: Decode-time specialisers by handler name (see the module docstring).
-BINDERS: dict[str, Binder] = {}
-
-
-def binder(*names: str) -> Callable[[Binder], Binder]:
-    """Register the decorated function as the decode-time binder of the given handler names."""
-
-    def register(fn: Binder) -> Binder:
-        for name in names:
-            if name in BINDERS:
-                raise RuntimeError(f"binder {name!r} registered twice")
-            BINDERS[name] = fn
-        return fn
-
-    return register
-
-
-def bound_handler(name: str) -> Handler:
-    """A generic handler that binds ``insn`` on every call (for callers that skip the
-    decoder's binding step; the decoder itself binds once)."""
-    bind = BINDERS[name]
-
-    def run(cpu: Any, i: Insn) -> None:
-        bind(i)(cpu, i)
-
-    run.__name__ = name
-    return run
 
 
 def ea(cpu: CpuState, i: Insn) -> int:

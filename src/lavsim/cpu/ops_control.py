@@ -15,13 +15,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lavsim.cpu.flags import SUB, condition
+from lavsim.cpu.handlers import Semantics
 from lavsim.cpu.insn import Insn
-from lavsim.cpu.ops_int import bind, rm_get
+from lavsim.cpu.ops_int import rm_get
 from lavsim.cpu.state import CS, ECX, ZF, CpuState
 from lavsim.faults import gp
 
 MASK32 = 0xFFFFFFFF
 Fn = Callable[[CpuState, Insn], None]
+
+#: This module's semantics (merged into the decoder's table by :mod:`lavsim.cpu.decoder`).
+SEMANTICS = Semantics(__name__)
+bind = SEMANTICS.bind
 
 
 class TakenCost:

@@ -1,13 +1,14 @@
 """Integer instructions: data movement, arithmetic and logic, shifts, multiply/divide, stack,
 flag instructions (Intel SDM Vol. 2, one instruction page each).
 
-Every instruction is registered twice, under its ``isa.py`` handler name:
+Every instruction is entered twice in this module's table :data:`SEMANTICS`, under its
+``isa.py`` handler name (:class:`lavsim.cpu.handlers.Semantics`):
 
-* a **binder** (:func:`lavsim.cpu.operands.binder`): called once by the decoder with the
-  decoded instruction, it returns a function specialised for that instruction's operand forms
-  (register or memory, register number, immediate, size) so the hot path makes no decisions;
-* a generic **handler** (:func:`lavsim.cpu.handlers.handler`) that binds on every call, for
-  code that builds an :class:`~lavsim.cpu.insn.Insn` by hand.
+* a **binder**: called once by the decoder with the decoded instruction, it returns a function
+  specialised for that instruction's operand forms (register or memory, register number,
+  immediate, size) so the hot path makes no decisions;
+* a generic **handler** that binds on every call, for code that builds an
+  :class:`~lavsim.cpu.insn.Insn` by hand.
 
 Conventions every function keeps: all checks and every memory access that can fault come before
 the first register is changed, so a :class:`~lavsim.faults.CpuFault` leaves the registers as
@@ -20,9 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lavsim.cpu.flags import ADC, ADD, DEC, INC, LOGIC, SBB, SUB, SZP, carry, condition
-from lavsim.cpu.handlers import handler
+from lavsim.cpu.handlers import Semantics
 from lavsim.cpu.insn import Insn
-from lavsim.cpu.operands import BINDERS, binder, bound_handler
 from lavsim.cpu.state import (
     AF,
     CF,
@@ -166,39 +166,12 @@ def _shape(i: Insn) -> tuple[int, int]:
     return _kind(ops[0]), (_kind(ops[1]) if len(ops) > 1 else -1)
 
 
-def _register(name: str, bind: Callable[[Insn], Fn]) -> None:
-    binder(name)(bind)
-    handler(name)(bound_handler(name))
-
-
-def bind(*names: str) -> Callable[[Callable[[Insn], Fn]], Callable[[Insn], Fn]]:
-    """Register a binder and its generic handler for each name."""
-
-    def register(fn: Callable[[Insn], Fn]) -> Callable[[Insn], Fn]:
-        for name in names:
-            _register(name, fn)
-        return fn
-
-    return register
-
-
-def _constant_binder(fn: Fn) -> Callable[[Insn], Fn]:
-    def bind_constant(i: Insn) -> Fn:
-        return fn
-
-    return bind_constant
-
-
-def simple(*names: str) -> Callable[[Fn], Fn]:
-    """Register a handler that needs no specialisation (its binder returns it unchanged)."""
-
-    def register(fn: Fn) -> Fn:
-        for name in names:
-            handler(name)(fn)
-            BINDERS[name] = _constant_binder(fn)
-        return fn
-
-    return register
+#: This module's semantics (merged into the decoder's table by :mod:`lavsim.cpu.decoder`).
+SEMANTICS = Semantics(__name__)
+#: Register a binder and its generic handler for each name.
+bind = SEMANTICS.bind
+#: Register a handler that needs no specialisation (its binder returns it unchanged).
+simple = SEMANTICS.simple
 
 
 # --- MOV, MOVZX, MOVSX, LEA, XCHG ----------------------------------------------------------

@@ -48,9 +48,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lavsim.cpu.flags import SUB
-from lavsim.cpu.handlers import handler
+from lavsim.cpu.handlers import Semantics
 from lavsim.cpu.insn import Insn
-from lavsim.cpu.operands import BINDERS
 from lavsim.cpu.state import DF, ECX, EDI, ES, ESI, NEVER, ZF, CpuState
 
 if TYPE_CHECKING:
@@ -282,6 +281,8 @@ def _generic(name: str) -> Fn:
     return run
 
 
+#: This module's semantics (merged into the decoder's table by :mod:`lavsim.cpu.decoder`).
+SEMANTICS = Semantics(__name__)
 for _name in ITEMS:
-    BINDERS[_name] = _bind_string
-    handler(_name)(_generic(_name))
+    SEMANTICS.add_binder(_name, _bind_string)
+    SEMANTICS.add_handler(_name, _generic(_name))

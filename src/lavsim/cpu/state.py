@@ -4,8 +4,8 @@ This module is the contract between the pieces of :mod:`lavsim.cpu`: the decoder
 executor (``core``), the integer and string semantics, far transfers and interrupts, and the
 system instructions all read and change a :class:`CpuState` through the names defined here.
 
-Register numbering follows the ModRM encoding (SDM Vol. 2, table 2-2): EAX ECX EDX EBX ESP EBP
-ESI EDI = 0..7; segment registers ES CS SS DS FS GS = 0..5 (SDM Vol. 2, 3.1.1.1 "Sreg").
+The register numbers and the EFLAGS/CR0/CR4 bits live in the leaf :mod:`lavsim.cpu.regs` and
+are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from lavsim.cpu.flags import settle
+from lavsim.cpu.regs import *  # noqa: F403  (re-exported: code imports EAX, IF... from here)
+from lavsim.cpu.regs import CR0_ET, CR0_PE, EFLAGS_FIXED, EFLAGS_WRITABLE, ESP, IOPL_SHIFT, SS
 from lavsim.faults import SS as SS_VECTOR
 from lavsim.faults import CpuFault, gp
 from lavsim.mmu.segmentation import SegmentCache
@@ -20,51 +23,6 @@ from lavsim.mmu.segmentation import SegmentCache
 if TYPE_CHECKING:
     from lavsim.mmu.mmu import MMU
     from lavsim.timing import TimingProfile
-
-# General registers.
-EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI = range(8)
-# Segment registers.
-ES, CS, SS, DS, FS, GS = range(6)
-SREG_NAMES = ("ES", "CS", "SS", "DS", "FS", "GS")
-
-# EFLAGS bits (SDM Vol. 1, 3.4.3).
-CF = 1 << 0
-PF = 1 << 2
-AF = 1 << 4
-ZF = 1 << 6
-SF = 1 << 7
-TF = 1 << 8
-IF = 1 << 9
-DF = 1 << 10
-OF = 1 << 11
-IOPL_SHIFT = 12
-IOPL = 3 << IOPL_SHIFT
-NT = 1 << 14
-RF = 1 << 16
-VM = 1 << 17
-AC = 1 << 18
-ID = 1 << 21
-#: The six status flags that arithmetic computes.
-STATUS_FLAGS = CF | PF | AF | ZF | SF | OF
-#: Bit 1 always reads as 1.
-EFLAGS_FIXED = 1 << 1
-#: Bits software can ever change on this model (a Pentium without VME/VIF/VIP).
-EFLAGS_WRITABLE = STATUS_FLAGS | TF | IF | DF | IOPL | NT | RF | AC | ID
-
-# CR0 / CR4 bits (SDM Vol. 3, 2.5).
-CR0_PE = 1 << 0
-CR0_MP = 1 << 1
-CR0_EM = 1 << 2
-CR0_TS = 1 << 3
-CR0_ET = 1 << 4
-CR0_NE = 1 << 5
-CR0_WP = 1 << 16
-CR0_AM = 1 << 18
-CR0_NW = 1 << 29
-CR0_CD = 1 << 30
-CR0_PG = 1 << 31
-CR4_PSE = 1 << 4
-CR4_PGE = 1 << 7
 
 MASK32 = 0xFFFFFFFF
 #: A TSC no run reaches: "no bound".
@@ -153,8 +111,6 @@ class CpuState:
     def get_eflags(self) -> int:
         """The whole of EFLAGS, status flags settled."""
         if self.lazy_flags is not None:
-            from lavsim.cpu.flags import settle
-
             settle(self)
         return self.eflags
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lavsim.cpu.far import charge_path, read_stack_block, tables_of
-from lavsim.cpu.handlers import handler
+from lavsim.cpu.handlers import Semantics
 from lavsim.cpu.operands import ea, read_rm, write_rm
 from lavsim.cpu.state import (
     CR0_CD,
@@ -77,6 +77,10 @@ from lavsim.mmu.segmentation import (
 if TYPE_CHECKING:
     from lavsim.cpu.insn import Insn
 
+
+#: This module's semantics (merged into the decoder's table by :mod:`lavsim.cpu.decoder`).
+SEMANTICS = Semantics(__name__)
+handler = SEMANTICS.handler
 
 __all__ = [
     "CPUID_FEATURES",

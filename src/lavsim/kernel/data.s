@@ -1,35 +1,15 @@
 # Lavender kernel: dispatch tables and kernel variables (the end of the image).
 # The boot loader writes the initial values of the variables before the first run.
+# A label marked "generated from layout.X" gets its .long lines from the table X of layout.py
+# (kernel/image.py): the order of a table is written in one place only.
 
     .balign 4, 0
 # Handler of each vector reaching trap_entry (0..SYSCALL_VECTOR); the system-call vector has
 # its own entry and no slot is used for it.
-vector_table:
-    .long exception_handler, exception_handler, exception_handler, exception_handler
-    .long exception_handler, exception_handler, exception_handler, exception_handler
-    .long exception_handler, exception_handler, exception_handler, exception_handler
-    .long exception_handler, exception_handler, exception_handler, exception_handler
-    .long exception_handler, exception_handler, exception_handler, exception_handler
-    .long unexpected_vector, unexpected_vector, unexpected_vector, unexpected_vector
-    .long unexpected_vector, unexpected_vector, unexpected_vector, unexpected_vector
-    .long unexpected_vector, unexpected_vector, unexpected_vector, unexpected_vector
-    .long timer_handler, unexpected_vector, unexpected_vector, nic_handler
-    .long unexpected_vector, unexpected_vector, unexpected_vector, unexpected_vector
-    .long unexpected_vector, unexpected_vector, unexpected_vector, unexpected_vector
-    .long unexpected_vector, unexpected_vector, unexpected_vector, unexpected_vector
-    .long unexpected_vector
+vector_table:  # generated from layout.VECTOR_HANDLERS
 
-# System calls by number (layout.SYSCALL_NAMES).
-syscall_table:
-    .long sys_exit, sys_yield, sys_thread_id, sys_process_id, sys_console_write
-    .long sys_create_thread
-    .long sys_nosys, sys_nosys, sys_nosys, sys_nosys, sys_nosys                # 6..10
-    .long sys_nosys, sys_nosys, sys_nosys, sys_nosys, sys_nosys                # 11..15
-    # 16..31: ports and message IPC (ipc.s)
-    .long sys_port_create, sys_port_destroy, sys_send, sys_receive, sys_call   # 16..20
-    .long sys_reply, sys_reply_wait, sys_call_handoff, sys_reply_wait_handoff  # 21..24
-    .long sys_nosys, sys_nosys, sys_nosys, sys_nosys, sys_nosys, sys_nosys     # 25..30
-    .long sys_nosys                                                            # 31
+# System calls by number.
+syscall_table:  # generated from layout.SYSCALLS
 
 # Kernel state.
 k_status:           .long 0   # STATUS_*: booting, running, done, panic

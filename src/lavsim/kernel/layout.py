@@ -27,7 +27,10 @@ Physical memory (the kernel reaches a physical address ``p`` at linear ``KERNEL_
 
 from __future__ import annotations
 
-from lavsim import devices, network
+# The device layer's port map and interrupt lines (devices and the network card sit below the
+# kernel); nothing else of the top package is needed here.
+import lavsim.devices as devices
+import lavsim.network as network
 from lavsim.mmu import descriptors as d
 
 PAGE_SIZE = 4096
@@ -241,8 +244,17 @@ SYS_NET_SEND = 49
 SYS_NET_RECV = 50
 SYS_NET_INSTALL = 51
 SYS_NET_FETCH = 52
-NET_SYSCALL_COUNT = 5
-NET_SYSCALL_NAMES = ("net_attach", "net_send", "net_recv", "net_install", "net_fetch")
+#: The kernel routine of each network-server call, by number: the one place the order of
+#: ``net_syscall_table`` (net.s) is written (kernel/image.py generates the table from it).
+NET_SYSCALLS: dict[int, str] = {
+    SYS_NET_ATTACH: "sys_net_attach", SYS_NET_SEND: "sys_net_send",
+    SYS_NET_RECV: "sys_net_recv", SYS_NET_INSTALL: "sys_net_install",
+    SYS_NET_FETCH: "sys_net_fetch",
+}  # fmt: skip
+NET_SYSCALL_COUNT = len(NET_SYSCALLS)
+NET_SYSCALL_NAMES = tuple(
+    NET_SYSCALLS[NET_SYSCALL_FIRST + k].removeprefix("sys_") for k in range(NET_SYSCALL_COUNT)
+)
 #: The network interface's interrupt (lavsim.network: IRQ 3) and the PIC mask bits clearing it.
 NIC_VECTOR = PIC_BASE_VECTOR + network.NIC_IRQ
 NIC_IRQ_UNMASK = 0xFF & ~(1 << network.NIC_IRQ)
@@ -419,11 +431,23 @@ SYS_REPLY_WAIT = 22
 SYS_CALL_HANDOFF = 23
 SYS_REPLY_WAIT_HANDOFF = 24
 SYSCALL_COUNT = 32
-SYSCALL_NAMES = ("exit", "yield", "thread_id", "process_id", "console_write", "create_thread",
-                 *("",) * 10,
-                 "port_create", "port_destroy", "send", "receive", "call", "reply",
-                 "reply_wait", "call_handoff", "reply_wait_handoff", *("",) * 7)
-assert len(SYSCALL_NAMES) == SYSCALL_COUNT
+#: The kernel routine of each system call, by number: the one place the order of
+#: ``syscall_table`` (data.s) is written (kernel/image.py generates the table from it). The
+#: numbers below SYSCALL_COUNT not named here dispatch to ``sys_nosys`` (E_NOSYS).
+SYSCALLS: dict[int, str] = {
+    SYS_EXIT: "sys_exit", SYS_YIELD: "sys_yield", SYS_THREAD_ID: "sys_thread_id",
+    SYS_PROCESS_ID: "sys_process_id", SYS_CONSOLE_WRITE: "sys_console_write",
+    SYS_CREATE_THREAD: "sys_create_thread",
+    SYS_PORT_CREATE: "sys_port_create", SYS_PORT_DESTROY: "sys_port_destroy",
+    SYS_SEND: "sys_send", SYS_RECEIVE: "sys_receive", SYS_CALL: "sys_call",
+    SYS_REPLY: "sys_reply", SYS_REPLY_WAIT: "sys_reply_wait",
+    SYS_CALL_HANDOFF: "sys_call_handoff", SYS_REPLY_WAIT_HANDOFF: "sys_reply_wait_handoff",
+}  # fmt: skip
+SYSCALL_NOSYS = "sys_nosys"
+#: System-call names by number ("" for an unused number).
+SYSCALL_NAMES = tuple(
+    SYSCALLS[n].removeprefix("sys_") if n in SYSCALLS else "" for n in range(SYSCALL_COUNT)
+)
 #: Error results (negative, in EAX).
 E_NOSYS = -1
 E_FAULT = -2
@@ -444,6 +468,44 @@ PIC_DATA = devices.PIC_DATA
 TIMER_PERIOD_PORT = devices.TIMER_PERIOD
 CONSOLE_PORT = devices.CONSOLE_PORT
 PIC_EOI = 0x20
+
+
+# --- the kernel's dispatch tables (generated into its sources by kernel/image.py) ------------
+#: The routine ``trap_entry`` calls for each vector 0..SYSCALL_VECTOR (``vector_table``,
+#: data.s); vectors not named here go to ``unexpected_vector``. The system-call vector has its
+#: own entry (``syscall_entry``) and its slot is never used.
+VECTOR_HANDLERS: dict[int, str] = {
+    **{vector: "exception_handler" for vector in range(EXCEPTION_VECTORS)},
+    TIMER_VECTOR: "timer_handler",
+    NIC_VECTOR: "nic_handler",
+}
+VECTOR_UNEXPECTED = "unexpected_vector"
+
+
+def _table(entries: dict[int, str], first: int, count: int, default: str | None) -> tuple[str, ...]:
+    stray = sorted(n for n in entries if not first <= n < first + count)
+    if stray:
+        raise ValueError(f"numbers {stray} lie outside {first}..{first + count - 1}")
+    if default is None and len(entries) != count:
+        raise ValueError(f"every number {first}..{first + count - 1} needs a routine")
+    return tuple(entries.get(first + k, default or "") for k in range(count))
+
+
+def dispatch_tables() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every positional table of the kernel image: label -> (the layout name it is generated
+    from, the routine label of each slot in order)."""
+    return {
+        "vector_table": ("VECTOR_HANDLERS", _table(
+            VECTOR_HANDLERS, 0, VECTOR_TABLE_ENTRIES, VECTOR_UNEXPECTED)),
+        "syscall_table": ("SYSCALLS", _table(SYSCALLS, 0, SYSCALL_COUNT, SYSCALL_NOSYS)),
+        "net_syscall_table": ("NET_SYSCALLS", _table(
+            NET_SYSCALLS, NET_SYSCALL_FIRST, NET_SYSCALL_COUNT, None)),
+    }  # fmt: skip
+
+
+dispatch_tables()  # refuse a misnumbered table when the layout is imported
+assert SYSCALL_VECTOR not in VECTOR_HANDLERS
+assert SYSCALL_COUNT <= NET_SYSCALL_FIRST
 
 
 def asm_constants() -> dict[str, int]:

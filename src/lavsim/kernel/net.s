@@ -439,8 +439,7 @@ sys_net_fetch:
 # --- tables and state ----------------------------------------------------------------------------
     .balign 4, 0
 # System calls NET_SYSCALL_FIRST .. NET_SYSCALL_FIRST + NET_SYSCALL_COUNT - 1.
-net_syscall_table:
-    .long sys_net_attach, sys_net_send, sys_net_recv, sys_net_install, sys_net_fetch
+net_syscall_table:  # generated from layout.NET_SYSCALLS
 
 # Written by the boot loader (lavsim.cluster) before the first run.
 k_net_area:       .long 0      # kernel address of ring 0; ring 1 and the transmit buffer follow

@@ -46,6 +46,7 @@ from lavsim.cpu.asm import assemble
 from lavsim.errors import AssemblyError, ConfigError
 from lavsim.errors import check_int as _check_int
 from lavsim.kernel import layout as L
+from lavsim.kernel.netproto import remote_stub_source
 from lavsim.kernel.tables import limit_fields, read_descriptor, segment, write_descriptor
 from lavsim.mmu import descriptors as d
 
@@ -246,8 +247,6 @@ def lav_call_source(group: ProcessGroup | None, net_buffer: int | None = None) -
         "LAV_E_UNREACHABLE": L.E_UNREACHABLE & 0xFFFFFFFF, "LAV_GROUP": gid,
     }  # fmt: skip
     prelude = "".join(f".equ {name}, {value:#x}\n" for name, value in constants.items())
-    from lavsim.cluster import remote_stub_source
-
     bind = {
         "LAV_ADDR_FLAG_PARAMS": L.ADDR_FLAG_PARAMS, "LAV_ADDR_PARAMS_SHIFT": L.ADDR_PARAMS_SHIFT,
         "LAV_ADDR_PARAMS_MASK": L.ADDR_PARAMS_MASK, "LAV_E_NARGS": L.E_NARGS & 0xFFFFFFFF,
@@ -383,13 +382,13 @@ class Sharing:
         return base
 
     def _check_process(self, field: str, process: object) -> Process:
-        from lavsim.kernel.system import Process
-
-        if not isinstance(process, Process) or self.system.processes.get(process.pid) is not (
-            process
-        ):
+        # Identity with the system's own record (no import of the Process class: system.py
+        # imports this module).
+        pid = getattr(process, "pid", None)
+        known = self.system.processes.get(pid) if isinstance(pid, int) else None
+        if known is None or known is not process:
             raise ConfigError(field, "must be a process of this system")
-        return process
+        return known
 
     # --- data ------------------------------------------------------------------------------------
 
