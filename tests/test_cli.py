@@ -4,6 +4,7 @@ is measured."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -131,3 +132,51 @@ def test_a_refused_argument_prints_no_traceback() -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr == "lavsim sweep: error: argument --values: needs at least one integer\n"
+
+
+# --- CPU model files on the command line (issue 11: "what if the call gate cost 100 cycles") --
+
+_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "i486-slowgate.toml"
+
+
+def _table(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 0
+    return capsys.readouterr().out
+
+
+def test_a_cpu_model_file_changes_the_table_by_exactly_its_changed_cost(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lavsim.timing import I486
+
+    args = ["rpc", "--no-progress", "--no-remote", "--sizes", "0", "--format", "json"]
+    plain = json.loads(_table([*args, "--profile", "i486"], capsys))
+    slow = json.loads(_table([*args, "--cpu-model", str(_EXAMPLE)], capsys))
+    added = 100 - I486.cycles("call_gate.inner")
+    by_key = {r["mechanism"]: r for r in plain}
+    assert {r["profile"] for r in slow} == {"i486-slowgate"}
+    for row in slow:
+        before = by_key[row["mechanism"]]
+        # Migration crosses one inner-ring gate per call; message RPC crosses none.
+        crossed = 1 if row["mechanism"].startswith("migration") else 0
+        assert row["warm_cycles"] - before["warm_cycles"] == crossed * added
+
+
+def test_the_table_header_names_a_user_model_and_what_it_derives_from(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = _table(["rpc", "--no-progress", "--no-remote", "--sizes", "0",
+                  "--cpu-model", str(_EXAMPLE)], capsys)
+    assert out.startswith("== i486-slowgate (derived from i486: ")
+
+
+def test_a_bad_cpu_model_file_is_one_line_naming_the_option_file_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\nname = "x"\nbase = "i486"\n[costs]\n"call_gate.iner" = 3\n')
+    assert main(["rpc", "--cpu-model", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "--cpu-model" in err[0] and "bad.toml, line 5" in err[0]
+    assert "call_gate.iner" in err[0]

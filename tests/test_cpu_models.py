@@ -11,7 +11,7 @@ from lavsim.cluster import Cluster
 from lavsim.cpu.asm import assemble_bytes
 from lavsim.cpu.state import EAX
 from lavsim.errors import ConfigError, show_value
-from lavsim.kernel.callcost import measure
+from lavsim.experiments import Workload, measure_call
 from lavsim.kernel.system import LavenderSystem
 from lavsim.machine import Machine, MachineConfig
 from lavsim.mmu.descriptors import SYS_CALL_GATE32, GateDescriptor
@@ -177,11 +177,13 @@ def test_a_with_costs_profile_changes_a_gate_call_by_exactly_the_added_cycles(
 
 def test_a_with_costs_profile_changes_a_lavender_gate_call_by_exactly_the_added_cycles() -> None:
     added = I486.with_costs({"call_gate.inner": Cost(169, "estimate: test, +100")})
-    plain, slow = measure("i486", "far call", calls=3), measure(added, "far call", calls=3)  # type: ignore[arg-type]
-    assert slow.warm["gate call"] - plain.warm["gate call"] == 100
-    assert slow.cold["gate call"] - plain.cold["gate call"] == 100
-    for phase in ("user stub", "procedure", "return", "kernel"):
-        assert slow.warm[phase] == plain.warm[phase]
+    plain = measure_call("far-call-group", Workload(profile="i486", calls=3))
+    slow = measure_call("far-call-group", Workload(profile=added, calls=3))
+    assert slow.warm.phases["gate call"] - plain.warm.phases["gate call"] == 100
+    assert slow.cold.phases["gate call"] - plain.cold.phases["gate call"] == 100
+    assert slow.warm.cycles - plain.warm.cycles == 100
+    for phase in ("user stub", "server", "far return", "trap entry"):
+        assert slow.warm.phases[phase] == plain.warm.phases[phase]
 
 
 def test_lavender_system_and_cluster_run_a_derived_profile() -> None:

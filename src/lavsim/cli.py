@@ -1,9 +1,9 @@
 """The ``lavsim`` command (also ``python -m lavsim``).
 
-    lavsim rpc   [--profile i486|pentium|both] [--sizes 0,16,64,...] [--calls N]
-                 [--tlb ENTRIES] [--memory BYTES] [--timer-period CYCLES]
+    lavsim rpc   [--profile i486|pentium|both] [--cpu-model FILE.toml] [--sizes 0,16,64,...]
+                 [--calls N] [--tlb ENTRIES] [--memory BYTES] [--timer-period CYCLES]
                  [--no-remote] [--format table|csv|json]
-    lavsim sweep size|threads|working-set|tlb [--profile ...] [--values ...]
+    lavsim sweep size|threads|working-set|tlb [--profile ...] [--cpu-model FILE] [--values ...]
                  [--mechanisms ...] [--size B] [--working-set P] [--threads K]
                  [--calls N] [--format table|csv|json] [--progress|--no-progress]
     lavsim --version
@@ -26,6 +26,7 @@ from lavsim.experiments.mechanisms import MECHANISMS, VARIANTS, mechanism
 from lavsim.experiments.rpc import DEFAULT_SIZES, rpc_table
 from lavsim.experiments.sweeps import SWEEPS, run_sweep
 from lavsim.experiments.workload import DEFAULT_MEMORY, DEFAULT_TIMER_PERIOD, PROFILES, Workload
+from lavsim.models import CpuModel, ModelFileError, load_model_file
 
 #: The option behind each field a ConfigError may name, by command (library names -> ours).
 _OPTIONS = {
@@ -117,9 +118,22 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _model_file(path: str) -> CpuModel:
+    """A CPU model read from a TOML model file (format: docs/timing.md, "CPU models")."""
+    try:
+        return load_model_file(path)
+    except ModelFileError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _add_common(parser: argparse.ArgumentParser, default_profiles: str) -> None:
-    parser.add_argument("--profile", type=_profiles, default=_profiles(default_profiles),
-                        help=f"i486, pentium or both (default {default_profiles})")
+    parser.add_argument("--profile", type=_profiles, default=None,
+                        help=f"i486, pentium or both (default {default_profiles}, or none "
+                        "when --cpu-model is given)")
+    parser.add_argument("--cpu-model", type=_model_file, action="append", default=[],
+                        metavar="FILE", dest="models",
+                        help="a CPU model file (TOML: a base model and the costs or TLBs it "
+                        "changes; see docs/timing.md); may be given more than once")
     parser.add_argument("--calls", type=int, default=8,
                         help="calls per measurement; the first is cold (default 8)")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -176,8 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _machines(args: argparse.Namespace) -> list[str | CpuModel]:
+    """What to measure: the --profile models, then the --cpu-model files' models."""
+    default = "both" if args.command == "rpc" else "i486"
+    names = args.profile if args.profile is not None else (
+        [] if args.models else _profiles(default))
+    return [*names, *args.models]
+
+
 def _run(args: argparse.Namespace) -> str:
     progress = _Progress(args.progress)
+    args.profile = _machines(args)
     if args.command == "rpc":
         base = Workload(tlb_entries=args.tlb, memory_size=args.memory,
                         timer_period=args.timer_period, calls=args.calls)

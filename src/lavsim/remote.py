@@ -27,6 +27,7 @@ from lavsim.cluster import Cluster
 from lavsim.kernel import layout as L
 from lavsim.kernel.sharing import AddressStructure, lav_call_source
 from lavsim.kernel.system import ThreadState
+from lavsim.models import ModelSpec, get_model
 from lavsim.network import NetworkModel
 
 __all__ = ["LookupCost", "RemoteCost", "measure_lookup", "measure_remote", "rpc_rows"]
@@ -171,7 +172,7 @@ def _delta(start: int, end: int) -> int:
 
 
 def measure_remote(
-    profile: str = "i486", latency: int = 2_000, per_byte: int = 1, pad: int = 0,
+    profile: ModelSpec = "i486", latency: int = 2_000, per_byte: int = 1, pad: int = 0,
     calls: int = 8, timer_period: int = 200_000,
 ) -> RemoteCost:
     """Run the remote, shipping, shipped and local figures on a two-host cluster."""
@@ -215,7 +216,8 @@ def measure_remote(
     rpc = _local_rpc(profile, calls, timer_period)
     code_size = export.code_size
     return RemoteCost(
-        profile, latency, per_byte, code_size, remote, shipping, shipped, local, rpc,
+        get_model(profile).name, latency, per_byte, code_size, remote, shipping, shipped, local,
+        rpc,
         remote_frames=marks.get("frames", -1),
         frames_after_shipping=h1.nic.stats.frames_sent - marks.get("frames", 0),
         result_remote=read(0x6C), result_shipped=read(0x64),
@@ -229,7 +231,7 @@ def _check_finished(what: str, outcome: object, state: ThreadState) -> None:
         raise RuntimeError(f"{what} benchmark did not finish: {outcome} ({fault})")
 
 
-def _local_migration(profile: str, pad: int, calls: int, timer_period: int) -> float:
+def _local_migration(profile: ModelSpec, pad: int, calls: int, timer_period: int) -> float:
     cluster = Cluster(1, profile=profile, timer_period=timer_period)
     host = cluster.host(1)
     owner = host.system.create_resident_process("nop\n", name="library")
@@ -252,7 +254,7 @@ def _local_migration(profile: str, pad: int, calls: int, timer_period: int) -> f
                   host.system.read_data32(client, 0x44)) / calls
 
 
-def _local_rpc(profile: str, calls: int, timer_period: int) -> float:
+def _local_rpc(profile: ModelSpec, calls: int, timer_period: int) -> float:
     cluster = Cluster(1, profile=profile, timer_period=timer_period)
     host = cluster.host(1)
     system = host.system
@@ -325,7 +327,7 @@ class LookupCost:
 
 
 def measure_lookup(
-    profile: str = "i486", latency: int = 2_000, per_byte: int = 1, hosts: int = 2,
+    profile: ModelSpec = "i486", latency: int = 2_000, per_byte: int = 1, hosts: int = 2,
     timer_period: int = 200_000,
 ) -> LookupCost:
     """Time lav_lookup of a local, a remote (host 2) and an unknown name from host 1."""
@@ -357,11 +359,11 @@ def measure_lookup(
     statuses = (read(0x90), read(0x94), read(0x98))
     if statuses[:2] != (0, 0) or statuses[2] != L.E_NOENT & 0xFFFFFFFF:
         raise RuntimeError(f"unexpected lookup statuses {statuses}")
-    return LookupCost(profile, latency, hosts, _delta(read(0x80), read(0x84)),
+    return LookupCost(get_model(profile).name, latency, hosts, _delta(read(0x80), read(0x84)),
                       _delta(read(0x84), read(0x88)), _delta(read(0x88), read(0x8C)), statuses)
 
 
-def rpc_rows(profile: str = "i486", latency: int = 2_000, per_byte: int = 1) -> list[
+def rpc_rows(profile: ModelSpec = "i486", latency: int = 2_000, per_byte: int = 1) -> list[
         tuple[str, float, str]]:
     """Rows for the ``lavsim rpc`` table (issue 6): (mechanism, cycles per null-ish call of a
     3-argument procedure, note)."""

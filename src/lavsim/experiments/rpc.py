@@ -33,7 +33,8 @@ from lavsim.experiments.mechanisms import (
     mechanism,
 )
 from lavsim.experiments.phases import PHASE_ORDER
-from lavsim.experiments.workload import PROFILES, Workload, check_distinct
+from lavsim.experiments.workload import PROFILES, Workload, check_distinct, check_profile
+from lavsim.models import ModelSpec
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -105,7 +106,8 @@ class CallCost:
 
     @property
     def profile(self) -> str:
-        return self.workload.profile
+        """The CPU model's name."""
+        return self.workload.profile_name
 
     @property
     def size(self) -> int:
@@ -161,12 +163,14 @@ class RemoteRow:
         return self.cycles / self.local_migration
 
 
-def remote_rows(profile: str, latency: int = 2_000, per_byte: int = 1) -> list[RemoteRow]:
+def remote_rows(profile: ModelSpec, latency: int = 2_000, per_byte: int = 1) -> list[RemoteRow]:
     """The rows of :func:`lavsim.remote.rpc_rows`, with the local migration of the same
     benchmark kept for the ratio."""
     from lavsim.remote import measure_remote
 
-    cost = measure_remote(profile, latency, per_byte)
+    model = check_profile(profile)
+    cost = measure_remote(model, latency, per_byte)
+    profile = model.name
     note = f"2 hosts, latency {latency}, {per_byte} cycle/byte; 12 argument bytes"
     return [
         RemoteRow(profile, "remote call (network)", cost.remote, cost.local_migration, note),
@@ -320,7 +324,7 @@ Progress = Callable[[int, int, str], None]
 
 
 def rpc_table(
-    profiles: Sequence[str] = PROFILES,
+    profiles: Sequence[ModelSpec] = PROFILES,
     sizes: Sequence[int] = DEFAULT_SIZES,
     *,
     calls: int = 8,
@@ -336,23 +340,28 @@ def rpc_table(
     before the first measurement, so a bad size or profile is refused (:class:`ConfigError`
     naming ``sizes`` or ``profiles``) before anything runs."""
     base = base or Workload()
-    profiles, sizes = list(profiles), list(sizes)
-    check_distinct("profiles", profiles)
+    sizes = list(sizes)
+    try:
+        models = [check_profile(p) for p in profiles]
+    except ConfigError as error:
+        raise ConfigError("profiles", str(error)[len(error.field) + 2:]) from None
+    check_distinct("profiles", [m.name for m in models])
     check_distinct("sizes", sizes)
     if not any(m.key == "migration-group" for m in mechanisms):
         mechanisms = (MECHANISMS["migration-group"], *mechanisms)
     works = {}
-    for profile in profiles:
+    for model in models:
         for size in sizes:
             try:
-                works[profile, size] = attrs.evolve(base, profile=profile, size=size,
-                                                    calls=calls)
+                works[model.name, size] = attrs.evolve(base, profile=model, size=size,
+                                                       calls=calls)
             except ConfigError as error:
                 if error.field not in ("profile", "size"):
                     raise
                 raise ConfigError(f"{error.field}s", str(error)[len(error.field) + 2:]) from None
-    jobs = [(p, s, m) for p in profiles for s in sizes for m in mechanisms]
-    total = len(jobs) + (2 * len(profiles) if remote else 0)
+    names = [m.name for m in models]
+    jobs = [(p, s, m) for p in names for s in sizes for m in mechanisms]
+    total = len(jobs) + (2 * len(names) if remote else 0)
     costs = []
     for k, (profile, size, mech) in enumerate(jobs):
         if progress is not None:
@@ -360,12 +369,13 @@ def rpc_table(
         costs.append(measure_call(mech, works[profile, size]))
     rows: list[RemoteRow] = []
     if remote:
-        for j, profile in enumerate(profiles):
+        for j, model in enumerate(models):
             if progress is not None:
-                progress(len(jobs) + 2 * j, total, f"{profile} remote call and shipping")
-            rows.extend(remote_rows(profile))
-    if not base.default_machine:
-        # The two-host rows run on their own cluster: say so beside the other machine's rows.
+                progress(len(jobs) + 2 * j, total, f"{model.name} remote call and shipping")
+            rows.extend(remote_rows(model))
+    if not base.default_settings:
+        # The two-host rows run on their own cluster (the model's own TLBs, default memory, no
+        # timer): say so beside the other machine's rows.
         rows = [attrs.evolve(r, note=f"{r.note}; on the default {r.profile} machine")
                 for r in rows]
     if progress is not None:

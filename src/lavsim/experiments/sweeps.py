@@ -26,7 +26,8 @@ import attrs
 from lavsim.errors import ConfigError
 from lavsim.experiments.mechanisms import MECHANISMS, Mechanism
 from lavsim.experiments.rpc import CallCost, measure_call, plural
-from lavsim.experiments.workload import Workload, check_distinct
+from lavsim.experiments.workload import Workload, check_distinct, check_profile
+from lavsim.models import ModelSpec
 
 __all__ = ["SWEEPS", "Sweep", "SweepPoint", "SweepResult", "run_sweep"]
 
@@ -169,7 +170,7 @@ _FIELDS = {"size": "size", "threads": "other_threads", "working-set": "working_s
 def run_sweep(
     name: str,
     *,
-    profiles: Sequence[str] = ("i486",),
+    profiles: Sequence[ModelSpec] = ("i486",),
     values: Sequence[int] | None = None,
     mechanisms: Sequence[Mechanism] = tuple(MECHANISMS.values()),
     base: Workload | None = None,
@@ -183,22 +184,27 @@ def run_sweep(
     base = base or Workload(working_set=4 if name == "tlb" else 0)
     values = tuple(values) if values is not None else sweep.values
     check_distinct("values", values)
-    check_distinct("profiles", tuple(profiles))
+    try:
+        models = {check_profile(p).name: check_profile(p) for p in profiles}
+    except ConfigError as error:
+        raise ConfigError("profiles", str(error)[len(error.field) + 2:]) from None
+    check_distinct("profiles", [check_profile(p).name for p in profiles])
     check_distinct("mechanisms", tuple(m.key for m in mechanisms))
     pges = (True, False) if name == "tlb" else (base.global_pages,)
     works = {}
-    for profile in profiles:
+    for profile in models:
         for value in values:
             for pge in pges:
                 try:
                     works[profile, value, pge] = attrs.evolve(
-                        base, profile=profile, global_pages=pge, **{_FIELDS[name]: value})
+                        base, profile=models[profile], global_pages=pge,
+                        **{_FIELDS[name]: value})
                 except ConfigError as error:
                     if error.field != _FIELDS[name]:
                         raise
                     raise ConfigError("values", f"{value}: {str(error)[len(error.field) + 2:]}")\
                         from None
-    jobs = [(p, v, g, m) for p in profiles for v in values for g in pges for m in mechanisms]
+    jobs = [(p, v, g, m) for p in models for v in values for g in pges for m in mechanisms]
     points = []
     for k, (profile, value, pge, mech) in enumerate(jobs):
         if progress is not None:

@@ -10,6 +10,7 @@ from lavsim.errors import ConfigError, check_int
 from lavsim.kernel import layout as L
 from lavsim.mmu.mmu import MMUConfig
 from lavsim.mmu.tlb import TLBConfig
+from lavsim.models import MODELS, CpuModel, ModelSpec, get_model
 
 __all__ = [
     "DEFAULT_MEMORY",
@@ -20,19 +21,19 @@ __all__ = [
     "check_profile",
 ]
 
-PROFILES = ("i486", "pentium")
+#: The built-in CPU models, measured by default (``--profile both``).
+PROFILES = tuple(MODELS)
 #: Installed memory of every measured machine unless a workload says otherwise.
 DEFAULT_MEMORY = 16 << 20
 #: The interval timer is off: nothing but the call's own threads is scheduled.
 DEFAULT_TIMER_PERIOD = 0
 
 
-def check_profile(profile: object) -> str:
-    """``profile`` if the experiments can run on it (the one place that decides)."""
-    if profile not in PROFILES:
-        raise ConfigError("profile", f"one of {PROFILES}, not {profile!r}")
-    assert isinstance(profile, str)
-    return profile
+def check_profile(profile: object) -> CpuModel:
+    """The CPU model ``profile`` names (a registered name, a :class:`~lavsim.models.CpuModel`
+    such as one loaded from a model file, or a user-made timing profile); the one place that
+    decides what the experiments can run on."""
+    return get_model(profile, "profile")
 
 
 def check_distinct(field: str, values: Sequence[object]) -> None:
@@ -57,7 +58,8 @@ class Workload:
     server's working set, the machine (TLB, global pages, memory, timer), and how many calls
     (the first is cold)."""
 
-    profile: str = "i486"
+    #: The CPU: a model name, a :class:`~lavsim.models.CpuModel` or a timing profile.
+    profile: ModelSpec = "i486"
     size: int = 0
     other_threads: int = 0
     #: Loop iterations each other thread runs before it yields (0: it only yields).
@@ -91,30 +93,49 @@ class Workload:
         _multiple("memory_size", self.memory_size, L.PAGE_SIZE, "whole pages")
         check_int("timer_period", self.timer_period, 0, 0xFFFFFFFF)
 
+    @property
+    def model(self) -> CpuModel:
+        """The CPU model the calls run on."""
+        return get_model(self.profile)
+
+    @property
+    def profile_name(self) -> str:
+        """The CPU model's name, as tables print it."""
+        return self.model.name
+
     def mmu(self) -> MMUConfig | None:
-        """The MMU organisation: the profile's, or its data TLB resized."""
+        """The MMU organisation: None for the model's own, or its data TLB resized."""
         if self.tlb_entries is None:
             return None
-        tlb = TLBConfig(self.tlb_entries, 4)
-        if self.profile == "pentium":
-            base = MMUConfig.pentium()
-            return MMUConfig(tlb=tlb, itlb=base.itlb, large_dtlb=base.large_dtlb)
-        return MMUConfig(tlb=tlb)
+        return attrs.evolve(self.model.mmu, tlb=TLBConfig(self.tlb_entries, 4))
+
+    @property
+    def default_settings(self) -> bool:
+        """Whether TLB, memory and timer are the defaults (whatever the CPU model)."""
+        return (self.tlb_entries is None and self.memory_size == DEFAULT_MEMORY
+                and self.timer_period == DEFAULT_TIMER_PERIOD)  # fmt: skip
 
     @property
     def default_machine(self) -> bool:
         """Whether the machine is the profile's as every table is measured by default (the
         profile's TLBs, default memory, no timer)."""
-        return (self.tlb_entries is None and self.memory_size == DEFAULT_MEMORY
-                and self.timer_period == DEFAULT_TIMER_PERIOD)  # fmt: skip
+        return self.default_settings and MODELS.get(self.model.key) is self.model
 
     def machine(self) -> str:
         """The machine in words: profile, TLB, memory, timer."""
+        split = self.model.mmu.itlb is not None
         tlb = ("the profile's TLBs" if self.tlb_entries is None
-               else f"{'data' if self.profile == 'pentium' else 'unified'} TLB "
+               else f"{'data' if split else 'unified'} TLB "
                f"{self.tlb_entries} entries 4-way")  # fmt: skip
         memory = self.memory_size
         size = f"{memory >> 20} MiB" if not memory % (1 << 20) else f"{memory >> 10} KiB"
         timer = (f"timer every {self.timer_period:,} cycles" if self.timer_period
                  else "timer off")  # fmt: skip
-        return f"{self.profile}, {tlb}, {size} memory, {timer}"
+        model = self.model
+        name = model.name
+        if MODELS.get(model.key) is not model:
+            # A user's model: say what it derives from, so the header names the machine.
+            ancestry = getattr(model.profile, "ancestry", ())
+            base = f"derived from {ancestry[0]}" if ancestry else "a user model"
+            name = f"{name} ({base}{': ' + model.description if model.description else ''})"
+        return f"{name}, {tlb}, {size} memory, {timer}"
