@@ -284,6 +284,10 @@ class Cluster:
     ``name_servers`` starts each host's name server first (port ``NS_PORT``), so that
     procedure names resolve locally and, through the network servers, across hosts.
 
+    The boot loader designates each host's network server (kernel variable
+    ``k_net_designated``): only that process may call ``net_attach`` and then the other
+    network system calls; with ``network_servers=False`` no process may.
+
     ``timer_period`` is each kernel's time slice (0: no preemption; hosts then idle without a
     timer while they wait for the network). ``observe`` attributes cycles per host (slower).
     """
@@ -326,7 +330,11 @@ class Cluster:
             netserver_source(extra), data_size=NX_DATA_SIZE, max_threads=4, name="netserver",
         )  # fmt: skip
         host.netserver = process
-        # Boot-loader setup: how many hosts a lookup may ask.
+        # Boot-loader setup: this process, and no other, may become the network server
+        # (net_attach refuses every other caller; without this write, nobody may).
+        host.system.write_kernel32(host.system.image.symbol("k_net_designated"),
+                                   process.pcb_linear)
+        # How many hosts a lookup may ask.
         host.system.sharing.write_data(process, NX_HOSTS, len(self.hosts).to_bytes(4, "little"))
         host.netserver_threads.append(host.system.create_thread(process, "serve"))
         host.netserver_threads.append(host.system.create_thread(process, "forward"))
