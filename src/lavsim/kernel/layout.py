@@ -131,6 +131,13 @@ USER_CS = ldt_sel(LDT_CODE, 3)
 USER_DS = ldt_sel(LDT_DATA, 3)
 USER_SS = ldt_sel(LDT_STACK, 3)
 RING2_SS = ldt_sel(LDT_RING2_STACK, 2)
+#: The largest frame a call gate from CPL 3 writes on a thread's ring-2 slot: SS, ESP, 31
+#: parameters (the gate's 5-bit count), CS, EIP.
+RING2_GATE_FRAME_MAX = 16 + 4 * 31
+#: What an exported procedure may push below that frame (nested calls included): every slot
+#: holds both, so no caller can write into its neighbour's slot (issue 19).
+RING2_PROCEDURE_STACK = 116
+RING2_STACK_MIN = RING2_GATE_FRAME_MAX + RING2_PROCEDURE_STACK
 
 # --- interrupt vectors ------------------------------------------------------------------------
 EXCEPTION_VECTORS = 20

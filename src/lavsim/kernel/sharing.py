@@ -537,7 +537,9 @@ class Sharing:
         EIP, ``[ESP+4]`` return CS, ``[ESP+8 ..]`` the ``params`` copied arguments; it returns
         results in EAX (and EDX) with ``retf 4*params``, keeping EBX ESI EDI EBP, DS and ES
         (if it loads its private segment into DS it must restore the caller's DS first: RETF
-        to ring 3 nulls a DPL 2 DS).
+        to ring 3 nulls a DPL 2 DS). It may push at most ``layout.RING2_PROCEDURE_STACK``
+        bytes (nested calls included): that is all every thread's ring-2 slot is guaranteed
+        to hold below the largest gate frame, and more would reach the neighbour's slot.
 
         ``slot`` fixes the gate's slot (refused if taken: a collision); the code segment and
         the private data segment take the lowest free slots. A group process installs all

@@ -503,7 +503,9 @@ class LavenderSystem:
         (execute/read, DPL 3, its pages read-only), data = ``data_size`` bytes starting with
         ``data`` (DPL 3), stack = ``max_threads`` slots of ``stack_size`` bytes (DPL 3), and
         the ring-2 stack = ``max_threads`` slots of ``ring2_stack_size`` bytes (DPL 2) that
-        migrated calls use. Nothing is built when any argument is refused.
+        migrated calls use (at least ``layout.RING2_STACK_MIN``: the largest call-gate frame
+        plus what a procedure may push, so no slot overflows into its neighbour). Nothing is
+        built when any argument is refused.
         """
         if not isinstance(group, ProcessGroup) or group not in self.groups:
             raise ConfigError("group", "must be a group of this system")
@@ -574,7 +576,17 @@ class LavenderSystem:
         _check_int("stack_size", stack_size, 64)
         if stack_size % 4:
             raise ConfigError("stack_size", "must be a multiple of 4")
-        _check_int("ring2_stack_size", ring2_stack_size, 64)
+        # Each thread's slot must hold the largest gate frame plus what a procedure may push:
+        # the slots share one segment, so a smaller one lets a caller overwrite its neighbour's
+        # return frame (issue 19).
+        _check_int("ring2_stack_size", ring2_stack_size, 0)
+        if ring2_stack_size < L.RING2_STACK_MIN:
+            raise ConfigError(
+                "ring2_stack_size",
+                f"must be at least {L.RING2_STACK_MIN}: a call gate's frame (up to "
+                f"{L.RING2_GATE_FRAME_MAX} bytes) plus the {L.RING2_PROCEDURE_STACK} bytes a "
+                f"procedure may push, got {ring2_stack_size}",
+            )
         if ring2_stack_size % 4:
             raise ConfigError("ring2_stack_size", "must be a multiple of 4")
         sizes = {
