@@ -35,6 +35,7 @@ import attrs
 
 from lavsim.cpu.state import IF
 from lavsim.errors import ConfigError, LavsimError
+from lavsim.errors import check_bool as _check_bool
 from lavsim.errors import check_int as _check_int
 from lavsim.kernel import layout as L
 from lavsim.kernel.system import LavenderSystem, Process, Thread
@@ -306,6 +307,9 @@ class Cluster:
         netserver_extra: str | Callable[[Host], str] = "",
     ) -> None:
         _check_int("hosts", hosts, 1, 64)
+        for field, flag in (("observe", observe), ("network_servers", network_servers),
+                            ("name_servers", name_servers)):
+            _check_bool(field, flag)
         if network is None:
             network = NetworkModel()
         if not isinstance(network, NetworkModel):
@@ -360,6 +364,7 @@ class Cluster:
     def down(self, host_id: int, is_down: bool = True) -> None:
         """Take a host off the network (frames to it are refused as unreachable) or back."""
         _check_int("host_id", host_id, 1, len(self.hosts))
+        _check_bool("is_down", is_down)
         if is_down:
             self.network.down.add(host_id)
         else:

@@ -43,6 +43,7 @@ import attrs
 
 from lavsim.cpu.asm import assemble
 from lavsim.errors import AssemblyError, ConfigError
+from lavsim.errors import check_bool as _check_bool
 from lavsim.errors import check_int as _check_int
 from lavsim.kernel import layout as L
 from lavsim.kernel.tables import limit_fields, read_descriptor, segment, write_descriptor
@@ -379,6 +380,7 @@ class Sharing:
         """
         self.system._check_quiescent()
         process = self._check_process("process", process)
+        _check_bool("writable", writable)
         _check_int("size", size, 1)
         limit_fields("size", size)
         if not isinstance(data, bytes | bytearray):
@@ -433,6 +435,7 @@ class Sharing:
             raise ConfigError("export", "must be a data export of this system")
         if writable is None:
             writable = export.writable
+        _check_bool("writable", writable)
         if writable and not export.writable:
             raise ConfigError("writable", "the export is read-only")
         owner_group = export.owner.group
@@ -471,6 +474,7 @@ class Sharing:
         self.system._check_quiescent()
         exporter = self._check_process("exporter", exporter)
         importer = self._check_process("importer", importer)
+        _check_bool("writable", writable)
         _check_int("offset", offset, 0)
         _check_int("size", size, 1)
         if offset + size > exporter.data_size:
