@@ -19,7 +19,8 @@ from lavsim.kernel.layout import KERNEL_IMAGE_LINEAR, KERNEL_IMAGE_MAX, asm_cons
 
 #: The kernel's guest sources, in image order.
 KERNEL_SOURCES = (
-    "boot.s", "entry.s", "sched.s", "syscall.s", "migrate.s", "net.s", "ipc.s", "data.s",
+    "boot.s", "entry.s", "sched.s", "syscall.s", "migrate.s", "net.s", "ipc.s", "threads.s",
+    "data.s",
 )
 
 

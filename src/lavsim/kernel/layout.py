@@ -196,6 +196,7 @@ TCB_IPC_STATUS = 64  # the error a waiting thread is woken with when its port is
 TCB_IPC_SERVER = 68  # a caller: PCB of the process that received its call (may reply), or 0
 #: Words 96..127: sharing and migration (issue 5, lavsim.kernel.sharing).
 TCB_FAULT_PID = 96  # pid of the process whose code faulted (the server for a migrated call)
+TCB_GENERATION = 120  # how many threads had this TCB (and id) before (issue 19: ids are reused)
 TCB_FIELDS_END = 128
 
 THREAD_FREE = 0

@@ -300,10 +300,13 @@ class Process:
 
 @attrs.define(eq=False)
 class Thread:
-    """A thread handle: its id and home process."""
+    """A thread handle: its id, home process and ``generation`` (how many threads had its id
+    and TCB before; ids of dead threads are reused once every TCB has been handed out, and a
+    handle whose generation is not the TCB's is stale)."""
 
     tid: int
     process: Process
+    generation: int = 0
 
     @property
     def tcb_linear(self) -> int:
@@ -733,11 +736,10 @@ class LavenderSystem:
         if 0 not in slots:
             raise ConfigError("process", f"all {process.max_threads} thread slots are in use")
         slot = slots.index(0)
-        tid = self.kernel_variable("k_next_tid")
-        if tid >= L.MAX_THREADS:
-            raise ConfigError("threads", f"at most {L.MAX_THREADS - 1} threads")
+        tid, generation = self._free_tcb()
         # --- build (the steps of sys_create_thread in syscall.s) ---------------------------------
-        self._set_kernel_variable("k_next_tid", tid + 1)
+        if tid == self.kernel_variable("k_next_tid"):  # a never-used TCB
+            self._set_kernel_variable("k_next_tid", tid + 1)
         self.memory.write8(self._kphys(pcb + L.PCB_SLOTS + slot), 1)
         self.write_kernel32(pcb + L.PCB_THREADS, self.read_kernel32(pcb + L.PCB_THREADS) + 1)
         live = self.kernel_variable("k_live_threads")
@@ -747,7 +749,7 @@ class LavenderSystem:
         for field, value in (
             (L.TCB_TID, tid), (L.TCB_PROCESS, pcb), (L.TCB_SLOT, slot),
             (L.TCB_ESP2, (slot + 1) * process.ring2_stack_size),
-            (L.TCB_FAULT_VECTOR, MASK32),
+            (L.TCB_FAULT_VECTOR, MASK32), (L.TCB_GENERATION, generation),
         ):  # fmt: skip
             self.write_kernel32(tcb + field, value)
         user_esp = (slot + 1) * process.stack_size - 4 * (len(args) + 1)
@@ -770,10 +772,24 @@ class LavenderSystem:
         )
         self.write_kernel32(tcb + L.TCB_KESP, kesp)
         self._enqueue(tcb)
-        thread = Thread(tid, process)
+        thread = Thread(tid, process, generation)
         self.threads[tid] = thread
         process.threads.append(thread)
         return thread
+
+    def _free_tcb(self) -> tuple[int, int]:
+        """The id and generation of the TCB a new thread gets (tcb_alloc in threads.s): the
+        next never-used one, else a dead thread's, one generation on. Not the current TCB:
+        the idle loop may still run on a dead thread's stack."""
+        tid = self.kernel_variable("k_next_tid")
+        if tid < L.MAX_THREADS:
+            return tid, 0
+        current = self.kernel_variable("k_current")
+        for tid in range(1, L.MAX_THREADS):
+            tcb = L.TCB_LINEAR + tid * L.TCB_SIZE
+            if self.read_kernel32(tcb + L.TCB_STATE) == L.THREAD_DEAD and tcb != current:
+                return tid, (self.read_kernel32(tcb + L.TCB_GENERATION) + 1) & MASK32
+        raise ConfigError("threads", f"at most {L.MAX_THREADS - 1} live threads")
 
     def _enqueue(self, tcb: int) -> None:
         """ready_enqueue (sched.s), done by the boot loader."""
@@ -867,11 +883,19 @@ class LavenderSystem:
     # --- reading state back ---------------------------------------------------------------------
 
     def thread_state(self, thread: Thread | int) -> ThreadState:
-        """The kernel's view of a thread (from its TCB and its saved trap frame)."""
+        """The kernel's view of a thread (from its TCB and its saved trap frame). An id names
+        the latest thread that had it; a handle of a thread whose TCB was reused is refused."""
         tid = thread.tid if isinstance(thread, Thread) else thread
         if tid not in self.threads:
             raise ConfigError("thread", f"no thread {tid}")
         tcb = L.TCB_LINEAR + tid * L.TCB_SIZE
+        if isinstance(thread, Thread):
+            generation = self.read_kernel32(tcb + L.TCB_GENERATION)
+            if thread.generation != generation:
+                raise ConfigError(
+                    "thread", f"thread {tid} (generation {thread.generation}) has ended and its "
+                    f"id was reused (generation {generation})",
+                )  # fmt: skip
         state = self.read_kernel32(tcb + L.TCB_STATE)
         pcb = self.read_kernel32(tcb + L.TCB_PROCESS)
         pid = self.read_kernel32(pcb + L.PCB_PID)
