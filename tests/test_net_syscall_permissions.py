@@ -4,7 +4,11 @@ designated may become the network server (net_attach) and then use net_send .. n
 
 from __future__ import annotations
 
+import struct
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lavsim.cluster import Cluster
 from lavsim.kernel import LavenderSystem, Process
@@ -113,3 +117,38 @@ def test_only_the_designated_process_may_install_gates_through_the_network_calls
     assert host.system.kernel_variable("k_ship_slot") == slot
     designated = host.netserver.pcb_linear if host.netserver is not None else 0
     assert host.system.kernel_variable("k_net_designated") == designated
+
+
+#: System call [0] with EBX ECX EDX ESI EDI from [8..28), then exit.
+ANY_CALL = """
+main:
+    mov eax, dword ptr [0]
+    mov ebx, dword ptr [8]
+    mov ecx, dword ptr [12]
+    mov edx, dword ptr [16]
+    mov esi, dword ptr [20]
+    mov edi, dword ptr [24]
+    int 0x30
+    mov eax, 0
+    mov ebx, 0
+    int 0x30
+"""
+
+
+@pytest.mark.parametrize("number", range(L.NET_SYSCALL_FIRST + L.NET_SYSCALL_COUNT + 2))
+@settings(max_examples=6, deadline=None)
+@given(args=st.lists(st.integers(0, MASK), min_size=5, max_size=5), cluster=st.booleans())
+def test_no_system_call_with_any_arguments_faults_in_the_kernel(
+    number: int, args: list[int], cluster: bool
+) -> None:
+    if cluster:
+        system = Cluster(1, network_servers=False, name_servers=False,
+                         timer_period=2_000).host(1).system
+    else:
+        system = LavenderSystem(memory_size=8 << 20, timer_period=2_000, observe=False)
+    data = struct.pack("<7I", number, 0, *args)
+    process = system.create_process(system.create_group(), ANY_CALL, data=data, data_size=4096)
+    system.create_thread(process, "main")
+    outcome = system.run(max_cycles=300_000)
+    assert outcome.status in ("done", "deadlock", "cycle_limit"), outcome
+    assert system.panic_report() is None
