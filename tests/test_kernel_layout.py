@@ -79,14 +79,14 @@ def test_each_process_has_code_data_stack_at_dpl3_and_a_ring2_stack_with_exact_l
     system = LavenderSystem(memory_size=8 << 20)
     group = system.create_group()
     process = system.create_process(group, PROGRAM, data_size=1234, stack_size=700,
-                                    max_threads=3, ring2_stack_size=100)
+                                    max_threads=3, ring2_stack_size=260)
     segments = {s.name: s for s in system.process_segments(process)}
     assert set(segments) == {"code", "data", "stack", "ring2 stack"}
     assert segments["code"].size == process.code_size and segments["code"].dpl == 3
     assert segments["code"].type & d.TYPE_CODE
     assert segments["data"].size == 1234 and segments["data"].dpl == 3
     assert segments["stack"].size == 2100 and segments["stack"].dpl == 3
-    assert segments["ring2 stack"].size == 300 and segments["ring2 stack"].dpl == 2
+    assert segments["ring2 stack"].size == 780 and segments["ring2 stack"].dpl == 2
     assert segments["ring2 stack"].selector == L.RING2_SS
     bases = sorted(s.base for s in segments.values())
     assert all(b % L.PAGE_SIZE == 0 for b in bases)

@@ -34,6 +34,7 @@ import attrs
 
 from lavsim.cpu.state import IF
 from lavsim.errors import ConfigError, LavsimError
+from lavsim.errors import check_bool as _check_bool
 from lavsim.errors import check_int as _check_int
 from lavsim.kernel import layout as L
 from lavsim.kernel.netproto import (
@@ -227,6 +228,10 @@ class Cluster:
     ``name_servers`` starts each host's name server first (port ``NS_PORT``), so that
     procedure names resolve locally and, through the network servers, across hosts.
 
+    The boot loader designates each host's network server (kernel variable
+    ``k_net_designated``): only that process may call ``net_attach`` and then the other
+    network system calls; with ``network_servers=False`` no process may.
+
     ``timer_period`` is each kernel's time slice (0: no preemption; hosts then idle without a
     timer while they wait for the network). ``observe`` attributes cycles per host (slower).
     """
@@ -245,6 +250,9 @@ class Cluster:
         netserver_extra: str | Callable[[Host], str] = "",
     ) -> None:
         _check_int("hosts", hosts, 1, 64)
+        for field, flag in (("observe", observe), ("network_servers", network_servers),
+                            ("name_servers", name_servers)):
+            _check_bool(field, flag)
         if network is None:
             network = NetworkModel()
         if not isinstance(network, NetworkModel):
@@ -269,7 +277,11 @@ class Cluster:
             netserver_source(extra), data_size=NX_DATA_SIZE, max_threads=4, name="netserver",
         )  # fmt: skip
         host.netserver = process
-        # Boot-loader setup: how many hosts a lookup may ask.
+        # Boot-loader setup: this process, and no other, may become the network server
+        # (net_attach refuses every other caller; without this write, nobody may).
+        host.system.write_kernel32(host.system.image.symbol("k_net_designated"),
+                                   process.pcb_linear)
+        # How many hosts a lookup may ask.
         host.system.sharing.write_data(process, NX_HOSTS, len(self.hosts).to_bytes(4, "little"))
         host.netserver_threads.append(host.system.create_thread(process, "serve"))
         host.netserver_threads.append(host.system.create_thread(process, "forward"))
@@ -295,6 +307,7 @@ class Cluster:
     def down(self, host_id: int, is_down: bool = True) -> None:
         """Take a host off the network (frames to it are refused as unreachable) or back."""
         _check_int("host_id", host_id, 1, len(self.hosts))
+        _check_bool("is_down", is_down)
         if is_down:
             self.network.down.add(host_id)
         else:

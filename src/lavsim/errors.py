@@ -77,6 +77,14 @@ class UnknownNameError(LavsimError, KeyError):
         return self.message
 
 
+def check_bool(field: str, value: object) -> bool:
+    """Return ``value`` if it is a ``bool``; otherwise raise :class:`ConfigError` naming
+    ``field`` (a truthy string such as ``"no"`` must not pass for True)."""
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"must be a bool (True or False), not {type(value).__name__}")
+    return value
+
+
 def check_int(
     field: str, value: object, low: int, high: int | None = None, *, hexadecimal: bool = False
 ) -> int:

@@ -32,7 +32,8 @@ from lavsim.kernel.layout import (
 
 #: The kernel's guest sources, in image order.
 KERNEL_SOURCES = (
-    "boot.s", "entry.s", "sched.s", "syscall.s", "migrate.s", "net.s", "ipc.s", "data.s",
+    "boot.s", "entry.s", "sched.s", "syscall.s", "migrate.s", "net.s", "ipc.s", "threads.s",
+    "data.s",
 )
 
 

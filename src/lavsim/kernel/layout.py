@@ -134,6 +134,13 @@ USER_CS = ldt_sel(LDT_CODE, 3)
 USER_DS = ldt_sel(LDT_DATA, 3)
 USER_SS = ldt_sel(LDT_STACK, 3)
 RING2_SS = ldt_sel(LDT_RING2_STACK, 2)
+#: The largest frame a call gate from CPL 3 writes on a thread's ring-2 slot: SS, ESP, 31
+#: parameters (the gate's 5-bit count), CS, EIP.
+RING2_GATE_FRAME_MAX = 16 + 4 * 31
+#: What an exported procedure may push below that frame (nested calls included): every slot
+#: holds both, so no caller can write into its neighbour's slot (issue 19).
+RING2_PROCEDURE_STACK = 116
+RING2_STACK_MIN = RING2_GATE_FRAME_MAX + RING2_PROCEDURE_STACK
 
 # --- interrupt vectors ------------------------------------------------------------------------
 EXCEPTION_VECTORS = 20
@@ -192,6 +199,7 @@ TCB_IPC_STATUS = 64  # the error a waiting thread is woken with when its port is
 TCB_IPC_SERVER = 68  # a caller: PCB of the process that received its call (may reply), or 0
 #: Words 96..127: sharing and migration (issue 5, lavsim.kernel.sharing).
 TCB_FAULT_PID = 96  # pid of the process whose code faulted (the server for a migrated call)
+TCB_GENERATION = 120  # how many threads had this TCB (and id) before (issue 19: ids are reused)
 TCB_FIELDS_END = 128
 
 THREAD_FREE = 0

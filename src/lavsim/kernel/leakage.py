@@ -27,7 +27,7 @@ import statistics
 
 import attrs
 
-from lavsim.errors import ConfigError
+from lavsim.errors import ConfigError, check_bool
 from lavsim.faults import GP
 from lavsim.kernel import layout as L
 from lavsim.kernel.system import LavenderSystem
@@ -116,6 +116,7 @@ def random_objects(
     """``count`` objects (size, alignment, offset in the page): size uniform in
     1..MAX_OBJECT, alignment 2**k with k uniform in 0..12, start a random multiple of the
     alignment in the first page (or 0 with ``page_aligned``)."""
+    check_bool("page_aligned", page_aligned)
     rng = random.Random(seed)
     out = []
     for _ in range(count):

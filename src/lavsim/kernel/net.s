@@ -2,8 +2,9 @@
 #
 # The interface (lavsim.network) receives frames by DMA into two rings in kernel memory
 # (queue 0: requests, queue 1: replies; k_net_area, set up by the boot loader) and raises
-# NIC_IRQ. Only the network server process (the one that called net_attach) may send and
-# receive frames, install shipped procedures and fetch shippable ones. System calls
+# NIC_IRQ. Only the network server process may send and receive frames, install shipped
+# procedures and fetch shippable ones: the process the boot loader designated
+# (k_net_designated), once it has called net_attach. System calls
 # NET_SYSCALL_FIRST.. are dispatched from syscall_entry through net_syscall_table.
 
 # --- the interface's interrupt ----------------------------------------------------------------
@@ -94,14 +95,19 @@ net_user_buffer:
 
 # --- system calls ------------------------------------------------------------------------------
 # net_attach(): the caller's process becomes the network server: empty both receive rings,
-# give them to the interface, unmask its interrupt line. Returns this host's id, or E_NET_PERM
-# when another process is the network server already.
+# give them to the interface, unmask its interrupt line. Returns this host's id; E_NOSYS on a
+# host without a network interface (no rings: k_net_area = 0); E_NET_PERM when the caller is
+# not the process the boot loader designated (k_net_designated; none: nobody may), or the
+# network server is attached already. The role is never taken first come, first served.
 sys_net_attach:
-    mov eax, dword ptr [k_net_server]
-    test eax, eax
-    jnz .Lna_taken
+    cmp dword ptr [k_net_area], 0
+    je .Lna_nosys
     mov eax, dword ptr [k_current]
     mov eax, dword ptr [eax+TCB_PROCESS]
+    cmp eax, dword ptr [k_net_designated]
+    jne .Lna_taken
+    cmp dword ptr [k_net_server], 0
+    jne .Lna_taken
     mov dword ptr [k_net_server], eax
     # Every slot of both rings belongs to the interface (length 0).
     mov edi, dword ptr [k_net_area]
@@ -133,6 +139,9 @@ sys_net_attach:
     ret
 .Lna_taken:
     mov eax, E_NET_PERM
+    ret
+.Lna_nosys:
+    mov eax, E_NOSYS
     ret
 
 # net_send(EBX = offset, ECX = length) of a frame in the caller's DS: copy it to the transmit
@@ -444,6 +453,7 @@ net_syscall_table:  # generated from layout.NET_SYSCALLS
 # Written by the boot loader (lavsim.cluster) before the first run.
 k_net_area:       .long 0      # kernel address of ring 0; ring 1 and the transmit buffer follow
 k_net_server:     .long 0      # PCB of the network server, 0 before net_attach
+k_net_designated: .long 0      # PCB the boot loader designated as the network server, 0: none
 k_net_tail:       .long 0, 0   # per queue: the slot the driver takes next
 k_net_waiter:     .long 0, 0   # per queue: the TCB blocked in net_recv, 0 for none
 k_ship_next:      .long 0      # kernel-window address of the next free byte of the shipping area

@@ -27,6 +27,8 @@ machine's per-step reports.
 
 from __future__ import annotations
 
+from collections import deque
+
 import attrs
 
 from lavsim.cpu.state import EAX, ECX
@@ -47,6 +49,8 @@ ROW_INTERRUPT = "<interrupt>"
 ROW_IDLE = "<idle>"
 ROW_GATE_CALL = "<gate call>"
 ROW_FAR_RETURN = "<far return>"
+#: Context switches :attr:`KernelObserver.switch_log` keeps (the latest ones).
+SWITCH_LOG_MAX = 4096
 
 
 #: Rows of instructions that stayed in an outer ring, by CPL.
@@ -203,8 +207,9 @@ class KernelObserver:
         self.syscalls = 0
         self.interrupts = 0
         self.context_switches = 0
-        #: (from TCB, to TCB) of every context switch, in order.
-        self.switch_log: list[tuple[int, int]] = []
+        #: (from TCB, to TCB) of the latest SWITCH_LOG_MAX context switches, in order (bounded:
+        #: a long run must not grow host memory without end).
+        self.switch_log: deque[tuple[int, int]] = deque(maxlen=SWITCH_LOG_MAX)
         self.ldt_loads = 0
         self.cr3_loads = 0
         self.by_process: dict[int, int] = {}

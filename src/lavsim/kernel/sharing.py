@@ -44,6 +44,7 @@ import attrs
 
 from lavsim.cpu.asm import assemble
 from lavsim.errors import AssemblyError, ConfigError
+from lavsim.errors import check_bool as _check_bool
 from lavsim.errors import check_int as _check_int
 from lavsim.kernel import layout as L
 from lavsim.kernel.netproto import remote_stub_source
@@ -413,6 +414,7 @@ class Sharing:
         """
         self.system._check_quiescent()
         process = self._check_process("process", process)
+        _check_bool("writable", writable)
         _check_int("size", size, 1)
         limit_fields("size", size)
         if not isinstance(data, bytes | bytearray):
@@ -467,6 +469,7 @@ class Sharing:
             raise ConfigError("export", "must be a data export of this system")
         if writable is None:
             writable = export.writable
+        _check_bool("writable", writable)
         if writable and not export.writable:
             raise ConfigError("writable", "the export is read-only")
         owner_group = export.owner.group
@@ -505,6 +508,7 @@ class Sharing:
         self.system._check_quiescent()
         exporter = self._check_process("exporter", exporter)
         importer = self._check_process("importer", importer)
+        _check_bool("writable", writable)
         _check_int("offset", offset, 0)
         _check_int("size", size, 1)
         if offset + size > exporter.data_size:
@@ -571,7 +575,9 @@ class Sharing:
         EIP, ``[ESP+4]`` return CS, ``[ESP+8 ..]`` the ``params`` copied arguments; it returns
         results in EAX (and EDX) with ``retf 4*params``, keeping EBX ESI EDI EBP, DS and ES
         (if it loads its private segment into DS it must restore the caller's DS first: RETF
-        to ring 3 nulls a DPL 2 DS).
+        to ring 3 nulls a DPL 2 DS). It may push at most ``layout.RING2_PROCEDURE_STACK``
+        bytes (nested calls included): that is all every thread's ring-2 slot is guaranteed
+        to hold below the largest gate frame, and more would reach the neighbour's slot.
 
         ``slot`` fixes the gate's slot (refused if taken: a collision); the code segment and
         the private data segment take the lowest free slots. A group process installs all

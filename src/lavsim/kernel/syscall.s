@@ -100,11 +100,10 @@ sys_create_thread:
     inc edx
     jmp .Lct_slot
 .Lct_found:
-    # Take the next TCB (thread ids are never reused, so dead threads stay inspectable).
-    mov eax, dword ptr [k_next_tid]
-    cmp eax, MAX_THREADS
-    jae .Lct_nomem
-    inc dword ptr [k_next_tid]
+    # A TCB and its id (threads.s; ids of dead threads come back once all were used).
+    call tcb_alloc
+    test eax, eax
+    js .Lct_nomem
     mov byte ptr [esi+PCB_SLOTS+edx], 1
     inc dword ptr [esi+PCB_THREADS]
     inc dword ptr [k_live_threads]

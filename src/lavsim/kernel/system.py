@@ -51,6 +51,7 @@ from lavsim.cpu.state import (
     ZF,
 )
 from lavsim.errors import AssemblyError, ConfigError, LavsimError, UnknownNameError
+from lavsim.errors import check_bool as _check_bool
 from lavsim.errors import check_int as _check_int
 from lavsim.errors import check_limit as _check_limit
 from lavsim.faults import MNEMONIC
@@ -83,6 +84,13 @@ if TYPE_CHECKING:
     from lavsim.snapshot import SystemSnapshot
 
 MiB = 1 << 20
+
+#: The shortest time slice (cycles) besides 0 (no timer). A timer tick that preempts a thread
+#: costs the kernel up to 286 cycles on the i486 profile and 224 on the Pentium (measured:
+#: interrupt delivery, trap entry, timer_handler, a switch to another group with LLDT and CR3,
+#: IRETD), and without global pages the TLB refills that follow push the i486 to livelock at
+#: 300: with a period that short, the next tick is pending before the thread runs again.
+TIMER_PERIOD_MIN = 400
 
 #: EFLAGS bits a host-created thread may start with (IF is always set, IOPL always 0).
 USER_SETTABLE_FLAGS = CF | PF | AF | ZF | SF | OF | DF
@@ -390,10 +398,13 @@ class Process:
 
 @attrs.define(eq=False)
 class Thread:
-    """A thread handle: its id and home process."""
+    """A thread handle: its id, home process and ``generation`` (how many threads had its id
+    and TCB before; ids of dead threads are reused once every TCB has been handed out, and a
+    handle whose generation is not the TCB's is stale)."""
 
     tid: int
     process: Process
+    generation: int = 0
 
     @property
     def tcb_linear(self) -> int:
@@ -431,6 +442,16 @@ class LavenderSystem:
         if memory_size % L.PAGE_SIZE:
             raise ConfigError("memory_size", "must be a multiple of 4096")
         _check_int("timer_period", timer_period, 0, MASK32)
+        if 0 < timer_period < TIMER_PERIOD_MIN:
+            raise ConfigError(
+                "timer_period",
+                f"must be 0 (no timer) or at least {TIMER_PERIOD_MIN} cycles, got "
+                f"{timer_period}: a preempting tick costs the kernel 199-286 cycles on the "
+                "i486 profile and 144-224 on the Pentium, plus TLB refills, and with a "
+                "shorter period the next tick is due before the thread runs again (livelock)",
+            )
+        _check_bool("observe", observe)
+        _check_bool("global_pages", global_pages)
         config = MachineConfig(
             profile=profile, memory_size=memory_size, mmu=mmu, timer_period=0,
             pic_base=L.PIC_BASE_VECTOR,
@@ -452,8 +473,6 @@ class LavenderSystem:
         self._started = False
         #: The name server's process once :meth:`start_name_server` has run.
         self.name_server: Process | None = None
-        if not isinstance(global_pages, bool):
-            raise ConfigError("global_pages", "must be a bool")
         #: CR4.PGE at the hand-over: global kernel and resident pages survive CR3 loads.
         self.global_pages = global_pages
         self._load_kernel(timer_period)
@@ -612,7 +631,9 @@ class LavenderSystem:
         (execute/read, DPL 3, its pages read-only), data = ``data_size`` bytes starting with
         ``data`` (DPL 3), stack = ``max_threads`` slots of ``stack_size`` bytes (DPL 3), and
         the ring-2 stack = ``max_threads`` slots of ``ring2_stack_size`` bytes (DPL 2) that
-        migrated calls use. Nothing is built when any argument is refused.
+        migrated calls use (at least ``layout.RING2_STACK_MIN``: the largest call-gate frame
+        plus what a procedure may push, so no slot overflows into its neighbour). Nothing is
+        built when any argument is refused.
         """
         if not isinstance(group, ProcessGroup) or group not in self.groups:
             raise ConfigError("group", "must be a group of this system")
@@ -683,7 +704,17 @@ class LavenderSystem:
         _check_int("stack_size", stack_size, 64)
         if stack_size % 4:
             raise ConfigError("stack_size", "must be a multiple of 4")
-        _check_int("ring2_stack_size", ring2_stack_size, 64)
+        # Each thread's slot must hold the largest gate frame plus what a procedure may push:
+        # the slots share one segment, so a smaller one lets a caller overwrite its neighbour's
+        # return frame (issue 19).
+        _check_int("ring2_stack_size", ring2_stack_size, 0)
+        if ring2_stack_size < L.RING2_STACK_MIN:
+            raise ConfigError(
+                "ring2_stack_size",
+                f"must be at least {L.RING2_STACK_MIN}: a call gate's frame (up to "
+                f"{L.RING2_GATE_FRAME_MAX} bytes) plus the {L.RING2_PROCEDURE_STACK} bytes a "
+                f"procedure may push, got {ring2_stack_size}",
+            )
         if ring2_stack_size % 4:
             raise ConfigError("ring2_stack_size", "must be a multiple of 4")
         sizes = {
@@ -814,11 +845,10 @@ class LavenderSystem:
         if 0 not in slots:
             raise ConfigError("process", f"all {process.max_threads} thread slots are in use")
         slot = slots.index(0)
-        tid = self.kernel_variable("k_next_tid")
-        if tid >= L.MAX_THREADS:
-            raise ConfigError("threads", f"at most {L.MAX_THREADS - 1} threads")
+        tid, generation = self._free_tcb()
         # --- build (the steps of sys_create_thread in syscall.s) ---------------------------------
-        self._set_kernel_variable("k_next_tid", tid + 1)
+        if tid == self.kernel_variable("k_next_tid"):  # a never-used TCB
+            self._set_kernel_variable("k_next_tid", tid + 1)
         self.memory.write8(self._kphys(pcb + L.PCB_SLOTS + slot), 1)
         self.write_kernel32(pcb + L.PCB_THREADS, self.read_kernel32(pcb + L.PCB_THREADS) + 1)
         live = self.kernel_variable("k_live_threads")
@@ -828,7 +858,7 @@ class LavenderSystem:
         for field, value in (
             (L.TCB_TID, tid), (L.TCB_PROCESS, pcb), (L.TCB_SLOT, slot),
             (L.TCB_ESP2, (slot + 1) * process.ring2_stack_size),
-            (L.TCB_FAULT_VECTOR, MASK32),
+            (L.TCB_FAULT_VECTOR, MASK32), (L.TCB_GENERATION, generation),
         ):  # fmt: skip
             self.write_kernel32(tcb + field, value)
         user_esp = (slot + 1) * process.stack_size - 4 * (len(args) + 1)
@@ -851,10 +881,24 @@ class LavenderSystem:
         )
         self.write_kernel32(tcb + L.TCB_KESP, kesp)
         self._enqueue(tcb)
-        thread = Thread(tid, process)
+        thread = Thread(tid, process, generation)
         self.threads[tid] = thread
         process.threads.append(thread)
         return thread
+
+    def _free_tcb(self) -> tuple[int, int]:
+        """The id and generation of the TCB a new thread gets (tcb_alloc in threads.s): the
+        next never-used one, else a dead thread's, one generation on. Not the current TCB:
+        the idle loop may still run on a dead thread's stack."""
+        tid = self.kernel_variable("k_next_tid")
+        if tid < L.MAX_THREADS:
+            return tid, 0
+        current = self.kernel_variable("k_current")
+        for tid in range(1, L.MAX_THREADS):
+            tcb = L.TCB_LINEAR + tid * L.TCB_SIZE
+            if self.read_kernel32(tcb + L.TCB_STATE) == L.THREAD_DEAD and tcb != current:
+                return tid, (self.read_kernel32(tcb + L.TCB_GENERATION) + 1) & MASK32
+        raise ConfigError("threads", f"at most {L.MAX_THREADS - 1} live threads")
 
     def _enqueue(self, tcb: int) -> None:
         """ready_enqueue (sched.s), done by the boot loader."""
@@ -1036,11 +1080,19 @@ class LavenderSystem:
     # --- reading state back ---------------------------------------------------------------------
 
     def thread_state(self, thread: Thread | int) -> ThreadState:
-        """The kernel's view of a thread (from its TCB and its saved trap frame)."""
+        """The kernel's view of a thread (from its TCB and its saved trap frame). An id names
+        the latest thread that had it; a handle of a thread whose TCB was reused is refused."""
         tid = thread.tid if isinstance(thread, Thread) else thread
         if tid not in self.threads:
             raise ConfigError("thread", f"no thread {tid}")
         tcb = L.TCB_LINEAR + tid * L.TCB_SIZE
+        if isinstance(thread, Thread):
+            generation = self.read_kernel32(tcb + L.TCB_GENERATION)
+            if thread.generation != generation:
+                raise ConfigError(
+                    "thread", f"thread {tid} (generation {thread.generation}) has ended and its "
+                    f"id was reused (generation {generation})",
+                )  # fmt: skip
         state = self.read_kernel32(tcb + L.TCB_STATE)
         pcb = self.read_kernel32(tcb + L.TCB_PROCESS)
         pid = self.read_kernel32(pcb + L.PCB_PID)
