@@ -11,7 +11,7 @@
 Each loop is measured with the executor's fast paths on (``CPU(fast=True)``: decode-time
 specialisations and block execution) and off (``fast=False``, the decoded-instruction cache
 still on), in the same run, and the ratio is printed. Simulated results are identical either
-way (tests/test_fast_paths.py); only the host time differs.
+way (tests/cpu/test_fast_paths.py); only the host time differs.
 
 Run: ``python benchmarks/sim_speed.py [--instructions N] [--repeat R]`` (the best of R runs).
 """

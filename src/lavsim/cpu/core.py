@@ -42,7 +42,7 @@ instruction that crosses a page, so that is one window on one page), so the trac
 instruction's fetch (tested at each :meth:`CPU.run` call).
 
 **Fast paths** (``CPU(fast=True)``, the default; ``fast=False`` turns them off, with the same
-simulated results -- tests/test_fast_paths.py compares cycles, registers, memory, faults, TLB
+simulated results -- tests/cpu/test_fast_paths.py compares cycles, registers, memory, faults, TLB
 contents in LRU order and statistics):
 
 * *decode-time specialisations* (:mod:`lavsim.cpu.fast`): the hottest forms (MOV r32/m32,

@@ -19,7 +19,7 @@ does.
 
 :func:`specialise` is called by the executor (:class:`lavsim.cpu.core.CPU` with ``fast=True``)
 on every freshly decoded instruction; it returns the function to run instead of
-``insn.handler``, or None. ``tests/test_fast_paths.py`` runs programs with the fast paths on and
+``insn.handler``, or None. ``tests/cpu/test_fast_paths.py`` runs programs with the fast paths on and
 off and compares cycles, registers, memory, faults and the TLBs (contents, LRU order,
 statistics).
 """

@@ -2,8 +2,8 @@
 
 The observer is called by :meth:`lavsim.machine.Machine.run` after every step and looks at the
 CPU between steps; it never writes guest state, so a run observed and a run not observed give
-the same cycles, registers and memory (tests/test_observer_hook.py checks it for step
-observers, tests/test_audit_guards.py for this one). It attributes every cycle to a *row*:
+the same cycles, registers and memory (tests/kernel/test_observer_hook.py checks it for step
+observers, tests/kernel/test_audit_guards.py for this one). It attributes every cycle to a *row*:
 
 - a kernel routine (the label without a dot that starts the code holding EIP, see
   :class:`~lavsim.kernel.image.KernelImage`), for instructions executed at CPL 0;

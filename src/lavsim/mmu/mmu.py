@@ -15,7 +15,7 @@ Two caches live here and must not be confused (DESIGN.md §2):
   cached Dirty flag is set, so a write that must set D always reaches the modelled path. With
   ``MMUConfig.fast_path`` off the dicts stay empty and every access takes the modelled path;
   the results, TLB contents, LRU order and statistics are identical
-  (tests/test_mmu_properties.py checks it).
+  (tests/mmu/test_mmu_properties.py checks it).
 
   Code outside the MMU that inlines the fast path (``lavsim.cpu.fast``, ``lavsim.cpu.far``,
   the executor's fetch) looks pages up through :attr:`MMU.data_page` / :attr:`MMU.code_page`
@@ -59,7 +59,7 @@ While any tracer is attached the fast path holds no entries (the dicts are flush
 and stay empty until the last tracer is removed), so every access reaches the code that
 reports it; with no tracer the fast path is unchanged and pays nothing. Tracers observe only:
 they must not change memory, registers or the MMU, and a run gives the same cycles, registers,
-memory and TLB statistics with or without them (tests/test_mmu_tracer.py). Accesses made
+memory and TLB statistics with or without them (tests/mmu/test_mmu_tracer.py). Accesses made
 around the processor are not reported: host-side loaders and checkers using
 :class:`~lavsim.memory.PhysicalMemory` directly, and device transfers (the network interface's
 DMA, ``lavsim.network``, reads and writes physical memory through the machine).
