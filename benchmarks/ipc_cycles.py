@@ -15,9 +15,9 @@ the i486 model for one group, and printed a phase total of 1,450.3 from an obser
 whole loop iteration: the two RDTSC, the stores of the time stamps, and the loop's increment,
 compare and branch: 50.3 cycles per call outside the RDTSC window, all of them in the client's
 user code. The window here is the call alone: for one group it measures the RDTSC figure,
-1,400 (tests/experiments/test_measurement_layer.py checks that guest RDTSC minus an empty pair equals the
-harness's window). The cross-group columns moved by two cycles, because that benchmark laid
-its processes out differently: 3 TLB misses per call rather than 1.)
+1,400 (tests/experiments/test_measurement_layer.py checks that guest RDTSC minus an
+empty pair equals the harness's window). The cross-group columns moved by two cycles, because
+that benchmark laid its processes out differently: 3 TLB misses per call rather than 1.)
 
 Run: python benchmarks/ipc_cycles.py [--calls N] [--size BYTES]
 """

@@ -39,9 +39,9 @@ Observers must not change guest state.
 its cached straight-line blocks (:meth:`CPU.run`), each call bounded by the run's remaining
 budget and by the timer's next event, and steps the devices between calls exactly as the
 per-step loop does: interrupts arrive at the same instruction boundary, and every simulated
-result is the same (``tests/machine/test_machine_blocks.py``). A REP string instruction stops between
-iterations at the same bound (see :mod:`lavsim.cpu.ops_string`), so a run overshoots its cycle
-budget by at most one iteration and a timer interrupt is taken inside a long copy.
+result is the same (``tests/machine/test_machine_blocks.py``). A REP string instruction stops
+between iterations at the same bound (see :mod:`lavsim.cpu.ops_string`), so a run overshoots its
+cycle budget by at most one iteration and a timer interrupt is taken inside a long copy.
 
 **Checkpoints** live in :mod:`lavsim.snapshot`, which depends on this module (it knows the
 machine; the machine knows nothing of it): ``take_snapshot(machine)`` returns a

@@ -1,7 +1,7 @@
 """The structure work (issue 11) must not move a single figure: `lavsim rpc` and the sweeps
-print byte-identical output to what main printed before it (tests/experiments/golden/, captured from the
-commit before the restructuring). A later issue that changes the model on purpose replaces the
-golden files in the same commit and says why."""
+print byte-identical output to what main printed before it (tests/experiments/golden/, captured
+from the commit before the restructuring). A later issue that changes the model on purpose
+replaces the golden files in the same commit and says why."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The move of ``lavsim.timing`` into a package (one module per profile) moved no figure and no
 source text: every (key, cycles, source) triple and the description of the built-in profiles
-equal those of the single-module version, captured from it into tests/experiments/golden/ before the split
-(``timing_profiles.json``). A change to a figure on purpose updates that file in the same
+equal those of the single-module version, captured from it into tests/timing/golden/ before the
+split (``timing_profiles.json``). A change to a figure on purpose updates that file in the same
 commit."""
 
 from __future__ import annotations
