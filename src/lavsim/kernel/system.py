@@ -81,6 +81,7 @@ from lavsim.mmu.segmentation import SegmentCache
 from lavsim.models import ModelSpec
 
 if TYPE_CHECKING:
+    from lavsim.gdbstub import GdbServer
     from lavsim.snapshot import SystemSnapshot
 
 MiB = 1 << 20
@@ -1140,6 +1141,15 @@ class LavenderSystem:
                 )
             )
         return out
+
+    def gdb_server(self, port: int = 0, *, wait: bool = True,
+                   timeout: float | None = 60.0) -> GdbServer:
+        """A GDB remote stub for this system on ``127.0.0.1:port`` (0: a free port, see
+        ``.port``); with ``wait`` it blocks until gdb connects and resumes. Run the system as
+        usual, then call ``.finish(exit_code)``. See :mod:`lavsim.kernel.debug`."""
+        from lavsim.kernel.debug import gdb_server
+
+        return gdb_server(self, port, wait=wait, timeout=timeout)
 
     def stats(self) -> KernelStats:
         """Cycles by CPL and routine, kernel events and TLB counts since boot or the last
