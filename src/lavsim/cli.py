@@ -27,13 +27,14 @@ from lavsim.experiments.rpc import DEFAULT_SIZES, rpc_table
 from lavsim.experiments.sweeps import SWEEPS, run_sweep
 from lavsim.experiments.workload import DEFAULT_MEMORY, DEFAULT_TIMER_PERIOD, PROFILES, Workload
 from lavsim.models import CpuModel, ModelFileError, load_model_file
+from lavsim.observe.options import OPTION_FIELDS, add_observe_options, observe_rpc, wanted
 
 #: The option behind each field a ConfigError may name, by command (library names -> ours).
 _OPTIONS = {
     "rpc": {
         "profile": "--profile", "profiles": "--profile", "size": "--sizes", "sizes": "--sizes",
         "calls": "--calls", "tlb_entries": "--tlb", "memory_size": "--memory",
-        "timer_period": "--timer-period", "format": "--format",
+        "timer_period": "--timer-period", "format": "--format", **OPTION_FIELDS,
     },
     "sweep": {
         "profile": "--profile", "profiles": "--profile", "values": "--values",
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="CYCLES", help="interval-timer period in cycles (default 0: off)")
     rpc.add_argument("--no-remote", dest="remote", action="store_false",
                      help="leave out the two-host rows (remote call, shipped procedure)")
+    add_observe_options(rpc)
     keys = [*MECHANISMS, *VARIANTS]
     sweep = sub.add_parser(
         "sweep", help="one mechanism cost against one knob",
@@ -204,6 +206,8 @@ def _run(args: argparse.Namespace) -> str:
     if args.command == "rpc":
         base = Workload(tlb_entries=args.tlb, memory_size=args.memory,
                         timer_period=args.timer_period, calls=args.calls)
+        if wanted(args):
+            observe_rpc(args, base, args.profile[0], args.sizes[0])
         table = rpc_table(args.profile, args.sizes, calls=args.calls, remote=args.remote,
                           base=base, progress=progress)
         return table.render(args.format)
