@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lavsim.gdbstub import (
+    GdbKilled,
     GdbServer,
     GdbStub,
     MachineTarget,
@@ -121,3 +122,64 @@ def test_socket_session_steps_and_continues_to_a_breakpoint_without_moving_cycle
     assert replies[3].startswith(b"T05")
     assert replies[5] == b"W00"
     assert machine.cpu.tsc == plain.cpu.tsc and machine.cpu.regs[0] == plain.cpu.regs[0] == 8
+
+
+def _loop_machine() -> Machine:
+    machine = Machine(MachineConfig(profile="pentium"))
+    machine.load(0x10000, bytes.fromhex("40ebfd"))  # inc eax; jmp back
+    machine.setup_flat_protected_mode(entry=0x10000)
+    return machine
+
+
+def _raw_client(port: int, steps: list[bytes], replies: list[bytes]) -> None:
+    """Send each item (a packet, or raw bytes when it starts with 0x03) and keep the packets
+    received, until the server closes."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    reader = PacketReader()
+    try:
+        for item in steps:
+            sock.sendall(item if item.startswith(b"\x03") else frame(item))
+            if item in (b"c",):
+                continue  # no reply until the machine stops
+            while True:
+                data = sock.recv(4096)
+                if not data:
+                    return
+                events = [e for e in reader.feed(data) if e[0] == "packet"]
+                if events:
+                    replies.extend(e[1] for e in events)
+                    break
+    finally:
+        sock.close()
+
+
+def test_ctrl_c_stops_a_running_machine_and_detach_lets_it_finish() -> None:
+    machine = _loop_machine()
+    server = GdbServer(MachineTarget(machine), 0, timeout=10)
+    server.POLL_STEPS = 64
+    replies: list[bytes] = []
+    client = threading.Thread(target=_raw_client, args=(server.port, [
+        b"?", b"c", b"\x03", b"D"], replies))
+    client.start()
+    server.wait_for_gdb()
+    result = machine.run(max_instructions=200_000)
+    server.finish(0)
+    client.join(10)
+    assert replies[0].startswith(b"T05")
+    assert replies[1].startswith(b"T02")  # stopped by the interrupt
+    assert replies[2] == b"OK"  # detached
+    assert result.reason == "instruction_limit" and result.instructions == 200_000
+
+
+def test_kill_raises_out_of_the_run() -> None:
+    machine = _loop_machine()
+    server = GdbServer(MachineTarget(machine), 0, timeout=10)
+    client = threading.Thread(target=_raw_client, args=(server.port, [
+        b"?", b"s", b"k"], []))
+    client.start()
+    server.wait_for_gdb()
+    with pytest.raises(GdbKilled):
+        machine.run(max_instructions=1000)
+    server.close()
+    client.join(10)
+    assert machine.cpu.instructions == 1

@@ -5,17 +5,25 @@ without gdb."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from lavsim.experiments.rpc import measure_call
+from lavsim.experiments.workload import Workload
 from lavsim.kernel import LavenderSystem
 from lavsim.kernel.ipc import user_prelude
 from lavsim.kernel.system import Process
 
 GDB = shutil.which("gdb")
+SRC = Path(__file__).resolve().parents[2] / "src"
 pytestmark = pytest.mark.skipif(GDB is None, reason="the gdb binary is not installed "
                                 "(.ci/run installs Debian's gdb)")
 
@@ -134,3 +142,44 @@ def test_gdb_watchpoint_stops_at_the_write_and_monitor_reads_physical_memory() -
     assert "0xc0000000 -> physical 0x00000000" in out
     assert re.search(r"^00000000: ([0-9a-f]{2} ){15}[0-9a-f]{2}$", out, re.M), out
     assert cycles == _undebugged_cycles()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_gdb_attaches_to_lavsim_rpc_and_the_calls_cost_what_they_cost_without_it(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    stats = tmp_path / "stats.json"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    rpc = subprocess.Popen(
+        [sys.executable, "-m", "lavsim", "rpc", "--profile", "pentium", "--sizes", "16",
+         "--calls", "2", "--no-remote", "--no-progress", "--observe", "migration-group",
+         "--gdb", str(port), "--stats-out", str(stats)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert rpc.stderr is not None
+        waiting = rpc.stderr.readline()  # the stub listens once this line is written
+        gdb = subprocess.run(
+            [str(GDB), "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{port}",
+             "-ex", "break *'client.call_start'", "-ex", "continue",
+             "-ex", "info threads", "-ex", "print $cpl",
+             "-ex", "delete", "-ex", "continue"],
+            capture_output=True, text=True, timeout=120)
+        out, err = rpc.communicate(timeout=120)
+    finally:
+        if rpc.poll() is None:
+            rpc.kill()
+    assert rpc.returncode == 0, err
+    assert "waiting for gdb on 127.0.0.1" in waiting, waiting + err
+    assert "hit Breakpoint 1, " in gdb.stdout and "client" in gdb.stdout, gdb.stdout
+    assert "thread 1 of client (pid 2), running" in gdb.stdout
+    assert "$1 = 3" in gdb.stdout
+    data = json.loads(stats.read_text())
+    warm = measure_call("migration-group", Workload(profile="pentium", size=16, calls=2))
+    assert data["migration_group.call1.cycles"]["value"] == warm.samples[0]
