@@ -171,7 +171,7 @@ def test_gdb_attaches_to_lavsim_rpc_and_the_calls_cost_what_they_cost_without_it
              "-ex", "info threads", "-ex", "print $cpl",
              "-ex", "delete", "-ex", "continue"],
             capture_output=True, text=True, timeout=120)
-        out, err = rpc.communicate(timeout=120)
+        _, err = rpc.communicate(timeout=120)
     finally:
         if rpc.poll() is None:
             rpc.kill()
