@@ -27,7 +27,15 @@ from lavsim.experiments.rpc import DEFAULT_SIZES, rpc_table
 from lavsim.experiments.sweeps import SWEEPS, run_sweep
 from lavsim.experiments.workload import DEFAULT_MEMORY, DEFAULT_TIMER_PERIOD, PROFILES, Workload
 from lavsim.models import CpuModel, ModelFileError, load_model_file
-from lavsim.observe.options import OPTION_FIELDS, add_observe_options, observe_rpc, wanted
+from lavsim.observe.options import (
+    OPTION_FIELDS,
+    add_observe_options,
+    add_plot_option,
+    check_plot,
+    observe_rpc,
+    wanted,
+)
+from lavsim.observe.plots import plot_rpc, plot_sweep
 
 #: The option behind each field a ConfigError may name, by command (library names -> ours).
 _OPTIONS = {
@@ -41,6 +49,7 @@ _OPTIONS = {
         "mechanism": "--mechanisms", "mechanisms": "--mechanisms", "size": "--size",
         "other_threads": "--threads", "other_work": "--thread-work",
         "working_set": "--working-set", "calls": "--calls", "format": "--format",
+        "plot": "--plot",
     },
 }  # fmt: skip
 
@@ -169,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     rpc.add_argument("--no-remote", dest="remote", action="store_false",
                      help="leave out the two-host rows (remote call, shipped procedure)")
     add_observe_options(rpc)
+    add_plot_option(rpc)
     keys = [*MECHANISMS, *VARIANTS]
     sweep = sub.add_parser(
         "sweep", help="one mechanism cost against one knob",
@@ -189,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="loop iterations each other thread runs before it yields")
     sweep.add_argument("--working-set", type=int, default=None,
                        help="server pages read per call (default 0; 4 for the tlb sweep)")
+    add_plot_option(sweep)
     return parser
 
 
@@ -203,6 +214,7 @@ def _machines(args: argparse.Namespace) -> list[str | CpuModel]:
 def _run(args: argparse.Namespace) -> str:
     progress = _Progress(args.progress)
     args.profile = _machines(args)
+    check_plot(args)
     if args.command == "rpc":
         base = Workload(tlb_entries=args.tlb, memory_size=args.memory,
                         timer_period=args.timer_period, calls=args.calls)
@@ -210,6 +222,8 @@ def _run(args: argparse.Namespace) -> str:
             observe_rpc(args, base, args.profile[0], args.sizes[0])
         table = rpc_table(args.profile, args.sizes, calls=args.calls, remote=args.remote,
                           base=base, progress=progress)
+        if args.plot is not None:
+            plot_rpc(table, args.plot)
         return table.render(args.format)
     mechs = [mechanism(k) for k in args.mechanisms]
     working_set = args.working_set
@@ -221,6 +235,8 @@ def _run(args: argparse.Namespace) -> str:
     )  # fmt: skip
     result = run_sweep(args.knob, profiles=args.profile, values=args.values,
                        mechanisms=mechs, base=base, progress=progress)
+    if args.plot is not None:
+        plot_sweep(result, args.plot)
     return result.render(args.format)
 
 

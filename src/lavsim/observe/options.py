@@ -29,12 +29,14 @@ from lavsim.observe.itrace import InstructionTrace, TraceFilter, parse_range
 from lavsim.observe.statsfile import Stat, collect, write_stats
 from lavsim.observe.timeline import Timeline
 
-__all__ = ["OPTION_FIELDS", "add_observe_options", "observe_rpc", "wanted"]
+__all__ = ["OPTION_FIELDS", "add_observe_options", "add_plot_option", "check_plot",
+           "observe_rpc", "wanted"]
 
 #: ConfigError fields of these options -> the option (for the CLI's one-line errors).
 OPTION_FIELDS = {"port": "--gdb", "max_events": "--trace-max-events", "range": "--trace-range",
                  "cpl": "--trace-cpl", "mechanism": "--observe", "trace_out": "--trace-out",
-                 "stats_out": "--stats-out", "trace_instructions": "--trace-instructions"}
+                 "stats_out": "--stats-out", "trace_instructions": "--trace-instructions",
+                 "plot": "--plot"}
 
 
 def _keys(text: str) -> list[str]:
@@ -97,6 +99,23 @@ def add_observe_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gdb", type=_port, default=None, metavar="PORT",
                        help="wait for gdb on 127.0.0.1:PORT and let it drive the first "
                        "observed mechanism's run")
+
+
+def add_plot_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--plot FILE`` (rpc and sweep)."""
+    parser.add_argument("--plot", metavar="FILE.png|svg", default=None,
+                        help="also draw the figures into FILE (needs matplotlib: "
+                        "pip install 'lavsim[plot]')")
+
+
+def check_plot(args: argparse.Namespace) -> None:
+    """Refuse a bad ``--plot`` path, or a missing matplotlib, before anything runs."""
+    if getattr(args, "plot", None) is None:
+        return
+    from lavsim.observe import plots
+
+    plots.check_plot_path(args.plot)
+    plots._pyplot()
 
 
 def _cpls_or_pids(text: str) -> list[int]:
