@@ -31,8 +31,10 @@ from lavsim.observe.options import (
     OPTION_FIELDS,
     add_observe_options,
     add_plot_option,
+    add_verbosity,
     check_plot,
     observe_rpc,
+    setup_logging,
     wanted,
 )
 from lavsim.observe.plots import plot_rpc, plot_sweep
@@ -147,6 +149,7 @@ def _add_common(parser: argparse.ArgumentParser, default_profiles: str) -> None:
     parser.add_argument("--calls", type=int, default=8,
                         help="calls per measurement; the first is cold (default 8)")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    add_verbosity(parser)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--progress", dest="progress", action="store_true", default=None,
                        help="progress on standard error (default: when it is a terminal)")
@@ -159,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cycle-level IA-32 + Lavender simulator: inter-process call costs.",
     )
     parser.add_argument("--version", action="version", version=f"lavsim {__version__}")
+    add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
     rpc = sub.add_parser(
         "rpc", help="cycles per call of every mechanism (migration, message RPC, remote)",
@@ -246,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a bad argument (already reported)
         return stop.code if isinstance(stop.code, int) else 2
+    setup_logging(args.verbose)
     try:
         output = _run(args)
     except ConfigError as error:

@@ -34,6 +34,7 @@ What gdb sees:
 from __future__ import annotations
 
 import contextlib
+import logging
 import select
 import socket
 import struct
@@ -80,6 +81,10 @@ _SREGS = {"cs": CS, "ss": SS, "ds": DS, "es": ES, "fs": FS, "gs": GS}
 _GENERAL = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 
 SIGINT, SIGTRAP = 2, 5
+
+#: Connections (INFO) and every packet from gdb (DEBUG, ``lavsim -vv``).
+log = logging.getLogger("lavsim.gdbstub")
+log.addHandler(logging.NullHandler())  # no "last resort" printing of warnings by default
 
 
 class GdbKilled(LavsimError):
@@ -632,6 +637,7 @@ class GdbServer:
         except TimeoutError:
             raise LavsimError(f"no gdb connected to 127.0.0.1:{self.port} within "
                               f"{self.timeout} s") from None
+        log.info("gdb connected to 127.0.0.1:%d", self.port)
         conn.settimeout(self.timeout)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._conn = conn
@@ -686,6 +692,7 @@ class GdbServer:
                 if kind == "packet":
                     if self.log is not None:
                         self.log(f"gdb> {payload[:80]!r}")
+                    log.debug("gdb> %r", payload[:80])
                     self._conn.sendall(b"+") if self._conn else None
                     answer = stub.handle(payload)
                     if stub.killed:

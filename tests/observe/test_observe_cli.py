@@ -115,3 +115,18 @@ def test_bad_observation_options_are_refused_naming_the_option(
     out, err = capsys.readouterr()
     assert out == ""
     assert len(err.splitlines()) == 1 and f"argument {option}:" in err, err
+
+
+def test_verbose_logs_creation_to_standard_error_and_quiet_by_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["rpc", "--profile", "pentium", "--sizes", "0", "--calls", "2", "--no-remote",
+            "--no-progress", "--format", "csv"]
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""
+    assert main([*argv, "-v"]) == 0
+    err = capsys.readouterr().err
+    assert "lavsim.kernel: booted Lavender: pentium" in err
+    assert "lavsim.kernel: thread 1 of process 2 'client'" in err
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""

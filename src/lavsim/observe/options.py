@@ -12,6 +12,7 @@ counters of the last call's window, and the cycles of every call.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +30,8 @@ from lavsim.observe.itrace import InstructionTrace, TraceFilter, parse_range
 from lavsim.observe.statsfile import Stat, collect, write_stats
 from lavsim.observe.timeline import Timeline
 
-__all__ = ["OPTION_FIELDS", "add_observe_options", "add_plot_option", "check_plot",
-           "observe_rpc", "wanted"]
+__all__ = ["OPTION_FIELDS", "add_observe_options", "add_plot_option", "add_verbosity",
+           "check_plot", "observe_rpc", "setup_logging", "wanted"]
 
 #: ConfigError fields of these options -> the option (for the CLI's one-line errors).
 OPTION_FIELDS = {"port": "--gdb", "max_events": "--trace-max-events", "range": "--trace-range",
@@ -99,6 +100,30 @@ def add_observe_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gdb", type=_port, default=None, metavar="PORT",
                        help="wait for gdb on 127.0.0.1:PORT and let it drive the first "
                        "observed mechanism's run")
+
+
+def add_verbosity(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """Add ``-v/--verbose`` (repeatable): -v logs boot, processes, threads and faults, -vv
+    also every gdb packet and each observed run. Silent by default."""
+    parser.add_argument("-v", "--verbose", action="count",
+                        default=0 if top else argparse.SUPPRESS,
+                        help="log to standard error: -v boot, processes, threads, faults; "
+                        "-vv more")
+
+
+def setup_logging(verbose: int) -> None:
+    """Send the ``lavsim`` loggers to standard error at the level ``verbose`` asks for."""
+    logger = logging.getLogger("lavsim")
+    for old in [h for h in logger.handlers if getattr(h, "lavsim_cli", False)]:
+        logger.removeHandler(old)  # a second main() in one process must not log twice
+    if verbose <= 0:
+        logger.setLevel(logging.NOTSET)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.lavsim_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
 
 
 def add_plot_option(parser: argparse.ArgumentParser) -> None:
@@ -170,6 +195,7 @@ def observe_rpc(args: argparse.Namespace, base: Workload, profile: ModelSpec, si
     stats: list[Stat] = []
     itrace_file = None
     for index, mech in enumerate(mechs):
+        logging.getLogger("lavsim.observe").debug("observing %s on %s", mech.key, work)
         harness = Harness(mech, work)
         system = harness.system
         label = f"{mech.label} {system.machine.model.name} {size} B"
