@@ -777,8 +777,12 @@ class GdbServer:
         self.close()
 
     def close(self) -> None:
-        """Close the connection and the listening socket; stop observing."""
+        """Close the connection and the listening socket; stop observing; let the target
+        clean up (its ``close()``, if it has one: the Lavender target's temporary ELF)."""
         self._disconnect()
+        closer = getattr(self.stub.target, "close", None)
+        if callable(closer):
+            closer()
         if self._attached:
             self.machine.remove_observer(self)
             self._attached = False

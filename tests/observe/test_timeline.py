@@ -118,3 +118,27 @@ def test_trace_stops_growing_at_max_events_and_says_so() -> None:
 def test_timeline_refuses_a_bad_bound() -> None:
     with pytest.raises(ConfigError, match="max_events"):
         Timeline(max_events=0)
+
+
+def test_timer_interrupts_are_instants_and_a_window_bounds_the_slices() -> None:
+    from lavsim.kernel import LavenderSystem
+    from lavsim.kernel.ipc import user_prelude
+
+    system = LavenderSystem(profile="pentium", timer_period=2_000)
+    spin = user_prelude() + "main:\n    mov ecx, 3000\n.Ls:\n    dec ecx\n    jnz .Ls\n" \
+        "    mov ebx, 0\n    mov eax, SYS_EXIT\n    int 0x30\n"
+    for name in ("a", "b"):
+        system.create_thread(system.create_process(system.create_group(name), spin, name=name),
+                             "main")
+    timeline = Timeline()
+    recorder = timeline.attach(system, "spinners", window=(3_000, 9_000))
+    outcome = system.run(max_cycles=200_000)
+    recorder.detach()
+    assert outcome.status == "done"
+    events = timeline.events
+    interrupts = [e for e in events if e["ph"] == "i" and e["name"] == "interrupt"]
+    assert interrupts
+    stamps = [e["ts"] for e in events if e["ph"] in ("B", "i")]
+    assert stamps and all(3_000 <= t < 9_000 for t in stamps)
+    tracks = {e["tid"] for e in events if e["ph"] == "B" and e["cat"] == "process"}
+    assert {1, 2} <= tracks  # both threads ran inside the window (time slices)

@@ -45,6 +45,7 @@ class LavenderTarget:
         self.machine = system.machine
         self._symbol_path = Path(symbol_path) if symbol_path is not None else None
         self._written = False
+        self._temporary = False
 
     # --- threads --------------------------------------------------------------------------------
     def _tcb(self, tid: int, field: int) -> int:
@@ -107,10 +108,18 @@ class LavenderTarget:
             descriptor, name = tempfile.mkstemp(prefix="lavsim-", suffix=".elf")
             os.close(descriptor)
             self._symbol_path = Path(name)
+            self._temporary = True
         if not self._written:
             self.write_symbols(self._symbol_path)
             self._written = True
         return str(self._symbol_path)
+
+    def close(self) -> None:
+        """Remove the symbol file if this target made it up (a temporary file)."""
+        if self._temporary and self._symbol_path is not None:
+            self._symbol_path.unlink(missing_ok=True)
+            self._symbol_path = None
+            self._written = False
 
     def write_symbols(self, path: str | Path) -> Path:
         """Write the ELF symbol file: the kernel image (its bytes and labels, local ``.L``
