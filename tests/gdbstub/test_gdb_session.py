@@ -169,6 +169,8 @@ def test_gdb_attaches_to_lavsim_rpc_and_the_calls_cost_what_they_cost_without_it
             [str(GDB), "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{port}",
              "-ex", "break *'client.call_start'", "-ex", "continue",
              "-ex", "info threads", "-ex", "print $cpl",
+             "-ex", "break *'server.proc'", "-ex", "continue",
+             "-ex", "print $cpl", "-ex", "info threads",
              "-ex", "delete", "-ex", "continue"],
             capture_output=True, text=True, timeout=120)
         _, err = rpc.communicate(timeout=120)
@@ -180,6 +182,9 @@ def test_gdb_attaches_to_lavsim_rpc_and_the_calls_cost_what_they_cost_without_it
     assert "hit Breakpoint 1, " in gdb.stdout and "client" in gdb.stdout, gdb.stdout
     assert "thread 1 of client (pid 2), running" in gdb.stdout
     assert "$1 = 3" in gdb.stdout
+    # The client's thread migrated: it runs the server's procedure, in ring 2.
+    assert "hit Breakpoint 2, " in gdb.stdout and "in server" in gdb.stdout, gdb.stdout
+    assert "$2 = 2" in gdb.stdout
     data = json.loads(stats.read_text())
     warm = measure_call("migration-group", Workload(profile="pentium", size=16, calls=2))
     assert data["migration_group.call1.cycles"]["value"] == warm.samples[0]

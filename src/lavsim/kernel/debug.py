@@ -6,8 +6,8 @@ symbols of the kernel and of the programs (a :class:`lavsim.gdbstub.Target`).
 :data:`NO_THREAD` stands for the processor while no thread is current (boot, idle). A thread
 that is not running shows the user registers of its saved trap frame, ``eip`` as a linear
 address (its CS base + EIP). :meth:`LavenderTarget.write_symbols` writes an ELF file with the
-kernel's labels and every process's labels (named ``process.label``) at their linear
-addresses, for gdb's ``symbol-file``; the stub also offers it as the executable
+kernel's labels and every process's labels (named ``process.label``; the labels of a
+procedure a process exports too) at their linear addresses, for gdb's ``symbol-file``; the stub also offers it as the executable
 (``qXfer:exec-file``), so gdb loads it when it connects.
 """
 
@@ -146,6 +146,17 @@ class LavenderTarget:
                         and not label.isupper()):
                     symbols.append(ElfSymbol(f"{process.name}.{label}",
                                              process.code_base + offset, 0, index))
+        # Exported procedures live in code segments of their own: their labels are named
+        # ``owner.label`` too (the sharing state exists once something was shared).
+        for export in (self.system._sharing.procedures if self.system._sharing else ()):
+            index = len(sections)
+            sections.append(ElfSection(f".text.{export.owner.name}.export{index}",
+                                       export.code_base, bytes(export.code_size)))
+            for label, offset in export.symbols.items():
+                if (0 <= offset < export.code_size and not _LOCAL.search(label)
+                        and not label.isupper()):
+                    symbols.append(ElfSymbol(f"{export.owner.name}.{label}",
+                                             export.code_base + offset, 0, index))
         return write_elf(path, sections, symbols)
 
     def monitor(self, command: str) -> str | None:
