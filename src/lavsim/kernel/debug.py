@@ -7,8 +7,8 @@ symbols of the kernel and of the programs (a :class:`lavsim.gdbstub.Target`).
 that is not running shows the user registers of its saved trap frame, ``eip`` as a linear
 address (its CS base + EIP). :meth:`LavenderTarget.write_symbols` writes an ELF file with the
 kernel's labels and every process's labels (named ``process.label``; the labels of a
-procedure a process exports too) at their linear addresses, for gdb's ``symbol-file``; the stub also offers it as the executable
-(``qXfer:exec-file``), so gdb loads it when it connects.
+procedure a process exports too) at their linear addresses, for gdb's ``symbol-file``; the
+stub also offers it as the executable (``qXfer:exec-file``), so gdb loads it when it connects.
 """
 
 from __future__ import annotations
