@@ -596,6 +596,9 @@ class GdbServer:
     """The stub on ``127.0.0.1:port`` (0 picks a free port: see :attr:`port`), driving
     ``target.machine`` as a step observer.
 
+    ``timeout``: seconds :meth:`wait_for_gdb` waits for a connection (None: for ever); once
+    connected, the stub waits for gdb as long as gdb stays connected.
+
     Use: ``server = GdbServer(target, port)``; ``server.wait_for_gdb()`` (blocks until gdb
     connects and resumes); run the machine however you like; ``server.finish(code)`` tells gdb
     the program exited and closes. Also a context manager (``finish(0)`` on exit).
@@ -638,7 +641,8 @@ class GdbServer:
             raise LavsimError(f"no gdb connected to 127.0.0.1:{self.port} within "
                               f"{self.timeout} s") from None
         log.info("gdb connected to 127.0.0.1:%d", self.port)
-        conn.settimeout(self.timeout)
+        # The timeout bounds the wait for a connection only: a person may sit at gdb's prompt.
+        conn.settimeout(None)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._conn = conn
         self.machine.add_observer(self)
@@ -756,7 +760,7 @@ class GdbServer:
 
     def finish(self, exit_code: int = 0) -> None:
         """The run is over: tell gdb the program exited (``W``), answer it until it hangs up
-        (bounded by the timeout), and close."""
+        (gdb does after an exit, or on ``kill``/``detach``), and close."""
         if self._conn is not None and not self.stub.detached:
             self._send(f"W{exit_code & 0xFF:02x}".encode())
             stub = self.stub
