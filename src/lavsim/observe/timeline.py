@@ -38,7 +38,7 @@ from lavsim.cpu.state import EBP, EDI, ESI
 from lavsim.errors import ConfigError, check_int
 from lavsim.kernel import layout as L
 from lavsim.kernel.ipc import PHASES
-from lavsim.kernel.observer import ROW_USER, StepClassifier
+from lavsim.kernel.observer import ROW_FAR_RETURN, ROW_GATE_CALL, ROW_USER, StepClassifier
 from lavsim.kernel.system import LavenderSystem
 from lavsim.machine import STEP_INSTRUCTION, STEP_INTERRUPT
 
@@ -49,6 +49,7 @@ TIME_UNIT = "1 trace microsecond = 1 simulated cycle (TSC)"
 
 #: Kernel-observer rows -> IPC phase ("kernel" for rows no phase lists).
 _PHASE_OF: dict[str, str] = {row: phase for phase, rows in PHASES.items() for row in rows}
+_PHASE_OF.update({ROW_GATE_CALL: "gate call", ROW_FAR_RETURN: "far return"})
 
 
 class Timeline:
@@ -89,7 +90,6 @@ class Timeline:
         """The trace as a JSON object (``traceEvents`` and ``otherData``)."""
         return {
             "traceEvents": self.events,
-            "displayTimeUnit": "ns",
             "otherData": {
                 "generator": "lavsim",
                 "time_unit": TIME_UNIT,
