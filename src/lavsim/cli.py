@@ -27,19 +27,31 @@ from lavsim.experiments.rpc import DEFAULT_SIZES, rpc_table
 from lavsim.experiments.sweeps import SWEEPS, run_sweep
 from lavsim.experiments.workload import DEFAULT_MEMORY, DEFAULT_TIMER_PERIOD, PROFILES, Workload
 from lavsim.models import CpuModel, ModelFileError, load_model_file
+from lavsim.observe.options import (
+    OPTION_FIELDS,
+    add_observe_options,
+    add_plot_option,
+    add_verbosity,
+    check_plot,
+    observe_rpc,
+    setup_logging,
+    wanted,
+)
+from lavsim.observe.plots import plot_rpc, plot_sweep
 
 #: The option behind each field a ConfigError may name, by command (library names -> ours).
 _OPTIONS = {
     "rpc": {
         "profile": "--profile", "profiles": "--profile", "size": "--sizes", "sizes": "--sizes",
         "calls": "--calls", "tlb_entries": "--tlb", "memory_size": "--memory",
-        "timer_period": "--timer-period", "format": "--format",
+        "timer_period": "--timer-period", "format": "--format", **OPTION_FIELDS,
     },
     "sweep": {
         "profile": "--profile", "profiles": "--profile", "values": "--values",
         "mechanism": "--mechanisms", "mechanisms": "--mechanisms", "size": "--size",
         "other_threads": "--threads", "other_work": "--thread-work",
         "working_set": "--working-set", "calls": "--calls", "format": "--format",
+        "plot": "--plot",
     },
 }  # fmt: skip
 
@@ -137,6 +149,7 @@ def _add_common(parser: argparse.ArgumentParser, default_profiles: str) -> None:
     parser.add_argument("--calls", type=int, default=8,
                         help="calls per measurement; the first is cold (default 8)")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    add_verbosity(parser)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--progress", dest="progress", action="store_true", default=None,
                        help="progress on standard error (default: when it is a terminal)")
@@ -149,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cycle-level IA-32 + Lavender simulator: inter-process call costs.",
     )
     parser.add_argument("--version", action="version", version=f"lavsim {__version__}")
+    add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
     rpc = sub.add_parser(
         "rpc", help="cycles per call of every mechanism (migration, message RPC, remote)",
@@ -167,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="CYCLES", help="interval-timer period in cycles (default 0: off)")
     rpc.add_argument("--no-remote", dest="remote", action="store_false",
                      help="leave out the two-host rows (remote call, shipped procedure)")
+    add_observe_options(rpc)
+    add_plot_option(rpc)
     keys = [*MECHANISMS, *VARIANTS]
     sweep = sub.add_parser(
         "sweep", help="one mechanism cost against one knob",
@@ -187,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="loop iterations each other thread runs before it yields")
     sweep.add_argument("--working-set", type=int, default=None,
                        help="server pages read per call (default 0; 4 for the tlb sweep)")
+    add_plot_option(sweep)
     return parser
 
 
@@ -201,11 +218,16 @@ def _machines(args: argparse.Namespace) -> list[str | CpuModel]:
 def _run(args: argparse.Namespace) -> str:
     progress = _Progress(args.progress)
     args.profile = _machines(args)
+    check_plot(args)
     if args.command == "rpc":
         base = Workload(tlb_entries=args.tlb, memory_size=args.memory,
                         timer_period=args.timer_period, calls=args.calls)
+        if wanted(args):
+            observe_rpc(args, base, args.profile[0], args.sizes[0])
         table = rpc_table(args.profile, args.sizes, calls=args.calls, remote=args.remote,
                           base=base, progress=progress)
+        if args.plot is not None:
+            plot_rpc(table, args.plot)
         return table.render(args.format)
     mechs = [mechanism(k) for k in args.mechanisms]
     working_set = args.working_set
@@ -217,6 +239,8 @@ def _run(args: argparse.Namespace) -> str:
     )  # fmt: skip
     result = run_sweep(args.knob, profiles=args.profile, values=args.values,
                        mechanisms=mechs, base=base, progress=progress)
+    if args.plot is not None:
+        plot_sweep(result, args.plot)
     return result.render(args.format)
 
 
@@ -226,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a bad argument (already reported)
         return stop.code if isinstance(stop.code, int) else 2
+    setup_logging(args.verbose)
     try:
         output = _run(args)
     except ConfigError as error:

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -81,9 +82,15 @@ from lavsim.mmu.segmentation import SegmentCache
 from lavsim.models import ModelSpec
 
 if TYPE_CHECKING:
+    from lavsim.gdbstub import GdbServer
     from lavsim.snapshot import SystemSnapshot
 
 MiB = 1 << 20
+
+#: Boot, process and thread creation (INFO), faults and panics of a run (WARNING); silent
+#: unless the application configures logging (``lavsim -v``).
+log = logging.getLogger("lavsim.kernel")
+log.addHandler(logging.NullHandler())  # no "last resort" printing of warnings by default
 
 #: The shortest time slice (cycles) besides 0 (no timer). A timer tick that preempts a thread
 #: costs the kernel up to 286 cycles on the i486 profile and 224 on the Pentium (measured:
@@ -481,6 +488,9 @@ class LavenderSystem:
             if observe
             else None
         )
+        self._faults_logged: set[tuple[int, int]] = set()
+        log.info("booted Lavender: %s, %d MiB, timer period %d, global pages %s",
+                 self.machine.model.name, memory_size >> 20, timer_period, global_pages)
 
     # --- guest memory helpers ---------------------------------------------------------------
 
@@ -803,6 +813,9 @@ class LavenderSystem:
             group.processes.append(process)
         # New code in memory behind the processor's back: drop decoded instructions.
         self.machine.cpu.flush_decode_cache()
+        log.info("process %d %r: code %#x+%#x, data %#x+%#x, %s", pid, process.name, code_base,
+                 len(code), data_base, data_size,
+                 f"group {group.name!r}" if group is not None else "resident")
         return process
 
     # --- threads --------------------------------------------------------------------------------
@@ -884,6 +897,7 @@ class LavenderSystem:
         thread = Thread(tid, process, generation)
         self.threads[tid] = thread
         process.threads.append(thread)
+        log.info("thread %d of process %d %r at %#x", tid, process.pid, process.name, offset)
         return thread
 
     def _free_tcb(self) -> tuple[int, int]:
@@ -968,6 +982,16 @@ class LavenderSystem:
     def _outcome(self, reason: str, cycles: int, instructions: int, detail: str) -> RunOutcome:
         status = self.status
         faulted, blocked = self._thread_report()
+        if log.isEnabledFor(logging.WARNING):
+            for record in faulted:
+                key = (record.tid, self.read_kernel32(
+                    L.TCB_LINEAR + record.tid * L.TCB_SIZE + L.TCB_GENERATION))
+                if key not in self._faults_logged:
+                    self._faults_logged.add(key)
+                    log.warning("%s", record.describe())
+            if status == L.STATUS_PANIC:
+                panic = self.panic_report()
+                log.warning("kernel panic: %s", panic.describe() if panic else detail)
         if status == L.STATUS_DONE:
             return RunOutcome("done", cycles, instructions, detail, None, faulted, blocked)
         if status == L.STATUS_PANIC:
@@ -1140,6 +1164,15 @@ class LavenderSystem:
                 )
             )
         return out
+
+    def gdb_server(self, port: int = 0, *, wait: bool = True,
+                   timeout: float | None = 60.0) -> GdbServer:
+        """A GDB remote stub for this system on ``127.0.0.1:port`` (0: a free port, see
+        ``.port``); with ``wait`` it blocks until gdb connects and resumes. Run the system as
+        usual, then call ``.finish(exit_code)``. See :mod:`lavsim.kernel.debug`."""
+        from lavsim.kernel.debug import gdb_server
+
+        return gdb_server(self, port, wait=wait, timeout=timeout)
 
     def stats(self) -> KernelStats:
         """Cycles by CPL and routine, kernel events and TLB counts since boot or the last
