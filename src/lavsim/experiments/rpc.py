@@ -221,7 +221,11 @@ class RpcTable:
                 w = c.workload
                 record.update({"tlb_entries": w.tlb_entries, "memory_size": w.memory_size,
                                "timer_period": w.timer_period})  # fmt: skip
-            record.update({f"phase {p}": round(c.warm.phases[p], 2) for p in PHASE_ORDER})
+            board = c.workload.board_spec
+            if not board.ideal:
+                record["board"] = board.name
+            record.update({f"phase {p}": round(c.warm.phases[p], 2) for p in PHASE_ORDER
+                           if not (board.ideal and p == "memory stalls")})
             out.append(record)
         for r in self.remote:
             out.append({
@@ -253,9 +257,15 @@ class RpcTable:
             work = costs[0].workload
             # The profile alone names the default machine; any other is named in full.
             machine = profile if work.default_machine else work.machine()
+            board = work.board_spec
+            cold = "the first call"
+            if not board.ideal:
+                if work.default_machine:
+                    machine = f"{profile} on board {board.name} ({board.summary()})"
+                cold = "the first call, caches empty"
             lines.append(
                 f"== {machine}: cycles per call (warm = mean of {plural(work.calls - 1, 'call')}"
-                " after the first; cold = the first call) =="
+                f" after the first; cold = {cold}) =="
             )
             head = f"{'mechanism':34}{'bytes':>6}" + "".join(
                 f"{name:>{max(len(name) + 2, 8)}}" for name, _ in _COLUMNS

@@ -40,6 +40,10 @@ processor makes, before the access is done (after its translation succeeded), wi
   continues into the next page, the rest of the window there. Every executed instruction is
   fetched: the executor reports the window of each hit in its decoded-instruction cache
   (:meth:`MMU.report_fetch`) and runs no blocks while a tracer is attached;
+* the executed instruction's exact bytes (``INSN``), reported once its length is known
+  (after the decode, or at a hit in the decoded-instruction cache), one event per page it
+  lies in: what a code cache must see (the fetch window reaches past the instruction). A
+  fetch that faults reports its window but no ``INSN``;
 * page-walk entry reads (``WALK_READ``) and Accessed/Dirty write-backs (``AD_WRITE``, a
   locked update on hardware), 4 bytes each;
 * the Accessed/busy-bit update of a descriptor (``LOCKED_READ`` of its access byte, then
@@ -125,6 +129,9 @@ class Access(enum.IntEnum):
     """Read half of a locked read-modify-write (a descriptor's Accessed/busy bit)."""
     LOCKED_WRITE = 6
     """Write half of a locked read-modify-write."""
+    INSN = 7
+    """The exact bytes of one decoded instruction (reported after its decode, per page piece;
+    ``FETCH`` is the decoder's look-ahead window, longer than the instruction)."""
 
     @property
     def is_write(self) -> bool:
@@ -875,6 +882,12 @@ class MMU:
         the ``n`` bytes at ``phys`` a fresh decode would read (nothing is read)."""
         if self._tracers:
             self._trace(Access.FETCH, phys, n, user)
+
+    def report_insn(self, phys: int, n: int, user: bool) -> None:
+        """Report the ``n`` bytes at ``phys`` of an instruction about to execute (one call
+        per page the instruction lies in) as :attr:`Access.INSN`; nothing is read."""
+        if self._tracers:
+            self._trace(Access.INSN, phys, n, user)
 
     def copy_physical(self, dst: int, src: int, n: int, user: bool) -> None:
         """A bulk string move of ``n`` bytes between translated physical runs (each inside one
