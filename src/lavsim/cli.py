@@ -141,7 +141,7 @@ def _model_file(path: str) -> CpuModel:
 
 
 def _board(name: str) -> str:
-    if name.lower() not in BOARDS:
+    if name.lower() not in BOARDS and name != DEFAULT:
         raise argparse.ArgumentTypeError(f"unknown board {name!r}; known: {', '.join(BOARDS)}")
     return name.lower()
 

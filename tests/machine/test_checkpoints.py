@@ -167,7 +167,8 @@ def test_the_snapshot_knows_every_attribute_of_the_simulated_parts() -> None:
     assert set(vars(m.timer)) == {"pic", "clock", "line", "period", "next_event", "ticks"}
     machine_host = {"config", "model", "profile", "memory", "mmu", "cpu", "pic", "timer",
                     "console_device", "bus", "breakpoints", "trace", "_observers"}
-    assert set(vars(m)) == machine_host | {"idle_cycles"}
+    # hierarchy: the board's caches, saved as the "memsys" part.
+    assert set(vars(m)) == machine_host | {"idle_cycles", "hierarchy"}
 
 
 # --- refusals ---------------------------------------------------------------------------------
