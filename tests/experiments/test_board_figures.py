@@ -1,0 +1,90 @@
+"""Figures on a board with caches, asserted as properties (the integrator regenerates tables):
+cold calls dearer than warm ones, a nonzero memory-stall phase, phases that still add up, and
+the same architectural results as on the ideal board; plus the table header naming the board."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+
+import pytest
+
+from lavsim.cli import main
+from lavsim.experiments.harness import Harness
+from lavsim.experiments.mechanisms import MECHANISMS
+from lavsim.experiments.rpc import measure_call
+from lavsim.experiments.workload import Workload
+
+
+@pytest.mark.parametrize("profile", ["i486", "pentium"])
+@pytest.mark.parametrize("mech", ["migration-group", "message-groups"])
+def test_on_the_default_board_cold_costs_more_than_warm_and_memory_stalls_show(
+    profile: str, mech: str,
+) -> None:
+    cost = measure_call(mech, Workload(profile=profile, board="default", size=64, calls=3))
+    assert cost.cold.cycles > cost.warm.cycles
+    assert cost.cold.phases["memory stalls"] > 0
+    if mech.startswith("message"):
+        assert cost.warm.phases["memory stalls"] > 0
+    ideal = measure_call(mech, Workload(profile=profile, size=64, calls=3))
+    assert ideal.warm.phases["memory stalls"] == 0
+    # The same instructions run; the board only adds stall cycles.
+    assert cost.warm.instructions == ideal.warm.instructions
+    assert cost.warm.cycles >= ideal.warm.cycles
+
+
+def _run_digest(mech: str, board: str, profile: str) -> tuple[str, list[int]]:
+    harness = Harness(MECHANISMS[mech], Workload(profile=profile, board=board, size=16, calls=3))
+    windows = harness.run()
+    harness.check(windows)
+    m = harness.system.machine
+    cpu = m.cpu
+    state = [*cpu.regs, cpu.eip, cpu.get_eflags(), cpu.cr3, cpu.instructions]
+    digest = hashlib.sha256(repr(state).encode() + m.memory.digest().encode()).hexdigest()
+    return digest, [w.stats.instructions for w in windows]
+
+
+@pytest.mark.parametrize(("profile", "board"), [("i486", "486dx2-66"), ("pentium", "p100")])
+@pytest.mark.parametrize("mech", sorted(MECHANISMS))
+def test_kernel_workloads_end_in_the_ideal_architectural_state_on_a_board(
+    mech: str, profile: str, board: str,
+) -> None:
+    assert _run_digest(mech, board, profile) == _run_digest(mech, "ideal", profile)
+
+
+def test_the_rpc_header_names_the_board_and_the_cold_definition() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["rpc", "--no-progress", "--no-remote", "--sizes", "0", "--calls", "2",
+                     "--profile", "i486"]) == 0
+    text = out.getvalue()
+    assert "== i486 on board 486dx2-66 (" in text and "cold = the first call, caches empty" in text
+    assert "memory stalls" in text
+
+
+def test_a_board_named_alone_runs_its_own_cpu_model() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["rpc", "--no-progress", "--no-remote", "--sizes", "0", "--calls", "2",
+                     "--board", "p100", "--format", "json"]) == 0
+    text = out.getvalue()
+    assert '"profile": "pentium"' in text and '"board": "p100"' in text
+    assert '"profile": "i486"' not in text
+
+
+def test_lavsim_boards_lists_every_preset_with_its_sources() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["boards"]) == 0
+    text = out.getvalue()
+    for name in ("ideal", "486dx2-66", "486dx-50", "p100"):
+        assert f"\n{name}" in f"\n{text}"
+    assert "[PCG]" in text and "[EMIS]" in text and "estimate" in text
+
+
+def test_an_unknown_board_is_refused_naming_the_option() -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["rpc", "--board", "vax"]) == 2
+    assert "--board" in err.getvalue() and "486dx2-66" in err.getvalue()
