@@ -130,7 +130,9 @@ _B486_66 = Board(
     BusTiming(ratio=Fraction(2), bus_width=4, dram_burst=(5, 3, 3, 3), dram_write=5,
               l2=_l2(256 << 10, 16), l2_burst=(2, 1, 1, 1), l2_write=2),
     (
-        ("clock ratio 2", "DX2 doubles the 33 MHz bus clock [DS486]"),
+        ("L1 organisation", "i486 cache [EI486] pp. 3-10..3-12; 4 write buffers [JUF]"),
+        ("clock ratio 2", "the DX2 core runs at twice the bus clock; [EMIS] groups the "
+         "DX2-66 with the 33 MHz-bus DX-33"),
         ("L2 256 KiB, 2-1-1-1", "boards at <= 33 MHz bus with two SRAM banks of 64 or 256 KB "
          "reach 2-1-1-1 [EMIS]; synchronous burst SRAM 2-1-1-1 [PCG]"),
         ("L2 single write 2", "a zero-wait-state bus cycle takes 2 clocks [EMIS], [JUF]"),
@@ -147,7 +149,9 @@ _B486_50 = Board(
     I486_L1,
     BusTiming(ratio=Fraction(1), bus_width=4, dram_burst=(5, 3, 3, 3), dram_write=5),
     (
-        ("clock ratio 1", "the DX-50 runs its bus at the core clock [DS486]"),
+        ("clock ratio 1", "the DX-50 runs its bus at the core clock: 160 MB/s at 50 MHz "
+         "is one 4-byte beat per clock [DS486]"),
+        ("L1 organisation", "i486 cache [EI486] pp. 3-10..3-12; 4 write buffers [JUF]"),
         ("no L2", "few 50 MHz boards reach 2-1-1-1 from an L2 [EMIS]: the board without one"),
         ("DRAM 5-3-3-3", "FPM DRAM at best 5-3-3-3 [PCG]"),
         ("DRAM write 5", "estimate: the first-beat time of the DRAM burst"),
@@ -162,7 +166,9 @@ _P100 = Board(
     BusTiming(ratio=Fraction(3, 2), bus_width=8, dram_burst=(5, 2, 2, 2), dram_write=5,
               l2=_l2(256 << 10, 32), l2_burst=(3, 1, 1, 1), l2_write=3),
     (
-        ("clock ratio 3/2", "100 MHz core on a 66 MHz bus [GPBB] ch. 19"),
+        ("clock ratio 3/2", "100 MHz core on a 66 MHz bus [86B]; the 66 MHz 64-bit bus "
+         "[GPBB] ch. 19"),
+        ("L1 organisation", "P54C caches [VEN]; write buffers [SDM] p. 19-41, [GPBB] ch. 20"),
         ("L2 256 KiB, 3-1-1-1", "pipelined-burst SRAM 3-1-1-1 on Socket 7 [PCG]"),
         ("L2 single write 3", "estimate: the first-beat time of the L2 burst"),
         ("DRAM 5-2-2-2", "EDO DRAM 5-2-2-2 [PCG]"),
