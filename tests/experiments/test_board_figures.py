@@ -88,3 +88,18 @@ def test_an_unknown_board_is_refused_naming_the_option() -> None:
     with contextlib.redirect_stderr(err):
         assert main(["rpc", "--board", "vax"]) == 2
     assert "--board" in err.getvalue() and "486dx2-66" in err.getvalue()
+
+
+def test_the_kernel_observer_attributes_every_stall_cycle_to_a_row_and_a_process() -> None:
+    harness = Harness(MECHANISMS["message-groups"],
+                      Workload(profile="i486", board="486dx2-66", size=64, calls=2))
+    windows = harness.run()
+    for w in windows:
+        stats = w.stats
+        assert stats.memory_stalls > 0
+        assert sum(stats.stalls_by_row.values()) == stats.memory_stalls
+        assert sum(stats.stalls_by_process.values()) == stats.memory_stalls
+        assert stats.memory_stalls == w.phases.phases["memory stalls"]
+        assert all(stats.rows[r].cycles >= c for r, c in stats.stalls_by_row.items()
+                   if r in stats.rows)
+        assert "stalled on memory" in stats.table()

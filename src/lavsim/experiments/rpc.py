@@ -249,6 +249,17 @@ class RpcTable:
         writer.writerows(records)
         return buffer.getvalue()
 
+    def _cell(self, c: CallCost, name: str, attr: str | None) -> str:
+        if name == "cold":
+            return f"{c.cold.cycles:,.0f}"
+        if name == "ratio":
+            return f"{self.ratio(c):.2f}"
+        assert attr is not None
+        number = getattr(c.warm, attr)
+        if name == "warm":
+            return f"{number:,.1f}"
+        return f"{number:,.0f}" if name in ("instr", "bytes copied") else f"{number:.1f}"
+
     def to_text(self) -> str:
         lines: list[str] = []
         profiles = list(dict.fromkeys(c.profile for c in self.costs))
@@ -267,33 +278,24 @@ class RpcTable:
                 f"== {machine}: cycles per call (warm = mean of {plural(work.calls - 1, 'call')}"
                 f" after the first; cold = {cold}) =="
             )
+            sizes = list(dict.fromkeys(c.size for c in costs))
+            ordered = [c for size in sizes for c in costs if c.size == size]
+            cells = [[self._cell(c, name, attr) for name, attr in _COLUMNS] for c in ordered]
+            # A column is as wide as its name + 2 (at least 8) or its widest value + 1.
+            widths = [max(len(name) + 2, 8, *(len(row[k]) + 1 for row in cells))
+                      for k, (name, _) in enumerate(_COLUMNS)]
             head = f"{'mechanism':34}{'bytes':>6}" + "".join(
-                f"{name:>{max(len(name) + 2, 8)}}" for name, _ in _COLUMNS
+                f"{name:>{w}}" for (name, _), w in zip(_COLUMNS, widths, strict=True)
             )
             lines.append(head)
             lines.append("-" * len(head))
-            sizes = list(dict.fromkeys(c.size for c in costs))
-            for size in sizes:
-                for c in (c for c in costs if c.size == size):
-                    cells = []
-                    for name, attr in _COLUMNS:
-                        width = max(len(name) + 2, 8)
-                        if name == "cold":
-                            value = f"{c.cold.cycles:,.0f}"
-                        elif name == "ratio":
-                            value = f"{self.ratio(c):.2f}"
-                        else:
-                            assert attr is not None
-                            number = getattr(c.warm, attr)
-                            value = f"{number:,.0f}" if name in ("warm", "instr", "bytes copied")\
-                                else f"{number:.1f}"
-                            if name == "warm":
-                                value = f"{number:,.1f}"
-                        cells.append(f"{value:>{width}}")
-                    lines.append(f"{c.mechanism.label:34}{size:>6}" + "".join(cells))
+            for c, row in zip(ordered, cells, strict=True):
+                lines.append(f"{c.mechanism.label:34}{c.size:>6}" + "".join(
+                    f"{v:>{w}}" for v, w in zip(row, widths, strict=True)))
             for r in (r for r in self.remote if r.profile == profile):
                 lines.append(
-                    f"{r.label:34}{12:>6}{r.cycles:>8,.1f}{'':>8}{r.ratio:>8.2f}"
+                    f"{r.label:34}{12:>6}{r.cycles:>{widths[0]},.1f}{'':>{widths[1]}}"
+                    f"{r.ratio:>{widths[2]}.2f}"
                     f"   ({r.note}; ratio taken to a local migration of "
                     f"{r.local_migration:,.1f} cycles)"
                 )
