@@ -563,10 +563,10 @@ def decode_fetched(cpu: CpuState, eip: int, f: Fetch) -> Insn:
     mmu = cpu.mmu
     if mmu.tracing:
         # The instruction's exact bytes, per page (the tracer seam's INSN event).
-        first = min(pos, 0x1000 - (f.lin & 0xFFF))
-        mmu.report_insn(f.phys, first, cpu.user)
-        if pos > first:
-            mmu.report_insn(f.phys2, pos - first, cpu.user)
+        here = min(pos, 0x1000 - (f.lin & 0xFFF))
+        mmu.report_insn(f.phys, here, cpu.user)
+        if pos > here:
+            mmu.report_insn(f.phys2, pos - here, cpu.user)
     return i
 
 

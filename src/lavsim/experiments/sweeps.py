@@ -20,6 +20,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
@@ -174,6 +175,11 @@ _FIELDS = {"size": "size", "threads": "other_threads", "working-set": "working_s
            "tlb": "tlb_entries"}
 
 
+def _knob(name: str, value: int) -> dict[str, Any]:
+    """The Workload field the sweep ``name`` sets, as keyword arguments."""
+    return {_FIELDS[name]: value}
+
+
 def run_sweep(
     name: str,
     *,
@@ -205,7 +211,7 @@ def run_sweep(
                 try:
                     works[profile, value, pge] = attrs.evolve(
                         base, profile=models[profile], global_pages=pge,
-                        **{_FIELDS[name]: value})
+                        **_knob(name, value))
                 except ConfigError as error:
                     if error.field != _FIELDS[name]:
                         raise

@@ -135,6 +135,9 @@ class Cache:
     """
 
     __slots__ = (
+        "_line_shift",
+        "_set_mask",
+        "_set_shift",
         "config",
         "dirty",
         "fills",
@@ -146,9 +149,6 @@ class Cache:
         "write_hits",
         "write_misses",
         "writebacks",
-        "_line_shift",
-        "_set_mask",
-        "_set_shift",
     )
 
     def __init__(self, config: CacheConfig) -> None:
@@ -164,7 +164,9 @@ class Cache:
         #: Per set: ``lru`` -- ways from least to most recently used; ``plru`` -- the tree
         #: bits, bit i = node i of the tree (node 0 = B0, 1 = B1, 2 = B2 for 4 ways).
         self.repl: list[list[int]] = [self._initial_repl() for _ in range(sets)]
-        CACHE_COUNTERS.reset(self)
+        # The counters of CACHE_COUNTERS.
+        self.read_hits = self.read_misses = self.write_hits = self.write_misses = 0
+        self.fills = self.writebacks = self.invalidations = 0
 
     def _initial_repl(self) -> list[int]:
         if self.config.replacement == "lru":

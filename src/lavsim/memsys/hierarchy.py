@@ -198,7 +198,11 @@ class MemoryHierarchy:
         self.buffer: deque[tuple[int, bool]] = deque()
         #: TSC at which the bus is idle again.
         self.bus_free = 0
-        HIERARCHY_COUNTERS.reset(self)
+        # The counters of HIERARCHY_COUNTERS.
+        self.stall_cycles = self.fetch_stall = self.read_stall = self.walk_stall = 0
+        self.write_stall = self.locked_stall = 0
+        self.buffered_writes = self.buffer_full = self.read_arounds = 0
+        self.l2_hits = self.l2_misses = 0
         self._dispatch = {
             Access.INSN: self._insn,
             Access.READ: self._read,
