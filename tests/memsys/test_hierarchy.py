@@ -150,3 +150,14 @@ def test_hierarchy_state_round_trips_and_later_stalls_are_identical() -> None:
     for kind, addr in reversed(stream):
         assert _cost(a, ca, kind, addr) == _cost(b, cb, kind, addr)
     assert a.get_state() == b.get_state()
+
+
+def test_bus_time_is_exact_at_a_fractional_clock_ratio_and_stalls_round_up_once() -> None:
+    # 3 bus clocks per write at core/bus 3/2 = 4.5 core cycles each; two buffers.
+    timing = BusTiming(ratio=Fraction(3, 2), bus_width=8, dram_burst=(5, 2, 2, 2), dram_write=3)
+    h, clock = _h(P54C_L1, timing)
+    for k in range(4):
+        h.on_access(Access.WRITE, 0x3000 + 64 * k, 4, False)
+    # Writes end at 4.5, 9, 13.5, 18: the third waits until 4.5 (5 cycles), the fourth until
+    # 9; rounding each write up to 5 cycles would give 10.
+    assert clock.tsc == 9 and h.write_stall == 9

@@ -89,7 +89,8 @@ def _burst(field: str, value: object) -> tuple[int, ...]:
 @attrs.frozen
 class BusTiming:
     """What the bus costs, in bus clocks, and the core/bus clock ``ratio`` that turns them
-    into core cycles (rounded up per transaction). ``burst``: clocks per beat of a burst
+    into core cycles (the hierarchy keeps bus time exactly and rounds a stall up to whole
+    core cycles). ``burst``: clocks per beat of a burst
     (e.g. ``(2, 1, 1, 1)``; beats past the last given repeat it). ``write``: clocks of a
     single-transfer write. ``l2``: the external cache (None = none) served at ``l2_burst`` /
     ``l2_write``; misses in it go to DRAM at ``dram_burst`` / ``dram_write``. ``bus_width``:
@@ -194,9 +195,10 @@ class MemoryHierarchy:
             self.data = Cache(config.data)
             self.l1 = (self.code, self.data)
         self.l2 = Cache(timing.l2) if timing.l2 is not None else None
-        #: Completion times (TSC) of buffered writes, oldest first, and whether each hit L1.
+        #: Completion times (bus ticks, see ``_d``) of buffered writes, oldest first, and
+        #: whether each hit L1.
         self.buffer: deque[tuple[int, bool]] = deque()
-        #: TSC at which the bus is idle again.
+        #: Bus ticks (TSC x ``_d``) at which the bus is idle again.
         self.bus_free = 0
         # The counters of HIERARCHY_COUNTERS.
         self.stall_cycles = self.fetch_stall = self.read_stall = self.walk_stall = 0
@@ -215,16 +217,21 @@ class MemoryHierarchy:
         t = timing
         line_d = self.data.config.line
         line_c = self.code.config.line
-        self._dram_fill = {line_d: t.core(t.burst_clocks(t.dram_burst, line_d)),
-                           line_c: t.core(t.burst_clocks(t.dram_burst, line_c))}
-        self._l2_fill = {line_d: t.core(t.burst_clocks(t.l2_burst, line_d)),
-                         line_c: t.core(t.burst_clocks(t.l2_burst, line_c))}
-        self._dram_single = t.core(t.dram_burst[0])
-        self._l2_single = t.core(t.l2_burst[0])
-        self._dram_write = t.core(t.dram_write)
-        self._l2_write = t.core(t.l2_write)
+        # Bus time is kept in ticks of 1/D core cycle (ratio = N/D core cycles per bus clock),
+        # so a bus clock is exactly N ticks and back-to-back transfers do not round up one by
+        # one; the core waits for whole cycles (a stall is rounded up once).
+        self._d = t.ratio.denominator
+        n = t.ratio.numerator
+        self._dram_fill = {line_d: n * t.burst_clocks(t.dram_burst, line_d),
+                           line_c: n * t.burst_clocks(t.dram_burst, line_c)}
+        self._l2_fill = {line_d: n * t.burst_clocks(t.l2_burst, line_d),
+                         line_c: n * t.burst_clocks(t.l2_burst, line_c)}
+        self._dram_single = n * t.dram_burst[0]
+        self._l2_single = n * t.l2_burst[0]
+        self._dram_write = n * t.dram_write
+        self._l2_write = n * t.l2_write
         l2_line = timing.l2.line if timing.l2 is not None else line_d
-        self._l2_victim = t.core(t.burst_clocks(t.dram_burst, l2_line))
+        self._l2_victim = n * t.burst_clocks(t.dram_burst, l2_line)
 
     # --- the tracer seam -------------------------------------------------------------
 
@@ -233,6 +240,14 @@ class MemoryHierarchy:
         handler = self._dispatch.get(kind)
         if handler is not None:
             handler(phys, size)
+
+    def _now(self) -> int:
+        """The TSC in bus-time ticks."""
+        return self.clock.tsc * self._d
+
+    def _stall_ticks(self, ticks: int) -> int:
+        """Stall for ``ticks`` of bus time, rounded up to whole core cycles."""
+        return self._stall(-((-ticks) // self._d))
 
     def _stall(self, cycles: int) -> int:
         if cycles > 0:
@@ -263,7 +278,7 @@ class MemoryHierarchy:
         result = cache.read(addr, fill)
         if result.hit:
             return 0
-        now = self.clock.tsc
+        now = self._now()
         start, around = self._read_start(now)
         if result.filled:
             busy = self._fill_cost(addr, cache.config.line)
@@ -280,7 +295,7 @@ class MemoryHierarchy:
                                                                       cache.config.line)
         else:
             self.bus_free = max(self.bus_free, end)
-        return self._stall(end - now)
+        return self._stall_ticks(end - now)
 
     def _read_start(self, now: int) -> tuple[int, bool]:
         """When a read miss gets the bus, and whether it goes around buffered writes: after
@@ -356,13 +371,13 @@ class MemoryHierarchy:
             buffer.popleft()
 
     def _buffer_write(self, addr: int, hit: bool) -> int:
-        now = self.clock.tsc
+        now = self._now()
         self._retire(now)
         stall = 0
         if len(self.buffer) >= self.config.write_buffers:
             self.buffer_full += 1
-            stall = self.buffer[0][0] - now
-            now += stall
+            stall = -((now - self.buffer[0][0]) // self._d)  # whole cycles until it is done
+            now += stall * self._d
             self._retire(now)
         start = max(now, self.bus_free)
         self.bus_free = start + self._bus_write_cost(addr)
@@ -373,27 +388,26 @@ class MemoryHierarchy:
     # --- locked cycles -----------------------------------------------------------------
 
     def _drain(self) -> int:
-        """Wait until every buffered write is done and the bus is idle."""
-        now = self.clock.tsc
+        """Wait until every buffered write is done and the bus is idle (ticks)."""
         self.buffer.clear()
-        return max(0, self.bus_free - now)
+        return max(0, self.bus_free - self._now())
 
     def _locked(self, phys: int, read: bool, write: bool) -> None:
-        cycles = self._drain()
+        ticks = self._drain()
         line = self.data.config.line
         if self.config.locked_writeback and self.data.is_dirty(phys):
-            cycles += self._line_write(phys, line)
+            ticks += self._line_write(phys, line)
             self._clean(phys)
         if read:
             hit = self.data.read(phys, allocate=False).hit
             if not hit or not self.config.locked_writeback:
-                cycles += self._single_read(phys)
+                ticks += self._single_read(phys)
         if write:
             self.data.write(phys, allocate=False)
             self._clean(phys)
-            cycles += self._bus_write_cost(phys)
-        self.bus_free = self.clock.tsc + cycles
-        self.locked_stall += self._stall(cycles)
+            ticks += self._bus_write_cost(phys)
+        self.bus_free = self._now() + ticks
+        self.locked_stall += self._stall_ticks(ticks)
 
     def _clean(self, phys: int) -> None:
         data = self.data
@@ -417,15 +431,15 @@ class MemoryHierarchy:
         """INVD (``write_back=False``) or WBINVD: empty the L1 caches (and the L2, as the
         processor's special cycle asks the board to); WBINVD writes dirty lines back first,
         charging their bursts."""
-        cycles = self._drain()
+        ticks = self._drain()
         for cache in self.l1:
             for line in cache.invalidate(write_back):
-                cycles += self._line_write(line, cache.config.line)
+                ticks += self._line_write(line, cache.config.line)
         if self.l2 is not None:
             for _ in self.l2.invalidate(write_back):
-                cycles += self._l2_victim
-        self.bus_free = self.clock.tsc + cycles
-        self.locked_stall += self._stall(cycles)
+                ticks += self._l2_victim
+        self.bus_free = self._now() + ticks
+        self.locked_stall += self._stall_ticks(ticks)
 
     def clear(self) -> None:
         """Empty every cache and the write buffer without charging anything (host-side: the
@@ -437,7 +451,7 @@ class MemoryHierarchy:
                 dirty[:] = [False] * len(dirty)
             cache.repl = [cache._initial_repl() for _ in cache.tags]
         self.buffer.clear()
-        self.bus_free = min(self.bus_free, self.clock.tsc)
+        self.bus_free = min(self.bus_free, self._now())
 
     # --- statistics and state ----------------------------------------------------------
 
