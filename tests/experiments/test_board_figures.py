@@ -103,3 +103,22 @@ def test_the_kernel_observer_attributes_every_stall_cycle_to_a_row_and_a_process
         assert all(stats.rows[r].cycles >= c for r, c in stats.stalls_by_row.items()
                    if r in stats.rows)
         assert "stalled on memory" in stats.table()
+
+
+def test_a_workload_refuses_an_unknown_board_naming_the_field() -> None:
+    from lavsim.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        Workload(board="486sx-16")
+    assert info.value.field == "board" and "p100" in str(info.value)
+
+
+def test_sweeps_take_a_board_and_report_its_stall_cycles() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["sweep", "size", "--no-progress", "--values", "0,256", "--calls", "2",
+                     "--mechanisms", "migration-group", "--board", "486dx-50",
+                     "--format", "csv"]) == 0
+    head, *rows = out.getvalue().splitlines()
+    assert "board" in head.split(",") and "memory_stall_cycles" in head.split(",")
+    assert len(rows) == 2 and all(",486dx-50," in r for r in rows)

@@ -300,3 +300,23 @@ def test_attaching_a_tracer_twice_or_removing_a_stranger_is_refused() -> None:
     with pytest.raises(ConfigError, match="on_access"):
         mmu.add_tracer(object())  # type: ignore[arg-type]
     assert mmu.tracers == (recorder,)
+
+
+def test_insn_events_give_each_executed_instruction_its_exact_bytes() -> None:
+    from lavsim.cpu.asm import assemble
+    from lavsim.machine import Machine
+
+    # A 5-byte MOV, a 1-byte INC, a 2-byte JNZ looping twice, then HLT: run twice (decode, then
+    # the decoded-instruction cache) and with the cache off.
+    code = assemble("mov ecx, 2\nagain:\ninc eax\ndec ecx\njnz again\nhlt\n", origin=0x10000).code
+    for decode_cache in (True, False):
+        m = Machine()
+        m.cpu.decode_cache = decode_cache
+        m.load(0x10000, code)
+        m.setup_flat_protected_mode(entry=0x10000)
+        recorder = _Recorder()
+        m.mmu.add_tracer(recorder)
+        m.run(max_instructions=100)
+        insns = [(phys - 0x10000, size) for kind, phys, size, _ in recorder.events
+                 if kind is Access.INSN]
+        assert insns == [(0, 5), (5, 1), (6, 1), (7, 2), (5, 1), (6, 1), (7, 2), (9, 1)]

@@ -390,6 +390,9 @@ def rpc_table(
         # timer): say so beside the other machine's rows.
         rows = [attrs.evolve(r, note=f"{r.note}; on the default {r.profile} machine")
                 for r in rows]
+    if any(not w.board_spec.ideal for w in works.values()):
+        # The two-host rows run on ideal memory (the cluster has no boards): say so.
+        rows = [attrs.evolve(r, note=f"{r.note}; ideal memory") for r in rows]
     if progress is not None:
         progress(total, total, "done")
     return RpcTable(tuple(costs), tuple(rows))
