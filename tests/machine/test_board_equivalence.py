@@ -127,3 +127,56 @@ def test_a_snapshot_taken_on_one_board_is_refused_by_a_machine_on_another() -> N
     other = _loop_machine("ideal")
     with pytest.raises(SnapshotError, match="board"):
         restore_snapshot(other, take_snapshot(m))
+
+
+def _paged(board: str, src: str) -> Machine:
+    from lavsim.cpu.asm import assemble
+    from lavsim.cpu.state import CR0_PG
+    from lavsim.machine import MachineConfig
+
+    m = Machine(MachineConfig(profile="i486", memory_size=4 << 20, board=board))
+    m.load(0x100000, assemble(src, origin=0x100000).code)
+    m.setup_flat_protected_mode(entry=0x100000)
+    pd, pt = 0x10000, 0x11000
+    m.memory.write32(pd, pt | 7)
+    for page in range(1024):
+        m.memory.write32(pt + 4 * page, (page << 12) | 0x67)  # accessed and dirty already
+    m.cpu.cr3 = pd
+    m.mmu.load_cr3(pd)
+    m.cpu.cr0 |= CR0_PG
+    m.mmu.set_controls(m.cpu.cr0, m.cpu.cr4)
+    return m
+
+
+def test_on_a_machine_a_page_walk_whose_pte_hits_in_the_cache_is_cheaper() -> None:
+    # Touch a page, drop its TLB entry, touch it again: the second walk reads the same PDE
+    # and PTE, now in the data cache. The PTE line is then thrown out of the L1 (and there is
+    # no L2 on this board) by reading 8 KiB elsewhere, and the third walk misses again.
+    src = """
+        mov eax, [0x200000]
+        invlpg [0x200000]
+        mov eax, [0x200000]
+        invlpg [0x200000]
+        mov esi, 0x300000
+        mov ecx, 2048
+    scan:
+        mov eax, [esi]
+        add esi, 4
+        dec ecx
+        jnz scan
+        mov eax, [0x200000]
+        hlt
+    """
+    m = _paged("486dx-50", src)
+    h = m.hierarchy
+    assert h is not None
+    touches = []  # walk stall of each `mov eax, [0x200000]`
+    while not m.cpu.halted:
+        insn = m.memory.read8(m.cpu.eip)
+        before, walked = h.walk_stall, m.mmu.walks
+        m.run(max_instructions=1)
+        if insn == 0xA1:  # mov eax, moffs32
+            assert m.mmu.walks > walked  # each touch walks (the first also for its code)
+            touches.append(h.walk_stall - before)
+    assert len(touches) == 3
+    assert touches[0] > 0 and touches[1] == 0 and touches[2] > 0
