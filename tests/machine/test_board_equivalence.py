@@ -32,7 +32,7 @@ def _no_tsc_reads(table: tuple[bytes, ...]) -> tuple[bytes, ...]:
     return tuple(e for e in table if b"\x0f\x31" not in e)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=40),
        cpl=st.sampled_from([0, 3]), regs=SMALL_REGS,
        machine=st.sampled_from([("i486", b) for b in BOARD_OF["i486"]] + [("pentium", "p100")]))

@@ -63,7 +63,11 @@ While any tracer is attached the fast path holds no entries (the dicts are flush
 and stay empty until the last tracer is removed), so every access reaches the code that
 reports it; with no tracer the fast path is unchanged and pays nothing. Tracers observe only:
 they must not change memory, registers or the MMU, and a run gives the same cycles, registers,
-memory and TLB statistics with or without them (tests/mmu/test_mmu_tracer.py). Accesses made
+memory and TLB statistics with or without them (tests/mmu/test_mmu_tracer.py). The one
+exception is a board's memory hierarchy (:mod:`lavsim.memsys`), which is a timing model: it
+adds stall cycles to the CPU's TSC and changes nothing else (tests/machine/
+test_board_equivalence.py checks that registers, memory and faults stay those of the run
+without it). Accesses made
 around the processor are not reported: host-side loaders and checkers using
 :class:`~lavsim.memory.PhysicalMemory` directly, and device transfers (the network interface's
 DMA, ``lavsim.network``, reads and writes physical memory through the machine).
@@ -145,7 +149,8 @@ _WRITE_KINDS = frozenset({Access.WRITE, Access.AD_WRITE, Access.LOCKED_WRITE})
 class MemoryTracer(Protocol):
     """Sees every physical access of the simulated processor (see the module docstring).
 
-    ``on_access`` must not change any simulated state (memory, registers, the MMU); it may read
+    ``on_access`` must not change any simulated state (memory, registers, the MMU; a memory
+    hierarchy charges the TSC and nothing else, see the module docstring); it may read
     :class:`~lavsim.memory.PhysicalMemory` (the access has not been done yet: a write's old
     bytes are still there).
     """
