@@ -161,3 +161,15 @@ def test_bus_time_is_exact_at_a_fractional_clock_ratio_and_stalls_round_up_once(
     # Writes end at 4.5, 9, 13.5, 18: the third waits until 4.5 (5 cycles), the fourth until
     # 9; rounding each write up to 5 cycles would give 10.
     assert clock.tsc == 9 and h.write_stall == 9
+
+
+def test_a_pentium_locked_cycle_writes_a_dirty_line_back_first_and_still_uses_the_bus() -> None:
+    timing = attrs.evolve(NO_L2, bus_width=8)
+    h, clock = _h(P54C_L1, timing)
+    h.on_access(Access.READ, 0x6000, 4, False)
+    h.on_access(Access.WRITE, 0x6000, 4, False)  # the line is now dirty
+    fill = timing.core(timing.burst_clocks(timing.dram_burst, 32))
+    clock.tsc += 100  # the bus is idle
+    assert _cost(h, clock, Access.LOCKED_READ, 0x6000) == fill + 5
+    assert not h.data.is_dirty(0x6000) and h.data.probe(0x6000)
+    assert _cost(h, clock, Access.LOCKED_WRITE, 0x6000) == 5

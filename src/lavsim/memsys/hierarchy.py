@@ -399,9 +399,10 @@ class MemoryHierarchy:
             ticks += self._line_write(phys, line)
             self._clean(phys)
         if read:
-            hit = self.data.read(phys, allocate=False).hit
-            if not hit or not self.config.locked_writeback:
-                ticks += self._single_read(phys)
+            # A locked read goes to the bus even when the line is cached (LOCK# is asserted
+            # on the bus, SDM §8.1.2); the cache's replacement state still sees it.
+            self.data.read(phys, allocate=False)
+            ticks += self._single_read(phys)
         if write:
             self.data.write(phys, allocate=False)
             self._clean(phys)
