@@ -1,12 +1,18 @@
 """The ``lavsim`` command (also ``python -m lavsim``).
 
     lavsim rpc   [--profile i486|pentium|both] [--cpu-model FILE.toml] [--sizes 0,16,64,...]
-                 [--calls N] [--tlb ENTRIES] [--memory BYTES] [--timer-period CYCLES]
-                 [--no-remote] [--format table|csv|json]
+                 [--board NAME] [--calls N] [--tlb ENTRIES] [--memory BYTES]
+                 [--timer-period CYCLES] [--no-remote] [--format table|csv|json]
     lavsim sweep size|threads|working-set|tlb [--profile ...] [--cpu-model FILE] [--values ...]
-                 [--mechanisms ...] [--size B] [--working-set P] [--threads K]
+                 [--board NAME] [--mechanisms ...] [--size B] [--working-set P] [--threads K]
                  [--calls N] [--format table|csv|json] [--progress|--no-progress]
+    lavsim boards
     lavsim --version
+
+``--board``: the memory system (``lavsim boards`` lists them); by default each CPU model runs
+on its default board (:data:`lavsim.boards.DEFAULT_BOARDS`), named in the table header;
+``--board ideal`` gives the figures of ideal memory (every access hits). A board named without
+``--profile`` runs its own CPU model.
 
 Tables go to standard output; progress (on long runs, or when asked) to standard error. A bad
 argument gets one line on standard error naming the option, and exit status 2.
@@ -21,11 +27,18 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from lavsim import __version__
+from lavsim.boards import BOARDS, DEFAULT_BOARDS
 from lavsim.errors import ConfigError, LavsimError
 from lavsim.experiments.mechanisms import MECHANISMS, VARIANTS, mechanism
 from lavsim.experiments.rpc import DEFAULT_SIZES, rpc_table
 from lavsim.experiments.sweeps import SWEEPS, run_sweep
-from lavsim.experiments.workload import DEFAULT_MEMORY, DEFAULT_TIMER_PERIOD, PROFILES, Workload
+from lavsim.experiments.workload import (
+    DEFAULT,
+    DEFAULT_MEMORY,
+    DEFAULT_TIMER_PERIOD,
+    PROFILES,
+    Workload,
+)
 from lavsim.models import CpuModel, ModelFileError, load_model_file
 from lavsim.observe.options import (
     OPTION_FIELDS,
@@ -44,14 +57,15 @@ _OPTIONS = {
     "rpc": {
         "profile": "--profile", "profiles": "--profile", "size": "--sizes", "sizes": "--sizes",
         "calls": "--calls", "tlb_entries": "--tlb", "memory_size": "--memory",
-        "timer_period": "--timer-period", "format": "--format", **OPTION_FIELDS,
+        "timer_period": "--timer-period", "format": "--format", "board": "--board",
+        **OPTION_FIELDS,
     },
     "sweep": {
         "profile": "--profile", "profiles": "--profile", "values": "--values",
         "mechanism": "--mechanisms", "mechanisms": "--mechanisms", "size": "--size",
         "other_threads": "--threads", "other_work": "--thread-work",
         "working_set": "--working-set", "calls": "--calls", "format": "--format",
-        "plot": "--plot",
+        "plot": "--plot", "board": "--board",
     },
 }  # fmt: skip
 
@@ -138,6 +152,28 @@ def _model_file(path: str) -> CpuModel:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _board(name: str) -> str:
+    if name.lower() not in BOARDS and name != DEFAULT:
+        raise argparse.ArgumentTypeError(f"unknown board {name!r}; known: {', '.join(BOARDS)}")
+    return name.lower()
+
+
+def boards_text() -> str:
+    """What ``lavsim boards`` prints: every preset with its figures and their sources."""
+    lines = []
+    for board in BOARDS.values():
+        default = [cpu for cpu, name in DEFAULT_BOARDS.items() if name == board.name]
+        mark = f"  [default for {', '.join(default)}]" if default else ""
+        lines.append(f"{board.name}{mark}")
+        lines.append(f"    {board.description}")
+        lines.append(f"    {board.summary()}")
+        for figure, source in board.sources:
+            lines.append(f"      {figure}: {source}")
+        lines.append("")
+    lines.append("Sources: docs/sources.md. Rules of the hierarchy: docs/timing.md.")
+    return "\n".join(lines)
+
+
 def _add_common(parser: argparse.ArgumentParser, default_profiles: str) -> None:
     parser.add_argument("--profile", type=_profiles, default=None,
                         help=f"i486, pentium or both (default {default_profiles}, or none "
@@ -150,6 +186,9 @@ def _add_common(parser: argparse.ArgumentParser, default_profiles: str) -> None:
                         help="calls per measurement; the first is cold (default 8)")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
     add_verbosity(parser)
+    parser.add_argument("--board", type=_board, default=DEFAULT, metavar="NAME",
+                        help="the memory system: " + ", ".join(BOARDS) + " (default: each "
+                        "CPU model's default board; ideal = every access hits)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--progress", dest="progress", action="store_true", default=None,
                        help="progress on standard error (default: when it is a terminal)")
@@ -183,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave out the two-host rows (remote call, shipped procedure)")
     add_observe_options(rpc)
     add_plot_option(rpc)
+    sub.add_parser("boards", help="the boards (memory systems) and their sources",
+                   description="List the board presets, their figures and sources.")
     keys = [*MECHANISMS, *VARIANTS]
     sweep = sub.add_parser(
         "sweep", help="one mechanism cost against one knob",
@@ -208,20 +249,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _machines(args: argparse.Namespace) -> list[str | CpuModel]:
-    """What to measure: the --profile models, then the --cpu-model files' models."""
+    """What to measure: the --profile models, then the --cpu-model files' models (a board
+    named alone brings its own CPU model)."""
     default = "both" if args.command == "rpc" else "i486"
+    board = BOARDS.get(args.board)
+    if args.profile is None and not args.models and board is not None and board.cpu:
+        return [board.cpu]
     names = args.profile if args.profile is not None else (
         [] if args.models else _profiles(default))
     return [*names, *args.models]
 
 
 def _run(args: argparse.Namespace) -> str:
+    if args.command == "boards":
+        return boards_text()
     progress = _Progress(args.progress)
     args.profile = _machines(args)
     check_plot(args)
     if args.command == "rpc":
         base = Workload(tlb_entries=args.tlb, memory_size=args.memory,
-                        timer_period=args.timer_period, calls=args.calls)
+                        timer_period=args.timer_period, calls=args.calls, board=args.board)
         if wanted(args):
             observe_rpc(args, base, args.profile[0], args.sizes[0])
         table = rpc_table(args.profile, args.sizes, calls=args.calls, remote=args.remote,
@@ -235,7 +282,7 @@ def _run(args: argparse.Namespace) -> str:
         working_set = 4 if args.knob == "tlb" else 0
     base = Workload(
         size=args.size, other_threads=args.threads, other_work=args.thread_work,
-        working_set=working_set, calls=args.calls,
+        working_set=working_set, calls=args.calls, board=args.board,
     )  # fmt: skip
     result = run_sweep(args.knob, profiles=args.profile, values=args.values,
                        mechanisms=mechs, base=base, progress=progress)

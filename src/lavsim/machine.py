@@ -58,6 +58,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from lavsim.boards import Board, get_board
 from lavsim.cpu.core import CPU
 from lavsim.cpu.state import (
     CR0_ET,
@@ -87,6 +88,7 @@ from lavsim.devices import (
 )
 from lavsim.errors import ConfigError, MemoryAccessError, check_int
 from lavsim.memory import PhysicalMemory
+from lavsim.memsys import MemoryHierarchy
 from lavsim.mmu.descriptors import (
     CODE_EXECUTE_READ_ACCESSED,
     DATA_READ_WRITE_ACCESSED,
@@ -152,7 +154,10 @@ class MachineConfig:
     ``memory_size``: installed bytes (a multiple of 4096, up to 4 GiB); ``mmu``: TLB
     organisation, by default the model's; ``timer_period``: cycles
     between timer interrupts (IRQ 0) at reset, 0 = stopped until the guest programs it;
-    ``pic_base``: the vector of IRQ 0 at reset (a multiple of 8).
+    ``pic_base``: the vector of IRQ 0 at reset (a multiple of 8); ``board``: the memory
+    system (:mod:`lavsim.boards`), a preset name or a :class:`~lavsim.boards.Board`; the
+    default ``"ideal"`` (every access hits) gives the cycles of a machine without caches.
+    The board's caches and bus timing apply to whatever CPU model ``profile`` names.
     """
 
     profile: str | TimingProfile | CpuModel = "i486"
@@ -160,10 +165,13 @@ class MachineConfig:
     mmu: MMUConfig | None = None
     timer_period: int = 0
     pic_base: int = 0x20
+    board: str | Board = "ideal"
     _model: CpuModel = attrs.field(init=False, repr=False, eq=False)
+    _board: Board = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_model", get_model(self.profile, "profile"))
+        object.__setattr__(self, "_board", get_board(self.board, "board"))
         _check_int("memory_size", self.memory_size, 4096, 1 << 32)
         if self.memory_size % 4096:
             raise ConfigError("memory_size", "must be a multiple of 4096")
@@ -178,6 +186,11 @@ class MachineConfig:
     def model(self) -> CpuModel:
         """The CPU model ``profile`` stands for (timing, TLBs, CPUID identity)."""
         return self._model
+
+    @property
+    def board_spec(self) -> Board:
+        """The board ``board`` names."""
+        return self._board
 
     @property
     def mmu_config(self) -> MMUConfig:
@@ -268,6 +281,11 @@ class Machine:
         self.mmu = MMU(self.memory, self.config.mmu_config)
         self.cpu = CPU(self.mmu, self.profile)
         self.cpu.cpuid_signature = self.model.cpuid_signature
+        #: The board's caches and write buffers, attached to the MMU as a tracer (None on
+        #: the ideal board: no tracer, the fast paths stay on).
+        self.hierarchy: MemoryHierarchy | None = self.config.board_spec.build(self.cpu, self.mmu)
+        if self.hierarchy is not None:
+            self.mmu.add_tracer(self.hierarchy)
         self.pic = ProgrammableInterruptController(self.config.pic_base)
         self.timer = IntervalTimer(self.pic, self._now, self.config.timer_period)
         self.console_device = Console()

@@ -23,17 +23,19 @@ they are rebuilt from the restored state; they never change a simulated result.
 NumPy ``.npz`` archive (zip) read with ``allow_pickle=False``, holding four arrays:
 
 =========== ================ ===============================================================
-``meta``    uint8 [n]        UTF-8 JSON: ``{"format": "lavsim-snapshot", "version": 1,
+``meta``    uint8 [n]        UTF-8 JSON: ``{"format": "lavsim-snapshot", "version": 2,
                              "config": {...}, "state": {...}, "sha256": "..."}``
 ``pfns``    uint32 [k]       the frame numbers of the stored frames, ascending
 ``frames``  uint8 [k, 4096]  their contents
 ``console`` uint8 [m]        the console bytes
 =========== ================ ===============================================================
 
-``config`` names what a machine must match to take the snapshot (``profile``,
+``config`` names what a machine must match to take the snapshot (``profile``, ``board``,
 ``memory_size``, ``tlbs``: the geometry of each TLB). ``state`` holds the CPU, MMU, TLB and
 device state as JSON numbers, booleans, strings and lists: each part is what its component's
-``get_state()`` gives (``CPU``, ``MMU`` with its TLBs, the PIC, the timer), and each component
+``get_state()`` gives (``CPU``, ``MMU`` with its TLBs, the PIC, the timer, and ``memsys``: the
+board's cache contents, write buffer and bus time, ``null`` on the ideal board), and each
+component
 checks and takes it back with ``set_state()``; this module only composes them. ``sha256`` is
 the SHA-256 of the canonical JSON of config and state followed by the frames and console, so
 a file whose bytes were changed is refused even where the zip checksums would not notice. A
@@ -73,7 +75,7 @@ __all__ = [
 
 SNAPSHOT_FORMAT = "lavsim-snapshot"
 #: Version of the file format and of the ``state`` layout; bumped on any incompatible change.
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 _PAGE = 4096
 _MASK32 = 0xFFFFFFFF
@@ -208,6 +210,7 @@ class Snapshot:
 def _machine_config(machine: Machine) -> dict[str, Any]:
     return {
         "profile": machine.profile.name,
+        "board": machine.config.board_spec.name,
         "memory_size": machine.memory.size,
         "tlbs": {
             name: [tlb.config.entries, tlb.config.ways, tlb.page_shift]
@@ -231,6 +234,8 @@ def take_snapshot(machine: Machine) -> Snapshot:
         "pic": machine.pic.get_state(),
         "timer": machine.timer.get_state(),
         "machine": {"idle_cycles": machine.idle_cycles},
+        # The board's caches and write buffers (None on the ideal board).
+        "memsys": machine.hierarchy.get_state() if machine.hierarchy is not None else None,
     }
     # A JSON round trip makes the in-memory snapshot exactly what a file holds (tuples become
     # lists), so a snapshot restores the same way whether or not it went through a file.
@@ -247,7 +252,7 @@ def take_snapshot(machine: Machine) -> Snapshot:
 
 def _check_config(machine: Machine, config: Mapping[str, Any]) -> None:
     mine = json.loads(_canonical(_machine_config(machine)))
-    for field in ("profile", "memory_size", "tlbs"):
+    for field in ("profile", "board", "memory_size", "tlbs"):
         if config.get(field) != mine[field]:
             raise SnapshotError(
                 f"snapshot was taken on a machine with {field} = {config.get(field)!r}; this "
@@ -274,6 +279,11 @@ def restore_snapshot(machine: Machine, snapshot: Snapshot) -> None:
         # Each component checks its own state (nothing is changed yet).
         checkpoint.check_state(cpu_state)
         mmu.check_state(mmu_state)
+        memsys_state = snapshot.state["memsys"]
+        if machine.hierarchy is not None:
+            machine.hierarchy.check_state(memsys_state)
+        elif memsys_state is not None:
+            raise ValueError("memsys state given for a machine on the ideal board")
         idle = snapshot.state["machine"]["idle_cycles"]
         if isinstance(idle, bool) or not isinstance(idle, int) or not 0 <= idle <= 1 << 64:
             raise ValueError(f"idle_cycles {idle!r} is not a non-negative int")
@@ -300,6 +310,8 @@ def restore_snapshot(machine: Machine, snapshot: Snapshot) -> None:
         memory.frame_array(pfn)[:] = np.frombuffer(data, dtype=np.uint8)
     cpu.set_state(cpu_state)
     mmu.set_state(mmu_state)
+    if machine.hierarchy is not None:
+        machine.hierarchy.set_state(memsys_state)
     machine.pic.set_state(snapshot.state["pic"])
     machine.timer.set_state(snapshot.state["timer"])
     machine.console_device.set_data(snapshot.console)
@@ -436,6 +448,8 @@ class SystemSnapshot:
         the objects in ``keep`` (immutable data such as a kernel image) are not recorded."""
         parts = [machine, machine.memory, machine.mmu, machine.cpu, machine.pic, machine.timer,
                  machine.console_device, machine.bus, machine.config, machine.profile]
+        if machine.hierarchy is not None:
+            parts.append(machine.hierarchy)
         return cls(take_snapshot(machine), HostState(owner, [*parts, *keep]))
 
     def restore_into(self, owner: object, machine: Machine) -> None:

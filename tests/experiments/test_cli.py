@@ -122,7 +122,8 @@ def test_machine_options_reach_the_measurement(capsys: pytest.CaptureFixture[str
                  "--tlb", "8", "--memory", "32MiB", "--timer-period", "0",
                  "--no-progress"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith("== i486, unified TLB 8 entries 4-way, 32 MiB memory, timer off:")
+    assert first.startswith("== i486, unified TLB 8 entries 4-way, 32 MiB memory, timer off, "
+                            "board 486dx2-66 (")
 
 
 def test_a_refused_argument_prints_no_traceback() -> None:

@@ -59,12 +59,13 @@ class BareRun:
     digest: str
 
 
-def bare_machine(code: bytes, cpl: int, regs: list[int], profile: str = "i486") -> Machine:
+def bare_machine(code: bytes, cpl: int, regs: list[int], profile: str = "i486",
+                 board: str = "ideal") -> Machine:
     """A 1 MiB machine in protected mode, paging off, every segment limited to
     :data:`SEGMENT_BYTES`, every IDT vector a DPL 3 interrupt gate to a ring-0 stub that drops
     the error code (if any), adds 1 to the saved EIP and returns (so execution goes on one byte
-    past a faulting instruction), ``code`` at CODE, run at ``cpl``."""
-    m = Machine(MachineConfig(profile=profile, memory_size=1 << 20))
+    past a faulting instruction), ``code`` at CODE, run at ``cpl``, on ``board``."""
+    m = Machine(MachineConfig(profile=profile, memory_size=1 << 20, board=board))
     layout = m.setup_flat_protected_mode(entry=CODE, stack_top=STACK0)
     limit = SEGMENT_BYTES - 1
     code0 = SegmentDescriptor(0, limit, CODE_EXECUTE_READ_ACCESSED, 0, db=True)

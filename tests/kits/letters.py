@@ -33,8 +33,9 @@ work:
 """
 
 
-def letters_system(timer_period: int) -> tuple[LavenderSystem, dict[str, int]]:
-    system = LavenderSystem(memory_size=8 << 20, timer_period=timer_period)
+def letters_system(timer_period: int, board: str = "ideal",
+                   ) -> tuple[LavenderSystem, dict[str, int]]:
+    system = LavenderSystem(memory_size=8 << 20, timer_period=timer_period, board=board)
     letters: dict[str, int] = {}
     letter = ord("a")
     for _ in range(2):

@@ -167,7 +167,8 @@ def test_the_snapshot_knows_every_attribute_of_the_simulated_parts() -> None:
     assert set(vars(m.timer)) == {"pic", "clock", "line", "period", "next_event", "ticks"}
     machine_host = {"config", "model", "profile", "memory", "mmu", "cpu", "pic", "timer",
                     "console_device", "bus", "breakpoints", "trace", "_observers"}
-    assert set(vars(m)) == machine_host | {"idle_cycles"}
+    # hierarchy: the board's caches, saved as the "memsys" part.
+    assert set(vars(m)) == machine_host | {"idle_cycles", "hierarchy"}
 
 
 # --- refusals ---------------------------------------------------------------------------------
@@ -290,6 +291,22 @@ def test_system_snapshot_restores_bookkeeping_and_handles_stay_valid() -> None:
     assert system.run(max_cycles=3_000_000) == first
     assert (full_state(system.machine), system.stats(), system.console,
             [system.thread_state(t) for t in sorted(system.threads)]) == after
+
+
+@pytest.mark.parametrize("board", ["486dx2-66"])
+def test_a_kernel_snapshot_with_warm_caches_restores_to_identical_later_cycles(board: str) -> None:
+    # Preemptive scheduling on a board: the timer ticks depend on the stall cycles, so a
+    # restored hierarchy that differed in any line would show in the schedule and the cycles.
+    system, _ = letters_system(timer_period=700, board=board)
+    system.run(max_cycles=15_000)
+    hierarchy = system.machine.hierarchy
+    assert hierarchy is not None and hierarchy.stall_cycles > 0
+    snap = system.snapshot()
+    first = system.run(max_cycles=400_000)
+    after = (full_state(system.machine), hierarchy.counters(), system.console)
+    system.restore(snap)
+    assert system.run(max_cycles=400_000) == first
+    assert (full_state(system.machine), hierarchy.counters(), system.console) == after
 
 
 def test_a_system_snapshot_belongs_to_its_system() -> None:

@@ -232,7 +232,9 @@ def test_a_tracer_sees_every_physical_access_the_lowest_level_sees_with_fast_pat
 ) -> None:
     reference, slow = _reference_run(name)
     recorder, fast = _traced_run(name)
-    traced = [(kind.is_write, phys, size) for kind, phys, size, _ in recorder.events]
+    # INSN events read nothing (they name the bytes of a fetch already reported).
+    traced = [(kind.is_write, phys, size) for kind, phys, size, _ in recorder.events
+              if kind is not Access.INSN]
     writes = Counter(e for e in traced if e[0])
     assert writes and writes == Counter(e for e in reference if e[0])
     # Reads match exactly too (fetches are the decoder's fetch windows, as documented), and
@@ -259,6 +261,7 @@ def test_tracer_events_carry_their_kinds_as_the_mmu_counts_them() -> None:
     assert kinds[Access.WALK_READ] == stats.walk_reads > 0
     assert kinds[Access.AD_WRITE] == stats.ad_writes > 0
     assert kinds[Access.FETCH] >= system.machine.cpu.instructions > 0
+    assert kinds[Access.INSN] >= system.machine.cpu.instructions
     assert kinds[Access.READ] and kinds[Access.WRITE] and kinds[Access.LOCKED_READ]
     # Explicit CPL 3 accesses are flagged user; walk and descriptor accesses never are.
     assert any(user for kind, _, _, user in recorder.events if kind is Access.WRITE)
@@ -297,3 +300,23 @@ def test_attaching_a_tracer_twice_or_removing_a_stranger_is_refused() -> None:
     with pytest.raises(ConfigError, match="on_access"):
         mmu.add_tracer(object())  # type: ignore[arg-type]
     assert mmu.tracers == (recorder,)
+
+
+def test_insn_events_give_each_executed_instruction_its_exact_bytes() -> None:
+    from lavsim.cpu.asm import assemble
+    from lavsim.machine import Machine
+
+    # A 5-byte MOV, a 1-byte INC, a 2-byte JNZ looping twice, then HLT: run twice (decode, then
+    # the decoded-instruction cache) and with the cache off.
+    code = assemble("mov ecx, 2\nagain:\ninc eax\ndec ecx\njnz again\nhlt\n", origin=0x10000).code
+    for decode_cache in (True, False):
+        m = Machine()
+        m.cpu.decode_cache = decode_cache
+        m.load(0x10000, code)
+        m.setup_flat_protected_mode(entry=0x10000)
+        recorder = _Recorder()
+        m.mmu.add_tracer(recorder)
+        m.run(max_instructions=100)
+        insns = [(phys - 0x10000, size) for kind, phys, size, _ in recorder.events
+                 if kind is Access.INSN]
+        assert insns == [(0, 5), (5, 1), (6, 1), (7, 2), (5, 1), (6, 1), (7, 2), (9, 1)]

@@ -77,3 +77,17 @@ def test_missing_entry_check_finds_an_unlisted_key_and_section() -> None:
     assert missing_entries("[H] (timing-reference §1) [GPBB]", sources) == set()
     assert missing_entries("[H] [ZZ] (timing-reference §7)", sources) == {
         "[ZZ]", "timing-reference §7"}
+
+
+def test_every_board_figure_cites_a_source_with_an_entry_or_says_it_is_an_estimate() -> None:
+    from lavsim.boards import BOARDS
+
+    sources = SOURCES.read_text(encoding="utf-8")
+    for board in BOARDS.values():
+        if board.ideal:
+            continue
+        figures = [figure for figure, _ in board.sources]
+        assert {"L1 organisation", "DRAM 5-3-3-3", "DRAM 5-2-2-2"} & set(figures), board.name
+        for figure, text in board.sources:
+            assert KEY.search(text) or text.startswith("estimate"), (board.name, figure)
+            assert missing_entries(text, sources) == set(), (board.name, figure)

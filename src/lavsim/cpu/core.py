@@ -287,6 +287,7 @@ class CPU(CpuState):
         if insn is not None and insn.addr == eip and eip + insn.length - 1 <= cs.max_off:
             if self.mmu.tracing:
                 self.mmu.report_fetch(phys, _window(eip, linear, cs.max_off), self.user)
+                self.mmu.report_insn(phys, insn.length, self.user)
             return insn
         return self._decode_miss(eip, linear, phys, min(15, cs.max_off - eip + 1))
 
@@ -526,6 +527,7 @@ class CPU(CpuState):
                                 mmu.report_fetch(
                                     phys, _window(eip, linear, cs.max_off), self.user
                                 )
+                                mmu.report_insn(phys, hit.length, self.user)
                     else:
                         insn = self._specialised(decode(self, eip))
                     self.tsc += insn.cycles

@@ -323,11 +323,12 @@ class Fetch:
     byte is already translated; the next page is translated only when a byte of it is needed.
     """
 
-    __slots__ = ("avail", "buf", "cpu", "lin", "phys2")
+    __slots__ = ("avail", "buf", "cpu", "lin", "phys", "phys2")
 
     def __init__(self, cpu: CpuState, eip: int, lin: int, phys: int, avail: int) -> None:
         self.cpu = cpu
         self.lin = lin
+        self.phys = phys
         self.avail = avail
         first = min(avail, 0x1000 - (lin & 0xFFF))
         # Through the MMU so that its tracers see the fetch (lavsim.mmu.mmu, the tracer seam).
@@ -559,6 +560,13 @@ def decode_fetched(cpu: CpuState, eip: int, f: Fetch) -> Insn:
     i.timing = timing
     i.cycles = cycles
     i.handler = resolve(i)
+    mmu = cpu.mmu
+    if mmu.tracing:
+        # The instruction's exact bytes, per page (the tracer seam's INSN event).
+        here = min(pos, 0x1000 - (f.lin & 0xFFF))
+        mmu.report_insn(f.phys, here, cpu.user)
+        if pos > here:
+            mmu.report_insn(f.phys2, pos - here, cpu.user)
     return i
 
 

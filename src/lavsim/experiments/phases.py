@@ -7,6 +7,8 @@ phase of :data:`PHASE_ORDER` through :data:`lavsim.kernel.ipc.PHASES`, and
 
 - moves the page-walk cycles of each step (the MMU's walk reads and A/D writes, charged by the
   profile's ``page_walk.*`` costs) into ``TLB refill``;
+- moves the cycles the board's memory hierarchy stalled in each step (cache misses, full write
+  buffers, locked cycles, page-walk misses included) into ``memory stalls``;
 - tells the client's user code (``user stub``) from the server's (``server``) by the LDT loaded;
 - gives every step taken while another (filler) thread is current to ``other threads``;
 - counts the bytes a call gate copied (from the ring-2 stack depth after the gate) and the
@@ -39,7 +41,8 @@ __all__ = ["PHASE_ORDER", "PhaseObserver", "Window"]
 PHASE_ORDER: tuple[str, ...] = (
     "user stub", "trap entry", "argument checks", "ipc queues and headers", "copy in",
     "scheduling", "context switch and CR3", "copy out", "return", "gate call", "server",
-    "far return", "other threads", "idle and interrupts", "TLB refill", "other",
+    "far return", "other threads", "idle and interrupts", "TLB refill", "memory stalls",
+    "other",
 )  # fmt: skip
 
 #: Kernel observer rows -> phase (the client's and server's user rows are told apart by the
@@ -104,6 +107,16 @@ class PhaseObserver:
         self.user_copy_bytes = 0
         self._reads = self.mmu.walk_reads
         self._ads = self.mmu.ad_writes
+        hierarchy = self.machine.hierarchy
+        self._stalls = hierarchy.stall_cycles if hierarchy is not None else 0
+
+    def _stalled(self) -> int:
+        hierarchy = self.machine.hierarchy
+        if hierarchy is None:
+            return 0
+        stalls = hierarchy.stall_cycles - self._stalls
+        self._stalls = hierarchy.stall_cycles
+        return stalls
 
     def __call__(
         self, kind: str, cs: int, eip: int, pc: int, cpl: int, before: int, after: int, /
@@ -115,12 +128,17 @@ class PhaseObserver:
         ) * self._walk_ad
         self._reads = mmu.walk_reads
         self._ads = mmu.ad_writes
+        # Cycles the board's memory hierarchy stalled this step (0 on the ideal board) are
+        # their own phase, whatever code made the access.
+        stalled = self._stalled()
+        self.phases["memory stalls"] += stalled
+        walk += stalled
         cpu = self.machine.cpu
         row = self.classify(kind, pc, cpl, cpu.cpl)
         if row is ROW_IDLE:
             self.idle += cycles
             self.phases["idle and interrupts"] += cycles - walk
-            self.phases["TLB refill"] += walk
+            self.phases["TLB refill"] += walk - stalled
             return
         self.rows[row] = self.rows.get(row, 0) + cycles
         if row is ROW_GATE_CALL:
@@ -137,7 +155,7 @@ class PhaseObserver:
         else:
             phase = _ROW_PHASE.get(row, "other")
         self.phases[phase] += cycles - walk
-        self.phases["TLB refill"] += walk
+        self.phases["TLB refill"] += walk - stalled
 
     def window(self) -> Window:
         """What was counted since :meth:`reset`."""

@@ -221,7 +221,11 @@ class RpcTable:
                 w = c.workload
                 record.update({"tlb_entries": w.tlb_entries, "memory_size": w.memory_size,
                                "timer_period": w.timer_period})  # fmt: skip
-            record.update({f"phase {p}": round(c.warm.phases[p], 2) for p in PHASE_ORDER})
+            board = c.workload.board_spec
+            if not board.ideal:
+                record["board"] = board.name
+            record.update({f"phase {p}": round(c.warm.phases[p], 2) for p in PHASE_ORDER
+                           if not (board.ideal and p == "memory stalls")})
             out.append(record)
         for r in self.remote:
             out.append({
@@ -245,6 +249,17 @@ class RpcTable:
         writer.writerows(records)
         return buffer.getvalue()
 
+    def _cell(self, c: CallCost, name: str, attr: str | None) -> str:
+        if name == "cold":
+            return f"{c.cold.cycles:,.0f}"
+        if name == "ratio":
+            return f"{self.ratio(c):.2f}"
+        assert attr is not None
+        number = getattr(c.warm, attr)
+        if name == "warm":
+            return f"{number:,.1f}"
+        return f"{number:,.0f}" if name in ("instr", "bytes copied") else f"{number:.1f}"
+
     def to_text(self) -> str:
         lines: list[str] = []
         profiles = list(dict.fromkeys(c.profile for c in self.costs))
@@ -253,37 +268,34 @@ class RpcTable:
             work = costs[0].workload
             # The profile alone names the default machine; any other is named in full.
             machine = profile if work.default_machine else work.machine()
+            board = work.board_spec
+            cold = "the first call"
+            if not board.ideal:
+                if work.default_machine:
+                    machine = f"{profile} on board {board.name} ({board.summary()})"
+                cold = "the first call, caches empty"
             lines.append(
                 f"== {machine}: cycles per call (warm = mean of {plural(work.calls - 1, 'call')}"
-                " after the first; cold = the first call) =="
+                f" after the first; cold = {cold}) =="
             )
+            sizes = list(dict.fromkeys(c.size for c in costs))
+            ordered = [c for size in sizes for c in costs if c.size == size]
+            cells = [[self._cell(c, name, attr) for name, attr in _COLUMNS] for c in ordered]
+            # A column is as wide as its name + 2 (at least 8) or its widest value + 1.
+            widths = [max(len(name) + 2, 8, *(len(row[k]) + 1 for row in cells))
+                      for k, (name, _) in enumerate(_COLUMNS)]
             head = f"{'mechanism':34}{'bytes':>6}" + "".join(
-                f"{name:>{max(len(name) + 2, 8)}}" for name, _ in _COLUMNS
+                f"{name:>{w}}" for (name, _), w in zip(_COLUMNS, widths, strict=True)
             )
             lines.append(head)
             lines.append("-" * len(head))
-            sizes = list(dict.fromkeys(c.size for c in costs))
-            for size in sizes:
-                for c in (c for c in costs if c.size == size):
-                    cells = []
-                    for name, attr in _COLUMNS:
-                        width = max(len(name) + 2, 8)
-                        if name == "cold":
-                            value = f"{c.cold.cycles:,.0f}"
-                        elif name == "ratio":
-                            value = f"{self.ratio(c):.2f}"
-                        else:
-                            assert attr is not None
-                            number = getattr(c.warm, attr)
-                            value = f"{number:,.0f}" if name in ("warm", "instr", "bytes copied")\
-                                else f"{number:.1f}"
-                            if name == "warm":
-                                value = f"{number:,.1f}"
-                        cells.append(f"{value:>{width}}")
-                    lines.append(f"{c.mechanism.label:34}{size:>6}" + "".join(cells))
+            for c, row in zip(ordered, cells, strict=True):
+                lines.append(f"{c.mechanism.label:34}{c.size:>6}" + "".join(
+                    f"{v:>{w}}" for v, w in zip(row, widths, strict=True)))
             for r in (r for r in self.remote if r.profile == profile):
                 lines.append(
-                    f"{r.label:34}{12:>6}{r.cycles:>8,.1f}{'':>8}{r.ratio:>8.2f}"
+                    f"{r.label:34}{12:>6}{r.cycles:>{widths[0]},.1f}{'':>{widths[1]}}"
+                    f"{r.ratio:>{widths[2]}.2f}"
                     f"   ({r.note}; ratio taken to a local migration of "
                     f"{r.local_migration:,.1f} cycles)"
                 )
@@ -378,6 +390,9 @@ def rpc_table(
         # timer): say so beside the other machine's rows.
         rows = [attrs.evolve(r, note=f"{r.note}; on the default {r.profile} machine")
                 for r in rows]
+    if any(not w.board_spec.ideal for w in works.values()):
+        # The two-host rows run on ideal memory (the cluster has no boards): say so.
+        rows = [attrs.evolve(r, note=f"{r.note}; ideal memory") for r in rows]
     if progress is not None:
         progress(total, total, "done")
     return RpcTable(tuple(costs), tuple(rows))

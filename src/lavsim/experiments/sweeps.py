@@ -20,6 +20,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
@@ -101,6 +102,11 @@ class SweepResult:
                 "tlb_refill_cycles": round(w.phases["TLB refill"], 2),
                 "other_threads_cycles": round(w.phases["other threads"], 2),
             })  # fmt: skip
+            board = c.workload.board_spec
+            if not board.ideal:
+                record["board"] = board.name
+                record["memory_stall_cycles"] = round(w.phases["memory stalls"], 2)
+                record["cold_memory_stall_cycles"] = round(c.cold.phases["memory stalls"], 2)
             out.append(record)
         return out
 
@@ -128,8 +134,10 @@ class SweepResult:
             fixed = {"size": f"size {w.size} B", "threads": f"{w.other_threads} other threads",
                      "working-set": f"working set {w.working_set} pages"}
             context = ", ".join(v for k, v in fixed.items() if k != self.sweep.name)
+            board = pts[0].cost.workload.board_spec
+            on = "" if board.ideal else f" on board {board.name}"
             lines.append(
-                f"== sweep {self.sweep.name} on {profile}: {self.sweep.title} "
+                f"== sweep {self.sweep.name} on {profile}{on}: {self.sweep.title} "
                 f"({context}, {plural(w.calls - 1, 'warm call')}) =="
             )
             def cycles(c: CallCost) -> float:
@@ -167,6 +175,11 @@ _FIELDS = {"size": "size", "threads": "other_threads", "working-set": "working_s
            "tlb": "tlb_entries"}
 
 
+def _knob(name: str, value: int) -> dict[str, Any]:
+    """The Workload field the sweep ``name`` sets, as keyword arguments."""
+    return {_FIELDS[name]: value}
+
+
 def run_sweep(
     name: str,
     *,
@@ -198,7 +211,7 @@ def run_sweep(
                 try:
                     works[profile, value, pge] = attrs.evolve(
                         base, profile=models[profile], global_pages=pge,
-                        **{_FIELDS[name]: value})
+                        **_knob(name, value))
                 except ConfigError as error:
                     if error.field != _FIELDS[name]:
                         raise

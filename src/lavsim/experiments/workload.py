@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from lavsim.boards import Board, default_board, get_board
 from lavsim.errors import ConfigError, check_int
 from lavsim.kernel import layout as L
 from lavsim.mmu.mmu import MMUConfig
@@ -13,6 +14,7 @@ from lavsim.mmu.tlb import TLBConfig
 from lavsim.models import MODELS, CpuModel, ModelSpec, get_model
 
 __all__ = [
+    "DEFAULT",
     "DEFAULT_MEMORY",
     "DEFAULT_TIMER_PERIOD",
     "PROFILES",
@@ -25,6 +27,8 @@ __all__ = [
 PROFILES = tuple(MODELS)
 #: Installed memory of every measured machine unless a workload says otherwise.
 DEFAULT_MEMORY = 16 << 20
+#: ``Workload.board`` value meaning "the CPU model's default board".
+DEFAULT = "default"
 #: The interval timer is off: nothing but the call's own threads is scheduled.
 DEFAULT_TIMER_PERIOD = 0
 
@@ -73,9 +77,15 @@ class Workload:
     memory_size: int = DEFAULT_MEMORY
     #: Interval-timer period in cycles; 0: no timer interrupts.
     timer_period: int = DEFAULT_TIMER_PERIOD
+    #: The memory system: a board name or :class:`~lavsim.boards.Board`; ``"default"``: the
+    #: CPU model's default board (:data:`lavsim.boards.DEFAULT_BOARDS`); ``"ideal"`` (the
+    #: default here): every access hits.
+    board: str | Board = "ideal"
 
     def __attrs_post_init__(self) -> None:
         check_profile(self.profile)
+        if self.board != DEFAULT:
+            get_board(self.board, "board")
         check_int("size", self.size, 0, L.IPC_MAX_MESSAGE)
         _multiple("size", self.size, 4, "whole doublewords")
         check_int("other_threads", self.other_threads, 0, 30)
@@ -97,6 +107,14 @@ class Workload:
     def model(self) -> CpuModel:
         """The CPU model the calls run on."""
         return get_model(self.profile)
+
+    @property
+    def board_spec(self) -> Board:
+        """The board the calls run on (``"default"`` resolved for the CPU model)."""
+        if self.board == DEFAULT:
+            model = self.model
+            return default_board([model.name, *getattr(model.profile, "ancestry", ())])
+        return get_board(self.board, "board")
 
     @property
     def profile_name(self) -> str:
@@ -138,4 +156,6 @@ class Workload:
             ancestry = getattr(model.profile, "ancestry", ())
             base = f"derived from {ancestry[0]}" if ancestry else "a user model"
             name = f"{name} ({base}{': ' + model.description if model.description else ''})"
-        return f"{name}, {tlb}, {size} memory, {timer}"
+        board = self.board_spec
+        on = "" if board.ideal else f", board {board.name} ({board.summary()})"
+        return f"{name}, {tlb}, {size} memory, {timer}{on}"

@@ -131,6 +131,11 @@ class KernelStats:
     copies_out: int = 0
     bytes_copied_in: int = 0
     bytes_copied_out: int = 0
+    #: Cycles the board's memory hierarchy stalled (0 on the ideal board), in total, by row
+    #: and by process; they are part of the rows' and processes' cycles above.
+    memory_stalls: int = 0
+    stalls_by_row: dict[str, int] = attrs.field(factory=dict)
+    stalls_by_process: dict[int, int] = attrs.field(factory=dict)
 
     @property
     def messages_copied(self) -> int:
@@ -167,8 +172,14 @@ class KernelStats:
             ),
             f"{'row':24} {'cycles':>12} {'steps':>10}",
         ]
+        if self.memory_stalls:
+            lines.insert(-1, f"memory stalls {self.memory_stalls:,}, by process: " + ", ".join(
+                f"{'kernel' if pid == 0 else f'pid {pid}'}: {c:,}"
+                for pid, c in sorted(self.stalls_by_process.items())))
         for name, row in sorted(self.rows.items(), key=lambda kv: -kv[1].cycles):
-            lines.append(f"{name:24} {row.cycles:>12,} {row.steps:>10,}")
+            stalled = self.stalls_by_row.get(name, 0)
+            extra = f"  ({stalled:,} stalled on memory)" if stalled else ""
+            lines.append(f"{name:24} {row.cycles:>12,} {row.steps:>10,}{extra}")
         return "\n".join(lines)
 
 
@@ -215,6 +226,22 @@ class KernelObserver:
         self.by_process: dict[int, int] = {}
         self.copies_in = self.copies_out = 0
         self.bytes_copied_in = self.bytes_copied_out = 0
+        self.stalls_by_row: dict[str, int] = {}
+        self.stalls_by_process: dict[int, int] = {}
+        self._base_stalls = self._last_stalls = self._stall_count()
+
+    def _stall_count(self) -> int:
+        hierarchy = self.machine.hierarchy
+        return hierarchy.stall_cycles if hierarchy is not None else 0
+
+    def _stalled(self, row: str, pid: int) -> None:
+        """Attribute the stall cycles of the step just made to ``row`` and ``pid``."""
+        now = self._stall_count()
+        stalled = now - self._last_stalls
+        if stalled:
+            self._last_stalls = now
+            self.stalls_by_row[row] = self.stalls_by_row.get(row, 0) + stalled
+            self.stalls_by_process[pid] = self.stalls_by_process.get(pid, 0) + stalled
 
     def stats(self) -> KernelStats:
         """The counts of the current window."""
@@ -238,6 +265,9 @@ class KernelObserver:
             cycles_by_process=dict(self.by_process),
             copies_in=self.copies_in, copies_out=self.copies_out,
             bytes_copied_in=self.bytes_copied_in, bytes_copied_out=self.bytes_copied_out,
+            memory_stalls=self._stall_count() - self._base_stalls,
+            stalls_by_row=dict(self.stalls_by_row),
+            stalls_by_process=dict(self.stalls_by_process),
         )
 
     def _owner(self, cs: int) -> int:
@@ -310,11 +340,14 @@ class KernelObserver:
                 self._add(ROW_TRAP, 0, cycles)
             else:
                 self._add(row, cpl, cycles)
+            self._stalled(row, pid)
         elif kind == STEP_INTERRUPT:
             self.by_process[0] = self.by_process.get(0, 0) + cycles
             self.interrupts += 1
             if cpl:
                 self.kernel_entries += 1
             self._add(ROW_INTERRUPT, 0, cycles)
+            self._stalled(ROW_INTERRUPT, 0)
         else:
             self.idle_cycles += cycles
+            self._stalled(ROW_IDLE, 0)

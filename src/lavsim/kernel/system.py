@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from lavsim.boards import Board
 from lavsim.cpu.asm import assemble
 from lavsim.cpu.state import (
     AF,
@@ -433,6 +434,7 @@ class LavenderSystem:
     count kernel events host-side (see :mod:`lavsim.kernel.observer`; slower, changes no
     simulated result); ``global_pages``: set CR4.PGE at boot (default), so the kernel's and the
     resident space's global TLB entries survive CR3 loads; False flushes them on every one.
+    ``board``: the memory system (:mod:`lavsim.boards`; default ``"ideal"``, every access hits).
     """
 
     def __init__(
@@ -444,6 +446,7 @@ class LavenderSystem:
         mmu: MMUConfig | None = None,
         observe: bool = True,
         global_pages: bool = True,
+        board: str | Board = "ideal",
     ) -> None:
         _check_int("memory_size", memory_size, L.MIN_MEMORY, L.KERNEL_WINDOW)
         if memory_size % L.PAGE_SIZE:
@@ -461,7 +464,7 @@ class LavenderSystem:
         _check_bool("global_pages", global_pages)
         config = MachineConfig(
             profile=profile, memory_size=memory_size, mmu=mmu, timer_period=0,
-            pic_base=L.PIC_BASE_VECTOR,
+            pic_base=L.PIC_BASE_VECTOR, board=board,
         )  # fmt: skip
         self.machine = Machine(config)
         self.memory = self.machine.memory

@@ -40,6 +40,10 @@ processor makes, before the access is done (after its translation succeeded), wi
   continues into the next page, the rest of the window there. Every executed instruction is
   fetched: the executor reports the window of each hit in its decoded-instruction cache
   (:meth:`MMU.report_fetch`) and runs no blocks while a tracer is attached;
+* the executed instruction's exact bytes (``INSN``), reported once its length is known
+  (after the decode, or at a hit in the decoded-instruction cache), one event per page it
+  lies in: what a code cache must see (the fetch window reaches past the instruction). A
+  fetch that faults reports its window but no ``INSN``;
 * page-walk entry reads (``WALK_READ``) and Accessed/Dirty write-backs (``AD_WRITE``, a
   locked update on hardware), 4 bytes each;
 * the Accessed/busy-bit update of a descriptor (``LOCKED_READ`` of its access byte, then
@@ -59,7 +63,11 @@ While any tracer is attached the fast path holds no entries (the dicts are flush
 and stay empty until the last tracer is removed), so every access reaches the code that
 reports it; with no tracer the fast path is unchanged and pays nothing. Tracers observe only:
 they must not change memory, registers or the MMU, and a run gives the same cycles, registers,
-memory and TLB statistics with or without them (tests/mmu/test_mmu_tracer.py). Accesses made
+memory and TLB statistics with or without them (tests/mmu/test_mmu_tracer.py). The one
+exception is a board's memory hierarchy (:mod:`lavsim.memsys`), which is a timing model: it
+adds stall cycles to the CPU's TSC and changes nothing else (tests/machine/
+test_board_equivalence.py checks that registers, memory and faults stay those of the run
+without it). Accesses made
 around the processor are not reported: host-side loaders and checkers using
 :class:`~lavsim.memory.PhysicalMemory` directly, and device transfers (the network interface's
 DMA, ``lavsim.network``, reads and writes physical memory through the machine).
@@ -125,6 +133,9 @@ class Access(enum.IntEnum):
     """Read half of a locked read-modify-write (a descriptor's Accessed/busy bit)."""
     LOCKED_WRITE = 6
     """Write half of a locked read-modify-write."""
+    INSN = 7
+    """The exact bytes of one decoded instruction (reported after its decode, per page piece;
+    ``FETCH`` is the decoder's look-ahead window, longer than the instruction)."""
 
     @property
     def is_write(self) -> bool:
@@ -138,7 +149,8 @@ _WRITE_KINDS = frozenset({Access.WRITE, Access.AD_WRITE, Access.LOCKED_WRITE})
 class MemoryTracer(Protocol):
     """Sees every physical access of the simulated processor (see the module docstring).
 
-    ``on_access`` must not change any simulated state (memory, registers, the MMU); it may read
+    ``on_access`` must not change any simulated state (memory, registers, the MMU; a memory
+    hierarchy charges the TSC and nothing else, see the module docstring); it may read
     :class:`~lavsim.memory.PhysicalMemory` (the access has not been done yet: a write's old
     bytes are still there).
     """
@@ -875,6 +887,12 @@ class MMU:
         the ``n`` bytes at ``phys`` a fresh decode would read (nothing is read)."""
         if self._tracers:
             self._trace(Access.FETCH, phys, n, user)
+
+    def report_insn(self, phys: int, n: int, user: bool) -> None:
+        """Report the ``n`` bytes at ``phys`` of an instruction about to execute (one call
+        per page the instruction lies in) as :attr:`Access.INSN`; nothing is read."""
+        if self._tracers:
+            self._trace(Access.INSN, phys, n, user)
 
     def copy_physical(self, dst: int, src: int, n: int, user: bool) -> None:
         """A bulk string move of ``n`` bytes between translated physical runs (each inside one
