@@ -6,6 +6,9 @@
     lavsim sweep size|threads|working-set|tlb [--profile ...] [--cpu-model FILE] [--values ...]
                  [--mechanisms ...] [--size B] [--working-set P] [--threads K]
                  [--calls N] [--format table|csv|json] [--progress|--no-progress]
+                 [--jobs N | --engine dask --scheduler ADDRESS] [--store FILE]
+    lavsim sweep EXPERIMENT.toml [--format ...] [--jobs N | --engine dask ...] [--store FILE]
+    lavsim results STORE [--format csv|json]
     lavsim --version
 
 Tables go to standard output; progress (on long runs, or when asked) to standard error. A bad
@@ -15,15 +18,23 @@ argument gets one line on standard error naming the option, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+import attrs
+
 from lavsim import __version__
 from lavsim.errors import ConfigError, LavsimError
+from lavsim.experiments.engines import default_jobs, make_engine, run_experiment
+from lavsim.experiments.experiment import builtin_experiment, load_experiment
 from lavsim.experiments.mechanisms import MECHANISMS, VARIANTS, mechanism
+from lavsim.experiments.progress import reporter
 from lavsim.experiments.rpc import DEFAULT_SIZES, rpc_table
+from lavsim.experiments.store import Store, StoreError, export, read_results
 from lavsim.experiments.sweeps import SWEEPS, run_sweep
 from lavsim.experiments.workload import DEFAULT_MEMORY, DEFAULT_TIMER_PERIOD, PROFILES, Workload
 from lavsim.models import CpuModel, ModelFileError, load_model_file
@@ -40,8 +51,15 @@ _OPTIONS = {
         "mechanism": "--mechanisms", "mechanisms": "--mechanisms", "size": "--size",
         "other_threads": "--threads", "other_work": "--thread-work",
         "working_set": "--working-set", "calls": "--calls", "format": "--format",
+        "jobs": "--jobs", "engine": "--engine", "scheduler": "--scheduler", "knob": "SWEEP",
     },
+    "results": {"format": "--format"},
 }  # fmt: skip
+#: The sweep options that shape a built-in sweep (an experiment file names its own axes).
+_KNOB_OPTIONS = {"values": "--values", "mechanisms": "--mechanisms", "size": "--size",
+                 "threads": "--threads", "thread_work": "--thread-work",
+                 "working_set": "--working-set", "calls": "--calls", "profile": "--profile",
+                 "models": "--cpu-model"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -174,19 +192,41 @@ def build_parser() -> argparse.ArgumentParser:
             f"{s.name}: {s.title} (default {','.join(map(str, s.values))})"
             for s in SWEEPS.values()),
     )
-    sweep.add_argument("knob", choices=sorted(SWEEPS))
+    sweep.add_argument("knob", metavar="SWEEP",
+                       help=f"a built-in sweep ({', '.join(sorted(SWEEPS))}) or an experiment "
+                       "file EXPERIMENT.toml (format: docs/design.md, \"Experiments\")")
     _add_common(sweep, "i486")
     sweep.add_argument("--values", type=_ints, default=None,
                        help="the knob's values, distinct")
-    sweep.add_argument("--mechanisms", type=_mechanism_keys, default=list(MECHANISMS),
+    sweep.add_argument("--mechanisms", type=_mechanism_keys, default=None,
                        help="comma-separated, of " + ", ".join(keys) + " (default: the first "
                        f"{len(MECHANISMS)})")
-    sweep.add_argument("--size", type=int, default=0, help="argument bytes (other sweeps)")
-    sweep.add_argument("--threads", type=int, default=0, help="other runnable threads")
-    sweep.add_argument("--thread-work", type=int, default=0,
+    sweep.add_argument("--size", type=int, default=None,
+                       help="argument bytes (other sweeps; default 0)")
+    sweep.add_argument("--threads", type=int, default=None,
+                       help="other runnable threads (default 0)")
+    sweep.add_argument("--thread-work", type=int, default=None,
                        help="loop iterations each other thread runs before it yields")
     sweep.add_argument("--working-set", type=int, default=None,
                        help="server pages read per call (default 0; 4 for the tlb sweep)")
+    sweep.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help=f"local worker processes (default: all cores, here "
+                       f"{default_jobs()}; 1: serial)")
+    sweep.add_argument("--engine", choices=("local", "dask"), default="local",
+                       help="local processes (default) or a Dask cluster (lavsim[dist])")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="the Dask scheduler, e.g. tcp://10.0.0.1:8786 (with --engine dask)")
+    sweep.add_argument("--store", default=None, metavar="FILE",
+                       help="an SQLite result store: points found there are not measured "
+                       "again, each measured point is added as it finishes")
+    # Unset means "the experiment's own" (the built-in sweep's file, or the given file's).
+    sweep.set_defaults(calls=None, format=None)
+    results = sub.add_parser(
+        "results", help="export a result store",
+        description="Every point of a result store (lavsim sweep --store) as CSV or JSON.",
+    )
+    results.add_argument("store", metavar="STORE")
+    results.add_argument("--format", choices=("csv", "json"), default="csv")
     return parser
 
 
@@ -198,7 +238,51 @@ def _machines(args: argparse.Namespace) -> list[str | CpuModel]:
     return [*names, *args.models]
 
 
+def _sweep(args: argparse.Namespace) -> str:
+    """``lavsim sweep``: everything is checked before an engine or a store is opened."""
+    given = {o: opt for o, opt in _KNOB_OPTIONS.items() if getattr(args, o) not in (None, [])}
+    if args.knob in SWEEPS:
+        experiment = builtin_experiment(args.knob)
+        args.profile = _machines(args)
+        mechs = None if args.mechanisms is None else [mechanism(k) for k in args.mechanisms]
+        fields = {"size": args.size, "other_threads": args.threads,
+                  "other_work": args.thread_work, "working_set": args.working_set,
+                  "calls": args.calls}
+        base = attrs.evolve(experiment.base,
+                            **{k: v for k, v in fields.items() if v is not None})
+        run = functools.partial(run_sweep, args.knob, profiles=args.profile,
+                                values=args.values, mechanisms=mechs, base=base)
+    else:
+        if not args.knob.endswith(".toml") and not os.path.exists(args.knob):
+            raise ConfigError("knob", f"a built-in sweep ({', '.join(sorted(SWEEPS))}) or an "
+                              f"experiment file (.toml), not {args.knob!r}")
+        if given:
+            option = next(iter(given.values()))
+            raise ConfigError(option, "only for the built-in sweeps: an experiment file "
+                              "names its own axes and workload")
+        experiment = load_experiment(args.knob)
+        run = functools.partial(run_experiment, experiment)
+    if args.engine == "dask":
+        if args.jobs is not None:
+            raise ConfigError("jobs", "for the local engine; a Dask cluster has its workers")
+    elif args.scheduler is not None:
+        raise ConfigError("scheduler", "only with --engine dask")
+    engine = make_engine(args.engine, jobs=args.jobs, scheduler=args.scheduler)
+    store = Store(args.store) if args.store else None
+    try:
+        result = run(engine=engine, store=store, progress=reporter(args.progress))
+    finally:
+        if store is not None:
+            store.close()
+    args.failed = len(result.failures)
+    return result.render(args.format)
+
+
 def _run(args: argparse.Namespace) -> str:
+    if args.command == "sweep":
+        return _sweep(args)
+    if args.command == "results":
+        return export(read_results(args.store), args.format)
     progress = _Progress(args.progress)
     args.profile = _machines(args)
     if args.command == "rpc":
@@ -207,17 +291,7 @@ def _run(args: argparse.Namespace) -> str:
         table = rpc_table(args.profile, args.sizes, calls=args.calls, remote=args.remote,
                           base=base, progress=progress)
         return table.render(args.format)
-    mechs = [mechanism(k) for k in args.mechanisms]
-    working_set = args.working_set
-    if working_set is None:
-        working_set = 4 if args.knob == "tlb" else 0
-    base = Workload(
-        size=args.size, other_threads=args.threads, other_work=args.thread_work,
-        working_set=working_set, calls=args.calls,
-    )  # fmt: skip
-    result = run_sweep(args.knob, profiles=args.profile, values=args.values,
-                       mechanisms=mechs, base=base, progress=progress)
-    return result.render(args.format)
+    raise AssertionError(args.command)  # argparse allows no other command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,9 +302,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     try:
         output = _run(args)
+    except StoreError as error:
+        print(f"lavsim {args.command}: error: argument --store: {error}", file=sys.stderr)
+        return 2
     except ConfigError as error:
         # Name the option the user typed, not the library's field.
         option = _OPTIONS[args.command].get(error.field)
+        if option is None and error.field.startswith("--"):
+            option = error.field
         message = str(error)[len(error.field) + 2:]
         if option is None:
             print(f"lavsim {args.command}: error: {error}", file=sys.stderr)
@@ -242,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lavsim: {error}", file=sys.stderr)
         return 1
     sys.stdout.write(output if output.endswith("\n") else output + "\n")
-    return 0
+    return 1 if getattr(args, "failed", 0) else 0
 
 
 if __name__ == "__main__":
