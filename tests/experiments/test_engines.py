@@ -105,6 +105,22 @@ def test_a_failing_point_is_recorded_with_its_reason_and_the_sweep_goes_on(
     assert "error" in result.to_csv().splitlines()[0]
 
 
+def test_the_command_prints_the_table_with_its_failures_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(mech: str, work: Workload) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engines, "measure_call", broken)
+    argv = ["sweep", "size", "--values", "0", "--mechanisms", "migration-group", "--jobs", "1",
+            "--no-progress", "--format", "csv"]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1].startswith("size,i486,0,migration-group,RuntimeError: boom")
+    assert err.startswith("point failed: profile=i486 size=0 mechanism=migration-group: "
+                          "RuntimeError: boom")
+
+
 def test_run_point_never_raises() -> None:
     work = Workload(calls=2)
     task = Task(0, point_key("nope", work), "nope", work)

@@ -40,7 +40,7 @@ def test_plain_lines_when_forced_off_a_terminal() -> None:
     got = out.getvalue().splitlines()
     assert got[:3] == ["2 points, 0 from the store, 2 to measure", "[1/2] a",
                        "[2/2] b FAILED: E: x"]
-    assert got[3].startswith("done: 2 measured, 0 from the store, 1 failed, ")
+    assert got[3].startswith("done: 1 measured, 0 from the store, 1 failed, ")
     assert "\r" not in out.getvalue()
 
 

@@ -99,8 +99,8 @@ def run_point(task: Task) -> Outcome:
         result = encode_figures(cost.cold, cost.warm, cost.samples)
     except Exception as exc:  # a harness bug or a guest that never reaches its measurement
         frame = traceback.extract_tb(exc.__traceback__)[-1]
-        error = f"{type(exc).__name__}: {exc} ({os.path.basename(frame.filename)}:" \
-                f"{frame.lineno})"
+        error = f"{type(exc).__name__}: {' '.join(str(exc).split())} " \
+                f"({os.path.basename(frame.filename)}:{frame.lineno})"
     return Outcome(task.index, task.key, result, error, code_version(),
                    time.perf_counter() - start, f"{socket.gethostname()}:{os.getpid()}")
 
@@ -132,7 +132,9 @@ def default_jobs() -> int:
 
 
 def _failed(task: Task, reason: str) -> Outcome:
-    return Outcome(task.index, task.key, None, reason, code_version(), 0.0, "-")
+    # A reason is one line (some of Dask's messages run to several).
+    line = " ".join(reason.split())
+    return Outcome(task.index, task.key, None, line[:300], code_version(), 0.0, "-")
 
 
 class PoolEngine:
@@ -149,7 +151,7 @@ class PoolEngine:
     def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
         if not tasks:
             return
-        if self.jobs == 1:
+        if self.jobs == 1 or len(tasks) == 1:  # a pool would only add its start-up
             yield from SerialEngine().map(tasks)
             return
         with cf.ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks))) as pool:

@@ -70,8 +70,9 @@ class ProgressLines(FailuresOnly):
         self.stream.flush()
 
     def finish(self) -> None:
-        self.stream.write(f"done: {self.done - self.reused} measured, {self.reused} from the "
-                          f"store, {self.failed} failed, {self.rate():.1f} points/s\n")
+        measured = self.done - self.reused - self.failed
+        self.stream.write(f"done: {measured} measured, {self.reused} from the store, "
+                          f"{self.failed} failed, {self.rate():.1f} points/s\n")
         self.stream.flush()
 
 
