@@ -64,6 +64,16 @@ def test_a_profile_axis_takes_model_files_relative_to_the_experiment(tmp_path: P
     assert [p.workload.profile_name for p in e.points][::4] == ["i486", "i486-slowgate"]
 
 
+def test_a_costs_axis_replaces_one_timing_cost_of_the_model_and_keeps_its_name() -> None:
+    e = parse_experiment_text(_axes('costs.call_gate.inner = [50, 100]\n'
+                                    'profile = ["i486", "pentium"]'))
+    assert e.rows == "costs.call_gate.inner"
+    models = [p.workload.model for p in e.points[::5]]
+    assert [(m.name, m.profile.cost("call_gate.inner").cycles) for m in models] == [
+        ("i486", 50), ("pentium", 50), ("i486", 100), ("pentium", 100)]
+    assert models[0].mmu == builtin_experiment("size").points[0].workload.model.mmu
+
+
 def _axes(body: str) -> str:
     return f'[experiment]\nname = "x"\n\n[axes]\n{body}\n'
 
@@ -99,6 +109,10 @@ BAD = [
     (_axes("size = [0]\ncalls = [3]") + '[output]\nrows = "mechanism"\n', "output.rows", 8,
      "must be one of the axes size, calls"),
     (_axes("size = = [0]"), "(syntax)", 5, "not valid TOML"),
+    (_axes("costs.call_gate.innr = [50]"), "axes.costs.call_gate.innr", 5,
+     "did you mean 'call_gate.inner'"),
+    (_axes("size = [0]\ncosts.call_gate.inner = [50, -1]"), "axes.costs.call_gate.inner", 6,
+     "must be an integer >= 0"),
 ]  # fmt: skip
 
 
@@ -148,3 +162,15 @@ def test_a_sweep_that_is_neither_built_in_nor_a_file_is_refused(
     assert main(["sweep", "sizes", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lavsim sweep: error: argument SWEEP: a built-in sweep (size, ")
+
+
+def test_a_costs_axis_moves_the_measured_cycles_by_the_cost_it_changes() -> None:
+    from lavsim.experiments.engines import run_experiment
+
+    e = parse_experiment_text(_axes('costs.call_gate.inner = [50, 100]\n'
+                                    'mechanism = ["migration-group"]\n') +
+                              "[workload]\ncalls = 3\n")
+    cheap, dear = run_experiment(e).points
+    assert cheap.cost is not None and dear.cost is not None
+    # One call through the gate to the inner ring per migration call.
+    assert dear.cost.warm.cycles - cheap.cost.warm.cycles == 50

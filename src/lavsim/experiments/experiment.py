@@ -14,6 +14,7 @@ fastest. Each point is one :func:`~lavsim.experiments.rpc.measure_call`. The for
     [axes]                             # in this order; the last varies fastest
     profile = ["i486", "my-cpu.toml"]  # a model name or a model file (relative to this file)
     size = [0, 512, 1024]
+    costs.call_gate.inner = [50, 100]  # one timing cost of the CPU model, in cycles
     mechanism = ["migration-group", "message-group"]   # default: the RPC table's five
 
     [output]
@@ -24,7 +25,8 @@ fastest. Each point is one :func:`~lavsim.experiments.rpc.measure_call`. The for
     format = "table"                   # table, csv or json
 
 Every axis is derived from ``attrs.fields(Workload)``, so a field added to the workload is an
-axis at once. Everything is checked when the file is read, before anything runs: an unknown
+axis at once; ``costs.KEY`` axes replace one cost of the CPU model (keeping its name, TLBs and
+CPUID). Everything is checked when the file is read, before anything runs: an unknown
 section, key, axis or measurement, an empty axis, a value given twice, and every point's
 workload (a bad value is refused by :class:`Workload` itself); the error
 (:class:`ExperimentFileError`) names the file, the key and its line.
@@ -53,7 +55,7 @@ from lavsim.experiments.mechanisms import MECHANISMS, VARIANTS
 from lavsim.experiments.rpc import CallCost, plural
 from lavsim.experiments.workload import Workload, check_profile
 from lavsim.models import CpuModel, ModelFileError, load_model_file
-from lavsim.timing import TimingProfile
+from lavsim.timing import KEYS, TimingProfile
 
 __all__ = [
     "BUILTIN_DIR",
@@ -108,9 +110,30 @@ _KEYS: Final = {
 }
 
 
+#: The prefix of an axis over one timing cost of the CPU model (``costs.call_gate.inner``).
+COSTS: Final = "costs."
+
+
 def axis_names() -> tuple[str, ...]:
-    """The names an axis may have: every :class:`Workload` field, then ``mechanism``."""
+    """The names an axis may have: every :class:`Workload` field, then ``mechanism``; besides
+    these, ``costs.KEY`` for every timing key (:data:`lavsim.timing.KEYS`)."""
     return (*(f.name for f in attrs.fields(Workload)), MECHANISM)
+
+
+def _is_axis(name: str) -> bool:
+    return name in axis_names() or (name.startswith(COSTS) and name[len(COSTS):] in KEYS)
+
+
+def _with_costs(work: Workload, costs: Mapping[str, object]) -> Workload:
+    """``work`` on its CPU model with some timing costs replaced (same name, TLBs, CPUID)."""
+    model = work.model
+    for key, value in costs.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(COSTS + key, f"cycles must be an integer >= 0, not "
+                              f"{show_value(value)}")
+    changes = {key: int(cycles) for key, cycles in costs.items()}  # type: ignore[call-overload]
+    profile = model.profile.with_costs(changes, name=model.name, origin="an experiment axis")
+    return attrs.evolve(work, profile=model.with_profile(profile, name=model.name))
 
 
 class ExperimentFileError(ConfigError):
@@ -179,7 +202,7 @@ class Experiment:
         names = axis_names()
         seen = [a for a, _ in self.axes]
         for axis, values in self.axes:
-            if axis not in names:
+            if not _is_axis(axis):
                 raise ConfigError(axis, f"not an axis{_close(axis, names)}; axes: "
                                   f"{', '.join(names)}")
             if seen.count(axis) > 1:
@@ -226,12 +249,17 @@ class Experiment:
         for index, combo in enumerate(itertools.product(*(v for _, v in self.axes))):
             fields: dict[str, Any] = {a: v for a, v in zip(names, combo, strict=True)
                                       if a != MECHANISM}
+            costs = {a[len(COSTS):]: fields.pop(a) for a in list(fields) if a.startswith(COSTS)}
             try:
                 work = attrs.evolve(self.base, **fields)
+                if costs:
+                    work = _with_costs(work, costs)
             except ConfigError as error:
                 if error.field in fields:
                     raise ConfigError(error.field, f"{_shown(fields[error.field])}: "
                                       f"{_message(error)}") from None
+                if error.field.startswith(COSTS):
+                    raise ConfigError(error.field, _message(error)) from None
                 raise
             except TypeError as error:  # a value of a type the field's converter rejects
                 raise ConfigError(names[0], str(error)) from None
@@ -473,12 +501,15 @@ def parse_experiment_text(
     for key in fixed:
         if key not in names or key == MECHANISM:
             raise fail("workload", key, f"not a Workload field{_close(key, names)}")
-    axes_table = data.get("axes", {})
+    axes_table = dict(_flatten_costs(data.get("axes", {})))
     if not axes_table:
         raise fail("axes", None, "the [axes] section naming at least one axis is required")
     axes: list[tuple[str, tuple[object, ...]]] = []
     for axis, values in axes_table.items():
-        if axis not in names:
+        if axis.startswith(COSTS) and not _is_axis(axis):
+            raise fail("axes", axis, f"unknown timing key{_close(axis[len(COSTS):], KEYS)} "
+                       "(the keys: docs/timing.md)")
+        if not _is_axis(axis):
             raise fail("axes", axis, f"unknown axis{_close(axis, names)}; axes: "
                        f"{', '.join(names)}")
         if axis in fixed:
@@ -516,6 +547,24 @@ def parse_experiment_text(
         if error.field in out or error.field in ("rows", "measurements", "metric", "format"):
             raise fail("output", error.field, _message(error)) from None
         raise fail("axes", error.field, _message(error)) from None
+
+
+def _flatten_costs(axes: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+    # A bare dotted key (costs.call_gate.inner = [...]) is a nested table in TOML; the timing
+    # keys have dots, so join them back.
+    for key, value in axes.items():
+        if key == "costs" and isinstance(value, dict):
+            yield from _join(value, COSTS)
+        else:
+            yield key, value
+
+
+def _join(table: Mapping[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _join(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def load_experiment(path: str | Path) -> Experiment:
