@@ -187,14 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave out the two-host rows (remote call, shipped procedure)")
     keys = [*MECHANISMS, *VARIANTS]
     sweep = sub.add_parser(
-        "sweep", help="one mechanism cost against one knob",
-        description="Sweep one knob: " + "; ".join(
+        "sweep", help="mechanism costs against one knob, or over an experiment file's grid",
+        description="Run an experiment file (a grid of axes), or sweep one knob: " + "; ".join(
             f"{s.name}: {s.title} (default {','.join(map(str, s.values))})"
             for s in SWEEPS.values()),
     )
     sweep.add_argument("knob", metavar="SWEEP",
                        help=f"a built-in sweep ({', '.join(sorted(SWEEPS))}) or an experiment "
-                       "file EXPERIMENT.toml (format: docs/design.md, \"Experiments\")")
+                       "file EXPERIMENT.toml (format: docs/design.md, \"Experiments, engines and the "
+                       "result store\")")
     _add_common(sweep, "i486")
     sweep.add_argument("--values", type=_ints, default=None,
                        help="the knob's values, distinct")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 
 from lavsim.cli import main
@@ -70,6 +71,28 @@ def test_a_dask_cluster_gives_the_serial_results_bit_for_bit(grid: Experiment,
         assert set(engine.worker_versions().values()) == {code_version()}
         result = run_experiment(grid, engine)
     assert result.to_json() == serial
+
+
+def test_a_dask_worker_of_another_version_has_its_results_refused(
+    grid: Experiment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    distributed = pytest.importorskip("distributed")
+    real = engines.run_point
+
+    def other_lavsim(task: Task) -> engines.Outcome:
+        # What a worker with another checkout reports (its code_version differs).
+        return attrs.evolve(real(task), version="lavsim 9.9.9+0123456789ab")
+
+    monkeypatch.setattr(engines, "run_point", other_lavsim)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  protocol="tcp", host="127.0.0.1",
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client, Store(tmp_path / "s.db") as store:
+        result = run_experiment(grid, DaskEngine(client=client), store=store)
+        assert len(store) == 0
+    assert len(result.failures) == 8 and result.computed == 0
+    assert all("runs lavsim 9.9.9+0123456789ab, not " + code_version() in (p.error or "")
+               for p in result.failures)
 
 
 def test_an_outcome_from_a_worker_of_another_version_is_refused_and_not_stored(
