@@ -194,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("knob", metavar="SWEEP",
                        help=f"a built-in sweep ({', '.join(sorted(SWEEPS))}) or an experiment "
-                       "file EXPERIMENT.toml (format: docs/design.md, \"Experiments, engines and the "
-                       "result store\")")
+                       "file EXPERIMENT.toml (format: docs/design.md, \"Experiments, "
+                       "engines and the result store\")")
     _add_common(sweep, "i486")
     sweep.add_argument("--values", type=_ints, default=None,
                        help="the knob's values, distinct")
