@@ -4,6 +4,7 @@ refused; a failing point is recorded and the others go on."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import attrs
@@ -56,6 +57,23 @@ def test_a_process_pool_gives_the_serial_results_bit_for_bit(grid: Experiment,
     result = run_experiment(grid, PoolEngine(2))
     assert result.to_json() == serial
     assert [p.point.index for p in result.points] == list(range(8))
+
+
+def test_a_pool_started_beside_other_threads_uses_fresh_workers_and_gives_the_same(
+    grid: Experiment, serial: str
+) -> None:
+    # Forking beside a running thread could copy a held lock: the pool starts its workers from
+    # a fresh server process instead, which must rebuild the model from the file by pickle.
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert engines._context().get_start_method() != "fork"
+        result = run_experiment(grid, PoolEngine(2))
+    finally:
+        stop.set()
+        thread.join()
+    assert result.to_json() == serial
 
 
 def test_a_dask_cluster_gives_the_serial_results_bit_for_bit(grid: Experiment,

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import copyreg
+import multiprocessing
+import multiprocessing.context
 import os
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -137,6 +140,16 @@ def _failed(task: Task, reason: str) -> Outcome:
     return Outcome(task.index, task.key, None, line[:300], code_version(), 0.0, "-")
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    # Forking copies this process's warm caches (assembled guest code), so workers start at
+    # once; but forking a process with other threads running (a Dask client, say) can copy a
+    # held lock, so then start workers from a fresh server process instead.
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
 class PoolEngine:
     """A pool of ``jobs`` local processes."""
 
@@ -154,7 +167,8 @@ class PoolEngine:
         if self.jobs == 1 or len(tasks) == 1:  # a pool would only add its start-up
             yield from SerialEngine().map(tasks)
             return
-        with cf.ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks))) as pool:
+        with cf.ProcessPoolExecutor(max_workers=min(self.jobs, len(tasks)),
+                                    mp_context=_context()) as pool:
             futures = {pool.submit(run_point, t): t for t in tasks}
             for future in cf.as_completed(futures):
                 try:
