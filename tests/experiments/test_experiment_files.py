@@ -174,3 +174,19 @@ def test_a_costs_axis_moves_the_measured_cycles_by_the_cost_it_changes() -> None
     assert cheap.cost is not None and dear.cost is not None
     # One call through the gate to the inner ring per migration call.
     assert dear.cost.warm.cycles - cheap.cost.warm.cycles == 50
+
+
+def test_the_example_grid_reads_with_its_model_file() -> None:
+    e = load_experiment(EXAMPLE_MODEL.parent / "grid.toml")
+    assert len(e.points) == 2 * 4 * 2 * 2
+    assert {p.workload.profile_name for p in e.points} == {"i486", "i486-slowgate"}
+
+
+def test_records_keep_json_types_of_the_axes_a_model_by_its_name() -> None:
+    from lavsim.experiments.engines import run_experiment
+
+    e = parse_experiment_text(
+        _axes(f'global_pages = [true]\nprofile = ["{EXAMPLE_MODEL}"]\n'
+              'mechanism = ["migration-group"]') + "[workload]\ncalls = 2\n")
+    (record,) = run_experiment(e).records()
+    assert record["value"] is True and record["profile"] == "i486-slowgate"

@@ -164,6 +164,11 @@ def _shown(value: object) -> str:
     return value.name if isinstance(value, (CpuModel, TimingProfile)) else str(value)
 
 
+def _plain(value: object) -> object:
+    # A record keeps JSON's own types (true stays true); a model goes by its name.
+    return value if isinstance(value, (str, int, float, bool)) else _shown(value)
+
+
 @attrs.frozen
 class Point:
     """One combination of the axes: its place in the grid, its coordinates (axis, value) in
@@ -329,7 +334,7 @@ class ExperimentResult:
             work = p.point.workload
             record: dict[str, object] = {"sweep": e.name, "profile": work.profile_name,
                                          "value": p.coord(e.rows)}
-            record.update({a: _shown(p.coord(a)) for a in extras})
+            record.update({a: _plain(p.coord(a)) for a in extras})
             record["mechanism"] = p.point.mechanism
             if p.cost is None:
                 record["error"] = p.error
@@ -365,7 +370,7 @@ class ExperimentResult:
         lines: list[str] = []
         mechs = list(dict.fromkeys(p.point.mechanism for p in self.points))
         width = max(14, *(len(m) + 2 for m in mechs))
-        keyw = 16
+        keyw = max(16, len(e.name), *(len(self._key(p)) + 1 for p in self.points))
         for profile in dict.fromkeys(p.point.workload.profile_name for p in self.points):
             pts = [p for p in self.points if p.point.workload.profile_name == profile]
             keys = list(dict.fromkeys(self._key(p) for p in pts))
