@@ -186,7 +186,7 @@ def test_records_keep_json_types_of_the_axes_a_model_by_its_name() -> None:
     from lavsim.experiments.engines import run_experiment
 
     e = parse_experiment_text(
-        _axes(f'global_pages = [true]\nprofile = ["{EXAMPLE_MODEL}"]\n'
+        _axes(f'size = [0]\nglobal_pages = [true]\nprofile = ["{EXAMPLE_MODEL}"]\n'
               'mechanism = ["migration-group"]') + "[workload]\ncalls = 2\n")
     (record,) = run_experiment(e).records()
-    assert record["value"] is True and record["profile"] == "i486-slowgate"
+    assert record["global_pages"] is True and record["profile"] == "i486-slowgate"
