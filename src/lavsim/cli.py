@@ -304,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         output = _run(args)
     except StoreError as error:
-        print(f"lavsim {args.command}: error: argument --store: {error}", file=sys.stderr)
+        which = "STORE" if args.command == "results" else "--store"
+        print(f"lavsim {args.command}: error: argument {which}: {error}", file=sys.stderr)
         return 2
     except ConfigError as error:
         # Name the option the user typed, not the library's field.
