@@ -7,6 +7,9 @@
                  [--board NAME] [--mechanisms ...] [--size B] [--working-set P] [--threads K]
                  [--calls N] [--format table|csv|json] [--progress|--no-progress]
     lavsim boards
+                 [--jobs N | --engine dask --scheduler ADDRESS] [--store FILE]
+    lavsim sweep EXPERIMENT.toml [--format ...] [--jobs N | --engine dask ...] [--store FILE]
+    lavsim results STORE [--format csv|json]
     lavsim --version
 
 ``--board``: the memory system (``lavsim boards`` lists them); by default each CPU model runs
@@ -21,16 +24,24 @@ argument gets one line on standard error naming the option, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+import attrs
+
 from lavsim import __version__
 from lavsim.boards import BOARDS, DEFAULT_BOARDS
 from lavsim.errors import ConfigError, LavsimError
+from lavsim.experiments.engines import default_jobs, make_engine, run_experiment
+from lavsim.experiments.experiment import builtin_experiment, load_experiment
 from lavsim.experiments.mechanisms import MECHANISMS, VARIANTS, mechanism
+from lavsim.experiments.progress import reporter
 from lavsim.experiments.rpc import DEFAULT_SIZES, rpc_table
+from lavsim.experiments.store import Store, StoreError, export, read_results
 from lavsim.experiments.sweeps import SWEEPS, run_sweep
 from lavsim.experiments.workload import (
     DEFAULT,
@@ -66,8 +77,15 @@ _OPTIONS = {
         "other_threads": "--threads", "other_work": "--thread-work",
         "working_set": "--working-set", "calls": "--calls", "format": "--format",
         "plot": "--plot", "board": "--board",
+        "jobs": "--jobs", "engine": "--engine", "scheduler": "--scheduler", "knob": "SWEEP",
     },
+    "results": {"format": "--format"},
 }  # fmt: skip
+#: The sweep options that shape a built-in sweep (an experiment file names its own axes).
+_KNOB_OPTIONS = {"values": "--values", "mechanisms": "--mechanisms", "size": "--size",
+                 "threads": "--threads", "thread_work": "--thread-work",
+                 "working_set": "--working-set", "calls": "--calls", "profile": "--profile",
+                 "models": "--cpu-model"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -226,25 +244,48 @@ def build_parser() -> argparse.ArgumentParser:
                    description="List the board presets, their figures and sources.")
     keys = [*MECHANISMS, *VARIANTS]
     sweep = sub.add_parser(
-        "sweep", help="one mechanism cost against one knob",
-        description="Sweep one knob: " + "; ".join(
+        "sweep", help="mechanism costs against one knob, or over an experiment file's grid",
+        description="Run an experiment file (a grid of axes), or sweep one knob: " + "; ".join(
             f"{s.name}: {s.title} (default {','.join(map(str, s.values))})"
             for s in SWEEPS.values()),
     )
-    sweep.add_argument("knob", choices=sorted(SWEEPS))
+    sweep.add_argument("knob", metavar="SWEEP",
+                       help=f"a built-in sweep ({', '.join(sorted(SWEEPS))}) or an experiment "
+                       "file EXPERIMENT.toml (format: docs/design.md, \"Experiments, "
+                       "engines and the result store\")")
     _add_common(sweep, "i486")
     sweep.add_argument("--values", type=_ints, default=None,
                        help="the knob's values, distinct")
-    sweep.add_argument("--mechanisms", type=_mechanism_keys, default=list(MECHANISMS),
+    sweep.add_argument("--mechanisms", type=_mechanism_keys, default=None,
                        help="comma-separated, of " + ", ".join(keys) + " (default: the first "
                        f"{len(MECHANISMS)})")
-    sweep.add_argument("--size", type=int, default=0, help="argument bytes (other sweeps)")
-    sweep.add_argument("--threads", type=int, default=0, help="other runnable threads")
-    sweep.add_argument("--thread-work", type=int, default=0,
+    sweep.add_argument("--size", type=int, default=None,
+                       help="argument bytes (other sweeps; default 0)")
+    sweep.add_argument("--threads", type=int, default=None,
+                       help="other runnable threads (default 0)")
+    sweep.add_argument("--thread-work", type=int, default=None,
                        help="loop iterations each other thread runs before it yields")
     sweep.add_argument("--working-set", type=int, default=None,
                        help="server pages read per call (default 0; 4 for the tlb sweep)")
     add_plot_option(sweep)
+    sweep.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help=f"local worker processes (default: all cores, here "
+                       f"{default_jobs()}; 1: serial)")
+    sweep.add_argument("--engine", choices=("local", "dask"), default="local",
+                       help="local processes (default) or a Dask cluster (lavsim[dist])")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="the Dask scheduler, e.g. tcp://10.0.0.1:8786 (with --engine dask)")
+    sweep.add_argument("--store", default=None, metavar="FILE",
+                       help="an SQLite result store: points found there are not measured "
+                       "again, each measured point is added as it finishes")
+    # Unset means "the experiment's own" (the built-in sweep's file, or the given file's).
+    sweep.set_defaults(calls=None, format=None)
+    results = sub.add_parser(
+        "results", help="export a result store",
+        description="Every point of a result store (lavsim sweep --store) as CSV or JSON.",
+    )
+    results.add_argument("store", metavar="STORE")
+    results.add_argument("--format", choices=("csv", "json"), default="csv")
     return parser
 
 
@@ -260,9 +301,55 @@ def _machines(args: argparse.Namespace) -> list[str | CpuModel]:
     return [*names, *args.models]
 
 
+def _sweep(args: argparse.Namespace) -> str:
+    """``lavsim sweep``: everything is checked before an engine or a store is opened."""
+    given = {o: opt for o, opt in _KNOB_OPTIONS.items() if getattr(args, o) not in (None, [])}
+    if args.knob in SWEEPS:
+        experiment = builtin_experiment(args.knob)
+        args.profile = _machines(args)
+        mechs = None if args.mechanisms is None else [mechanism(k) for k in args.mechanisms]
+        fields = {"size": args.size, "other_threads": args.threads,
+                  "other_work": args.thread_work, "working_set": args.working_set,
+                  "calls": args.calls, "board": args.board}
+        base = attrs.evolve(experiment.base,
+                            **{k: v for k, v in fields.items() if v is not None})
+        run = functools.partial(run_sweep, args.knob, profiles=args.profile,
+                                values=args.values, mechanisms=mechs, base=base)
+    else:
+        if not args.knob.endswith(".toml") and not os.path.exists(args.knob):
+            raise ConfigError("knob", f"a built-in sweep ({', '.join(sorted(SWEEPS))}) or an "
+                              f"experiment file (.toml), not {args.knob!r}")
+        if given:
+            option = next(iter(given.values()))
+            raise ConfigError(option, "only for the built-in sweeps: an experiment file "
+                              "names its own axes and workload")
+        experiment = load_experiment(args.knob)
+        run = functools.partial(run_experiment, experiment)
+    if args.engine == "dask":
+        if args.jobs is not None:
+            raise ConfigError("jobs", "for the local engine; a Dask cluster has its workers")
+    elif args.scheduler is not None:
+        raise ConfigError("scheduler", "only with --engine dask")
+    engine = make_engine(args.engine, jobs=args.jobs, scheduler=args.scheduler)
+    store = Store(args.store) if args.store else None
+    try:
+        result = run(engine=engine, store=store, progress=reporter(args.progress))
+    finally:
+        if store is not None:
+            store.close()
+    args.failed = len(result.failures)
+    if args.plot is not None:
+        plot_sweep(result, args.plot)
+    return result.render(args.format)
+
+
 def _run(args: argparse.Namespace) -> str:
     if args.command == "boards":
         return boards_text()
+    if args.command == "sweep":
+        return _sweep(args)
+    if args.command == "results":
+        return export(read_results(args.store), args.format)
     progress = _Progress(args.progress)
     args.profile = _machines(args)
     check_plot(args)
@@ -276,19 +363,7 @@ def _run(args: argparse.Namespace) -> str:
         if args.plot is not None:
             plot_rpc(table, args.plot)
         return table.render(args.format)
-    mechs = [mechanism(k) for k in args.mechanisms]
-    working_set = args.working_set
-    if working_set is None:
-        working_set = 4 if args.knob == "tlb" else 0
-    base = Workload(
-        size=args.size, other_threads=args.threads, other_work=args.thread_work,
-        working_set=working_set, calls=args.calls, board=args.board,
-    )  # fmt: skip
-    result = run_sweep(args.knob, profiles=args.profile, values=args.values,
-                       mechanisms=mechs, base=base, progress=progress)
-    if args.plot is not None:
-        plot_sweep(result, args.plot)
-    return result.render(args.format)
+    raise AssertionError(args.command)  # argparse allows no other command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -300,9 +375,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         output = _run(args)
+    except StoreError as error:
+        which = "STORE" if args.command == "results" else "--store"
+        print(f"lavsim {args.command}: error: argument {which}: {error}", file=sys.stderr)
+        return 2
     except ConfigError as error:
         # Name the option the user typed, not the library's field.
         option = _OPTIONS[args.command].get(error.field)
+        if option is None and error.field.startswith("--"):
+            option = error.field
         message = str(error)[len(error.field) + 2:]
         if option is None:
             print(f"lavsim {args.command}: error: {error}", file=sys.stderr)
@@ -314,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lavsim: {error}", file=sys.stderr)
         return 1
     sys.stdout.write(output if output.endswith("\n") else output + "\n")
-    return 0
+    return 1 if getattr(args, "failed", 0) else 0
 
 
 if __name__ == "__main__":

@@ -106,31 +106,42 @@ def plot_rpc(table: RpcTable, path: str | Path) -> Path:
 
 
 def plot_sweep(result: SweepResult, path: str | Path) -> Path:
-    """Write a sweep's plot to ``path`` (see the module)."""
+    """Write a sweep's plot to ``path`` (see the module): warm cycles against the rows axis,
+    one line per mechanism and per value of every other axis; failed points are left out."""
     target = check_plot_path(path)
     plt = _pyplot()
-    costs = [p.cost for p in result.points]
+    e = result.experiment
+    measured = [p for p in result.points if p.cost is not None]
+    costs = [p.cost for p in measured if p.cost is not None]
     profiles = _profiles(costs)
+    others = [a for a, _ in e.axes if a not in ("profile", "mechanism", e.rows)]
     fig, axes = plt.subplots(1, len(profiles), figsize=(7 * len(profiles), 4.5), squeeze=False)
     for col, profile in enumerate(profiles):
         ax = axes[0][col]
-        series: dict[str, list[tuple[int, float]]] = {}
-        for p in result.points:
+        series: dict[str, list[tuple[float, float]]] = {}
+        for p in measured:
+            assert p.cost is not None
             if p.cost.profile != profile:
                 continue
             name = p.cost.mechanism.label
-            if result.sweep.name == "tlb":
-                name += " (PGE on)" if p.pge else " (PGE off)"
-            series.setdefault(name, []).append((p.value, p.cost.warm.cycles))
+            for axis in others:
+                value = p.coord(axis)
+                if axis == "global_pages":
+                    name += " (PGE on)" if value else " (PGE off)"
+                else:
+                    name += f" ({axis}={value})"
+            x = p.value
+            if isinstance(x, int | float) and not isinstance(x, bool):
+                series.setdefault(name, []).append((float(x), p.cost.warm.cycles))
         for name, points in series.items():
             points.sort()
             ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
-        values = sorted({p.value for p in result.points if p.value > 0})
+        values = sorted({x for pts in series.values() for x, _ in pts if x > 0})
         if values and values[-1] / values[0] > 10:
             ax.set_xscale("log", base=2)
-        ax.set_xlabel(result.sweep.title)
+        ax.set_xlabel(e.title or e.rows)
         ax.set_ylabel("warm cycles per call")
-        ax.set_title(f"{profile}: {result.sweep.name} sweep")
+        ax.set_title(f"{profile}: {e.name} sweep")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
