@@ -6,6 +6,8 @@
     lavsim sweep size|threads|working-set|tlb [--profile ...] [--cpu-model FILE] [--values ...]
                  [--mechanisms ...] [--size B] [--working-set P] [--threads K]
                  [--calls N] [--format table|csv|json] [--progress|--no-progress]
+    lavsim cycles [--profile P] [--cpu-model FILE] [--iterations N] [--format table|json]
+                  FILE|-
     lavsim --version
 
 Tables go to standard output; progress (on long runs, or when asked) to standard error. A bad
@@ -41,6 +43,7 @@ _OPTIONS = {
         "other_threads": "--threads", "other_work": "--thread-work",
         "working_set": "--working-set", "calls": "--calls", "format": "--format",
     },
+    "cycles": {"profile": "--profile", "iterations": "--iterations", "file": "FILE"},
 }  # fmt: skip
 
 
@@ -187,7 +190,36 @@ def build_parser() -> argparse.ArgumentParser:
                        help="loop iterations each other thread runs before it yields")
     sweep.add_argument("--working-set", type=int, default=None,
                        help="server pages read per call (default 0; 4 for the tlb sweep)")
+    cycles = sub.add_parser(
+        "cycles", help="cycles of a code snippet, per instruction (pipe, issue, stalls)",
+        description="Assemble an Intel-syntax snippet and measure it on a bare machine: one "
+        "warm pass, or per iteration of a loop that branches back to its start.",
+    )
+    cycles.add_argument("file", metavar="FILE|-", help="the snippet ('-': standard input)")
+    cycles.add_argument("--profile", default="pentium",
+                        help="a CPU model name (default pentium)")
+    cycles.add_argument("--cpu-model", type=_model_file, default=None, metavar="FILE",
+                        dest="model", help="a CPU model file instead of --profile")
+    cycles.add_argument("--iterations", type=int, default=10,
+                        help="loop iterations measured after the warm-up (default 10)")
+    cycles.add_argument("--format", choices=("table", "json"), default="table")
+    # A --board option belongs here once boards (memory systems) exist.
     return parser
+
+
+def _cycles(args: argparse.Namespace) -> str:
+    from lavsim.experiments.cycles import measure
+
+    if args.file == "-":
+        source = sys.stdin.read()
+    else:
+        try:
+            with open(args.file, encoding="utf-8") as handle:
+                source = handle.read()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError("file", f"cannot read {args.file!r}: {error}") from None
+    model = args.model if args.model is not None else args.profile
+    return measure(source, model, iterations=args.iterations).render(args.format)
 
 
 def _machines(args: argparse.Namespace) -> list[str | CpuModel]:
@@ -199,6 +231,8 @@ def _machines(args: argparse.Namespace) -> list[str | CpuModel]:
 
 
 def _run(args: argparse.Namespace) -> str:
+    if args.command == "cycles":
+        return _cycles(args)
     progress = _Progress(args.progress)
     args.profile = _machines(args)
     if args.command == "rpc":

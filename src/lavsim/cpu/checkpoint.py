@@ -77,6 +77,7 @@ def get_state(cpu: CPU) -> dict[str, Any]:
         "irq_pending": cpu.irq_pending,
         "shutdown": cpu.shutdown,
         "shutdown_report": None if report is None else attrs.asdict(report),
+        "issue": cpu.issue_state(),
     }
 
 
@@ -144,4 +145,5 @@ def set_state(cpu: CPU, state: Mapping[str, Any]) -> None:
     cpu.irq_pending = v["irq_pending"]
     cpu.shutdown = v["shutdown"]
     cpu.shutdown_report = v["shutdown_report"]
+    cpu.set_issue_state(state.get("issue"))
     cpu.flush_decode_cache()

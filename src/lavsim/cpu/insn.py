@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lavsim.cpu.isa import Form
+    from lavsim.cpu.pairing import Issue
 
 
 class Insn:
@@ -35,12 +36,15 @@ class Insn:
       ``lock``      LOCK prefix present
       ``timing``    timing key of the base cost; ``cycles`` that cost in the current profile
       ``handler``   the semantics function, called as ``handler(cpu, insn)``
+      ``issue``     its :class:`~lavsim.cpu.pairing.Issue` when the profile has an issue model
+      ``vprev``, ``vok``  memo of :func:`lavsim.cpu.pairing.pairs` (U descriptor, result): a
+                    pure function of the two descriptors, so the cache changes no result
     """
 
     __slots__ = (
         "addr", "base", "cc", "cycles", "disp", "form", "handler", "imm", "imm2", "index",
-        "length", "lock", "mem", "next_eip", "reg", "rep", "rm", "scale", "seg", "size",
-        "timing",
+        "issue", "length", "lock", "mem", "next_eip", "reg", "rep", "rm", "scale", "seg",
+        "size", "timing", "vok", "vprev",
     )
 
     form: Form
@@ -64,3 +68,6 @@ class Insn:
     timing: str
     cycles: int
     handler: Callable[[Any, Insn], None]
+    issue: Issue | None
+    vprev: Issue | None
+    vok: bool
