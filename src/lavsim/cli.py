@@ -7,7 +7,7 @@
                  [--mechanisms ...] [--size B] [--working-set P] [--threads K]
                  [--calls N] [--format table|csv|json] [--progress|--no-progress]
     lavsim cycles [--profile P] [--cpu-model FILE] [--iterations N] [--format table|json]
-                  FILE|-
+                  [--reg NAME=VALUE] [--mem ADDRESS=HEX] FILE|-
     lavsim --version
 
 Tables go to standard output; progress (on long runs, or when asked) to standard error. A bad
@@ -203,8 +203,43 @@ def build_parser() -> argparse.ArgumentParser:
     cycles.add_argument("--iterations", type=int, default=10,
                         help="loop iterations measured after the warm-up (default 10)")
     cycles.add_argument("--format", choices=("table", "json"), default="table")
+    cycles.add_argument("--reg", type=_register, action="append", default=[],
+                        metavar="NAME=VALUE", help="preset a 32-bit register, e.g. ebx=0x110040 "
+                        "(may be repeated)")
+    cycles.add_argument("--mem", type=_memory_bytes, action="append", default=[],
+                        metavar="ADDRESS=HEX", help="preset memory bytes, e.g. "
+                        "0x110000=01000000 (may be repeated)")
     # A --board option belongs here once boards (memory systems) exist.
     return parser
+
+
+def _register(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    name = name.strip().lower()
+    from lavsim.cpu.isa import REG32
+
+    if not sep or name not in REG32:
+        raise argparse.ArgumentTypeError(f"NAME=VALUE with a 32-bit register name, not {text!r}")
+    try:
+        number = int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the value of {text!r} is not an integer") from None
+    if not 0 <= number <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value must fit in 32 bits")
+    return name, number
+
+
+def _memory_bytes(text: str) -> tuple[int, bytes]:
+    address, sep, data = text.partition("=")
+    try:
+        where = int(address, 0)
+        payload = bytes.fromhex(data)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"ADDRESS=HEXBYTES, not {text!r}") from None
+    if not sep or not payload or not 0 <= where < (4 << 20) - len(payload):
+        raise argparse.ArgumentTypeError(
+            f"ADDRESS=HEXBYTES inside the machine's 4 MiB, not {text!r}")
+    return where, payload
 
 
 def _cycles(args: argparse.Namespace) -> str:
@@ -219,7 +254,9 @@ def _cycles(args: argparse.Namespace) -> str:
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError("file", f"cannot read {args.file!r}: {error}") from None
     model = args.model if args.model is not None else args.profile
-    return measure(source, model, iterations=args.iterations).render(args.format)
+    report = measure(source, model, iterations=args.iterations, registers=dict(args.reg),
+                     memory=dict(args.mem))
+    return report.render(args.format)
 
 
 def _machines(args: argparse.Namespace) -> list[str | CpuModel]:

@@ -32,7 +32,7 @@ from lavsim.errors import ConfigError, LavsimError, check_int, show_value
 from lavsim.mmu.mmu import MMUConfig
 from lavsim.mmu.tlb import TLBConfig
 from lavsim.timing import I486, KEYS, PENTIUM, Cost, TimingProfile
-from lavsim.timing.issue import ISSUE_FIELDS, PENTIUM_ISSUE, IssueModel
+from lavsim.timing.issue import ISSUE_FIELDS, NOTHING, IssueModel
 
 __all__ = [
     "MODELS",
@@ -343,7 +343,8 @@ _ISSUE_KEYS: Final = ("enabled", *ISSUE_FIELDS)
 
 def _issue(r: _Reader, table: Mapping[str, Any], old: IssueModel | None) -> IssueModel | None:
     """The ``[issue]`` section: ``enabled = false`` (sequential issue) or fields to change in
-    the base's issue model (the Pentium's if the base has none)."""
+    the base's issue model (in :data:`~lavsim.timing.issue.NOTHING`, everything off, if the
+    base has none)."""
     for key in table:
         if key not in _ISSUE_KEYS:
             raise r.fail("issue", key, f"unknown key; known: {_list(_ISSUE_KEYS)}")
@@ -357,7 +358,7 @@ def _issue(r: _Reader, table: Mapping[str, Any], old: IssueModel | None) -> Issu
         return None
     values = {k: v for k, v in table.items() if k != "enabled"}
     try:
-        return attrs.evolve(old if old is not None else PENTIUM_ISSUE, **values)
+        return attrs.evolve(old if old is not None else NOTHING, **values)
     except ConfigError as error:
         key = error.field.split(".", 1)[-1]
         raise r.fail("issue", key, str(error)[len(error.field) + 2:]) from None

@@ -47,13 +47,35 @@ def _per_iteration(source: str, *options: str) -> float:
         # [GPBB] 20: two memory-destination instructions pair but overlap one clock only.
         ("and [ebx],al\nand [ebp],dl", 5),
         # [GPBB] 20: two register-destination two-clock instructions pair in 2.
-        ("add esi,[ebx]\nadd edi,[edx]", 2),
-        # [AF] ch. 10: different dwords, different banks: one clock.
+        ("add esi,[ebx]\nadd edi,[edx+4]", 2),  # two variables in different banks
+        # [AF] ch. 10: the same dword in both pipes is a bank conflict: 2 clocks...
+        ("mov al,[esi]\nmov bl,[esi+1]", 2),
+        # ...different dwords, different banks: one clock.
         ("mov al,[esi+3]\nmov bl,[esi+4]", 1),
+        # [VT]: loads 32 bytes apart share a bank (3 clocks); reordered, 2.
+        ("mov ecx,[ebx]\nmov edx,[ebx+32]\nadd eax,4\nadd esi,4", 3),
+        ("mov ecx,[ebx]\nadd eax,4\nmov edx,[ebx+32]\nadd esi,4", 2),
     ],
 )
 def test_the_worked_examples_give_the_cycles_their_sources_state(source: str, cycles: int) -> None:
     assert _per_iteration(source) == cycles
+
+
+def test_listing_21_1_takes_the_six_cycles_of_the_rules_not_the_five_measured() -> None:
+    # [GPBB] ch. 21, Listing 21.1 (TCP checksum): "6 cycles ... based on documented execution
+    # rules", "measured to execute in 5 cycles"; lavsim implements the rules.
+    loop = "ckloop: add ax,[esi]\nadc ax,0\nadd esi,2\ndec ecx\njnz ckloop"
+    assert _per_iteration(loop) == 6
+
+
+def test_the_null_pointer_test_loses_a_cycle_to_the_agi_of_and() -> None:
+    # [GPBB] ch. 21: PUSH/MOV, AND/JZ, then MOV EAX,[EBX] stalls on EBX (4 cycles); with
+    # TEST EBX,EBX (which writes no register) there is no AGI (3).
+    body = "push ebx\nmov ebx,[0x110008]\n{} ebx,ebx\njz isnull\nmov eax,[ebx]\n" \
+           "mov edx,[ebp-8]\nisnull:"
+    pointer = ("--mem", "0x110008=40001100")
+    assert _per_iteration(body.format("and"), *pointer) == 4
+    assert _per_iteration(body.format("test"), *pointer) == 3
 
 
 def test_the_per_instruction_view_names_pipes_issue_cycles_and_stall_reasons() -> None:
@@ -74,6 +96,19 @@ def test_the_sequential_model_file_and_the_i486_issue_alone() -> None:
     assert _per_iteration("mov eax,1\nmov ebx,2", "--cpu-model",
                           "examples/pentium-sequential.toml") == 2
     assert _per_iteration("mov eax,1\nmov ebx,2", "--profile", "i486") == 2
+
+
+def test_the_486_interlock_model_file_adds_the_documented_clock() -> None:
+    snippet = "add ebx,4\nmov eax,[ebx]"
+    assert _per_iteration(snippet, "--profile", "i486") == 2
+    assert _per_iteration(snippet, "--cpu-model", "examples/i486-agi.toml") == 3
+
+
+def test_registers_and_memory_are_preset_by_options() -> None:
+    assert _per_iteration("mov eax,[ebx]", "--reg", "ebx=0x110001") == 4  # misaligned
+    out = _cycles("mov eax,[ebx]\nmov ecx,[eax]", "--mem", "0x110000=04001100",
+                  "--format", "json")
+    assert json.loads(out)["cycles_per_iteration"] == 3  # the loaded pointer: AGI
 
 
 def test_bad_iterations_are_refused_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:

@@ -302,3 +302,26 @@ def test_a_system_snapshot_belongs_to_its_system() -> None:
     with pytest.raises(SnapshotError, match="another system"):
         b.restore(snap)
     assert full_state(b.machine) == before
+
+
+def test_a_snapshot_keeps_the_btb_and_the_pending_pair() -> None:
+    from lavsim.cpu.asm import assemble
+
+    code = assemble("top: mov eax,1\nxor edx,1\njz top\ninc ebx\nmov esi,2\njmp top\n",
+                    0x10000).code
+    m = Machine(MachineConfig(profile="pentium", memory_size=1 << 20))
+    m.load(0x10000, code)
+    m.setup_flat_protected_mode(entry=0x10000)
+    m.run(max_instructions=40)
+    while m.cpu.issue_state()["pair_u"] is None:  # stop between a U instruction and its V
+        m.step()
+    snap = take_snapshot(m)
+    assert snap.state["cpu"]["issue"]["btb"]["lookups"] > 0
+    assert snap.state["cpu"]["issue"]["pair_u"] is not None
+    fresh = Machine(MachineConfig(profile="pentium", memory_size=1 << 20))
+    restore_snapshot(fresh, snap)
+    assert fresh.cpu.btb is not None and m.cpu.btb is not None
+    assert fresh.cpu.btb.get_state() == m.cpu.btb.get_state()
+    m.run(max_instructions=100)
+    fresh.run(max_instructions=100)
+    assert fresh.cpu.tsc == m.cpu.tsc and fresh.state_digest() == m.state_digest()

@@ -78,10 +78,10 @@ from typing import TYPE_CHECKING, Any
 
 from lavsim.cpu.decoder import Fetch, decode, decode_fetched
 from lavsim.cpu.fast import specialise
-from lavsim.cpu.insn import Insn
+from lavsim.cpu.insn import Insn, Issue
 from lavsim.cpu.operands import Handler
 from lavsim.cpu.ops_string import RepStopped
-from lavsim.cpu.pairing import BRANCH_DIRECT, BTB, PU, UV, Issue, new_btb, pairs
+from lavsim.cpu.pairing import BRANCH_DIRECT, BTB, PU, UV, data_linear, new_btb, pairs
 from lavsim.cpu.state import IF, MASK32, NEVER, SS, CpuState
 from lavsim.faults import SS as SS_VECTOR
 from lavsim.faults import CpuFault, gp
@@ -156,6 +156,7 @@ class CPU(CpuState):
         self._pair_u: Issue | None = None
         self._pair_u_cycles = 0
         self._pair_u_stall = 0
+        self._pair_u_data = -1
         self._agi_prev = 0
         self._agi_cur = 0
         #: Host-side: when a list, every instruction issued under the issue model appends
@@ -276,12 +277,18 @@ class CPU(CpuState):
                 cu = self._pair_u_cycles
                 total = cu + c - 1 if (u.rmw and d.rmw) else max(cu, c)
                 stall = model.agi if not self._pair_u_stall and d.addr & self._agi_prev else 0
+                bank = 0
+                if (d.data and self._pair_u_data >= 0 and not (u.rmw and d.rmw)
+                        and not (data_linear(self, insn, d) ^ self._pair_u_data) & 0x1C):
+                    bank = model.bank_conflict
                 self._agi_cur |= d.agi_writes
                 self._pair_u = None
                 if log is not None:
-                    log.append((insn.addr, "V", self.tsc - cu + stall,
-                                (("agi", stall),) if stall else ()))
-                self.tsc += total - cu + stall
+                    why: list[tuple[str, int]] = [("agi", stall)] if stall else []
+                    if bank:
+                        why.append(("bank conflict", bank))
+                    log.append((insn.addr, "V", self.tsc - cu + stall, tuple(why)))
+                self.tsc += total - cu + stall + bank
                 self.eip = insn.next_eip
                 self._mis_cur = self._misaligned
                 try:
@@ -299,12 +306,13 @@ class CPU(CpuState):
             self._pair_u = d
             self._pair_u_cycles = c
             self._pair_u_stall = stall
+            self._pair_u_data = data_linear(self, insn, d) if d.data else -1
             pipe = "U"
         else:
             self._pair_u = None
             pipe = "alone"
         if log is not None:
-            why: list[tuple[str, int]] = []
+            why = []
             if u is not None:
                 why.append(("dependency", 0))
             if stall:
@@ -345,6 +353,7 @@ class CPU(CpuState):
             "pair_u": None if u is None else u.to_list(),
             "pair_u_cycles": self._pair_u_cycles,
             "pair_u_stall": self._pair_u_stall,
+            "pair_u_data": self._pair_u_data,
             "agi": [self._agi_prev, self._agi_cur],
             "btb": None if self.btb is None else self.btb.get_state(),
         }
@@ -359,15 +368,18 @@ class CPU(CpuState):
         raw = state["pair_u"]
         u = None if raw is None else Issue.from_list(raw)
         cycles, stall = state["pair_u_cycles"], state["pair_u_stall"]
-        agi = state["agi"]
+        agi, data = state["agi"], state["pair_u_data"]
         if not all(isinstance(x, int) and 0 <= x <= 1 << 20 for x in (cycles, stall, *agi)):
             raise ValueError("issue state: bad counts")
+        if not isinstance(data, int) or not -1 <= data <= MASK32 or len(agi) != 2:
+            raise ValueError("issue state: bad data address or interlock")
         btb = new_btb(self.profile.issue)
         if (btb is None) != (state["btb"] is None):
             raise ValueError("issue state: the BTB does not match this profile")
         if btb is not None:
             btb.set_state(state["btb"])
         self._pair_u, self._pair_u_cycles, self._pair_u_stall = u, cycles, stall
+        self._pair_u_data = data
         self._agi_prev, self._agi_cur = agi
         self.btb = btb
 

@@ -19,6 +19,11 @@ register and the memory variant of an r/m form. The decoder refuses to build
 4. a prefixed instruction pairs only in U (PU; PV becomes NP) -- the 0F of near Jcc excepted,
    and 0F counts as a prefix only with ``IssueModel.zero_f_prefix``.
 
+A pair whose two data accesses fall in the same bank of the data cache (linear address bits
+2..4 equal, which includes the same dword) costs the V instruction ``bank_conflict`` more
+([AF] ch. 10, [VT]); the addresses are computed from the registers when each issues
+(:func:`data_linear`: V cannot depend on U's writes, so its address is its own).
+
 A :class:`Issue` descriptor is computed once per decoded instruction (it depends only on the
 instruction bytes) and cached with it; see :mod:`lavsim.cpu.core` for how the executor charges a
 pair, the AGI and the BTB.
@@ -30,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+from lavsim.cpu.insn import Issue
 from lavsim.cpu.isa import Form
 
 if TYPE_CHECKING:
@@ -37,8 +43,8 @@ if TYPE_CHECKING:
     from lavsim.timing.issue import IssueModel
 
 __all__ = [
-    "BTB", "NP", "PAIRING", "PU", "PV", "UV", "Issue", "class_of", "describe", "missing_classes",
-    "pairs",
+    "BTB", "NP", "PAIRING", "PU", "PV", "UV", "Issue", "class_of", "data_linear", "describe",
+    "missing_classes", "pairs",
 ]  # fmt: skip
 
 NP, UV, PU, PV = 0, 1, 2, 3
@@ -144,50 +150,11 @@ _NO_WRITE = {"cmp", "test", "push", "jcc", "jmp_rel", "call_rel", "jmp_near_indi
              "call_near_indirect", "verr", "verw", "jmp_far", "call_far", "out"}
 _REG_OPS = ("r8", "r16", "r32", "rv")
 BRANCH_NONE, BRANCH_JCC, BRANCH_DIRECT = 0, 1, 2
-
-
-class Issue:
-    """What the issue model needs of one decoded instruction (computed once, at decode).
-
-    ``cls`` NP/UV/PU/PV after the prefix and displacement+immediate rules; ``reads``,
-    ``writes``: general registers (bit n = register n, partial registers as the whole);
-    ``addr``: registers its address generation reads (base, index, ESP of a stack access,
-    ESI/EDI of a string instruction); ``agi_writes``: the writes that stall a following
-    address generation (an implicit ESP update by PUSH/POP/CALL/RET does not, [AF] ch. 9);
-    ``stack``: STACK_* kind; ``rmw``: a memory destination other than MOV (two such pair but
-    overlap one clock only, [GPBB] ch. 20); ``prefixes``: prefix bytes that cost decode clocks
-    (0F included, see the module docstring); ``branch``: BRANCH_* kind for the BTB.
-    """
-
-    __slots__ = ("addr", "agi_writes", "branch", "cls", "prefixes", "reads", "rmw", "stack",
-                 "writes")
-
-    def __init__(self, cls: int, reads: int, writes: int, addr: int, agi_writes: int,
-                 stack: int, rmw: bool, prefixes: int, branch: int) -> None:
-        self.cls = cls
-        self.reads = reads
-        self.writes = writes
-        self.addr = addr
-        self.agi_writes = agi_writes
-        self.stack = stack
-        self.rmw = rmw
-        self.prefixes = prefixes
-        self.branch = branch
-
-    def to_list(self) -> list[Any]:
-        """JSON-ready fields (for checkpoints)."""
-        return [self.cls, self.reads, self.writes, self.addr, self.agi_writes, self.stack,
-                self.rmw, self.prefixes, self.branch]
-
-    @classmethod
-    def from_list(cls, v: list[Any]) -> Issue:
-        """The inverse of :meth:`to_list` (``ValueError`` on a malformed list)."""
-        if not isinstance(v, list) or len(v) != 9:
-            raise ValueError(f"an issue descriptor is a list of 9 fields, not {v!r}")
-        for x in v:
-            if not isinstance(x, int) or not 0 <= int(x) <= 0xFFFF:
-                raise ValueError(f"bad issue descriptor field {x!r}")
-        return cls(v[0], v[1], v[2], v[3], v[4], v[5], bool(v[6]), v[7], v[8])
+#: Where an instruction's data access lies: none, its memory operand, below ESP (a push),
+#: at ESP (a pop).
+DATA_NONE, DATA_OPERAND, DATA_PUSH, DATA_POP = 0, 1, 2, 3
+_NO_ACCESS = {"lea", "nop", "invlpg", "lgdt", "lidt", "sgdt", "sidt"}
+_STRINGS = {"movs", "stos", "lods", "cmps", "scas"}
 
 
 def _reg_bit(reg: int, size: int) -> int:
@@ -270,8 +237,30 @@ def describe(i: Insn, prefixes: int, zero_f: bool) -> Issue:
     rmw = i.mem and handler not in _WRITE_ONLY and handler not in _NO_WRITE and bool(
         ops and ops[0].startswith("r/m")
     )
+    data = DATA_NONE
+    if i.mem and handler not in _NO_ACCESS and handler not in _STRINGS:
+        data = DATA_OPERAND
+    elif stack in (STACK_PUSH, STACK_CALL):
+        data = DATA_PUSH
+    elif stack in (STACK_POP, STACK_RET):
+        data = DATA_POP
     return Issue(cls, reads & 0xFF, writes & 0xFF, addr & 0xFF, agi_writes & 0xFF, stack,
-                 rmw, max(0, counted), branch)
+                 rmw, max(0, counted), branch, data)
+
+
+def data_linear(cpu: Any, i: Insn, d: Issue) -> int:
+    """The linear address of ``i``'s data access with the registers as they are now (its
+    first byte; for a push, where it will write)."""
+    regs = cpu.regs
+    if d.data == DATA_OPERAND:
+        off = i.disp
+        if i.base >= 0:
+            off += regs[i.base]
+        if i.index >= 0:
+            off += regs[i.index] * i.scale
+        return int(cpu.seg[i.seg].base + off) & 0xFFFFFFFF
+    esp = regs[4] - i.size if d.data == DATA_PUSH else regs[4]
+    return int(cpu.seg[2].base + esp) & 0xFFFFFFFF
 
 
 def pairs(u: Issue, v: Issue) -> bool:
