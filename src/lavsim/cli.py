@@ -43,7 +43,8 @@ _OPTIONS = {
         "other_threads": "--threads", "other_work": "--thread-work",
         "working_set": "--working-set", "calls": "--calls", "format": "--format",
     },
-    "cycles": {"profile": "--profile", "iterations": "--iterations", "file": "FILE"},
+    "cycles": {"profile": "--profile", "iterations": "--iterations", "file": "FILE",
+               "source": "FILE", "registers": "--reg"},
 }  # fmt: skip
 
 

@@ -120,3 +120,21 @@ def test_bad_iterations_are_refused_naming_the_option(capsys: pytest.CaptureFixt
     finally:
         sys.stdin = old
     assert "--iterations" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [("", "no instructions"), ("mov eax,[0x7FFFFFF0]", "shut the processor down")],
+)
+def test_snippets_that_cannot_be_measured_are_refused_naming_the_file(
+    source: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    old, sys.stdin = sys.stdin, io.StringIO(source)
+    try:
+        assert main(["cycles", "-"]) == 2
+    finally:
+        sys.stdin = old
+    err = capsys.readouterr().err
+    assert "argument FILE" in err and words in err

@@ -325,3 +325,21 @@ def test_a_snapshot_keeps_the_btb_and_the_pending_pair() -> None:
     m.run(max_instructions=100)
     fresh.run(max_instructions=100)
     assert fresh.cpu.tsc == m.cpu.tsc and fresh.state_digest() == m.state_digest()
+
+
+def test_a_malformed_issue_state_is_refused_and_changes_nothing() -> None:
+    import copy
+
+    m = _kernel_machine("pentium")
+    m.run(max_cycles=3_000)
+    snap = take_snapshot(m)
+    other = _kernel_machine("pentium")
+    before = other.state_digest()
+    for field, value in (("agi", [1]), ("pair_u", [1, 2]), ("btb", {"sets": [[[1, 9]]],
+                                                                     "lookups": 0,
+                                                                     "mispredicts": 0})):
+        bad = copy.deepcopy(snap)
+        bad.state["cpu"]["issue"][field] = value
+        with pytest.raises(SnapshotError):
+            restore_snapshot(other, bad)
+        assert other.state_digest() == before

@@ -122,6 +122,9 @@ def check_state(c: Mapping[str, Any]) -> dict[str, Any]:
     }
     for name in ("eip", "eflags", "cr0", "cr2", "cr3", "cr4"):
         out[name] = _int(c[name])
+    from lavsim.cpu.pairing import check_issue_state
+
+    check_issue_state(c.get("issue"))  # absent in snapshots older than the issue model
     return out
 
 

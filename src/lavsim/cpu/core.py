@@ -81,7 +81,17 @@ from lavsim.cpu.fast import specialise
 from lavsim.cpu.insn import Insn, Issue
 from lavsim.cpu.operands import Handler
 from lavsim.cpu.ops_string import RepStopped
-from lavsim.cpu.pairing import BRANCH_DIRECT, BTB, PU, UV, data_linear, new_btb, pairs
+from lavsim.cpu.pairing import (
+    BRANCH_DIRECT,
+    BTB,
+    PU,
+    PV,
+    UV,
+    check_issue_state,
+    data_linear,
+    new_btb,
+    pairs,
+)
 from lavsim.cpu.state import IF, MASK32, NEVER, SS, CpuState
 from lavsim.faults import SS as SS_VECTOR
 from lavsim.faults import CpuFault, gp
@@ -313,8 +323,8 @@ class CPU(CpuState):
             pipe = "alone"
         if log is not None:
             why = []
-            if u is not None:
-                why.append(("dependency", 0))
+            if u is not None:  # the pending U instruction issued alone
+                why.append(("dependency" if d.cls in (UV, PV) else "not pairable", 0))
             if stall:
                 why.append(("agi", stall))
             if prefix:
@@ -365,6 +375,7 @@ class CPU(CpuState):
             self.issue_break()
             self.btb = new_btb(self.profile.issue)
             return
+        check_issue_state(state)
         raw = state["pair_u"]
         u = None if raw is None else Issue.from_list(raw)
         cycles, stall = state["pair_u_cycles"], state["pair_u_stall"]
@@ -574,6 +585,7 @@ class CPU(CpuState):
         self.eip = eip
         self.lazy_flags = lazy
         self.eflags = eflags
+        self.issue_break()  # the delivery (or whatever stands in for it) empties the pipes
         from lavsim.cpu.interrupts import handle_fault
 
         handle_fault(self, fault)

@@ -353,6 +353,40 @@ class BTB:
         self.mispredicts = wrong
 
 
+def check_issue_state(state: object) -> None:
+    """Refuse (``ValueError``/``KeyError``/``TypeError``) a malformed issue state of a checkpoint
+    (``CPU.issue_state``) before anything is restored; the BTB geometry is checked against the
+    profile when it is put back."""
+    if state is None:
+        return
+    if not isinstance(state, Mapping):
+        raise TypeError("the issue state must be an object or null")
+    raw = state["pair_u"]
+    if raw is not None:
+        Issue.from_list(raw)
+    for name in ("pair_u_cycles", "pair_u_stall", "pair_u_data"):
+        value = state[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value <= 1 << 32:
+            raise ValueError(f"issue state: {name} {value!r}")
+    agi = state["agi"]
+    if not isinstance(agi, list) or len(agi) != 2 or not all(
+        isinstance(x, int) and 0 <= x <= 0xFF for x in agi
+    ):
+        raise ValueError(f"issue state: agi {agi!r}")
+    btb = state["btb"]
+    if btb is not None:
+        sets = btb["sets"]
+        if not isinstance(sets, list) or not all(
+            isinstance(ways, list) and all(
+                isinstance(e, list) and len(e) == 2 and all(isinstance(x, int) for x in e)
+                and 0 <= e[1] <= 3 for e in ways
+            ) for ways in sets
+        ):
+            raise ValueError("issue state: malformed BTB sets")
+        if not all(isinstance(btb[k], int) and btb[k] >= 0 for k in ("lookups", "mispredicts")):
+            raise ValueError("issue state: BTB statistics must be non-negative integers")
+
+
 def new_btb(issue: IssueModel | None) -> BTB | None:
     """The BTB of an issue model (None without one or with 0 entries)."""
     if issue is None or not issue.btb_entries:
