@@ -48,6 +48,12 @@ def _per_iteration(source: str, *options: str) -> float:
         ("and [ebx],al\nand [ebp],dl", 5),
         # [GPBB] 20: two register-destination two-clock instructions pair in 2.
         ("add esi,[ebx]\nadd edi,[edx+4]", 2),  # two variables in different banks
+        # [GPBB] ch. 21: "all the instructions pair, even though ESP is modified five times".
+        ("mov eax,[0x110000]\npush esi\npush eax\npush edi\npush ebx\ncall out\nout:", 3),
+        # [GPBB] ch. 21: register contention; INC EAX / AND EBX,EAX cannot pair.
+        ("inc eax\nand ebx,eax", 2),
+        # [GPBB] ch. 21: write after read is free.
+        ("mov eax,edx\nsub edx,edx", 1),
         # [AF] ch. 10: the same dword in both pipes is a bank conflict: 2 clocks...
         ("mov al,[esi]\nmov bl,[esi+1]", 2),
         # ...different dwords, different banks: one clock.

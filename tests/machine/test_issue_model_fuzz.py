@@ -35,7 +35,7 @@ def _arch(m: Machine) -> tuple[object, ...]:
             m.memory.digest())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=40),
        cpl=st.sampled_from([0, 3]), regs=REGS)
 def test_fuzzed_mixes_end_the_same_paired_or_not_and_in_blocks_or_steps(
