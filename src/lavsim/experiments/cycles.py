@@ -65,7 +65,9 @@ class Row:
 
 @attrs.frozen
 class CyclesReport:
-    """The result of :func:`measure`."""
+    """The result of :func:`measure`: ``loop`` (measured per iteration) or one pass,
+    ``iterations`` measured, the ``rows`` of the last one, ``cycles_per_iteration`` and the
+    branches mispredicted in the measured part (``mispredicts``)."""
 
     profile: str
     loop: bool
@@ -93,7 +95,7 @@ class CyclesReport:
             )
         paired = sum(1 for r in self.rows if r.pipe == "V")
         lines.append(f"instructions: {len(self.rows)}, in the V pipe: {paired}, "
-                     f"mispredicted branches (warm-up included): {self.mispredicts}")
+                     f"mispredicted branches: {self.mispredicts}")
         value = self.cycles_per_iteration
         shown = f"{value:.0f}" if value == int(value) else f"{value:.2f}"
         lines.append(f"cycles per iteration: {shown}")
@@ -152,12 +154,17 @@ def measure(
         m.load(address, data)
     cpu = m.cpu
     marks: list[int] = [0]  # the step index at which each iteration starts
+    missed: list[int] = [0]  # the BTB's mispredictions when each iteration starts
+
+    def mispredicts() -> int:
+        return 0 if cpu.btb is None else cpu.btb.mispredicts
 
     def run_pass() -> tuple[list[tuple[int, int, int]], list[int], bool]:
         """Step until EIP leaves the snippet or enough loop iterations ran."""
         steps: list[tuple[int, int, int]] = []
         starts = [cpu.tsc]
         marks[:] = [0]
+        missed[:] = [mispredicts()]
         want = warmup + iterations
         for _ in range(_MAX_STEPS):
             eip = cpu.eip
@@ -169,6 +176,7 @@ def measure(
             if cpu.eip == CODE:
                 starts.append(cpu.tsc)
                 marks.append(len(steps))
+                missed.append(mispredicts())
                 if len(starts) > want:
                     return steps, starts, True
         raise ConfigError("source", f"the snippet did not finish in {_MAX_STEPS} instructions")
@@ -184,12 +192,14 @@ def measure(
         first = warmup
         done = len(starts) - 1 - first
         per = (starts[-1] - starts[first]) / done
+        wrong = missed[-1] - missed[first]
         last_start = starts[-2]
         log = cpu.issue_log
     else:
         _set_registers(m, regs)
         cpu.issue_log = []
         steps, starts, _ = run_pass()
+        wrong = mispredicts() - missed[0]
         done = 1
         per = float(steps[-1][2] - steps[0][1]) if steps else 0.0
         last_start = steps[0][1] if steps else cpu.tsc
@@ -207,10 +217,9 @@ def measure(
         else:
             pipe, at, stalls = "-", before - last_start, ()
         rows.append(Row(eip, text, pipe, at, after - before, stalls))
-    btb = cpu.btb
     return CyclesReport(
         profile=model.name, loop=loop, iterations=done, rows=tuple(rows),
-        cycles_per_iteration=per, mispredicts=0 if btb is None else btb.mispredicts,
+        cycles_per_iteration=per, mispredicts=wrong,
     )
 
 
