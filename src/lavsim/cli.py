@@ -6,7 +6,8 @@
     lavsim sweep size|threads|working-set|tlb [--profile ...] [--cpu-model FILE] [--values ...]
                  [--mechanisms ...] [--size B] [--working-set P] [--threads K]
                  [--calls N] [--format table|csv|json] [--progress|--no-progress]
-    lavsim cycles [--profile P] [--cpu-model FILE] [--iterations N] [--format table|json]
+    lavsim cycles [--profile P] [--cpu-model FILE] [--iterations N] [--warmup N]
+                  [--format table|json]
                   [--reg NAME=VALUE] [--mem ADDRESS=HEX] FILE|-
     lavsim --version
 
@@ -43,7 +44,8 @@ _OPTIONS = {
         "other_threads": "--threads", "other_work": "--thread-work",
         "working_set": "--working-set", "calls": "--calls", "format": "--format",
     },
-    "cycles": {"profile": "--profile", "iterations": "--iterations", "file": "FILE",
+    "cycles": {"profile": "--profile", "iterations": "--iterations", "warmup": "--warmup",
+               "file": "FILE",
                "source": "FILE", "registers": "--reg"},
 }  # fmt: skip
 
@@ -203,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                         dest="model", help="a CPU model file instead of --profile")
     cycles.add_argument("--iterations", type=int, default=10,
                         help="loop iterations measured after the warm-up (default 10)")
+    cycles.add_argument("--warmup", type=int, default=1,
+                        help="loop iterations run before the measured ones (default 1)")
     cycles.add_argument("--format", choices=("table", "json"), default="table")
     cycles.add_argument("--reg", type=_register, action="append", default=[],
                         metavar="NAME=VALUE", help="preset a 32-bit register, e.g. ebx=0x110040 "
@@ -255,8 +259,8 @@ def _cycles(args: argparse.Namespace) -> str:
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError("file", f"cannot read {args.file!r}: {error}") from None
     model = args.model if args.model is not None else args.profile
-    report = measure(source, model, iterations=args.iterations, registers=dict(args.reg),
-                     memory=dict(args.mem))
+    report = measure(source, model, iterations=args.iterations, warmup=args.warmup,
+                     registers=dict(args.reg), memory=dict(args.mem))
     return report.render(args.format)
 
 

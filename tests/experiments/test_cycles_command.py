@@ -144,3 +144,9 @@ def test_snippets_that_cannot_be_measured_are_refused_naming_the_file(
         sys.stdin = old
     err = capsys.readouterr().err
     assert "argument FILE" in err and words in err
+
+
+def test_the_warm_up_option_reaches_the_alternating_branch_steady_state() -> None:
+    loop = "top: xor eax,1\njz skip\nnop\nskip: dec ecx\njnz top"
+    assert _per_iteration(loop, "--warmup", "3") == 4.5
+    assert _per_iteration(loop) != 4.5  # one warm-up iteration leaves the first taken JZ in

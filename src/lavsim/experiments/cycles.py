@@ -139,6 +139,8 @@ def measure(
     :class:`~lavsim.errors.AssemblyError` naming the problem."""
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ConfigError("iterations", f"must be an integer >= 1, not {iterations!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or not 1 <= warmup <= 1000:
+        raise ConfigError("warmup", f"must be an integer in 1..1000, not {warmup!r}")
     model = get_model(profile)
     regs = dict(START_REGISTERS)
     for name, value in (registers or {}).items():
