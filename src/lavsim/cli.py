@@ -10,6 +10,9 @@
                  [--jobs N | --engine dask --scheduler ADDRESS] [--store FILE]
     lavsim sweep EXPERIMENT.toml [--format ...] [--jobs N | --engine dask ...] [--store FILE]
     lavsim results STORE [--format csv|json]
+    lavsim cycles [--profile P] [--cpu-model FILE] [--iterations N] [--warmup N]
+                  [--format table|json]
+                  [--reg NAME=VALUE] [--mem ADDRESS=HEX] FILE|-
     lavsim --version
 
 ``--board``: the memory system (``lavsim boards`` lists them); by default each CPU model runs
@@ -80,6 +83,9 @@ _OPTIONS = {
         "jobs": "--jobs", "engine": "--engine", "scheduler": "--scheduler", "knob": "SWEEP",
     },
     "results": {"format": "--format"},
+    "cycles": {"profile": "--profile", "iterations": "--iterations", "warmup": "--warmup",
+               "file": "FILE",
+               "source": "FILE", "registers": "--reg"},
 }  # fmt: skip
 #: The sweep options that shape a built-in sweep (an experiment file names its own axes).
 _KNOB_OPTIONS = {"values": "--values", "mechanisms": "--mechanisms", "size": "--size",
@@ -286,7 +292,75 @@ def build_parser() -> argparse.ArgumentParser:
     )
     results.add_argument("store", metavar="STORE")
     results.add_argument("--format", choices=("csv", "json"), default="csv")
+    cycles = sub.add_parser(
+        "cycles", help="cycles of a code snippet, per instruction (pipe, issue, stalls)",
+        description="Assemble an Intel-syntax snippet and measure it on a bare machine: one "
+        "warm pass, or per iteration of a loop that branches back to its start.",
+    )
+    cycles.add_argument("file", metavar="FILE|-", help="the snippet ('-': standard input)")
+    cycles.add_argument("--profile", default="pentium",
+                        help="a CPU model name (default pentium)")
+    cycles.add_argument("--cpu-model", type=_model_file, default=None, metavar="FILE",
+                        dest="model", help="a CPU model file instead of --profile")
+    cycles.add_argument("--iterations", type=int, default=10,
+                        help="loop iterations measured after the warm-up (default 10)")
+    cycles.add_argument("--warmup", type=int, default=1,
+                        help="loop iterations run before the measured ones (default 1)")
+    cycles.add_argument("--format", choices=("table", "json"), default="table")
+    cycles.add_argument("--reg", type=_register, action="append", default=[],
+                        metavar="NAME=VALUE", help="preset a 32-bit register, e.g. ebx=0x110040 "
+                        "(may be repeated)")
+    cycles.add_argument("--mem", type=_memory_bytes, action="append", default=[],
+                        metavar="ADDRESS=HEX", help="preset memory bytes, e.g. "
+                        "0x110000=01000000 (may be repeated)")
+    # A --board option belongs here once boards (memory systems) exist.
     return parser
+
+
+def _register(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    name = name.strip().lower()
+    from lavsim.cpu.isa import REG32
+
+    if not sep or name not in REG32:
+        raise argparse.ArgumentTypeError(f"NAME=VALUE with a 32-bit register name, not {text!r}")
+    try:
+        number = int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the value of {text!r} is not an integer") from None
+    if not 0 <= number <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value must fit in 32 bits")
+    return name, number
+
+
+def _memory_bytes(text: str) -> tuple[int, bytes]:
+    address, sep, data = text.partition("=")
+    try:
+        where = int(address, 0)
+        payload = bytes.fromhex(data)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"ADDRESS=HEXBYTES, not {text!r}") from None
+    if not sep or not payload or not 0 <= where < (4 << 20) - len(payload):
+        raise argparse.ArgumentTypeError(
+            f"ADDRESS=HEXBYTES inside the machine's 4 MiB, not {text!r}")
+    return where, payload
+
+
+def _cycles(args: argparse.Namespace) -> str:
+    from lavsim.experiments.cycles import measure
+
+    if args.file == "-":
+        source = sys.stdin.read()
+    else:
+        try:
+            with open(args.file, encoding="utf-8") as handle:
+                source = handle.read()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError("file", f"cannot read {args.file!r}: {error}") from None
+    model = args.model if args.model is not None else args.profile
+    report = measure(source, model, iterations=args.iterations, warmup=args.warmup,
+                     registers=dict(args.reg), memory=dict(args.mem))
+    return report.render(args.format)
 
 
 def _machines(args: argparse.Namespace) -> list[str | CpuModel]:
@@ -350,6 +424,8 @@ def _run(args: argparse.Namespace) -> str:
         return _sweep(args)
     if args.command == "results":
         return export(read_results(args.store), args.format)
+    if args.command == "cycles":
+        return _cycles(args)
     progress = _Progress(args.progress)
     args.profile = _machines(args)
     check_plot(args)

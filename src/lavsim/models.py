@@ -32,6 +32,7 @@ from lavsim.errors import ConfigError, LavsimError, check_int, show_value
 from lavsim.mmu.mmu import MMUConfig
 from lavsim.mmu.tlb import TLBConfig
 from lavsim.timing import I486, KEYS, PENTIUM, Cost, TimingProfile
+from lavsim.timing.issue import ISSUE_FIELDS, NOTHING, IssueModel
 
 __all__ = [
     "MODELS",
@@ -212,7 +213,7 @@ class ModelFileError(ConfigError):
         self.line = line
 
 
-_SECTIONS: Final = ("model", "costs", "tlb")
+_SECTIONS: Final = ("model", "costs", "tlb", "issue")
 _MODEL_KEYS: Final = ("name", "base", "description", "cpuid_signature")
 _TLB_KEYS: Final = ("entries", "ways", "itlb", "large_dtlb")
 _MAX_TLB_ENTRIES: Final = 4096
@@ -337,6 +338,32 @@ def _mmu(r: _Reader, table: Mapping[str, Any], base: MMUConfig) -> MMUConfig:
     return MMUConfig(tlb=tlb, itlb=itlb, large_dtlb=large, fast_path=base.fast_path)
 
 
+_ISSUE_KEYS: Final = ("enabled", *ISSUE_FIELDS)
+
+
+def _issue(r: _Reader, table: Mapping[str, Any], old: IssueModel | None) -> IssueModel | None:
+    """The ``[issue]`` section: ``enabled = false`` (sequential issue) or fields to change in
+    the base's issue model (in :data:`~lavsim.timing.issue.NOTHING`, everything off, if the
+    base has none)."""
+    for key in table:
+        if key not in _ISSUE_KEYS:
+            raise r.fail("issue", key, f"unknown key; known: {_list(_ISSUE_KEYS)}")
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise r.fail("issue", "enabled", "must be true or false")
+    if not enabled:
+        others = [k for k in table if k != "enabled"]
+        if others:
+            raise r.fail("issue", others[0], "has no meaning with enabled = false")
+        return None
+    values = {k: v for k, v in table.items() if k != "enabled"}
+    try:
+        return attrs.evolve(old if old is not None else NOTHING, **values)
+    except ConfigError as error:
+        key = error.field.split(".", 1)[-1]
+        raise r.fail("issue", key, str(error)[len(error.field) + 2:]) from None
+
+
 def parse_model_text(text: str, origin: str = "<text>") -> CpuModel:
     """The CPU model described by the TOML ``text`` (format: ``docs/timing.md``); ``origin``
     names it in errors and in the sources of bare-integer costs. Every refusal is a
@@ -355,7 +382,7 @@ def parse_model_text(text: str, origin: str = "<text>") -> CpuModel:
             raise ModelFileError(
                 origin,
                 name,
-                f"unknown {kind}; the sections are [model], [costs], [tlb]"
+                f"unknown {kind}; the sections are [model], [costs], [tlb], [issue]"
                 + _close(name, _SECTIONS),
                 r.line_of(name, None) if isinstance(value, dict) else r.line_of("", name),
             )
@@ -394,6 +421,9 @@ def parse_model_text(text: str, origin: str = "<text>") -> CpuModel:
         changes[key] = _cost(r, key, value, base.profile.cost(key))
     mmu = _mmu(r, data.get("tlb", {}), base.mmu)
     profile = base.profile.with_costs(changes, name=name, origin=origin)
+    if "issue" in data:
+        profile = profile.with_issue(_issue(r, data["issue"], base.profile.issue), name=name)
+        profile = attrs.evolve(profile, ancestry=profile.ancestry[1:])
     description = description or f"{base.name} with the changes of {origin}"
     return CpuModel(name, profile, mmu, sig, description)
 
@@ -450,4 +480,14 @@ def dump_model_text(model: CpuModel, base: str | CpuModel | None = None) -> str:
         f"itlb = {_toml_tlb(mmu.itlb)}",
         f"large_dtlb = {_toml_tlb(mmu.large_dtlb)}",
     ]
+    issue = model.profile.issue
+    if issue != parent.profile.issue:
+        lines += ["", "[issue]"]
+        if issue is None:
+            lines.append("enabled = false")
+        else:
+            for field in ISSUE_FIELDS:
+                value = getattr(issue, field)
+                text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+                lines.append(f"{field} = {text}")
     return "\n".join(lines) + "\n"

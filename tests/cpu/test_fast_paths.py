@@ -36,6 +36,7 @@ from lavsim.mmu.descriptors import DATA_READ_WRITE_ACCESSED
 from lavsim.mmu.mmu import MMUConfig
 from lavsim.mmu.segmentation import SegmentCache
 from lavsim.mmu.tlb import TLBConfig
+from lavsim.timing import PENTIUM
 
 CONFIGS = {
     "pentium": MMUConfig.pentium(),
@@ -94,7 +95,8 @@ def run_program(
 ) -> tuple[object, ...]:
     """Run ``code`` (then UD2) at ``at`` and return everything simulated."""
     regs, eflags, data, _stack = random_state(seed)
-    b = Bare(decode_cache=fast, config=CONFIGS[config], unmapped=unmapped)
+    # The Pentium with its issue model: blocks and cuts must not change a pair either.
+    b = Bare(decode_cache=fast, config=CONFIGS[config], unmapped=unmapped, profile=PENTIUM)
     b.cpu.fast = fast
     b.mem.write(at, code + b"\x0f\x0b")
     b.mem.write(DATA, data)

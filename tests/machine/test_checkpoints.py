@@ -148,9 +148,11 @@ def test_the_snapshot_knows_every_attribute_of_the_simulated_parts() -> None:
     # Private attributes are host-side speed caches by convention; public ones are simulated
     # state unless listed here as host settings (or derived: lazy_flags, user).
     cpu_host = {"mmu", "profile", "cpuid_signature", "io_read", "io_write", "ack_interrupt",
-                "decode_cache", "fast", "lazy_flags", "user"}
+                "decode_cache", "fast", "lazy_flags", "user", "issue_log"}
     cpu_saved = set(take_snapshot(m).state["cpu"]) | {"gdtr_base", "gdtr_limit", "idtr_base",
                                                   "idtr_limit"}
+    assert "btb" in take_snapshot(m).state["cpu"]["issue"]
+    cpu_saved |= {"btb"}  # saved inside "issue" with the pending pair and the interlock
     public = {name for name in vars(m.cpu) if not name.startswith("_")}
     assert public - cpu_host <= cpu_saved
     assert public <= cpu_saved | cpu_host
@@ -317,3 +319,44 @@ def test_a_system_snapshot_belongs_to_its_system() -> None:
     with pytest.raises(SnapshotError, match="another system"):
         b.restore(snap)
     assert full_state(b.machine) == before
+
+
+def test_a_snapshot_keeps_the_btb_and_the_pending_pair() -> None:
+    from lavsim.cpu.asm import assemble
+
+    code = assemble("top: mov eax,1\nxor edx,1\njz top\ninc ebx\nmov esi,2\njmp top\n",
+                    0x10000).code
+    m = Machine(MachineConfig(profile="pentium", memory_size=1 << 20))
+    m.load(0x10000, code)
+    m.setup_flat_protected_mode(entry=0x10000)
+    m.run(max_instructions=40)
+    while m.cpu.issue_state()["pair_u"] is None:  # stop between a U instruction and its V
+        m.step()
+    snap = take_snapshot(m)
+    assert snap.state["cpu"]["issue"]["btb"]["lookups"] > 0
+    assert snap.state["cpu"]["issue"]["pair_u"] is not None
+    fresh = Machine(MachineConfig(profile="pentium", memory_size=1 << 20))
+    restore_snapshot(fresh, snap)
+    assert fresh.cpu.btb is not None and m.cpu.btb is not None
+    assert fresh.cpu.btb.get_state() == m.cpu.btb.get_state()
+    m.run(max_instructions=100)
+    fresh.run(max_instructions=100)
+    assert fresh.cpu.tsc == m.cpu.tsc and fresh.state_digest() == m.state_digest()
+
+
+def test_a_malformed_issue_state_is_refused_and_changes_nothing() -> None:
+    import copy
+
+    m = _kernel_machine("pentium")
+    m.run(max_cycles=3_000)
+    snap = take_snapshot(m)
+    other = _kernel_machine("pentium")
+    before = other.state_digest()
+    for field, value in (("agi", [1]), ("pair_u", [1, 2]), ("btb", {"sets": [[[1, 9]]],
+                                                                     "lookups": 0,
+                                                                     "mispredicts": 0})):
+        bad = copy.deepcopy(snap)
+        bad.state["cpu"]["issue"][field] = value
+        with pytest.raises(SnapshotError):
+            restore_snapshot(other, bad)
+        assert other.state_digest() == before

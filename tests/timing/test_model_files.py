@@ -132,6 +132,16 @@ BAD = [
      "itlb = { entries = 33, ways = 4 }\n", "tlb.itlb.entries", 5),
     ("bad signature", '[model]\nname = "x"\nbase = "i486"\ncpuid_signature = -1\n',
      "model.cpuid_signature", 4),
+    ("unknown issue key", '[model]\nname = "x"\nbase = "pentium"\n[issue]\npairs = 1\n',
+     "issue.pairs", 5),
+    ("issue flag not a bool", '[model]\nname = "x"\nbase = "pentium"\n[issue]\n'
+     "pairing = 1\n", "issue.pairing", 5),
+    ("negative AGI", '[model]\nname = "x"\nbase = "pentium"\n[issue]\nagi = -1\n',
+     "issue.agi", 5),
+    ("BTB ways not dividing", '[model]\nname = "x"\nbase = "pentium"\n[issue]\n'
+     "btb_ways = 3\n", "issue.btb_ways", 5),
+    ("fields with enabled = false", '[model]\nname = "x"\nbase = "pentium"\n[issue]\n'
+     "enabled = false\nagi = 2\n", "issue.agi", 6),
 ]
 
 
@@ -150,6 +160,24 @@ def test_a_bad_file_is_refused_naming_the_file_the_key_and_the_line(
         assert f"line {line}" in str(err)
     assert len(str(err)) < 300, str(err)
     assert dict(MODELS) == before
+
+
+def test_issue_sections_switch_the_model_off_or_change_fields() -> None:
+    off = load_model_file(Path(__file__).resolve().parents[2] / "examples" /
+                          "pentium-sequential.toml")
+    assert off.profile.issue is None and off.profile.costs == PENTIUM.costs
+    assert off.profile.ancestry == ("pentium",)
+    tuned = parse_model_text('[model]\nname = "p0f"\nbase = "pentium"\n[issue]\n'
+                             "zero_f_prefix = false\nmispredict_jmp = 3\n", "t.toml")
+    assert tuned.profile.issue is not None and PENTIUM.issue is not None
+    assert not tuned.profile.issue.zero_f_prefix and tuned.profile.issue.mispredict_jmp == 3
+    assert tuned.profile.issue.agi == PENTIUM.issue.agi
+    agi = load_model_file(Path(__file__).resolve().parents[2] / "examples" / "i486-agi.toml")
+    assert agi.profile.issue is not None and agi.profile.issue.agi == 1
+    assert not agi.profile.issue.pairing and agi.profile.issue.btb_entries == 0
+    for model in (off, tuned, agi):
+        again = parse_model_text(dump_model_text(model), "again.toml")
+        assert again.profile.issue == model.profile.issue
 
 
 def test_an_unknown_cost_key_suggests_the_close_ones() -> None:

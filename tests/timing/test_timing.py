@@ -244,9 +244,11 @@ def test_with_costs_refuses_bad_values() -> None:
     assert "no.such.key" in info.value.field
 
 
-def test_pentium_docstring_states_pairing_is_ignored() -> None:
-    assert "pairing" in PENTIUM.description.lower()
-    assert "ignored" in PENTIUM.description.lower()
+def test_pentium_description_states_dual_issue_and_the_sequential_one_its_absence() -> None:
+    from lavsim.timing.pentium import PENTIUM_SEQUENTIAL
+
+    assert "dual issue" in PENTIUM.description.lower() and PENTIUM.issue is not None
+    assert "alone" in PENTIUM_SEQUENTIAL.description and PENTIUM_SEQUENTIAL.issue is None
 
 
 def test_table_script_renders_every_key() -> None:

@@ -77,6 +77,7 @@ def get_state(cpu: CPU) -> dict[str, Any]:
         "irq_pending": cpu.irq_pending,
         "shutdown": cpu.shutdown,
         "shutdown_report": None if report is None else attrs.asdict(report),
+        "issue": cpu.issue_state(),
     }
 
 
@@ -121,6 +122,9 @@ def check_state(c: Mapping[str, Any]) -> dict[str, Any]:
     }
     for name in ("eip", "eflags", "cr0", "cr2", "cr3", "cr4"):
         out[name] = _int(c[name])
+    from lavsim.cpu.pairing import check_issue_state
+
+    check_issue_state(c.get("issue"))  # absent in snapshots older than the issue model
     return out
 
 
@@ -144,4 +148,5 @@ def set_state(cpu: CPU, state: Mapping[str, Any]) -> None:
     cpu.irq_pending = v["irq_pending"]
     cpu.shutdown = v["shutdown"]
     cpu.shutdown_report = v["shutdown_report"]
+    cpu.set_issue_state(state.get("issue"))
     cpu.flush_decode_cache()

@@ -78,9 +78,20 @@ from typing import TYPE_CHECKING, Any
 
 from lavsim.cpu.decoder import Fetch, decode, decode_fetched
 from lavsim.cpu.fast import specialise
-from lavsim.cpu.insn import Insn
+from lavsim.cpu.insn import Insn, Issue
 from lavsim.cpu.operands import Handler
 from lavsim.cpu.ops_string import RepStopped
+from lavsim.cpu.pairing import (
+    BRANCH_DIRECT,
+    BTB,
+    PU,
+    PV,
+    UV,
+    check_issue_state,
+    data_linear,
+    new_btb,
+    pairs,
+)
 from lavsim.cpu.state import IF, MASK32, NEVER, SS, CpuState
 from lavsim.faults import SS as SS_VECTOR
 from lavsim.faults import CpuFault, gp
@@ -108,6 +119,9 @@ STRAIGHT = frozenset({
     "shl", "shr", "sar", "setcc", "cmovcc", "nop", "cld", "std", "clc", "stc", "cmc", "lahf",
     "sahf", "bswap", "leave", "enter", "movs", "stos", "lods", "cmps", "scas",
 })
+
+
+_STRING = frozenset({"movs", "stos", "lods", "cmps", "scas"})
 
 
 class CPU(CpuState):
@@ -141,6 +155,23 @@ class CPU(CpuState):
         #: next instruction boundary it tests (host-side, not simulated state).
         self._stop_run = False
         mmu.listener = self
+        # The issue model (simulated state: checkpointed; see _issue_run).
+        self._issue = profile.issue
+        self._misaligned = 0 if profile.issue is None else profile.issue.misaligned
+        #: The misalignment penalty while the current instruction runs (0 outside
+        #: _issue_run and for string instructions, whose bulk path cannot see alignment).
+        self._mis_cur = 0
+        #: The branch target buffer of the issue model (None without one).
+        self.btb: BTB | None = new_btb(profile.issue)
+        self._pair_u: Issue | None = None
+        self._pair_u_cycles = 0
+        self._pair_u_stall = 0
+        self._pair_u_data = -1
+        self._agi_prev = 0
+        self._agi_cur = 0
+        #: Host-side: when a list, every instruction issued under the issue model appends
+        #: ``(eip, pipe, issue tsc, stalls)`` (``lavsim cycles``); None: nothing recorded.
+        self.issue_log: list[tuple[int, str, int, tuple[tuple[str, int], ...]]] | None = None
 
     # --- MMU events -------------------------------------------------------------------------
 
@@ -158,7 +189,14 @@ class CPU(CpuState):
         self.tsc += walk_reads * self._walk_read + ad_writes * self._walk_ad
 
     def _profile_changed(self) -> None:
+        old = self._cache_profile.issue
         self._cache_profile = self.profile
+        issue = self.profile.issue
+        self._issue = issue
+        self._misaligned = 0 if issue is None else issue.misaligned
+        if issue != old:
+            self.btb = new_btb(issue)
+            self.issue_break()
         self._walk_read = self.profile.table["page_walk.read"]
         self._walk_ad = self.profile.table["page_walk.ad_write"]
         self.flush_decode_cache()
@@ -171,6 +209,9 @@ class CPU(CpuState):
         if offset < s.min_off or offset + size - 1 > s.max_off or not s.readable:
             raise CpuFault(SS_VECTOR, 0) if sreg == SS else gp(0)
         linear = (s.base + offset) & MASK32
+        if self._mis_cur and (linear & 3) + size > 4:
+            self.tsc += self._mis_cur
+            self._note("misaligned", self._mis_cur)
         mmu = self.mmu
         if size == 4:
             return mmu.read32(linear, self.user)
@@ -191,6 +232,9 @@ class CPU(CpuState):
             mmu.write8(linear, value, self.user)
         else:
             mmu.write16(linear, value, self.user)
+        if self._mis_cur and (linear & 3) + size > 4:
+            self.tsc += self._mis_cur
+            self._note("misaligned", self._mis_cur)
         if self._code_pages:
             # Inline fast case of _linear_written: the MMU's host page map knows the frame.
             e = mmu.data_page(linear >> 12)
@@ -199,6 +243,156 @@ class CPU(CpuState):
                     self.physical_written(e.base, 0x1000)
             else:
                 self._linear_written(linear, size)
+
+    # --- the issue model (lavsim.cpu.pairing, docs/timing.md "Pentium issue model") ----------
+
+    def issue_break(self) -> None:
+        """An event that empties the pipes (exception or interrupt delivery, a profile change,
+        a restored snapshot): the next instruction issues in U with no interlock pending."""
+        self._pair_u = None
+        self._agi_prev = 0
+        self._agi_cur = 0
+
+    def _note(self, reason: str, cycles: int) -> None:
+        log = self.issue_log
+        if log is not None and log:
+            eip, pipe, at, stalls = log[-1]
+            log[-1] = (eip, pipe, at, (*stalls, (reason, cycles)))
+
+    def _issue_run(self, insn: Insn) -> None:
+        """Charge ``insn`` under the issue model, run its handler, then consult the BTB.
+
+        A pair is decided when its V instruction issues: it goes to V beside the pending U
+        instruction if :func:`~lavsim.cpu.pairing.pairs` allows it, and the pair costs the
+        longer of the two (U was charged its figure, V adds the difference), two memory
+        read-modify-write instructions one clock less than both. The pending U survives
+        any host cut (the end of a block, a run limit), so where a run stops never changes
+        a charge; an exception or interrupt (:meth:`issue_break`) ends it.
+        """
+        d = insn.issue
+        assert d is not None
+        model = self._issue
+        assert model is not None
+        c = insn.cycles
+        u = self._pair_u
+        log = self.issue_log
+        if u is not None:
+            if insn.vprev is u:
+                ok = insn.vok
+            else:
+                ok = pairs(u, d)
+                insn.vprev = u
+                insn.vok = ok
+            if ok:
+                cu = self._pair_u_cycles
+                total = cu + c - 1 if (u.rmw and d.rmw) else max(cu, c)
+                stall = model.agi if not self._pair_u_stall and d.addr & self._agi_prev else 0
+                bank = 0
+                if (d.data and self._pair_u_data >= 0 and not (u.rmw and d.rmw)
+                        and not (data_linear(self, insn, d) ^ self._pair_u_data) & 0x1C):
+                    bank = model.bank_conflict
+                self._agi_cur |= d.agi_writes
+                self._pair_u = None
+                if log is not None:
+                    why: list[tuple[str, int]] = [("agi", stall)] if stall else []
+                    if bank:
+                        why.append(("bank conflict", bank))
+                    log.append((insn.addr, "V", self.tsc - cu + stall, tuple(why)))
+                self.tsc += total - cu + stall + bank
+                self.eip = insn.next_eip
+                self._mis_cur = self._misaligned
+                try:
+                    insn.handler(self, insn)
+                finally:
+                    self._mis_cur = 0
+                if d.branch:
+                    self._predict(insn, d, True)
+                return
+        self._agi_prev = self._agi_cur
+        self._agi_cur = d.agi_writes
+        stall = model.agi if d.addr & self._agi_prev else 0
+        prefix = d.prefixes * model.prefix
+        if model.pairing and (d.cls == UV or d.cls == PU):
+            self._pair_u = d
+            self._pair_u_cycles = c
+            self._pair_u_stall = stall
+            self._pair_u_data = data_linear(self, insn, d) if d.data else -1
+            pipe = "U"
+        else:
+            self._pair_u = None
+            pipe = "alone"
+        if log is not None:
+            why = []
+            if u is not None:  # the pending U instruction issued alone
+                why.append(("dependency" if d.cls in (UV, PV) else "not pairable", 0))
+            if stall:
+                why.append(("agi", stall))
+            if prefix:
+                why.append(("prefix", prefix))
+            log.append((insn.addr, pipe, self.tsc + stall + prefix, tuple(why)))
+        self.tsc += c + stall + prefix
+        self.eip = insn.next_eip
+        self._mis_cur = 0 if insn.form.handler in _STRING else self._misaligned
+        try:
+            insn.handler(self, insn)
+        finally:
+            self._mis_cur = 0
+        if d.branch:
+            self._predict(insn, d, False)
+
+    def _predict(self, insn: Insn, d: Issue, in_v: bool) -> None:
+        btb = self.btb
+        if btb is None:
+            return
+        taken = self.eip != insn.next_eip
+        linear = (self.seg[_CS].base + insn.addr) & MASK32
+        if btb.predict_and_update(linear, taken):
+            model = self._issue
+            assert model is not None
+            if d.branch == BRANCH_DIRECT:
+                penalty = model.mispredict_jmp
+            else:
+                penalty = model.mispredict_v if in_v else model.mispredict_u
+            self.tsc += penalty
+            self._note("mispredict", penalty)
+
+    def issue_state(self) -> dict[str, Any]:
+        """The issue model's simulated state (pending U instruction, interlock, BTB)."""
+        u = self._pair_u
+        return {
+            "pair_u": None if u is None else u.to_list(),
+            "pair_u_cycles": self._pair_u_cycles,
+            "pair_u_stall": self._pair_u_stall,
+            "pair_u_data": self._pair_u_data,
+            "agi": [self._agi_prev, self._agi_cur],
+            "btb": None if self.btb is None else self.btb.get_state(),
+        }
+
+    def set_issue_state(self, state: Mapping[str, Any] | None) -> None:
+        """Put back :meth:`issue_state` (None: empty pipes and BTB). ``ValueError`` or
+        ``KeyError`` if refused (then nothing changed)."""
+        if state is None:
+            self.issue_break()
+            self.btb = new_btb(self.profile.issue)
+            return
+        check_issue_state(state)
+        raw = state["pair_u"]
+        u = None if raw is None else Issue.from_list(raw)
+        cycles, stall = state["pair_u_cycles"], state["pair_u_stall"]
+        agi, data = state["agi"], state["pair_u_data"]
+        if not all(isinstance(x, int) and 0 <= x <= 1 << 20 for x in (cycles, stall, *agi)):
+            raise ValueError("issue state: bad counts")
+        if not isinstance(data, int) or not -1 <= data <= MASK32 or len(agi) != 2:
+            raise ValueError("issue state: bad data address or interlock")
+        btb = new_btb(self.profile.issue)
+        if (btb is None) != (state["btb"] is None):
+            raise ValueError("issue state: the BTB does not match this profile")
+        if btb is not None:
+            btb.set_state(state["btb"])
+        self._pair_u, self._pair_u_cycles, self._pair_u_stall = u, cycles, stall
+        self._pair_u_data = data
+        self._agi_prev, self._agi_cur = agi
+        self.btb = btb
 
     # --- checkpoint state ---------------------------------------------------------------------
 
@@ -376,9 +570,12 @@ class CPU(CpuState):
         eflags = self.eflags
         try:
             insn = self.fetch_decode(eip)
-            self.tsc += insn.cycles
-            self.eip = insn.next_eip
-            insn.handler(self, insn)
+            if insn.issue is not None:
+                self._issue_run(insn)
+            else:
+                self.tsc += insn.cycles
+                self.eip = insn.next_eip
+                insn.handler(self, insn)
             self.instructions += 1
         except CpuFault as fault:
             self._fault(fault, eip, lazy, eflags)
@@ -389,6 +586,7 @@ class CPU(CpuState):
         self.eip = eip
         self.lazy_flags = lazy
         self.eflags = eflags
+        self.issue_break()  # the delivery (or whatever stands in for it) empties the pipes
         from lavsim.cpu.interrupts import handle_fault
 
         handle_fault(self, fault)
@@ -485,9 +683,12 @@ class CPU(CpuState):
                                     owner.hits += 1
                                     lazy = self.lazy_flags
                                     eflags = self.eflags
-                                    self.tsc += cycles
-                                    self.eip = next_eip
-                                    handler(self, insn)
+                                    if insn.issue is not None:
+                                        self._issue_run(insn)
+                                    else:
+                                        self.tsc += cycles
+                                        self.eip = next_eip
+                                        handler(self, insn)
                                     ran += 1
                                     if ran >= left or self.tsc >= c_limit or self._smc != smc:
                                         break
@@ -530,9 +731,12 @@ class CPU(CpuState):
                                 mmu.report_insn(phys, hit.length, self.user)
                     else:
                         insn = self._specialised(decode(self, eip))
-                    self.tsc += insn.cycles
-                    self.eip = insn.next_eip
-                    insn.handler(self, insn)
+                    if insn.issue is not None:
+                        self._issue_run(insn)
+                    else:
+                        self.tsc += insn.cycles
+                        self.eip = insn.next_eip
+                        insn.handler(self, insn)
                     done += 1
                 except CpuFault as fault:
                     self.instructions += done

@@ -35,7 +35,8 @@ decode-time *binder*, if it has one, returns a function specialised for this ins
 the generic handler.
 
 **The tables are checked when this module is imported** (:func:`check_tables`): every form of
-:data:`~lavsim.cpu.isa.FORMS` must have a handler, and a base-cost key in every built-in profile
+:data:`~lavsim.cpu.isa.FORMS` must have a handler, a pairing class, and a base-cost key in
+every built-in profile
 unless its timing class is in :data:`DYNAMIC_COST`; otherwise the import fails with a
 :class:`DecoderBuildError` naming the forms. Every :class:`~lavsim.timing.TimingProfile` holds
 the same key vocabulary (its construction refuses a missing key), so checking the built-in
@@ -61,6 +62,7 @@ from lavsim.cpu import far, interrupts, ops_control, ops_int, ops_string, system
 from lavsim.cpu.handlers import Binder, Handler, Semantics, merge
 from lavsim.cpu.insn import Insn
 from lavsim.cpu.isa import FORMS, SEGMENT_PREFIXES, Form
+from lavsim.cpu.pairing import describe, missing_classes
 from lavsim.errors import LavsimError
 from lavsim.faults import CpuFault, gp, ud
 from lavsim.timing import PROFILES
@@ -193,6 +195,7 @@ def check_tables(
         for f in forms
         if f.handler not in handlers and f.handler not in binders
     ]
+    problems += missing_classes(forms)
     used = {f.timing for f in forms}
     problems += [f"DYNAMIC_COST names {t!r}, which no form uses" for t in sorted(dynamic - used)]
     for name, table in profiles.items():
@@ -397,6 +400,7 @@ def decode_fetched(cpu: CpuState, eip: int, f: Fetch) -> Insn:
         else:
             break
         pos += 1
+    prefixes = pos
     pos += 1
     table = ONE_BYTE
     if b == 0x0F:
@@ -560,6 +564,10 @@ def decode_fetched(cpu: CpuState, eip: int, f: Fetch) -> Insn:
     i.timing = timing
     i.cycles = cycles
     i.handler = resolve(i)
+    issue = cpu.profile.issue
+    i.issue = None if issue is None else describe(i, prefixes, issue.zero_f_prefix)
+    i.vprev = None
+    i.vok = False
     mmu = cpu.mmu
     if mmu.tracing:
         # The instruction's exact bytes, per page (the tracer seam's INSN event).

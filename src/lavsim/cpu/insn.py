@@ -35,12 +35,15 @@ class Insn:
       ``lock``      LOCK prefix present
       ``timing``    timing key of the base cost; ``cycles`` that cost in the current profile
       ``handler``   the semantics function, called as ``handler(cpu, insn)``
+      ``issue``     its :class:`~lavsim.cpu.pairing.Issue` when the profile has an issue model
+      ``vprev``, ``vok``  memo of :func:`lavsim.cpu.pairing.pairs` (U descriptor, result): a
+                    pure function of the two descriptors, so the cache changes no result
     """
 
     __slots__ = (
         "addr", "base", "cc", "cycles", "disp", "form", "handler", "imm", "imm2", "index",
-        "length", "lock", "mem", "next_eip", "reg", "rep", "rm", "scale", "seg", "size",
-        "timing",
+        "issue", "length", "lock", "mem", "next_eip", "reg", "rep", "rm", "scale", "seg",
+        "size", "timing", "vok", "vprev",
     )
 
     form: Form
@@ -64,3 +67,54 @@ class Insn:
     timing: str
     cycles: int
     handler: Callable[[Any, Insn], None]
+    issue: Issue | None
+    vprev: Issue | None
+    vok: bool
+
+
+class Issue:
+    """What the issue model (:mod:`lavsim.cpu.pairing`) needs of one decoded instruction;
+    computed once, at decode, from the instruction alone.
+
+    ``cls``: NP/UV/PU/PV (0..3) after the prefix and displacement+immediate rules.
+    ``reads``, ``writes``: general registers (bit n = register n; a partial register is the
+    whole). ``addr``: registers its address generation reads (base, index, ESP of a stack
+    access, ESI/EDI of a string instruction). ``agi_writes``: the writes that stall a
+    following address generation (an implicit ESP update by PUSH/POP/CALL/RET does not,
+    [AF] ch. 9). ``stack``: ``pairing.STACK_*`` kind. ``rmw``: a memory destination other than
+    MOV (two such pair but overlap one clock only, [GPBB] ch. 20). ``prefixes``: prefix bytes
+    that cost decode clocks (the 0F byte included where the model counts it). ``branch``:
+    ``pairing.BRANCH_*`` kind for the BTB. ``data``: ``pairing.DATA_*``, where its data
+    access lies (for bank conflicts).
+    """
+
+    __slots__ = ("addr", "agi_writes", "branch", "cls", "data", "prefixes", "reads", "rmw",
+                 "stack", "writes")
+
+    def __init__(self, cls: int, reads: int, writes: int, addr: int, agi_writes: int,
+                 stack: int, rmw: bool, prefixes: int, branch: int, data: int) -> None:
+        self.cls = cls
+        self.reads = reads
+        self.writes = writes
+        self.addr = addr
+        self.agi_writes = agi_writes
+        self.stack = stack
+        self.rmw = rmw
+        self.prefixes = prefixes
+        self.branch = branch
+        self.data = data
+
+    def to_list(self) -> list[Any]:
+        """JSON-ready fields (for checkpoints)."""
+        return [self.cls, self.reads, self.writes, self.addr, self.agi_writes, self.stack,
+                self.rmw, self.prefixes, self.branch, self.data]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> Issue:
+        """The inverse of :meth:`to_list` (``ValueError`` on a malformed list)."""
+        if not isinstance(v, list) or len(v) != 10:
+            raise ValueError(f"an issue descriptor is a list of 10 fields, not {v!r}")
+        for x in v:
+            if not isinstance(x, int) or not 0 <= int(x) <= 0xFFFF:
+                raise ValueError(f"bad issue descriptor field {x!r}")
+        return cls(v[0], v[1], v[2], v[3], v[4], v[5], bool(v[6]), v[7], v[8], v[9])

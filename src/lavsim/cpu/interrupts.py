@@ -351,7 +351,8 @@ def _dispatch(
 def handle_fault(cpu: CpuState, fault: CpuFault) -> None:
     """Deliver ``fault`` raised by the instruction at ``cpu.eip`` (the core has restored EIP
     to it for faults). #PF loads CR2. A fault during delivery follows table 6-5 (#DF, then
-    shutdown with a :class:`TripleFaultReport`)."""
+    shutdown with a :class:`TripleFaultReport`). Empties the pipes (``issue_break``)."""
+    cpu.issue_break()
     _dispatch(cpu, fault.vector, fault.error_code, fault.cr2, False)
 
 
@@ -370,6 +371,7 @@ def deliver_external(cpu: CpuState) -> None:
     if vector is None:
         return
     cpu.halted = False
+    cpu.issue_break()
     _dispatch(cpu, vector & 0xFF, None, None, True)
 
 

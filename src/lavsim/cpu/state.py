@@ -161,6 +161,10 @@ class CpuState:
         """ESP or SP, by the B bit of the SS descriptor."""
         return MASK32 if self.seg[SS].db else 0xFFFF
 
+    def issue_break(self) -> None:
+        """The pipes empty (an exception or interrupt is delivered): the executor's issue
+        model forgets the pending pair and interlock (nothing to do without one)."""
+
     def push(self, value: int, size: int = 4) -> None:
         """Push ``size`` bytes; ESP changes only if the write succeeds (faults are restartable)."""
         mask = self.stack_offset_mask()

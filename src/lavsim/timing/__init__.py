@@ -4,7 +4,8 @@ The package holds the key vocabulary (:mod:`lavsim.timing.keys`), what a profile
 (:mod:`lavsim.timing.model`: :class:`Cost`, :class:`TimingProfile`) and one module per
 built-in profile with its data table and sources (:mod:`lavsim.timing.i486`,
 :mod:`lavsim.timing.pentium`). The CPU *models* built on these profiles (TLB organisation,
-CPUID identity) are in :mod:`lavsim.models`. See ``docs/timing.md``.
+CPUID identity) are in :mod:`lavsim.models`. A profile's issue model (Pentium dual issue, AGI,
+prefixes, the BTB) is :mod:`lavsim.timing.issue`. See ``docs/timing.md``.
 
 Form letters in the keys: ``r`` register, ``m`` memory, ``i`` immediate; the first letter is the
 destination (``alu.mr`` is ``ADD m32, r32``).
@@ -18,9 +19,10 @@ from typing import Final
 
 from lavsim.errors import ConfigError, show_value
 from lavsim.timing.i486 import I486
+from lavsim.timing.issue import PENTIUM_ISSUE, IssueModel
 from lavsim.timing.keys import KEY_MEANINGS, KEYS, REP_KINDS
 from lavsim.timing.model import ESTIMATE_PREFIX, Cost, TimingProfile, UnknownTimingKeyError
-from lavsim.timing.pentium import PENTIUM
+from lavsim.timing.pentium import PENTIUM, PENTIUM_SEQUENTIAL
 
 __all__ = [
     "ESTIMATE_PREFIX",
@@ -28,9 +30,12 @@ __all__ = [
     "KEYS",
     "KEY_MEANINGS",
     "PENTIUM",
+    "PENTIUM_ISSUE",
+    "PENTIUM_SEQUENTIAL",
     "PROFILES",
     "REP_KINDS",
     "Cost",
+    "IssueModel",
     "TimingProfile",
     "UnknownTimingKeyError",
     "get_profile",

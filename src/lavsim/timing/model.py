@@ -30,6 +30,7 @@ from typing import Final
 import attrs
 
 from lavsim.errors import ConfigError, LavsimError
+from lavsim.timing.issue import IssueModel
 from lavsim.timing.keys import KEYS, REP_KINDS
 
 __all__ = [
@@ -122,6 +123,9 @@ class TimingProfile:
     )
     description: str = attrs.field(default="", repr=False)
     ancestry: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    #: How instructions issue (U/V pairing, AGI, prefixes, misalignment, the BTB); None: every
+    #: instruction alone, charged its table figure (see :mod:`lavsim.timing.issue`).
+    issue: IssueModel | None = None
     table: dict[str, int] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
@@ -129,6 +133,8 @@ class TimingProfile:
             raise ConfigError("name", "a timing profile needs a non-empty name")
         if not all(isinstance(a, str) and a.strip() for a in self.ancestry):
             raise ConfigError("ancestry", "must be a tuple of profile names")
+        if self.issue is not None and not isinstance(self.issue, IssueModel):
+            raise ConfigError("issue", f"must be an IssueModel or None, not {self.issue!r}")
         missing = [k for k in KEYS if k not in self.costs]
         if missing:
             shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
@@ -239,6 +245,20 @@ class TimingProfile:
             costs=merged,
             description=self.description if description is None else description,
             ancestry=(self.name, *self.ancestry),
+            issue=self.issue,
+        )
+
+    def with_issue(
+        self, issue: IssueModel | None, name: str | None = None, description: str | None = None
+    ) -> TimingProfile:
+        """A new profile with another issue model (None: sequential issue); same costs, and
+        like :meth:`with_costs` it belongs to the CPU model of ``self``."""
+        return TimingProfile(
+            name=name if name is not None else f"{self.name}-modified",
+            costs=self.costs,
+            description=self.description if description is None else description,
+            ancestry=(self.name, *self.ancestry),
+            issue=issue,
         )
 
 
@@ -309,11 +329,15 @@ def estimate(text: str) -> str:
 
 
 def build_profile(
-    name: str, description: str, data: Mapping[str, tuple[int, str]]
+    name: str,
+    description: str,
+    data: Mapping[str, tuple[int, str]],
+    issue: IssueModel | None = None,
 ) -> TimingProfile:
     """A profile from a profile module's data table ``key -> (cycles, source)``."""
     return TimingProfile(
         name=name,
         costs={k: Cost(c, s) for k, (c, s) in data.items()},
         description=description,
+        issue=issue,
     )

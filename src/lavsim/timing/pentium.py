@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from lavsim.timing.issue import PENTIUM_ISSUE
 from lavsim.timing.model import build_profile as _build
 from lavsim.timing.model import cite_86b as _b86
 from lavsim.timing.model import cite_af as _af
@@ -18,7 +19,7 @@ from lavsim.timing.model import cite_ms as _ms
 from lavsim.timing.model import cite_pir as _pir
 from lavsim.timing.model import estimate as _est
 
-__all__ = ["PENTIUM"]
+__all__ = ["PENTIUM", "PENTIUM_SEQUENTIAL"]
 
 # Pentium gate figures are about 0.64 of the 486 ones (call gate same 22/35, inner 44/69,
 # INT 25/44 and 42/71); the parameter-copy figures the Pentium sources lack are scaled with the
@@ -318,12 +319,20 @@ PENTIUM: Final = _build(
     "pentium",
     "Intel Pentium (P5): single-issue figures of Agner Fog [AF] and the MASM notes [MS], else "
     "the Pentium instruction reference [PIR] or the emulator tables [86B]/[MAME]; best case "
-    "(cache and TLB hits, correctly predicted "
-    "branches). U/V pairing is ignored: every instruction is charged as if issued alone in "
-    "the U pipe, so throughput of sequences of simple pairable instructions is pessimistic "
-    "by up to about 2x.",
+    "(cache and TLB hits); dual issue in the U and V pipes, address-generation interlocks, "
+    "prefix and misalignment penalties and a 256-entry branch target buffer "
+    "(lavsim.timing.issue, docs/timing.md)",
     _PENTIUM_DATA,
+    PENTIUM_ISSUE,
 )
-"""The Intel Pentium (P5) profile. U/V pairing is ignored (each instruction issues alone), so
-throughput of simple pairable sequences is up to ~2x pessimistic; branches are assumed to be
-predicted correctly."""
+"""The Intel Pentium (P5) profile, with its issue model (:data:`~lavsim.timing.issue.
+PENTIUM_ISSUE`): U/V pairing, AGI, prefixes, misalignment, branch prediction."""
+
+PENTIUM_SEQUENTIAL: Final = PENTIUM.with_issue(
+    None,
+    name="pentium-sequential",
+    description="Intel Pentium (P5) figures with every instruction issued alone in the U pipe "
+    "and branches predicted correctly: the Pentium model before dual issue was modelled",
+)
+"""The Pentium's figures without its issue model (each instruction alone, no BTB): the figures
+lavsim gave before dual issue was modelled."""
