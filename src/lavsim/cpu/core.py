@@ -14,6 +14,9 @@
    register unchanged until nothing can fault any more, so every fault is restartable. The
    base cycles of a faulting instruction stay charged; the delivery is charged by
    ``handle_fault``.
+4. A physical access outside installed memory (:class:`~lavsim.errors.MemoryAccessError`, a
+   bus error, also while a fault is being delivered) leaves the CPU as it is: the instruction
+   is not counted, every instruction retired before it is (once), on every path.
 
 Between instructions: a pending external interrupt (``irq_pending``) is delivered through
 :func:`lavsim.cpu.interrupts.deliver_external` when IF = 1; a halted CPU (HLT sets ``halted``)
@@ -392,6 +395,19 @@ class CPU(CpuState):
 
         handle_fault(self, fault)
 
+    def _fault_counted(
+        self, fault: CpuFault, eip: int, lazy: tuple[int, ...] | None, eflags: int, done: int
+    ) -> None:
+        """:meth:`_fault` inside :meth:`run`, whose ``done`` instructions are added to
+        ``instructions`` only on the way out: the delivery (a triple-fault report) sees them
+        counted, and they are taken back even when the delivery ends in a bus error, so the
+        run's ``finally`` counts them once."""
+        self.instructions += done
+        try:
+            self._fault(fault, eip, lazy, eflags)
+        finally:
+            self.instructions -= done
+
     def run(self, max_instructions: int | None = None, max_cycles: int | None = None) -> str:
         """Execute until a stop condition; returns why: ``"halted"``, ``"instruction_limit"``
         (``max_instructions`` executed), ``"cycle_limit"`` (the TSC advanced by at least
@@ -492,12 +508,15 @@ class CPU(CpuState):
                                         break
                             except CpuFault as fault:
                                 done += ran
-                                self.instructions += done
-                                self._fault(fault, insn.addr, lazy, eflags)
-                                self.instructions -= done
+                                self._fault_counted(fault, insn.addr, lazy, eflags, done)
                                 continue
                             except RepStopped:
                                 pass  # a REP stopped between iterations: the block ends
+                            except BaseException:
+                                # A bus error (or a host interrupt) in the block: the
+                                # instructions before it retired, as on the per-step path.
+                                done += ran
+                                raise
                             done += ran
                             continue
                 # One instruction at a time.
@@ -533,10 +552,7 @@ class CPU(CpuState):
                     insn.handler(self, insn)
                     done += 1
                 except CpuFault as fault:
-                    self.instructions += done
-                    done_before = done
-                    self._fault(fault, eip, lazy, eflags)
-                    self.instructions -= done_before
+                    self._fault_counted(fault, eip, lazy, eflags, done)
                 except RepStopped:
                     pass  # stopped between iterations, EIP at it again: not retired
         finally:
