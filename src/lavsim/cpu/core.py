@@ -67,7 +67,10 @@ contents in LRU order and statistics):
   (specialisations included), so a caller stepping one instruction at a time sees no blocks.
 
 :meth:`CPU.flush_decode_cache` drops every host-side cache of the CPU (instructions and
-blocks); call it after writing code around the CPU or restoring saved state.
+blocks); call it after writing code around the CPU or restoring saved state. The two caches
+together hold at most ``code_cache_limit`` decoded instructions (:data:`CODE_CACHE_LIMIT`):
+a new entry past it drops them all first, so guest code entered at every byte offset cannot
+grow host memory without bound.
 
 **Page-walk cost.** The CPU is the MMU's listener: every modelled TLB miss (and every walk made
 to set a Dirty flag) adds ``walk_reads * page_walk.read + ad_writes * page_walk.ad_write`` to
@@ -97,6 +100,14 @@ _PG = 1 << 31
 
 #: Most instructions in one block (bounds the work of decoding ahead).
 MAX_BLOCK = 64
+
+#: Most decoded instructions the CPU's host-side caches hold (the decoded-instruction cache
+#: and the blocks together, each block counting its instructions): when a new entry would
+#: pass it, every cached instruction and block is dropped (as by
+#: :meth:`CPU.flush_decode_cache`) and the cache fills again. Guest code entered at every byte
+#: offset of its pages cannot grow host memory beyond about 20 MB this way (~300 bytes per
+#: decoded instruction); the kernel's working set is a small fraction of it.
+CODE_CACHE_LIMIT = 1 << 16
 
 #: Handlers that may sit in the middle of a block: they change only general registers, the
 #: status flags, DF and memory, never EIP (other than falling through), CS, CPL, IF, the
@@ -135,6 +146,10 @@ class CPU(CpuState):
         self._blocks: dict[int, Block] = {}
         #: Physical page -> keys of ``_icache`` and ``_blocks`` decoded from it.
         self._code_pages: dict[int, list[int]] = {}
+        #: Decoded instructions held by ``_icache`` and ``_blocks`` (and keys recorded in
+        #: ``_code_pages``), at most ``code_cache_limit`` (see :data:`CODE_CACHE_LIMIT`).
+        self._cached = 0
+        self.code_cache_limit = CODE_CACHE_LIMIT
         #: Bumped whenever cached code is dropped, so a running block stops at once.
         self._smc = 0
         self._cache_profile = profile
@@ -228,7 +243,16 @@ class CPU(CpuState):
         self._icache.clear()
         self._blocks.clear()
         self._code_pages.clear()
+        self._cached = 0
         self._smc += 1
+
+    def _make_room(self, n: int) -> None:
+        """Before caching ``n`` more decoded instructions: drop everything if they would pass
+        ``code_cache_limit`` (a host-side bound; every dropped entry is decoded again on
+        demand, so no simulated result changes)."""
+        if self._cached + n > self.code_cache_limit:
+            self.flush_decode_cache()
+        self._cached += n
 
     def physical_written(self, phys: int, n: int) -> None:
         """Physical bytes ``phys .. phys+n-1`` were written: drop cached code there."""
@@ -305,6 +329,7 @@ class CPU(CpuState):
         f = Fetch(self, eip, linear, phys, avail)
         insn = self._specialised(decode_fetched(self, eip, f))
         if f.phys2 < 0 and (linear & 0xFFF) + insn.length <= 0x1000:
+            self._make_room(1)
             self._icache[phys] = insn
             self._code_pages.setdefault(phys >> 12, []).append(phys)
         return insn
@@ -342,6 +367,7 @@ class CPU(CpuState):
             if not linear & 0xFFF:
                 break  # the next instruction starts on another page
         block = Block(entries[0][1].addr if entries else eip, end, tuple(entries))
+        self._make_room(max(1, len(entries)))
         if self._blocks.get(start_phys) is None:
             self._code_pages.setdefault(start_phys >> 12, []).append(start_phys)
         self._blocks[start_phys] = block
