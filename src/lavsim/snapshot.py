@@ -385,6 +385,11 @@ def restore_snapshot(machine: Machine, snapshot: Snapshot) -> None:
         # Each component checks its own state (nothing is changed yet).
         checkpoint.check_state(cpu_state)
         mmu.check_state(mmu_state)
+        for name in ("cr0", "cr3", "cr4"):
+            # MOV to CRn tells the MMU at once: the two copies never differ.
+            if cpu_state[name] != mmu_state[name]:
+                raise ValueError(f"inconsistent state: CPU {name} {cpu_state[name]:#x} is "
+                                 f"not the MMU's {mmu_state[name]:#x}")
         idle = snapshot.state["machine"]["idle_cycles"]
         if isinstance(idle, bool) or not isinstance(idle, int) or not 0 <= idle <= 1 << 64:
             raise ValueError(f"idle_cycles {idle!r} is not a non-negative int")
