@@ -36,6 +36,7 @@ import os
 import random
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -238,7 +239,7 @@ def bare_case(seed: int, index: int) -> tuple[Machine, int, bool]:
     return m, BARE_BUDGET, rng.random() < 0.125
 
 
-def run_bare_case(seed: int, index: int) -> tuple[int, list[str]]:
+def run_bare_case(seed: int, index: int, counts: Counter[str]) -> tuple[int, list[str]]:
     """Run one bare case; the instructions it retired and what went wrong (nothing, we hope)."""
     problems: list[str] = []
     m, budget, compare = bare_case(seed, index)
@@ -246,6 +247,7 @@ def run_bare_case(seed: int, index: int) -> tuple[int, list[str]]:
     if result.reason not in REASONS:
         problems.append(f"stop reason {result.reason!r}")
     if compare:
+        counts["path_comparisons"] += 1
         stepped, _, _ = bare_case(seed, index)
         stepped.add_observer(lambda *step: None)
         again = stepped.run(max_instructions=budget, max_cycles=budget * 60)
@@ -255,6 +257,7 @@ def run_bare_case(seed: int, index: int) -> tuple[int, list[str]]:
             problems.append(f"block and step paths differ: {result} / {again}")
     snapshot = take_snapshot(m)
     restore_snapshot(m, snapshot)
+    counts["snapshot_restores"] += 1
     if take_snapshot(m).digest() != snapshot.digest():
         problems.append("a snapshot does not restore to itself")
     return m.cpu.instructions, problems
@@ -290,7 +293,8 @@ def _user_image(rng: random.Random, first_call: int) -> bytes:
     return b"".join(pieces)
 
 
-def run_kernel_case(seed: int, index: int) -> tuple[int, list[str], bool]:
+def run_kernel_case(seed: int, index: int, counts: Counter[str]
+                    ) -> tuple[int, list[str], bool]:
     """Run one kernel case: the instructions retired, the problems found, and whether the
     kernel panicked."""
     rng = random.Random(f"{seed}:kernel:{index}")
@@ -325,6 +329,7 @@ def run_kernel_case(seed: int, index: int) -> tuple[int, list[str], bool]:
             break
         if settle(system):
             found = check_kernel_consistency(system)
+            counts["invariant_checks"] += 1
             if found:
                 problems.append(f"invariants after a slice of {budget} cycles: {found[:3]}")
                 break
@@ -357,7 +362,7 @@ def _check_good(system: LavenderSystem, good: Any, problems: list[str]) -> bool:
 _FRESH: dict[str, Any] = {
     "instructions": 0, "bare_instructions": 0, "kernel_instructions": 0, "bare_systems": 0,
     "kernel_systems": 0, "exceptions": 0, "panics": 0, "problems": 0, "failures": [],
-    "seconds": 0.0,
+    "seconds": 0.0, "invariant_checks": 0, "path_comparisons": 0, "snapshot_restores": 0,
 }
 
 
@@ -392,19 +397,22 @@ def fuzz(instructions: int, seed: int = 1, state_path: str | None = None,
         kind = "kernel" if kernel else "bare"
         index = state[f"{kind}_systems"]
         started = time.perf_counter()
+        counts: Counter[str] = Counter()
         problems: list[str] = []
         done = 0
         try:
             if kernel:
-                done, problems, panicked = run_kernel_case(seed, index)
+                done, problems, panicked = run_kernel_case(seed, index, counts)
                 state["panics"] += panicked
             else:
-                done, problems = run_bare_case(seed, index)
+                done, problems = run_bare_case(seed, index, counts)
         except Exception as error:  # the thing the fuzz hunts: record it and go on
             state["exceptions"] += 1
             where = traceback.extract_tb(error.__traceback__)[-1]
             problems = [f"{type(error).__name__}: {error} ({where.filename}:{where.lineno})"]
             done = max(done, 1)
+        for name, n in counts.items():
+            state[name] = state.get(name, 0) + n
         state[f"{kind}_systems"] += 1
         state[f"{kind}_instructions"] += done
         state["instructions"] += done
