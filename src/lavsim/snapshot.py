@@ -40,7 +40,8 @@ checks and takes it back with ``set_state()``; this module only composes them. `
 the SHA-256 of the canonical JSON of config and state followed by the frames and console, so
 a file whose bytes were changed is refused even where the zip checksums would not notice. A
 file of another format or version, a corrupt file or a malformed one raises
-:class:`SnapshotError`.
+:class:`SnapshotError`, in bounded memory: each array's header is checked before its data is
+decompressed (see :meth:`Snapshot.load` for the limits).
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ import collections
 import hashlib
 import json
 import os
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
@@ -132,6 +135,9 @@ class Snapshot:
         """Write the snapshot to ``path`` in the documented ``.npz`` format (version
         :data:`SNAPSHOT_VERSION`). NumPy appends ``.npz`` to a name without it; pass the name
         with the suffix to keep it exact."""
+        if len(self.console) > CONSOLE_LIMIT:
+            raise SnapshotError(f"the console holds {len(self.console)} bytes; a snapshot file "
+                                f"holds at most {CONSOLE_LIMIT}")
         pfns = sorted(self.frames)
         frames = np.zeros((len(pfns), _PAGE), dtype=np.uint8)
         for row, pfn in enumerate(pfns):
@@ -157,42 +163,41 @@ class Snapshot:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Snapshot:
-        """Read a snapshot written by :meth:`save`; :class:`SnapshotError` if the file is not a
-        lavsim snapshot, has another version, or is corrupt."""
+        """Read a snapshot written by :meth:`save`; :class:`SnapshotError` naming what is wrong
+        if the file is not a lavsim snapshot, has another version, or is corrupt or malformed.
+
+        Memory stays bounded by what the file may legitimately hold: every array's header is
+        checked before its data is decompressed, and no more than the header admits is ever
+        decompressed (metadata at most :data:`META_LIMIT` bytes nested at most
+        :data:`META_DEPTH` deep, the console at most :data:`CONSOLE_LIMIT` bytes, the frames at
+        most the snapshot's own ``memory_size``)."""
         name = os.fspath(path)
         try:
-            with np.load(name, allow_pickle=False) as archive:
-                missing = {"meta", "pfns", "frames", "console"} - set(archive.files)
+            with zipfile.ZipFile(name) as z:
+                missing = {"meta", "pfns", "frames", "console"} - {
+                    n.removesuffix(".npy") for n in z.namelist()
+                }
                 if missing:
                     raise SnapshotError(f"{name!r} is not a lavsim snapshot "
                                         f"(missing {sorted(missing)})")
-                meta_raw = archive["meta"]
-                pfns = archive["pfns"]
-                frames = archive["frames"]
-                console = archive["console"]
+                meta_raw = _read_array(z, name, "meta", 1, META_LIMIT)
+                meta = _parse_meta(name, meta_raw)
+                size = meta["config"].get("memory_size")
+                if isinstance(size, bool) or not isinstance(size, int) or not (
+                    _PAGE <= size <= 1 << 32
+                ):
+                    raise SnapshotError(f"{name!r}: config.memory_size {size!r} is not a "
+                                        "memory size")
+                pfns = _read_array(z, name, "pfns", 1, 4 * (size // _PAGE), np.uint32)
+                frames = _read_array(z, name, "frames", 2, size, rows=len(pfns))
+                console = _read_array(z, name, "console", 1, CONSOLE_LIMIT)
         except SnapshotError:
             raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        except _READ_ERRORS as error:
             raise SnapshotError(f"cannot read snapshot {name!r}: {error}") from error
-        if meta_raw.dtype != np.uint8 or meta_raw.ndim != 1:
-            raise SnapshotError(f"{name!r}: malformed metadata")
-        try:
-            meta = json.loads(meta_raw.tobytes().decode())
-        except (UnicodeDecodeError, ValueError) as error:
-            raise SnapshotError(f"{name!r}: metadata is not JSON ({error})") from error
-        if not isinstance(meta, dict) or meta.get("format") != SNAPSHOT_FORMAT:
-            raise SnapshotError(f"{name!r} is not a lavsim snapshot")
-        if meta.get("version") != SNAPSHOT_VERSION:
-            raise SnapshotError(
-                f"{name!r} is snapshot format version {meta.get('version')!r}; this lavsim "
-                f"reads version {SNAPSHOT_VERSION}"
-            )
-        if (pfns.dtype != np.uint32 or pfns.ndim != 1 or frames.dtype != np.uint8
-                or frames.shape != (len(pfns), _PAGE) or console.dtype != np.uint8
-                or console.ndim != 1):
-            raise SnapshotError(f"{name!r}: malformed frame or console arrays")
-        if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("state"), dict):
-            raise SnapshotError(f"{name!r}: malformed metadata")
+        if pfns.size and (int(pfns.max()) >= size // _PAGE or bool((np.diff(pfns) <= 0).any())):
+            raise SnapshotError(f"{name!r}: pfns must be ascending frame numbers below "
+                                f"{size // _PAGE:#x}")
         snapshot = cls(
             config=meta["config"],
             state=meta["state"],
@@ -202,6 +207,112 @@ class Snapshot:
         if len(snapshot.frames) != len(pfns) or snapshot.digest() != meta.get("sha256"):
             raise SnapshotError(f"{name!r} is corrupt: its checksum does not match its contents")
         return snapshot
+
+
+#: The largest metadata array :meth:`Snapshot.load` reads (a machine's state is a few kB).
+META_LIMIT = 16 << 20
+#: The deepest nesting of lists and objects the metadata may have (the state needs 8).
+META_DEPTH = 32
+#: The longest console a snapshot file may hold (:meth:`Snapshot.save` refuses longer).
+CONSOLE_LIMIT = 64 << 20
+
+# Everything reading a damaged zip member can raise: OSError (I/O), BadZipFile (headers,
+# CRC), zlib.error (a damaged deflate stream), EOFError (a truncated one), ValueError and
+# SyntaxError (a bad .npy header), NotImplementedError (an unknown compression method),
+# RuntimeError (an encrypted member; RecursionError from a hostile header), OverflowError
+# and struct.error (absurd header fields), KeyError (a member listed but absent).
+_READ_ERRORS = (OSError, zipfile.BadZipFile, zlib.error, EOFError, ValueError, SyntaxError,
+                NotImplementedError, RuntimeError, OverflowError, struct.error, KeyError)
+
+
+def _read_array(z: zipfile.ZipFile, name: str, member: str, ndim: int, limit: int,
+                dtype: type[np.generic] = np.uint8, rows: int | None = None) -> np.ndarray:
+    """The ``member`` array of the archive, checked before its data is decompressed: C order,
+    ``dtype``, ``ndim`` dimensions (``(rows, 4096)`` for the frames), at most ``limit``
+    bytes; then exactly that many bytes are decompressed (a stream that holds more is
+    refused without reading the rest)."""
+    where = f"{name!r}: {member}"
+    try:
+        with z.open(member + ".npy") as f:
+            shape, fortran, found = _read_header(f, where)
+            if found != np.dtype(dtype) or fortran or len(shape) != ndim:
+                raise SnapshotError(f"{where}: must be a {ndim}-dimensional "
+                                    f"{np.dtype(dtype).name} array, not {found} {shape}")
+            if rows is not None and tuple(shape) != (rows, _PAGE):
+                raise SnapshotError(f"{where}: shape {shape} does not match {rows} frames "
+                                    f"of {_PAGE} bytes")
+            n = int(np.prod(shape, dtype=object)) * found.itemsize
+            if n > limit:
+                raise SnapshotError(f"{where}: {n} bytes is more than the {limit} allowed")
+            data = f.read(n)
+            if len(data) != n:
+                raise SnapshotError(f"{where}: truncated ({len(data)} of {n} bytes)")
+            if f.read(1):
+                raise SnapshotError(f"{where}: more data than its header says")
+    except SnapshotError:
+        raise
+    except _READ_ERRORS as error:
+        raise SnapshotError(f"cannot read snapshot {where}: {error}") from error
+    return np.frombuffer(data, dtype=found).reshape(shape)
+
+
+def _read_header(f: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """A .npy member's header (shape, Fortran order, dtype), at most NumPy's header limit
+    (10 kB) read. NumPy parses it with Python's tokenizer and ``ast.literal_eval``, which
+    raise a variety of exceptions on hostile text: each one means a bad header."""
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            header = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            header = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise SnapshotError(f"{where}: .npy version {version} is not supported")
+    except SnapshotError:
+        raise
+    except Exception as error:  # see above: any failure of the parser is a bad header
+        raise SnapshotError(f"cannot read snapshot {where}: bad .npy header ({error})") from error
+    shape, fortran, found = header
+    if not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise SnapshotError(f"cannot read snapshot {where}: bad shape {shape}")
+    return tuple(shape), bool(fortran), found
+
+
+def _parse_meta(name: str, raw: np.ndarray) -> dict[str, Any]:
+    """The metadata JSON, checked for format, version, nesting and the types of its parts."""
+    try:
+        meta = json.loads(raw.tobytes().decode())
+    except RecursionError:
+        raise SnapshotError(f"{name!r}: metadata nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise SnapshotError(f"{name!r}: metadata is not JSON ({error})") from error
+    if not isinstance(meta, dict) or meta.get("format") != SNAPSHOT_FORMAT:
+        raise SnapshotError(f"{name!r} is not a lavsim snapshot")
+    if meta.get("version") != SNAPSHOT_VERSION:
+        raise SnapshotError(
+            f"{name!r} is snapshot format version {meta.get('version')!r}; this lavsim "
+            f"reads version {SNAPSHOT_VERSION}"
+        )
+    if _depth(meta) > META_DEPTH:
+        raise SnapshotError(f"{name!r}: metadata nested more than {META_DEPTH} levels deep")
+    if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("state"), dict):
+        raise SnapshotError(f"{name!r}: malformed metadata (config and state must be objects)")
+    return meta
+
+
+def _depth(value: object) -> int:
+    """How deeply lists and dicts nest in ``value`` (iteratively: no recursion limit)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > META_DEPTH:
+                return level
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 # --- taking a snapshot -----------------------------------------------------------------------
@@ -284,6 +395,11 @@ def restore_snapshot(machine: Machine, snapshot: Snapshot) -> None:
             machine.hierarchy.check_state(memsys_state)
         elif memsys_state is not None:
             raise ValueError("memsys state given for a machine on the ideal board")
+        for name in ("cr0", "cr3", "cr4"):
+            # MOV to CRn tells the MMU at once: the two copies never differ.
+            if cpu_state[name] != mmu_state[name]:
+                raise ValueError(f"inconsistent state: CPU {name} {cpu_state[name]:#x} is "
+                                 f"not the MMU's {mmu_state[name]:#x}")
         idle = snapshot.state["machine"]["idle_cycles"]
         if isinstance(idle, bool) or not isinstance(idle, int) or not 0 <= idle <= 1 << 64:
             raise ValueError(f"idle_cycles {idle!r} is not a non-negative int")

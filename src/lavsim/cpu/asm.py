@@ -98,6 +98,22 @@ __all__ = ["Program", "assemble", "assemble_bytes"]
 MASK32 = 0xFFFFFFFF
 _MAX_PASSES = 64
 
+# Limits on hostile source (docs/design.md, "Assembler"): each one is an AssemblyError at the
+# line and column where it is passed, so time and memory stay bounded whatever the text.
+#: Deepest nesting of parentheses and unary operators in one expression.
+MAX_NESTING = 32
+#: Deepest expression tree (a chain ``1+1+...`` of n terms is n - 1 deep).
+MAX_EXPR_DEPTH = 128
+#: Most digits in a number (a 32-bit value needs at most 32 binary digits).
+MAX_NUMBER_DIGITS = 64
+#: Most bytes of an image, all sections together (``.space``, ``.org``, ``align``, ``times``
+#: are refused before they allocate more).
+MAX_IMAGE_SIZE = 16 << 20
+#: Most statements one layout pass executes, ``times`` repetitions included.
+MAX_STATEMENTS = 1 << 17
+#: Most statements all layout passes together execute.
+MAX_TOTAL_STATEMENTS = 1 << 19
+
 
 # ==============================================================================================
 # The program
@@ -319,6 +335,8 @@ def _string_bytes(tok: _Tok, line: _Line) -> bytes:
 
 def _number(tok: _Tok, line: _Line) -> int:
     t = tok.text.lower()
+    if len(t) > MAX_NUMBER_DIGITS + 2:
+        raise line.error(f"number has more than {MAX_NUMBER_DIGITS} digits", tok.col)
     if t.startswith("0x"):
         return int(t[2:], 16)
     if t.startswith("0b") and len(t) > 2:
@@ -398,6 +416,8 @@ class _Parser:
         self.i = 0
         self.line = line
         self.ctx = ctx
+        #: Parentheses and unary operators open at this point (bounded by MAX_NESTING).
+        self.depth = 0
 
     @property
     def tok(self) -> _Tok:
@@ -427,21 +447,37 @@ class _Parser:
     def at_end(self) -> bool:
         return self.tok.kind == "end"
 
-    def expr(self, regs: bool = False, level: int = 0) -> _Expr:
+    def expr(self, regs: bool = False) -> _Expr:
+        """One expression; refused when its tree is deeper than :data:`MAX_EXPR_DEPTH`
+        (everything that walks an expression recurses over that depth)."""
+        start = self.tok
+        e = self._level(regs, 0)
+        if _depth(e) > MAX_EXPR_DEPTH:
+            raise self.error(f"expression nested more than {MAX_EXPR_DEPTH} deep", start)
+        return e
+
+    def _level(self, regs: bool, level: int) -> _Expr:
         if level == len(_LEVELS):
             return self.unary(regs)
-        left = self.expr(regs, level + 1)
+        left = self._level(regs, level + 1)
         while self.tok.kind == "op" and self.tok.text in _LEVELS[level]:
             op = self.next()
-            right = self.expr(regs, level + 1)
+            right = self._level(regs, level + 1)
             left = _Binary(op.text, left, right, op.col)
         return left
+
+    def _open(self, t: _Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(f"expression nested more than {MAX_NESTING} deep", t)
 
     def unary(self, regs: bool) -> _Expr:
         t = self.tok
         if t.kind == "op" and t.text in ("-", "~", "+"):
             self.next()
+            self._open(t)
             arg = self.unary(regs)
+            self.depth -= 1
             return arg if t.text == "+" else _Unary(t.text, arg)
         return self.primary(regs)
 
@@ -460,8 +496,10 @@ class _Parser:
         if t.kind == "op" and t.text in ("$", "$$"):
             return _Here(t.text == "$$")
         if t.kind == "op" and t.text == "(":
-            inner = self.expr(regs)
+            self._open(t)
+            inner = self._level(regs, 0)
             self.expect(")")
+            self.depth -= 1
             return inner
         if t.kind == "name":
             low = t.text.lower()
@@ -476,6 +514,21 @@ class _Parser:
             return _Sym(self.ctx.qualify(t.text), t.text, t.col)
         what = "expected an expression" if t.kind == "end" else f"unexpected {t.text!r}"
         raise self.line.error(what, t.col)
+
+
+def _depth(e: _Expr) -> int:
+    """How deep an expression tree is (iteratively: any depth can be measured)."""
+    deepest = 0
+    stack: list[tuple[_Expr, int]] = [(e, 1)]
+    while stack:
+        x, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(x, _Unary):
+            stack.append((x.arg, d + 1))
+        elif isinstance(x, _Binary):
+            stack.append((x.left, d + 1))
+            stack.append((x.right, d + 1))
+    return deepest
 
 
 def _div(a: int, b: int) -> int:
@@ -502,6 +555,11 @@ class _Env:
         if isinstance(e, _Sym):
             v = self.values.get(e.name)
             if v is not None:
+                if self.strict and not v.known:
+                    # Every pass before the final one left it unknown: its definition
+                    # depends on itself (directly or through other constants).
+                    raise self.line.error(
+                        f"{e.shown!r} has no value: its definition is circular", e.col)
                 return v
             if self.strict:
                 raise self.line.error(f"undefined symbol {e.shown!r}", e.col)
@@ -1502,13 +1560,25 @@ class _Layout:
         self.current = ".text"
         self.lines: dict[int, int] = {}
         self.emitted = False
+        #: Bytes in all sections, and statements executed (bounded: see MAX_IMAGE_SIZE and
+        #: MAX_STATEMENTS).
+        self.size = 0
+        self.count = 0
 
     @property
     def address(self) -> int:
         return self.bases.get(self.current, self.origin) + len(self.sections[self.current])
 
+    def room(self, n: int, line: _Line, col: int) -> None:
+        """Refuse, before anything is allocated, to grow the image past MAX_IMAGE_SIZE."""
+        if self.size + n > MAX_IMAGE_SIZE:
+            raise line.error(f"the image would pass {MAX_IMAGE_SIZE:#x} bytes "
+                             f"({n:#x} more at {self.size:#x})", col)
+
     def emit(self, data: bytes, line: _Line) -> None:
         if data:
+            self.room(len(data), line, 1)
+            self.size += len(data)
             self.lines.setdefault(self.address, line.number)
             self.sections[self.current] += data
             self.emitted = True
@@ -1529,6 +1599,10 @@ class _Layout:
             self.statement(stmt, k, 0)
 
     def statement(self, stmt: _Stmt, key: int, rep: int) -> None:
+        self.count += 1
+        if self.count > MAX_STATEMENTS:
+            raise stmt.line.error(f"more than {MAX_STATEMENTS} statements in one pass "
+                                  "(times repetitions included)", stmt.col)
         env = self.env
         env.line = stmt.line
         env.here = self.address
@@ -1547,6 +1621,14 @@ class _Layout:
             n = self.value(stmt.count, stmt.line, "the repeat count", stmt.col) or 0
             if n < 0:
                 raise stmt.line.error(f"negative repeat count {n}", stmt.col)
+            total, body = n, stmt.body
+            while isinstance(body, _Times) and total:  # nested: refused before any runs
+                total *= max(1, self.value(body.count, body.line, "the repeat count",
+                                           body.col) or 0)
+                body = body.body
+            if self.count + total > MAX_STATEMENTS:
+                raise stmt.line.error(f"times {n} would pass {MAX_STATEMENTS} statements "
+                                      "in one pass", stmt.col)
             for r in range(n):
                 self.statement(stmt.body, key, r)
         elif isinstance(stmt, _Align):
@@ -1555,6 +1637,7 @@ class _Layout:
             n = self.value(stmt.count, stmt.line, "the size", stmt.col) or 0
             if n < 0:
                 raise stmt.line.error(f"negative size {n}", stmt.col)
+            self.room(n, stmt.line, stmt.col)
             self.emit(bytes([self.fill(stmt.fill, stmt.line, 0, stmt.col)]) * n, stmt.line)
         elif isinstance(stmt, _Org):
             self.org(stmt)
@@ -1596,6 +1679,7 @@ class _Layout:
             raise stmt.line.error(f"alignment {n} is not a power of two", stmt.col)
         default = 0x90 if self.current.startswith(".text") else 0
         pad = -self.address % n
+        self.room(pad, stmt.line, stmt.col)
         self.emit(bytes([self.fill(stmt.fill, stmt.line, default, stmt.col)]) * pad, stmt.line)
 
     def org(self, stmt: _Org) -> None:
@@ -1617,6 +1701,7 @@ class _Layout:
             raise stmt.line.error(
                 f".org {target:#x} would move backwards (already at {here:#x})", stmt.col
             )
+        self.room(target - here, stmt.line, stmt.col)
         fill = self.fill(stmt.fill, stmt.line, 0, stmt.col)
         self.emit(bytes([fill]) * (target - here), stmt.line)
 
@@ -1649,19 +1734,27 @@ def assemble(source: str, origin: int = 0) -> Program:
     problem: unknown mnemonic, an operand combination no form takes (the message lists the
     forms), an undefined symbol, a value out of range, a duplicate label, a syntax error.
     """
-    if not 0 <= origin <= MASK32:
-        raise ValueError(f"origin {origin:#x} is not a 32-bit address")
+    if not isinstance(source, str):
+        raise AssemblyError(f"the source must be text (a str), not {type(source).__name__}",
+                            1, 1)
+    if isinstance(origin, bool) or not isinstance(origin, int) or not 0 <= origin <= MASK32:
+        raise ValueError(f"origin {origin!r} is not a 32-bit address")
     stmts, labels = _parse(source)
     env = _Env(labels)
     bases: dict[str, int] = {}
     lengths: dict[tuple[int, int], int] = {}
     previous: dict[str, _Val] = {}
     start = origin
+    executed = 0
     for _ in range(_MAX_PASSES):
         env.values = dict(previous)
         env.strict = False
         run = _Layout(env, start, bases, lengths, strict=False)
         run.run(stmts)
+        executed += run.count
+        if executed > MAX_TOTAL_STATEMENTS:
+            raise AssemblyError(f"the layout passes executed more than {MAX_TOTAL_STATEMENTS}"
+                                " statements without settling", 1, 1)
         new_bases = run.layout()
         stable = (
             env.values == previous and new_bases == bases and run.lengths == lengths

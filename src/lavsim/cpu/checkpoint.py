@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lavsim.cpu.regs import CR0_CD, CR0_ET, CR0_NW, CR0_PE, CR0_PG, EFLAGS_FIXED, EFLAGS_WRITABLE
 from lavsim.mmu.segmentation import SegmentCache
 
 if TYPE_CHECKING:
@@ -81,16 +82,40 @@ def get_state(cpu: CPU) -> dict[str, Any]:
     }
 
 
+_EVENT_KINDS = ("exception", "external", "double fault")
+_REPORT_FIELDS = {"cs": 0xFFFF, "eip": _MASK32, "cpl": 3, "cr2": _MASK32, "tsc": 1 << 64,
+                  "instructions": 1 << 64}
+
+
+def _fields(value: object, names: set[str], what: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or set(value) != names:
+        raise ValueError(f"{what} must be an object with exactly {sorted(names)}")
+    return value
+
+
+def _optional(value: object) -> int | None:
+    return None if value is None else _int(value)
+
+
 def _triple_fault_report(value: object) -> Any:
+    """The :class:`~lavsim.cpu.interrupts.TripleFaultReport` a saved report describes, every
+    field checked for type and range (``describe()`` must work on whatever is restored)."""
     if value is None:
         return None
     from lavsim.cpu.interrupts import EventRecord, TripleFaultReport
 
-    if not isinstance(value, dict):
-        raise ValueError("shutdown_report must be an object or null")
-    chain = tuple(EventRecord(**event) for event in value["chain"])
-    fields = {k: v for k, v in value.items() if k != "chain"}
-    return TripleFaultReport(chain=chain, **fields)
+    report = _fields(value, {"chain", *_REPORT_FIELDS}, "shutdown_report")
+    if not isinstance(report["chain"], list):
+        raise ValueError("shutdown_report chain must be a list")
+    chain = []
+    for event in report["chain"]:
+        e = _fields(event, {"vector", "error_code", "cr2", "kind"}, "a shutdown_report event")
+        if e["kind"] not in _EVENT_KINDS:
+            raise ValueError(f"event kind {e['kind']!r} is not one of {_EVENT_KINDS}")
+        chain.append(EventRecord(_int(e["vector"], 0, 255), _optional(e["error_code"]),
+                                 _optional(e["cr2"]), e["kind"]))
+    numbers = {name: _int(report[name], 0, high) for name, high in _REPORT_FIELDS.items()}
+    return TripleFaultReport(chain=tuple(chain), **numbers)
 
 
 def check_state(c: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,7 +150,87 @@ def check_state(c: Mapping[str, Any]) -> dict[str, Any]:
     from lavsim.cpu.pairing import check_issue_state
 
     check_issue_state(c.get("issue"))  # absent in snapshots older than the issue model
+    check_architecture(out)
     return out
+
+
+def _inconsistent(what: str) -> ValueError:
+    return ValueError(f"inconsistent state: {what}")
+
+
+def _check_segment_fields(name: str, cache: SegmentCache) -> None:
+    """A usable cache holds what a descriptor load leaves: a byte limit scaled by G."""
+    if not cache.valid:
+        return
+    if cache.g and cache.limit & 0xFFF != 0xFFF:
+        raise _inconsistent(f"{name} limit {cache.limit:#x} is not a G = 1 limit")
+    if not cache.g and cache.limit > 0xFFFFF:
+        raise _inconsistent(f"{name} limit {cache.limit:#x} is beyond a G = 0 limit")
+
+
+def check_architecture(v: Mapping[str, Any]) -> None:
+    """The consistency rules of a state the processor can be in between instructions
+    (``ValueError`` naming the first one broken), on the decoded values of
+    :func:`check_state`:
+
+    - CR0: PE and ET set (the machine has no real mode), PG only with PE, NW only with CD;
+      CR4: only the bits MOV to CR4 accepts; EFLAGS: bit 1 set, and no bit software cannot
+      set (reserved bits, VM, VIF, VIP);
+    - CS: a present code segment, its RPL the CPL, its DPL the CPL (non-conforming) or at most
+      the CPL (conforming); SS: a present writable data segment with RPL = DPL = CPL. Only the
+      reset state (CS and SS unusable, CPL 0) has no CS;
+    - DS, ES, FS, GS: unusable, or a present data or readable code segment, with DPL >= CPL
+      unless conforming code (what a return to an outer ring leaves);
+    - every usable cache has a limit a descriptor can give (scaled by G), a non-null selector
+      (CS, SS); LDTR is unusable or a present LDT; TR is unusable or a present TSS;
+    - a triple-fault report only with a shutdown."""
+    from lavsim.cpu.system import CR4_SUPPORTED
+
+    cr0, cr4, eflags, cpl = v["cr0"], v["cr4"], v["eflags"], v["cpl"]
+    if not cr0 & CR0_PE or not cr0 & CR0_ET:
+        raise _inconsistent(f"CR0 {cr0:#x} without PE or ET (no real mode)")
+    if cr0 & CR0_NW and not cr0 & CR0_CD:
+        raise _inconsistent(f"CR0 {cr0:#x} has NW without CD")
+    if cr0 & CR0_PG and not cr0 & CR0_PE:
+        raise _inconsistent(f"CR0 {cr0:#x} has PG without PE")
+    if cr4 & ~CR4_SUPPORTED:
+        raise _inconsistent(f"CR4 {cr4:#x} has bits the machine does not model")
+    if not eflags & EFLAGS_FIXED or eflags & ~(EFLAGS_WRITABLE | EFLAGS_FIXED):
+        raise _inconsistent(f"EFLAGS {eflags:#x} has a reserved bit wrong")
+    seg = v["seg"]
+    names = ("ES", "CS", "SS", "DS", "FS", "GS")
+    for name, cache in (*zip(names, seg, strict=True), ("LDTR", v["ldtr"]), ("TR", v["tr"])):
+        _check_segment_fields(name, cache)
+    cs, ss = seg[1], seg[2]
+    if not cs.valid:
+        if ss.valid or cpl != 0:
+            raise _inconsistent("CS is unusable outside the reset state")
+    else:
+        if not (cs.s and cs.executable and cs.present) or not cs.selector & 0xFFFC:
+            raise _inconsistent("CS does not hold a present code segment")
+        if cs.selector & 3 != cpl:
+            raise _inconsistent(f"CS RPL {cs.selector & 3} is not the CPL {cpl}")
+        if cs.dpl > cpl if cs.conforming else cs.dpl != cpl:
+            raise _inconsistent(f"CS DPL {cs.dpl} does not fit CPL {cpl}")
+        if not (ss.valid and ss.s and ss.writable and ss.present) or not ss.selector & 0xFFFC:
+            raise _inconsistent("SS does not hold a present writable data segment")
+        if ss.dpl != cpl or ss.selector & 3 != cpl:
+            raise _inconsistent(f"SS DPL {ss.dpl} / RPL {ss.selector & 3} is not the CPL {cpl}")
+    for index in (0, 3, 4, 5):
+        d = seg[index]
+        if not d.valid:
+            continue
+        if not (d.s and d.readable and d.present):
+            raise _inconsistent(f"{names[index]} does not hold a present readable segment")
+        if not d.conforming and d.dpl < cpl:
+            raise _inconsistent(f"{names[index]} DPL {d.dpl} is more privileged than CPL {cpl}")
+    ldtr, tr = v["ldtr"], v["tr"]
+    if ldtr.valid and (ldtr.s or ldtr.type != 2 or not ldtr.present):
+        raise _inconsistent("LDTR does not hold a present LDT")
+    if tr.valid and (tr.s or tr.type not in (1, 3, 9, 11) or not tr.present):
+        raise _inconsistent("TR does not hold a present TSS")
+    if v["shutdown_report"] is not None and v["shutdown"] is None:
+        raise _inconsistent("a triple-fault report without a shutdown")
 
 
 def set_state(cpu: CPU, state: Mapping[str, Any]) -> None:

@@ -14,6 +14,9 @@
    register unchanged until nothing can fault any more, so every fault is restartable. The
    base cycles of a faulting instruction stay charged; the delivery is charged by
    ``handle_fault``.
+4. A physical access outside installed memory (:class:`~lavsim.errors.MemoryAccessError`, a
+   bus error, also while a fault is being delivered) leaves the CPU as it is: the instruction
+   is not counted, every instruction retired before it is (once), on every path.
 
 Between instructions: a pending external interrupt (``irq_pending``) is delivered through
 :func:`lavsim.cpu.interrupts.deliver_external` when IF = 1; a halted CPU (HLT sets ``halted``)
@@ -64,7 +67,10 @@ contents in LRU order and statistics):
   (specialisations included), so a caller stepping one instruction at a time sees no blocks.
 
 :meth:`CPU.flush_decode_cache` drops every host-side cache of the CPU (instructions and
-blocks); call it after writing code around the CPU or restoring saved state.
+blocks); call it after writing code around the CPU or restoring saved state. The two caches
+together hold at most ``code_cache_limit`` decoded instructions (:data:`CODE_CACHE_LIMIT`):
+a new entry past it drops them all first, so guest code entered at every byte offset cannot
+grow host memory without bound.
 
 **Page-walk cost.** The CPU is the MMU's listener: every modelled TLB miss (and every walk made
 to set a Dirty flag) adds ``walk_reads * page_walk.read + ad_writes * page_walk.ad_write`` to
@@ -106,6 +112,14 @@ _PG = 1 << 31
 #: Most instructions in one block (bounds the work of decoding ahead).
 MAX_BLOCK = 64
 
+#: Most decoded instructions the CPU's host-side caches hold (the decoded-instruction cache
+#: and the blocks together, each block counting its instructions): when a new entry would
+#: pass it, every cached instruction and block is dropped (as by
+#: :meth:`CPU.flush_decode_cache`) and the cache fills again. Guest code entered at every byte
+#: offset of its pages cannot grow host memory beyond about 20 MB this way (~300 bytes per
+#: decoded instruction); the kernel's working set is a small fraction of it.
+CODE_CACHE_LIMIT = 1 << 16
+
 #: Handlers that may sit in the middle of a block: they change only general registers, the
 #: status flags, DF and memory, never EIP (other than falling through), CS, CPL, IF, the
 #: paging controls, the TLBs (except through ordinary data accesses), the TSC (other than
@@ -146,6 +160,10 @@ class CPU(CpuState):
         self._blocks: dict[int, Block] = {}
         #: Physical page -> keys of ``_icache`` and ``_blocks`` decoded from it.
         self._code_pages: dict[int, list[int]] = {}
+        #: Decoded instructions held by ``_icache`` and ``_blocks`` (and keys recorded in
+        #: ``_code_pages``), at most ``code_cache_limit`` (see :data:`CODE_CACHE_LIMIT`).
+        self._cached = 0
+        self.code_cache_limit = CODE_CACHE_LIMIT
         #: Bumped whenever cached code is dropped, so a running block stops at once.
         self._smc = 0
         self._cache_profile = profile
@@ -419,7 +437,16 @@ class CPU(CpuState):
         self._icache.clear()
         self._blocks.clear()
         self._code_pages.clear()
+        self._cached = 0
         self._smc += 1
+
+    def _make_room(self, n: int) -> None:
+        """Before caching ``n`` more decoded instructions: drop everything if they would pass
+        ``code_cache_limit`` (a host-side bound; every dropped entry is decoded again on
+        demand, so no simulated result changes)."""
+        if self._cached + n > self.code_cache_limit:
+            self.flush_decode_cache()
+        self._cached += n
 
     def physical_written(self, phys: int, n: int) -> None:
         """Physical bytes ``phys .. phys+n-1`` were written: drop cached code there."""
@@ -497,6 +524,7 @@ class CPU(CpuState):
         f = Fetch(self, eip, linear, phys, avail)
         insn = self._specialised(decode_fetched(self, eip, f))
         if f.phys2 < 0 and (linear & 0xFFF) + insn.length <= 0x1000:
+            self._make_room(1)
             self._icache[phys] = insn
             self._code_pages.setdefault(phys >> 12, []).append(phys)
         return insn
@@ -534,6 +562,7 @@ class CPU(CpuState):
             if not linear & 0xFFF:
                 break  # the next instruction starts on another page
         block = Block(entries[0][1].addr if entries else eip, end, tuple(entries))
+        self._make_room(max(1, len(entries)))
         if self._blocks.get(start_phys) is None:
             self._code_pages.setdefault(start_phys >> 12, []).append(start_phys)
         self._blocks[start_phys] = block
@@ -590,6 +619,19 @@ class CPU(CpuState):
         from lavsim.cpu.interrupts import handle_fault
 
         handle_fault(self, fault)
+
+    def _fault_counted(
+        self, fault: CpuFault, eip: int, lazy: tuple[int, ...] | None, eflags: int, done: int
+    ) -> None:
+        """:meth:`_fault` inside :meth:`run`, whose ``done`` instructions are added to
+        ``instructions`` only on the way out: the delivery (a triple-fault report) sees them
+        counted, and they are taken back even when the delivery ends in a bus error, so the
+        run's ``finally`` counts them once."""
+        self.instructions += done
+        try:
+            self._fault(fault, eip, lazy, eflags)
+        finally:
+            self.instructions -= done
 
     def run(self, max_instructions: int | None = None, max_cycles: int | None = None) -> str:
         """Execute until a stop condition; returns why: ``"halted"``, ``"instruction_limit"``
@@ -694,12 +736,15 @@ class CPU(CpuState):
                                         break
                             except CpuFault as fault:
                                 done += ran
-                                self.instructions += done
-                                self._fault(fault, insn.addr, lazy, eflags)
-                                self.instructions -= done
+                                self._fault_counted(fault, insn.addr, lazy, eflags, done)
                                 continue
                             except RepStopped:
                                 pass  # a REP stopped between iterations: the block ends
+                            except BaseException:
+                                # A bus error (or a host interrupt) in the block: the
+                                # instructions before it retired, as on the per-step path.
+                                done += ran
+                                raise
                             done += ran
                             continue
                 # One instruction at a time.
@@ -739,10 +784,7 @@ class CPU(CpuState):
                         insn.handler(self, insn)
                     done += 1
                 except CpuFault as fault:
-                    self.instructions += done
-                    done_before = done
-                    self._fault(fault, eip, lazy, eflags)
-                    self.instructions -= done_before
+                    self._fault_counted(fault, eip, lazy, eflags, done)
                 except RepStopped:
                     pass  # stopped between iterations, EIP at it again: not retired
         finally:

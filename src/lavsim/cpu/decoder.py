@@ -278,6 +278,9 @@ _TIMING_ALIAS = {"loope": "loop", "loopne": "loop"}
 
 _KeyCache = dict[tuple[int, str, bool, bool], tuple[str, int]]
 _key_caches: dict[int, tuple[Any, _KeyCache]] = {}
+#: Profiles whose base-cost keys are memoised at once (each memo is bounded by the form
+#: table); past it the memos are dropped and rebuilt on demand (no simulated difference).
+KEY_CACHE_PROFILES = 16
 
 
 def timing_key(form: Form, mem: bool, table: Mapping[str, int]) -> str | None:
@@ -295,6 +298,8 @@ def timing_key(form: Form, mem: bool, table: Mapping[str, int]) -> str | None:
 def _base_cost(profile: TimingProfile, plan: Plan, mem: bool, rep: bool) -> tuple[str, int]:
     cached = _key_caches.get(id(profile))
     if cached is None or cached[0] is not profile:
+        if len(_key_caches) >= KEY_CACHE_PROFILES:
+            _key_caches.clear()  # a host that builds profile after profile: bounded
         cached = (profile, {})
         _key_caches[id(profile)] = cached
     cache = cached[1]

@@ -57,14 +57,21 @@ def quiescent(system: LavenderSystem) -> bool:
 
 
 def settle(system: LavenderSystem, max_instructions: int = 100_000) -> bool:
-    """Step the machine on (at most ``max_instructions``) until :func:`quiescent`; returns
-    whether it got there. A run cut by a limit inside a kernel path needs this before
-    :func:`check_kernel_consistency`."""
+    """Step the machine on (at most ``max_instructions`` steps) until :func:`quiescent`;
+    returns whether it got there. A run cut by a limit inside a kernel path needs this before
+    :func:`check_kernel_consistency`.
+
+    Each step is one instruction with a cycle limit of one cycle: a step that executes the
+    kernel's idle HLT then stops with the processor halted. (``Machine.step()`` would go on
+    in the same call to idle up to the next timer event and deliver the tick, so an idle
+    kernel whose timer runs would never be seen halted between steps.) Stopping there changes
+    no simulated result: the next run idles and takes the tick exactly as one run would."""
     machine = system.machine
     for _ in range(max_instructions):
         if quiescent(system) or machine.cpu.shutdown:
             break
-        machine.step()
+        if machine.run(max_instructions=1, max_cycles=1).reason == "bus_error":
+            break
     return quiescent(system)
 
 

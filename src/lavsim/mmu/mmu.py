@@ -112,6 +112,7 @@ _WRITE_USER = FAST_WRITE << 1
 _ALL = _READ_SUP | _READ_USER | _WRITE_SUP | _WRITE_USER
 
 _MASK32 = 0xFFFFFFFF
+_PG_BIT = 1 << 31
 _unpack16 = struct.Struct("<H").unpack_from
 _unpack32 = struct.Struct("<I").unpack_from
 
@@ -990,6 +991,8 @@ class MMU:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MASK32:
                 raise ValueError(f"{name} = {value!r} is not a 32-bit int")
             controls.append(value)
+        if controls[0] & _PG_BIT and not controls[0] & 1:
+            raise ValueError(f"cr0 = {controls[0]:#x} has PG without PE")
         MMU_COUNTERS.check_state(state)
         tlbs = state["tlbs"]
         mine = {t.name: t for t in self._tlbs}

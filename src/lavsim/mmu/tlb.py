@@ -306,7 +306,13 @@ class TLB:
                 if key % nsets != index or key in held:
                     raise ValueError(f"TLB {self.name}: page {key:#x} in the wrong set")
                 flags = [_bool(v) for v in (us, rw, d, g, large)]
-                held[key] = TLBEntry(_int(base, 0xFFFFFFFF), *flags)
+                base = _int(base, 0xFFFFFFFF)
+                # What a fill stores: a frame aligned to this TLB's page size, and in a TLB
+                # of 4 MiB pages only 4 MiB pages.
+                if base & ((1 << self.page_shift) - 1) or (self.page_shift == 22 and not flags[4]):
+                    raise ValueError(f"TLB {self.name}: page {key:#x} maps to {base:#x}, not a "
+                                     f"frame of its page size")
+                held[key] = TLBEntry(base, *flags)
             out.append(held)
         return out, counters
 
