@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from lavsim.cpu import x87
 from lavsim.cpu.asm import assemble
 from lavsim.cpu.state import (
     AF,
@@ -54,7 +55,7 @@ from lavsim.errors import AssemblyError, ConfigError, LavsimError, UnknownNameEr
 from lavsim.errors import check_bool as _check_bool
 from lavsim.errors import check_int as _check_int
 from lavsim.errors import check_limit as _check_limit
-from lavsim.faults import MNEMONIC
+from lavsim.faults import MNEMONIC, NM, UD
 from lavsim.kernel import layout as L
 from lavsim.kernel.addrspace import PageDirectory, PageTables
 from lavsim.kernel.frames import FrameAllocator
@@ -147,6 +148,8 @@ class FaultRecord:
     cs: int
     cr2: int
     home_pid: int | None = None
+    #: For #UD/#NM at an x87 instruction, that instruction in words (no FPU is modelled).
+    instruction: str | None = None
 
     @property
     def name(self) -> str:
@@ -162,6 +165,8 @@ class FaultRecord:
             text += f" (in a procedure migrated into from process {self.home_pid})"
         if self.vector == 14:
             text += f", linear {self.cr2:#010x}"
+        if self.instruction is not None:
+            text += f": {self.instruction} (lavsim models no FPU)"
         return text
 
 
@@ -996,14 +1001,26 @@ class LavenderSystem:
         if vector == MASK32:
             return None
         pcb = self.read_kernel32(tcb + L.TCB_PROCESS)
+        pid = self.read_kernel32(tcb + L.TCB_FAULT_PID)
+        eip = self.read_kernel32(tcb + L.TCB_FAULT_EIP)
         return FaultRecord(
-            pid=self.read_kernel32(tcb + L.TCB_FAULT_PID), tid=tid, vector=vector,
+            pid=pid, tid=tid, vector=vector,
             home_pid=self.read_kernel32(pcb + L.PCB_PID),
             error_code=self.read_kernel32(tcb + L.TCB_FAULT_ERROR),
-            eip=self.read_kernel32(tcb + L.TCB_FAULT_EIP),
+            eip=eip,
             cs=self.read_kernel32(tcb + L.TCB_FAULT_CS),
             cr2=self.read_kernel32(tcb + L.TCB_FAULT_CR2),
+            instruction=self._x87_at(pid, eip) if vector in (UD, NM) else None,
         )  # fmt: skip
+
+    def _x87_at(self, pid: int, eip: int) -> str | None:
+        """The x87 instruction at ``eip`` of process ``pid``'s code, in words, if it is one
+        (lavsim has no FPU: a program using ``double`` stops there with #UD or #NM)."""
+        process = self.processes.get(pid)
+        if process is None or eip >= process.code_size:
+            return None
+        size = min(4, process.code_size - eip)
+        return x87.describe(self.read_process(process, "code", eip, size))
 
     def _thread_report(self) -> tuple[tuple[FaultRecord, ...], tuple[BlockedThread, ...]]:
         """Threads killed by faults, and blocked threads with what each waits for (read from
