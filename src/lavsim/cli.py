@@ -6,6 +6,9 @@
     lavsim sweep size|threads|working-set|tlb [--profile ...] [--cpu-model FILE] [--values ...]
                  [--mechanisms ...] [--size B] [--working-set P] [--threads K]
                  [--calls N] [--format table|csv|json] [--progress|--no-progress]
+    lavsim cc    [--bare] [gcc options] SOURCES... [-o OUT.elf]   (C for lavsim: gcc -m32)
+    lavsim run   [--profile i486|pentium] [--bare] [--groups G,...] [--threads N] [--heap B]
+                 PROGRAM.elf...
     lavsim --version
 
 Tables go to standard output; progress (on long runs, or when asked) to standard error. A bad
@@ -220,7 +223,20 @@ def _run(args: argparse.Namespace) -> str:
     return result.render(args.format)
 
 
+def _program_command(argv: Sequence[str]) -> int | None:
+    """``lavsim cc`` and ``lavsim run`` (C programs, :mod:`lavsim.programs.commands`) take
+    gcc's options and file lists, so they are handed their arguments before argparse runs."""
+    from lavsim.programs.commands import COMMANDS
+
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    handed = _program_command(list(sys.argv[1:] if argv is None else argv))
+    if handed is not None:
+        return handed
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

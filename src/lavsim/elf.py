@@ -64,8 +64,10 @@ class ElfProgram:
         return self.data + bytes(self.data_size - len(self.data))
 
 
-def load_elf(data: bytes, name: str = "<elf>") -> ElfProgram:
-    """Check ``data`` as a lavsim executable and return its images (see the module)."""
+def load_elf(data: bytes, name: str = "<elf>", flat: bool = False) -> ElfProgram:
+    """Check ``data`` as a lavsim executable and return its images (see the module).
+    ``flat``: a bare program (``lavsim cc --bare``): one address space, so the code may start
+    anywhere but may not overlap the data."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
@@ -125,13 +127,20 @@ def load_elf(data: bytes, name: str = "<elf>") -> ElfProgram:
             data_seg = seg
     if code_seg is None:
         raise ElfError(name, "PT_LOAD", "no executable segment")
-    if code_seg["p_vaddr"] != 0:
+    if flat and data_seg is not None:
+        c0, c1 = code_seg["p_vaddr"], code_seg["p_vaddr"] + code_seg["p_memsz"]
+        d0, d1 = data_seg["p_vaddr"], data_seg["p_vaddr"] + data_seg["p_memsz"]
+        if c0 < d1 and d0 < c1:
+            raise ElfError(name, "PT_LOAD", f"code {c0:#x}..{c1:#x} and data {d0:#x}..{d1:#x} "
+                                            "overlap in a flat program")
+    if not flat and code_seg["p_vaddr"] != 0:
         raise ElfError(name, "PT_LOAD", f"the code must start at offset 0, not "
                                         f"{code_seg['p_vaddr']:#x} (link with lavsim cc)")
     entry = header["e_entry"]
     if not code_seg["p_vaddr"] <= entry < code_seg["p_vaddr"] + code_seg["p_memsz"]:
         raise ElfError(name, "e_entry", f"{entry:#x} is outside the code segment")
     code = _segment_bytes(data, code_seg)
+    code_offset = code_seg["p_vaddr"]
     if data_seg is not None:
         d_off, d_size = data_seg["p_vaddr"], data_seg["p_memsz"]
         d_bytes = bytes(data[data_seg["p_offset"]:data_seg["p_offset"] + data_seg["p_filesz"]])
@@ -142,7 +151,7 @@ def load_elf(data: bytes, name: str = "<elf>") -> ElfProgram:
     except Exception as error:
         raise ElfError(name, ".symtab", f"unreadable: {error}") from error
     return ElfProgram(
-        name=name, entry=entry, code=code, code_offset=0, data=d_bytes, data_offset=d_off,
+        name=name, entry=entry, code=code, code_offset=code_offset, data=d_bytes, data_offset=d_off,
         data_size=d_size, symbols=MappingProxyType(symbols),
     )  # fmt: skip
 
@@ -169,11 +178,11 @@ def _symbols(elf: object) -> dict[str, int]:
     return out
 
 
-def load_elf_file(path: str) -> ElfProgram:
+def load_elf_file(path: str, flat: bool = False) -> ElfProgram:
     """:func:`load_elf` of a file on disk (the error names the path)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as error:
         raise ElfError(path, "file", error.strerror or str(error)) from error
-    return load_elf(data, path)
+    return load_elf(data, path, flat)
