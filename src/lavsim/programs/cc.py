@@ -21,6 +21,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from lavsim.errors import LavsimError
@@ -49,6 +50,7 @@ def _gcc() -> str:
     return gcc
 
 
+@lru_cache(maxsize=4)
 def gcc_include_dir(gcc: str | None = None) -> str:
     """GCC's own header directory (stdarg.h, stdint.h, limits.h for freestanding code)."""
     out = subprocess.run([gcc or _gcc(), "-m32", "-print-file-name=include"],
@@ -56,6 +58,7 @@ def gcc_include_dir(gcc: str | None = None) -> str:
     return out.stdout.strip()
 
 
+@lru_cache(maxsize=4)
 def multilib_ok(gcc: str | None = None) -> bool:
     """Whether ``gcc -m32`` finds its 32-bit libgcc (the multilib package is installed)."""
     out = subprocess.run([gcc or _gcc(), "-m32", "-print-libgcc-file-name"],
@@ -64,23 +67,48 @@ def multilib_ok(gcc: str | None = None) -> bool:
     return out.returncode == 0 and "/32/" in path and Path(path).is_file()
 
 
+def runtime_sources() -> list[str]:
+    """crt0 and the libc sources, in link order."""
+    return [str(RUNTIME / "crt0.S"), *sorted(str(p) for p in (RUNTIME / "libc").glob("*.c"))]
+
+
 def command(sources: Sequence[str], output: str, options: Sequence[str] = (),
-            bare: bool = False) -> list[str]:
-    """The gcc command line ``lavsim cc`` runs (see the module docstring)."""
+            bare: bool = False, runtime: Sequence[str] | None = None) -> list[str]:
+    """The gcc command line ``lavsim cc`` runs (see the module docstring); ``runtime``: the
+    runtime's objects already built by :func:`build_runtime` instead of its sources."""
     gcc = _gcc()
     script = RUNTIME / ("bare.ld" if bare else "lavender.ld")
-    libc = sorted(str(p) for p in (RUNTIME / "libc").glob("*.c"))
     march = [] if any(o.startswith("-march=") for o in options) else ["-march=i486"]
     return [
         gcc, *_FLAGS, *march, "-nostdinc", "-isystem", str(RUNTIME / "include"),
         "-isystem", gcc_include_dir(gcc), *(["-DLAV_BARE"] if bare else []),
         f"-Wl,-T,{script}", "-Wl,--no-check-sections", *options, *sources,
-        str(RUNTIME / "crt0.S"), *libc, "-o", output, "-lgcc",
+        *(runtime_sources() if runtime is None else runtime), "-o", output, "-lgcc",
     ]  # fmt: skip
 
 
+def build_runtime(directory: str, options: Sequence[str] = (), bare: bool = False
+                  ) -> list[str]:
+    """Compile crt0 and the libc once into ``directory`` (``-c``) for programs built with the
+    same ``options``; returns the object files for :func:`compile_program`'s ``runtime``."""
+    gcc = _gcc()
+    march = [] if any(o.startswith("-march=") for o in options) else ["-march=i486"]
+    objects = []
+    for source in runtime_sources():
+        obj = str(Path(directory) / (Path(source).stem + ".o"))
+        cmd = [gcc, *_FLAGS, *march, "-nostdinc", "-isystem", str(RUNTIME / "include"),
+               "-isystem", gcc_include_dir(gcc), *(["-DLAV_BARE"] if bare else []),
+               *options, "-c", source, "-o", obj]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise CcError(f"gcc failed on {source} (exit {done.returncode}):\n"
+                          f"{done.stderr.strip()}")
+        objects.append(obj)
+    return objects
+
+
 def compile_program(sources: Sequence[str], output: str, options: Sequence[str] = (),
-                    bare: bool = False) -> None:
+                    bare: bool = False, runtime: Sequence[str] | None = None) -> None:
     """Build ``output`` from C ``sources``; :class:`CcError` with gcc's messages on failure."""
     if not sources:
         raise CcError("no source files given")
@@ -91,7 +119,7 @@ def compile_program(sources: Sequence[str], output: str, options: Sequence[str] 
     if not multilib_ok(gcc):
         raise CcError(f"gcc -m32 cannot link 32-bit programs: install the {MULTILIB_PACKAGE} "
                       f"package (Debian: apt-get install {MULTILIB_PACKAGE})")
-    cmd = command(sources, output, options, bare)
+    cmd = command(sources, output, options, bare, runtime)
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise CcError(f"gcc failed (exit {done.returncode}):\n{done.stderr.strip()}")
