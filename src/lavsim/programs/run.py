@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from attrs import frozen
 
+from lavsim.cpu import x87
 from lavsim.cpu.state import EAX, ESP, SS
 from lavsim.elf import ElfProgram
 from lavsim.errors import ConfigError
@@ -174,11 +175,21 @@ def run_bare(program: ElfProgram, *, profile: str = "i486",
         if result.reason != "breakpoint":
             break
         marks.hit()
-    status = cpu.regs[EAX] if result.reason == "halted" else 128 + 6
-    if status & 0x80000000:
-        status -= 1 << 32
+    faults: tuple[str, ...] = ()
+    if result.reason == "halted":
+        status = cpu.regs[EAX]
+        if status & 0x80000000:
+            status -= 1 << 32
+    else:
+        # No IDT on a bare machine: an exception ends the run (a triple fault).
+        status = 128 + 6
+        code = machine.peek(machine.pc, 4)
+        named = x87.describe(code) if code is not None else None
+        where = f"at {machine.pc:#010x}"
+        faults = (f"{result.reason} {where}: {named} (lavsim models no FPU)" if named
+                  else f"{result.reason} {where}: {result.detail}",)
     return ProgramRun(
         status=status, console=machine.console, reason=result.reason,
         cycles=cpu.tsc - start_cycles, instructions=cpu.instructions - start_insns,
-        detail=result.detail, marked=marks.region(),
+        detail=result.detail, marked=marks.region(), faults=faults,
     )  # fmt: skip
