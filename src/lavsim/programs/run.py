@@ -3,7 +3,8 @@
 Under the kernel (:func:`run_lavender`) each program becomes a process
 (:meth:`lavsim.kernel.system.LavenderSystem.create_elf_process`) in the group the caller names
 (by default all in one group) or in the resident space, with one thread at its entry point;
-the run ends when every thread has ended. The *status* is the exit code of the first
+the run ends when every thread has ended, or when the first program's threads have (servers
+left waiting for requests do not keep it going). The *status* is the exit code of the first
 program's first thread (128 + the vector when a fault killed it). Bare (:func:`run_bare`) the
 program is a flat CPL-0 image linked with ``lavsim cc --bare``: no kernel, console port 0xE9,
 exit by HLT with the status in EAX.
@@ -33,6 +34,9 @@ MARK_SYMBOL = "__lav_mark_hit"
 #: Bare layout: stack top and the stack's size below it (the heap ends there).
 BARE_MEMORY = 16 << 20
 BARE_STACK = 0x10000
+#: Under the kernel the run is resumed every so many cycles to see whether the first
+#: program's threads have all ended (a stop at a cycle limit and a resume change nothing).
+CHECK_EVERY = 200_000
 
 
 @frozen
@@ -129,11 +133,21 @@ def run_lavender(
     start_insns = system.machine.cpu.instructions
     while True:
         spent = system.machine.cpu.tsc - start_cycles
-        left = None if max_cycles is None else max(0, max_cycles - spent)
-        outcome: RunOutcome = system.run(max_cycles=left)
-        if outcome.status != "breakpoint":
+        left = CHECK_EVERY if max_cycles is None else min(CHECK_EVERY, max_cycles - spent)
+        outcome: RunOutcome = system.run(max_cycles=max(0, left))
+        if outcome.status == "breakpoint":
+            marks.hit()
+            continue
+        if outcome.status != "cycle_limit":
             break
-        marks.hit()
+        if max_cycles is not None and system.machine.cpu.tsc - start_cycles >= max_cycles:
+            break
+        if all(system.thread_state(t).state == "dead" for t in processes[0].threads):
+            # the first program is done; servers still waiting for requests do not hold it
+            outcome = RunOutcome("done", outcome.cycles, outcome.instructions,
+                                 "the first program's threads have ended", None,
+                                 outcome.faulted, outcome.blocked)
+            break
     first = system.thread_state(threads[0])
     if first.fault is not None:
         status = 128 + first.fault.vector
