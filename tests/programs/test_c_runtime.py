@@ -34,6 +34,26 @@ int main(void) {
 """
 
 
+THREADS = """
+#include <lavender.h>
+#include <stdio.h>
+volatile int done[3];
+static int worker(int k) {
+    int local[64];
+    for (int i = 0; i < 64; i++) local[i] = i * k;
+    int *p = &local[10];  /* a pointer to a local, dereferenced through DS */
+    printf("thread %d sum %d\\n", k, *p + local[63]);
+    done[k] = 1;
+    return k;
+}
+int main(void) {
+    for (int k = 1; k < 3; k++) printf("created %d\\n", lav_thread_create(worker, k) > 0);
+    while (!done[1] || !done[2]) lav_yield();
+    return 0;
+}
+"""
+
+
 def _source(tmp: Path, name: str, text: str) -> Path:
     path = tmp / f"{name}.c"
     path.write_text(text)
@@ -109,3 +129,11 @@ def test_lavsim_run_refuses_bad_arguments_in_one_line(
     assert main(["run", "--heap", "6", str(build(tmp_path, "sorting", "-O2", "i486",
                                                    False))]) == 2
     assert "argument --heap" in capsys.readouterr().err
+
+
+def test_threads_of_a_c_process_get_stacks_in_the_shared_segment(tmp_path: Path) -> None:
+    src = _source(tmp_path, "threads", THREADS)
+    result = run_lavender([load_elf_file(str(build(tmp_path, "threads", "-O2", "i486", False,
+                                                   src)))])
+    assert result.console == ("created 1\ncreated 1\nthread 1 sum 73\nthread 2 sum 146\n")
+    assert result.status == 0 and not result.faults
