@@ -1,5 +1,6 @@
-"""A C client and a C server (examples/c) exchange messages under the kernel, in one group and
-in two: every reply comes back upper-cased, and the measured call is reported."""
+"""A C client and a C server (examples/c) exchange messages under the kernel, in one group, in
+two, and with the server resident: every reply comes back upper-cased, and the measured call
+is reported."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "c"
 WANT = "hello -> HELLO\nlavender -> LAVENDER\nfrom c -> FROM C\nmeasured -> MEASURED\n"
 
 
-@pytest.mark.parametrize(("profile", "groups"), [("i486", [1, 1]), ("pentium", [1, 2])])
+@pytest.mark.parametrize(("profile", "groups"), [("i486", [1, 1]), ("pentium", [1, 2]), ("i486", [1, 0])])
 def test_a_c_client_calls_a_c_server_by_message(
     tmp_path_factory: pytest.TempPathFactory, profile: str, groups: list[int]
 ) -> None:
