@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="CYCLES", help="interval-timer period in cycles (default 0: off)")
     rpc.add_argument("--no-remote", dest="remote", action="store_false",
                      help="leave out the two-host rows (remote call, shipped procedure)")
+    # Listed for --help only: main() hands `cc` and `run` their raw arguments before parsing.
+    sub.add_parser("cc", help="compile C for lavsim (gcc -m32 with the runtime): "
+                   "lavsim cc [--bare] [gcc options] SOURCES -o OUT.elf", add_help=False)
+    sub.add_parser("run", help="run ELF programs as Lavender processes (or --bare): "
+                   "lavsim run --help", add_help=False)
     keys = [*MECHANISMS, *VARIANTS]
     sweep = sub.add_parser(
         "sweep", help="one mechanism cost against one knob",

@@ -18,7 +18,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "c"
 WANT = "hello -> HELLO\nlavender -> LAVENDER\nfrom c -> FROM C\nmeasured -> MEASURED\n"
 
 
-@pytest.mark.parametrize(("profile", "groups"), [("i486", [1, 1]), ("pentium", [1, 2]), ("i486", [1, 0])])
+@pytest.mark.parametrize(
+    ("profile", "groups"), [("i486", [1, 1]), ("pentium", [1, 2]), ("i486", [1, 0])]
+)
 def test_a_c_client_calls_a_c_server_by_message(
     tmp_path_factory: pytest.TempPathFactory, profile: str, groups: list[int]
 ) -> None:
