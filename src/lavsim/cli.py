@@ -13,6 +13,9 @@
     lavsim cycles [--profile P] [--cpu-model FILE] [--iterations N] [--warmup N]
                   [--format table|json]
                   [--reg NAME=VALUE] [--mem ADDRESS=HEX] FILE|-
+    lavsim cc    [--bare] [gcc options] SOURCES... [-o OUT.elf]   (C for lavsim: gcc -m32)
+    lavsim run   [--profile i486|pentium] [--bare] [--groups G,...] [--threads N] [--heap B]
+                 PROGRAM.elf...
     lavsim --version
 
 ``--board``: the memory system (``lavsim boards`` lists them); by default each CPU model runs
@@ -248,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_plot_option(rpc)
     sub.add_parser("boards", help="the boards (memory systems) and their sources",
                    description="List the board presets, their figures and sources.")
+    # Listed for --help only: main() hands `cc` and `run` their raw arguments before parsing.
+    sub.add_parser("cc", help="compile C for lavsim (gcc -m32 with the runtime): "
+                   "lavsim cc [--bare] [gcc options] SOURCES -o OUT.elf", add_help=False)
+    sub.add_parser("run", help="run ELF programs as Lavender processes (or --bare): "
+                   "lavsim run --help", add_help=False)
     keys = [*MECHANISMS, *VARIANTS]
     sweep = sub.add_parser(
         "sweep", help="mechanism costs against one knob, or over an experiment file's grid",
@@ -442,7 +450,20 @@ def _run(args: argparse.Namespace) -> str:
     raise AssertionError(args.command)  # argparse allows no other command
 
 
+def _program_command(argv: Sequence[str]) -> int | None:
+    """``lavsim cc`` and ``lavsim run`` (C programs, :mod:`lavsim.programs.commands`) take
+    gcc's options and file lists, so they are handed their arguments before argparse runs."""
+    from lavsim.programs.commands import COMMANDS
+
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    handed = _program_command(list(sys.argv[1:] if argv is None else argv))
+    if handed is not None:
+        return handed
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

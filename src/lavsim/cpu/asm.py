@@ -1421,6 +1421,8 @@ def _encode(plan: _Plan, insn: _Insn, env: _Env, address: int, check: bool) -> b
         prefix.append(PREFIX_OPSIZE)
     if insn.rep is not None:
         prefix.append(insn.rep)
+    if "f3" in form.attrs:
+        prefix.append(PREFIX_REP)
     if insn.lock:
         prefix.append(PREFIX_LOCK)
     opcode = bytearray(form.opcode)
@@ -1440,6 +1442,8 @@ def _encode(plan: _Plan, insn: _Insn, env: _Env, address: int, check: bool) -> b
                 rm_op = op
         if isinstance(rm_op, _Reg):
             body.append(0xC0 | (reg_field << 3) | rm_op.num)
+        elif "f3" in form.attrs:
+            body.append(0xC0 | (reg_field << 3) | 3)  # ENDBR32: F3 0F 1E FB
         else:
             assert isinstance(rm_op, _Mem)
             body += _modrm_memory(reg_field, rm_op, env, check)

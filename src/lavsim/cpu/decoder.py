@@ -17,6 +17,8 @@ What the decoder implements (SDM Vol. 2, chapter 2):
 * 8, 16 and 32-bit operand sizes; ``size16``/``size32`` forms sharing an opcode (PUSHA/PUSHAD,
   CWD/CDQ, MOVSW/MOVSD...) are chosen by the operand size.
 * 0x90 is NOP (not XCHG EAX, EAX), with or without prefixes.
+* x87 escape opcodes D8..DF (no FPU is modelled) raise #NM when CR0.EM or CR0.TS is set, else
+  #UD (:func:`x87_fault`); reports name the instruction (:mod:`lavsim.cpu.x87`).
 * #UD for: undefined opcodes and ``/digit`` extensions; LOCK on a form without the ``lock``
   attribute or with a register destination; a register where only memory is allowed (``m``,
   ``m16:v``); Sreg numbers 6 and 7, MOV to CS; CR1, CR5, CR6, CR7.
@@ -58,13 +60,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from lavsim.cpu import far, interrupts, ops_control, ops_int, ops_string, system
+from lavsim.cpu import far, interrupts, ops_bits, ops_control, ops_int, ops_string, system
 from lavsim.cpu.handlers import Binder, Handler, Semantics, merge
 from lavsim.cpu.insn import Insn
 from lavsim.cpu.isa import FORMS, SEGMENT_PREFIXES, Form
 from lavsim.cpu.pairing import describe, missing_classes
 from lavsim.errors import LavsimError
-from lavsim.faults import CpuFault, gp, ud
+from lavsim.faults import NM, CpuFault, gp, ud
 from lavsim.timing import PROFILES
 
 if TYPE_CHECKING:
@@ -78,6 +80,8 @@ _DS = 3
 _SS = 2
 _ESP = 4
 _EBP = 5
+_CR0_EM = 1 << 2
+_CR0_TS = 1 << 3
 
 # Immediate kinds, in the order their bytes follow the ModRM/SIB/displacement.
 _IMM8, _SIMM8, _IMM16, _IMMV, _REL8, _RELV, _MOFFS, _PTR = range(8)
@@ -142,7 +146,7 @@ def _letter(op: str) -> str:
 
 #: The semantics modules whose tables make up the decoder's (see the module docstring).
 SEMANTICS: tuple[Semantics, ...] = (
-    ops_int.SEMANTICS, ops_control.SEMANTICS, ops_string.SEMANTICS,
+    ops_int.SEMANTICS, ops_bits.SEMANTICS, ops_control.SEMANTICS, ops_string.SEMANTICS,
     far.SEMANTICS, interrupts.SEMANTICS, system.SEMANTICS,
 )  # fmt: skip
 HANDLERS: dict[str, Handler]
@@ -417,6 +421,8 @@ def decode_fetched(cpu: CpuState, eip: int, f: Fetch) -> Insn:
         table = TWO_BYTE
     slot = table[b]
     if slot is None:
+        if table is ONE_BYTE and 0xD8 <= b <= 0xDF:
+            raise x87_fault(cpu)
         raise ud()
     size = 2 if opsize else 4
     i = Insn()
@@ -583,6 +589,15 @@ def decode_fetched(cpu: CpuState, eip: int, f: Fetch) -> Insn:
     return i
 
 
+def x87_fault(cpu: CpuState) -> CpuFault:
+    """The fault of an x87 escape opcode (D8..DF): no FPU is modelled, so #NM when CR0.EM
+    or CR0.TS is set (SDM Vol. 3, 2.5: EM means no FPU, TS a task switch since the last FPU
+    use), else #UD. :func:`lavsim.cpu.x87.describe` names the instruction for reports."""
+    if cpu.cr0 & (_CR0_EM | _CR0_TS):
+        return CpuFault(NM)
+    return ud()
+
+
 def _sext(value: int, size: int) -> int:
     sign = 1 << (8 * size - 1)
     return value - (sign << 1) if value & sign else value
@@ -600,5 +615,5 @@ def resolve(i: Insn) -> Callable[[Any, Insn], None]:
 
 __all__ = [
     "BINDERS", "DYNAMIC_COST", "HANDLERS", "SEMANTICS", "CpuFault", "DecoderBuildError", "Fetch",
-    "Plan", "check_tables", "decode", "decode_fetched", "fetch_window", "resolve",
+    "Plan", "check_tables", "decode", "decode_fetched", "fetch_window", "resolve", "x87_fault",
 ]  # fmt: skip

@@ -207,6 +207,10 @@ def _select(entries: list[_Entry], modrm: int | None, has66: bool) -> _Entry:
 # --- decoding ---------------------------------------------------------------------------------
 
 
+#: The one ModRM byte of an ``f3`` form (ENDBR32: mod 3, /7, r/m 3).
+_F3_MODRM = 0xFB
+
+
 def _decode(code: bytes, address: int) -> Line:
     cur = _Cursor(code, 0)
     prefixes: list[int] = []
@@ -226,6 +230,8 @@ def _decode(code: bytes, address: int) -> Line:
         modrm = cur.take(1)
     has66 = PREFIX_OPSIZE in prefixes
     form, opreg = _select(entries, modrm, has66)
+    if "f3" in form.attrs and (modrm != _F3_MODRM or PREFIX_REP not in prefixes):
+        raise _Bad  # only F3 0F 1E FB is ENDBR32
     fixed = _fixed_size(form)
     size = fixed if fixed is not None else (2 if has66 else 4)
     segs = [p for p in prefixes if p in SEGMENT_PREFIXES]
@@ -329,6 +335,7 @@ def _decode(code: bytes, address: int) -> Line:
             kind == "seg"
             or (p == PREFIX_OPSIZE and (_opsize_expressible(form, rm_is_reg)))
             or (kind == "rep" and "rep" in form.attrs)
+            or (p == PREFIX_REP and "f3" in form.attrs)
             or (p == PREFIX_LOCK and "lock" in form.attrs and mem is not None and not special)
         )
         if not usable:
@@ -340,7 +347,7 @@ def _decode(code: bytes, address: int) -> Line:
     if seg is not None and not seg_in_operand:
         words.append(SREG[seg])
     reps = [p for p in prefixes if p in (PREFIX_REP, PREFIX_REPNE)]
-    if reps:
+    if reps and "f3" not in form.attrs:
         compare = form.handler in ("cmps", "scas")
         words.append("repne" if reps[-1] == PREFIX_REPNE else "repe" if compare else "rep")
     if PREFIX_LOCK in prefixes:

@@ -30,7 +30,8 @@ key in :mod:`lavsim.timing` (the decoder appends the form letters ``r``/``m``/``
 ``priv`` (CPL 0 only, else #GP(0)), ``rep`` (accepts REP/REPE/REPNE), ``cc`` (condition code in
 the low nibble of the last opcode byte), ``noasm`` (decode only: the assembler picks another
 form), ``size8`` (fixed byte operand size), ``size16``/``size32`` (operand size fixed
-regardless of a 66 prefix).
+regardless of a 66 prefix), ``f3`` (a mandatory F3 prefix and the ModRM byte ``/digit`` with
+r/m 3 and mod 3: ENDBR32).
 """
 
 from __future__ import annotations
@@ -210,6 +211,29 @@ def _build() -> tuple[Form, ...]:
     ):
         size8 = " size8" if "8," in ops else ""
         add(_f("sal", opcode, modrm, ops, "shl", "shift", "noasm" + size8))
+
+    # --- bit instructions, double shifts, atomics (SDM Vol. 2: BT/BTS/BTR/BTC, BSF/BSR,
+    # SHLD/SHRD, XADD, CMPXCHG, CMPXCHG8B, ENDBR32): what compiled C needs -------------------
+    for digit, name, code in ((4, "bt", 0xA3), (5, "bts", 0xAB), (6, "btr", 0xB3),
+                              (7, "btc", 0xBB)):
+        timing = "bt" if name == "bt" else "btx"
+        lock = "" if name == "bt" else "lock"
+        add(_f(name, bytes([0x0F, code]), "r", "r/mv, rv", name, timing, lock))
+        add(_f(name, b"\x0f\xba", digit, "r/mv, imm8", name, timing, lock))
+    add(_f("bsf", b"\x0f\xbc", "r", "rv, r/mv", "bsf", "bsf"))
+    add(_f("bsr", b"\x0f\xbd", "r", "rv, r/mv", "bsr", "bsr"))
+    add(_f("shld", b"\x0f\xa4", "r", "r/mv, rv, imm8", "shld", "shd_imm"))
+    add(_f("shld", b"\x0f\xa5", "r", "r/mv, rv, CL", "shld", "shd_cl"))
+    add(_f("shrd", b"\x0f\xac", "r", "r/mv, rv, imm8", "shrd", "shd_imm"))
+    add(_f("shrd", b"\x0f\xad", "r", "r/mv, rv, CL", "shrd", "shd_cl"))
+    add(_f("xadd", b"\x0f\xc0", "r", "r/m8, r8", "xadd", "xadd", "size8 lock"))
+    add(_f("xadd", b"\x0f\xc1", "r", "r/mv, rv", "xadd", "xadd", "lock"))
+    add(_f("cmpxchg", b"\x0f\xb0", "r", "r/m8, r8", "cmpxchg", "cmpxchg", "size8 lock"))
+    add(_f("cmpxchg", b"\x0f\xb1", "r", "r/mv, rv", "cmpxchg", "cmpxchg", "lock"))
+    add(_f("cmpxchg8b", b"\x0f\xc7", 1, "m", "cmpxchg8b", "cmpxchg8b", "lock size32"))
+    # ENDBR32 is F3 0F 1E FB exactly: the mandatory F3 and the whole ModRM are the attribute
+    # ``f3`` and ``/7`` with r/m 3 (the semantics refuse any other byte with #UD).
+    add(_f("endbr32", b"\x0f\x1e", 7, "", "endbr32", "endbr32", "f3 size32"))
 
     # --- near control transfer -----------------------------------------------------------
     for cc, suffix in enumerate(CONDITIONS):

@@ -62,6 +62,9 @@ def _table() -> dict[str, str]:
     "push +rv": "UV", "push simm8": "UV", "push immv": "UV", "push r/mv": "UV/NP",
     "pop +rv": "UV", "pop r/mv": "UV/NP",
     "jcc": "PV", "jmp_rel": "PV", "call_rel": "PV",
+    # ENDBR32 (F3 0F 1E FB) does not exist on the P5; lavsim decodes it as a no-op, classed as
+    # NOP is (an estimate: no P5 source can give it).
+    "endbr32": "UV",
     }  # fmt: skip
 
 
@@ -85,6 +88,10 @@ for _name in (
     "rdtsc", "ret_far", "ret_near", "sahf", "scas", "setcc", "sgdt", "sidt", "sldt", "stc",
     "std", "sti", "stos", "str_", "ud2", "verr", "verw", "xchg",
     "rcl", "rcr", "rol", "ror", "shl", "shr", "sar",  # by CL or imm8 unless listed above
+    # The instructions compiled C needs (issue 16): NP in the Pentium Instruction Set Reference
+    # [PIR] for BTS/BTR/BTC, BSF, SHLD/SHRD, CMPXCHG, CMPXCHG8B; BT, BSR and XADD are not in
+    # AP-500's pairable lists either, so they take NP by the rule above.
+    "bt", "bts", "btr", "btc", "bsf", "bsr", "shld", "shrd", "xadd", "cmpxchg", "cmpxchg8b",
 ):
     _PAIRING.setdefault(_name, "NP")
 

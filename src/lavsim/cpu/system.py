@@ -20,7 +20,8 @@ Not modelled, and what happens instead:
 CPUID identity (documented, made up for lavsim): vendor string ``"Lavsim IA-32"``; leaf 1 gives
 the signature of the CPU model the machine was built with (``CpuState.cpuid_signature``, from
 ``lavsim.models``: family 4 model 8 for ``i486``, family 5 model 2 stepping 1 for ``pentium``),
-and the feature bits of what is modelled: DE, PSE, TSC, PGE (no FPU, no VME, no CX8).
+and the feature bits of what is modelled: DE, PSE, TSC, PGE, and CX8 from family 5 on (no FPU,
+no VME).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ SEMANTICS = Semantics(__name__)
 handler = SEMANTICS.handler
 
 __all__ = [
+    "CPUID_CX8",
     "CPUID_FEATURES",
     "CPUID_VENDOR",
     "arpl",
@@ -121,6 +123,8 @@ CR4_SUPPORTED = CR4_TSD | CR4_DE | CR4_PSE | CR4_MCE | CR4_PGE
 CPUID_VENDOR = b"Lavsim IA-32"
 #: CPUID leaf 1 EDX feature bits: DE (2), PSE (3), TSC (4), PGE (13).
 CPUID_FEATURES = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 13)
+#: CPUID leaf 1 EDX bit CX8 (CMPXCHG8B), reported from family 5 (the Pentium) on.
+CPUID_CX8 = 1 << 8
 
 #: System-descriptor types LAR reports (SDM Vol. 2, LAR): TSSes, LDT, call and task gates.
 _LAR_SYSTEM_TYPES = frozenset({
@@ -467,7 +471,8 @@ def cpuid(cpu: CpuState, insn: Insn) -> None:
     regs[EAX] = cpu.cpuid_signature
     regs[EBX] = 0
     regs[ECX] = 0
-    regs[EDX] = CPUID_FEATURES
+    family = (cpu.cpuid_signature >> 8) & 0xF
+    regs[EDX] = CPUID_FEATURES | (CPUID_CX8 if family >= 5 else 0)
 
 
 @handler("rdtsc")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from lavsim.boards import Board
+from lavsim.cpu import x87
 from lavsim.cpu.asm import assemble
 from lavsim.cpu.state import (
     AF,
@@ -52,11 +53,12 @@ from lavsim.cpu.state import (
     SS,
     ZF,
 )
+from lavsim.elf import ElfProgram
 from lavsim.errors import AssemblyError, ConfigError, LavsimError, UnknownNameError
 from lavsim.errors import check_bool as _check_bool
 from lavsim.errors import check_int as _check_int
 from lavsim.errors import check_limit as _check_limit
-from lavsim.faults import MNEMONIC
+from lavsim.faults import MNEMONIC, NM, UD
 from lavsim.kernel import layout as L
 from lavsim.kernel.addrspace import PageDirectory, PageTables
 from lavsim.kernel.frames import FrameAllocator
@@ -155,6 +157,8 @@ class FaultRecord:
     cs: int
     cr2: int
     home_pid: int | None = None
+    #: For #UD/#NM at an x87 instruction, that instruction in words (no FPU is modelled).
+    instruction: str | None = None
 
     @property
     def name(self) -> str:
@@ -170,6 +174,8 @@ class FaultRecord:
             text += f" (in a procedure migrated into from process {self.home_pid})"
         if self.vector == 14:
             text += f", linear {self.cr2:#010x}"
+        if self.instruction is not None:
+            text += f": {self.instruction} (lavsim models no FPU)"
         return text
 
 
@@ -675,6 +681,52 @@ class LavenderSystem:
             ring2_stack_size, name,
         )  # fmt: skip
 
+    def create_elf_process(
+        self,
+        group: ProcessGroup | None,
+        program: ElfProgram,
+        *,
+        max_threads: int = 4,
+        heap_size: int = 0x10000,
+        ring2_stack_size: int = 1024,
+        name: str | None = None,
+    ) -> Process:
+        """A process from a static ELF executable linked by ``lavsim cc`` (C's layout), in
+        ``group`` or, for None, the resident space.
+
+        C assumes DS, ES and SS address the same bytes, so the process has one data segment
+        that DS, ES and SS all describe: the thread stacks first (``program.data_offset``
+        bytes, ``max_threads`` slots; a slot's top is its ESP, as for every process), then the
+        program's data and ``.bss`` at their link offsets, then ``heap_size`` bytes of heap.
+        The code is a segment of its own. The word ``__lav_heap_end`` (if the program has
+        it) is set to the heap's end offset. Thread stacks lie inside that one segment;
+        docs/design.md says what this layout gives up. Nothing is built when refused."""
+        if not isinstance(program, ElfProgram):
+            raise ConfigError("program", "must be an ElfProgram (lavsim.elf.load_elf)")
+        _check_int("max_threads", max_threads, 1, L.MAX_THREADS_PER_PROCESS)
+        _check_int("heap_size", heap_size, 0)
+        stacks = program.data_offset
+        if stacks == 0 or stacks % (4 * max_threads):
+            raise ConfigError(
+                "program", f"the data segment's offset {stacks:#x} must hold {max_threads} "
+                "stack slots of a multiple of 4 bytes (link with lavsim cc)")
+        image = bytearray(program.data_image())
+        if heap_size % 4:
+            raise ConfigError("heap_size", "must be a multiple of 4")
+        total = stacks + len(image) + heap_size
+        if "__lav_heap_end" in program.symbols:
+            at = program.symbols["__lav_heap_end"] - stacks
+            if not 0 <= at <= len(image) - 4:
+                raise ConfigError("program", "__lav_heap_end is not a word of the data")
+            image[at : at + 4] = struct.pack("<I", total)
+        if group is not None and (not isinstance(group, ProcessGroup) or group not in self.groups):
+            raise ConfigError("group", "must be a group of this system")
+        return self._create_process(
+            group, None, program.code, dict(program.symbols), bytes(image), total,
+            stacks // max_threads, max_threads, ring2_stack_size, name or program.name,
+            shared_stack=True,
+        )  # fmt: skip
+
     def _create_process(
         self,
         group: ProcessGroup | None,
@@ -687,6 +739,7 @@ class LavenderSystem:
         max_threads: int,
         ring2_stack_size: int,
         name: str | None,
+        shared_stack: bool = False,
     ) -> Process:
         self._check_quiescent()
         # --- check everything before building anything --------------------------------------
@@ -736,6 +789,10 @@ class LavenderSystem:
             "stack_size": stack_size * max_threads,
             "ring2_stack_size": ring2_stack_size * max_threads,
         }
+        if shared_stack:
+            # C's layout: the stacks are the first bytes of the data segment (data holds the
+            # bytes after them), one region and one descriptor for DS, ES and SS.
+            del sizes["stack_size"]
         for field, size in sizes.items():
             limit_fields(field, size)
         if self._next_pid >= L.MAX_PROCESSES:
@@ -768,7 +825,10 @@ class LavenderSystem:
             group.next_linear = linear + L.PAGE_SIZE
         else:
             self._resident_next = linear + L.PAGE_SIZE
-        contents = (code, bytes(data), b"", b"")
+        if shared_stack:
+            contents: tuple[bytes, ...] = (code, bytes(stack_size * max_threads) + data, b"")
+        else:
+            contents = (code, bytes(data), b"", b"")
         for index, (base, span, content) in enumerate(zip(bases, spans, contents, strict=True)):
             for page in range(0, span, L.PAGE_SIZE):
                 pfn = self.frames.allocate_one("memory_size")
@@ -779,15 +839,21 @@ class LavenderSystem:
                     self.memory.write(phys, chunk)
                 # Code pages are read-only: with CR0.WP even ring 2 cannot write them.
                 self.page_tables.map_page(directory, base + page, pfn, writable=index != 0)
-        code_base, data_base, stack_base, ring2_base = bases
+        if shared_stack:
+            code_base, data_base, ring2_base = bases
+            stack_base = data_base
+            stack_desc = segment(data_base, data_size, d.DATA_READ_WRITE, 3, "data_size")
+        else:
+            code_base, data_base, stack_base, ring2_base = bases
+            stack_desc = segment(stack_base, stack_size * max_threads, d.DATA_READ_WRITE, 3,
+                                 "stack_size")
         # LDT: code, data, stack at DPL 3, the ring-2 stack at DPL 2; the rest empty.
         ldt_phys = L.LDT_PHYS + pid * L.LDT_BYTES
         self.memory.fill(ldt_phys, L.LDT_BYTES, 0)
         for index, desc in (
             (L.LDT_CODE, segment(code_base, len(code), d.CODE_EXECUTE_READ, 3, "code")),
             (L.LDT_DATA, segment(data_base, data_size, d.DATA_READ_WRITE, 3, "data_size")),
-            (L.LDT_STACK, segment(stack_base, stack_size * max_threads, d.DATA_READ_WRITE, 3,
-                                  "stack_size")),
+            (L.LDT_STACK, stack_desc),
             (L.LDT_RING2_STACK, segment(ring2_base, ring2_stack_size * max_threads,
                                         d.DATA_READ_WRITE, 2, "ring2_stack_size")),
         ):  # fmt: skip
@@ -1023,14 +1089,26 @@ class LavenderSystem:
         if vector == MASK32:
             return None
         pcb = self.read_kernel32(tcb + L.TCB_PROCESS)
+        pid = self.read_kernel32(tcb + L.TCB_FAULT_PID)
+        eip = self.read_kernel32(tcb + L.TCB_FAULT_EIP)
         return FaultRecord(
-            pid=self.read_kernel32(tcb + L.TCB_FAULT_PID), tid=tid, vector=vector,
+            pid=pid, tid=tid, vector=vector,
             home_pid=self.read_kernel32(pcb + L.PCB_PID),
             error_code=self.read_kernel32(tcb + L.TCB_FAULT_ERROR),
-            eip=self.read_kernel32(tcb + L.TCB_FAULT_EIP),
+            eip=eip,
             cs=self.read_kernel32(tcb + L.TCB_FAULT_CS),
             cr2=self.read_kernel32(tcb + L.TCB_FAULT_CR2),
+            instruction=self._x87_at(pid, eip) if vector in (UD, NM) else None,
         )  # fmt: skip
+
+    def _x87_at(self, pid: int, eip: int) -> str | None:
+        """The x87 instruction at ``eip`` of process ``pid``'s code, in words, if it is one
+        (lavsim has no FPU: a program using ``double`` stops there with #UD or #NM)."""
+        process = self.processes.get(pid)
+        if process is None or eip >= process.code_size:
+            return None
+        size = min(4, process.code_size - eip)
+        return x87.describe(self.read_process(process, "code", eip, size))
 
     def _thread_report(self) -> tuple[tuple[FaultRecord, ...], tuple[BlockedThread, ...]]:
         """Threads killed by faults, and blocked threads with what each waits for (read from

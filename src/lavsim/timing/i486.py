@@ -22,6 +22,9 @@ _MUL_RULE = (
     "index and size scaling"
 )
 
+HELPPC = "HelpPC 2.10 486 column [H], page "
+NG_SHLD = "x86 Norton Guide [NG], SHLD/SHRD 'Length and timing', 486 column"
+
 _I486_DATA: dict[str, tuple[int, str]] = {
     # §1 data movement
     "mov.rr": (1, _h(1)),
@@ -126,6 +129,40 @@ _I486_DATA: dict[str, tuple[int, str]] = {
         _later("x86 Norton Guide [NG], BSWAP 'Length and timing', 486 column",
                "[MAME] 486 also 1"),
     ),
+    # bit instructions, double shifts, atomics (issue 16; pages not in timing-reference)
+    "bt.rr": (3, _later(HELPPC + "BT")),
+    "bt.mr": (12, _later(HELPPC + "BT")),
+    "bt.ri": (3, _later(HELPPC + "BT")),
+    "bt.mi": (6, _later(HELPPC + "BT")),
+    "btx.rr": (6, _later(HELPPC + "BTS (BTR, BTC alike)")),
+    "btx.mr": (13, _later(HELPPC + "BTS (BTR, BTC alike)")),
+    "btx.ri": (6, _later(HELPPC + "BTS (BTR, BTC alike)")),
+    "btx.mi": (8, _later(HELPPC + "BTS (BTR, BTC alike)")),
+    "bsf.rr": (6, _later(HELPPC + "BSF/BSR", "range 6-42, the fastest case taken")),
+    "bsf.rm": (7, _later(HELPPC + "BSF/BSR", "range 7-43, the fastest case taken")),
+    "bsr.rr": (6, _later(HELPPC + "BSF/BSR", "range 6-103, the fastest case taken")),
+    "bsr.rm": (7, _later(HELPPC + "BSF/BSR", "range 7-104, the fastest case taken")),
+    "shd_imm.rr": (2, _later(NG_SHLD)),
+    "shd_imm.mr": (3, _later(NG_SHLD)),
+    "shd_cl.rr": (3, _later(NG_SHLD)),
+    "shd_cl.mr": (4, _later(NG_SHLD)),
+    "xadd.rr": (3, _est("no stored source lists XADD; 3 as XCHG r,r ([H] §1), the figure the "
+                        "Intel486 manual is remembered to print")),
+    "xadd.mr": (4, _est("no stored source lists XADD; XCHG r,m [H] §1 less the implicit lock, "
+                        "the figure the Intel486 manual is remembered to print")),
+    "cmpxchg.rr": (6, _later(HELPPC + "CMPXCHG")),
+    "cmpxchg.mr": (
+        7,
+        _later(HELPPC + "CMPXCHG", "3 more when the comparison fails, not charged: the "
+               "best-case convention"),
+    ),
+    "cmpxchg8b": (
+        0,
+        _est("CMPXCHG8B is a Pentium instruction ([PIR] cmpxchg8b.html): on the 486 it "
+             "raises #UD (CPUID family 4 reports no CX8); the #UD delivery is charged as an "
+             "exception"),
+    ),
+    "endbr32": (1, _est("ENDBR32 decodes as a NOP here; the NOP figure ([H] §1)")),
     # §5 near control transfer
     "jcc.taken": (3, _h(5)),
     "jcc.not_taken": (1, _h(5)),

@@ -14,6 +14,7 @@ from lavsim.timing.issue import PENTIUM_ISSUE
 from lavsim.timing.model import build_profile as _build
 from lavsim.timing.model import cite_86b as _b86
 from lavsim.timing.model import cite_af as _af
+from lavsim.timing.model import cite_later as _later
 from lavsim.timing.model import cite_mame as _mame
 from lavsim.timing.model import cite_ms as _ms
 from lavsim.timing.model import cite_pir as _pir
@@ -27,6 +28,11 @@ __all__ = ["PENTIUM", "PENTIUM_SEQUENTIAL"]
 _P5_GATE_SCALE = (
     "no Pentium figure for call gates with parameters ([86B] models none, timing-reference §6); "
     "the 486 figure ([H] 77+4x) scaled by the published inner-call ratio 44/69"
+)
+
+PIR_PAGE = (
+    "Intel Pentium Instruction Set Reference [PIR], Clocks column, "
+    "eun.github.io/Intel-Pentium-Instruction-Set-Reference/data/"
 )
 
 _PENTIUM_DATA: dict[str, tuple[int, str]] = {
@@ -131,6 +137,31 @@ _PENTIUM_DATA: dict[str, tuple[int, str]] = {
         1,
         _pir("CVXO.html (BSWAP)", "[NG] and [MAME] agree"),
     ),
+    # bit instructions, double shifts, atomics (issue 16; not in timing-reference). All NP.
+    "bt.rr": (4, _est("no stored source; 4, the [PIR] BT figure as remembered (BTS is 7)")),
+    "bt.mr": (9, _est("no stored source; 9, the [PIR] BT figure as remembered (BTS is 13)")),
+    "bt.ri": (4, _est("no stored source; 4, the [PIR] BT figure as remembered")),
+    "bt.mi": (4, _est("no stored source; 4, the [PIR] BT figure as remembered")),
+    "btx.rr": (7, _later(PIR_PAGE + "bts.html")),
+    "btx.mr": (13, _later(PIR_PAGE + "bts.html")),
+    "btx.ri": (7, _later(PIR_PAGE + "bts.html")),
+    "btx.mi": (8, _later(PIR_PAGE + "bts.html")),
+    "bsf.rr": (6, _later(PIR_PAGE + "bsf.html", "range 6-42, the fastest case taken")),
+    "bsf.rm": (6, _later(PIR_PAGE + "bsf.html", "range 6-43, the fastest case taken")),
+    "bsr.rr": (7, _est("no stored source; 7, the fastest case of the [PIR] BSR range as "
+                       "remembered (7-71)")),
+    "bsr.rm": (7, _est("no stored source; 7, the fastest case of the [PIR] BSR range as "
+                       "remembered (7-72)")),
+    "shd_imm.rr": (4, _later(PIR_PAGE + "shld.html", "[NG] agrees")),
+    "shd_imm.mr": (4, _later(PIR_PAGE + "shld.html", "[NG] agrees")),
+    "shd_cl.rr": (4, _later(PIR_PAGE + "shld.html", "[NG] agrees")),
+    "shd_cl.mr": (5, _later(PIR_PAGE + "shld.html", "[NG] agrees")),
+    "xadd.rr": (3, _est("no stored source; 3, the [PIR] XADD figure as remembered")),
+    "xadd.mr": (4, _est("no stored source; 4, the [PIR] XADD figure as remembered")),
+    "cmpxchg.rr": (5, _later(PIR_PAGE + "cmpxchg.html")),
+    "cmpxchg.mr": (6, _later(PIR_PAGE + "cmpxchg.html")),
+    "cmpxchg8b": (10, _later(PIR_PAGE + "cmpxchg8b.html")),
+    "endbr32": (1, _est("ENDBR32 decodes as a NOP here; the NOP figure ([AF] §1)")),
     # §5 near control transfer (branches assumed correctly predicted)
     "jcc.taken": (
         1,
