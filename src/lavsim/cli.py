@@ -2,7 +2,7 @@
 
     lavsim rpc   [--profile i486|pentium|both] [--cpu-model FILE.toml] [--sizes 0,16,64,...]
                  [--calls N] [--tlb ENTRIES] [--memory BYTES] [--timer-period CYCLES]
-                 [--no-remote] [--format table|csv|json]
+                 [--no-remote] [--compare] [--format table|csv|json]
     lavsim sweep size|threads|working-set|tlb [--profile ...] [--cpu-model FILE] [--values ...]
                  [--mechanisms ...] [--size B] [--working-set P] [--threads K]
                  [--calls N] [--format table|csv|json] [--progress|--no-progress]
@@ -22,6 +22,7 @@ from typing import NoReturn
 
 from lavsim import __version__
 from lavsim.errors import ConfigError, LavsimError
+from lavsim.experiments import published
 from lavsim.experiments.mechanisms import MECHANISMS, VARIANTS, mechanism
 from lavsim.experiments.rpc import DEFAULT_SIZES, rpc_table
 from lavsim.experiments.sweeps import SWEEPS, run_sweep
@@ -33,7 +34,7 @@ _OPTIONS = {
     "rpc": {
         "profile": "--profile", "profiles": "--profile", "size": "--sizes", "sizes": "--sizes",
         "calls": "--calls", "tlb_entries": "--tlb", "memory_size": "--memory",
-        "timer_period": "--timer-period", "format": "--format",
+        "timer_period": "--timer-period", "format": "--format", "compare": "--compare",
     },
     "sweep": {
         "profile": "--profile", "profiles": "--profile", "values": "--values",
@@ -167,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="CYCLES", help="interval-timer period in cycles (default 0: off)")
     rpc.add_argument("--no-remote", dest="remote", action="store_false",
                      help="leave out the two-host rows (remote call, shipped procedure)")
+    rpc.add_argument("--compare", action="store_true",
+                     help="add the published figures (L4, Palladium, LRPC) beside the "
+                     "simulated ones, computed from this run (table format)")
     keys = [*MECHANISMS, *VARIANTS]
     sweep = sub.add_parser(
         "sweep", help="one mechanism cost against one knob",
@@ -204,8 +208,12 @@ def _run(args: argparse.Namespace) -> str:
     if args.command == "rpc":
         base = Workload(tlb_entries=args.tlb, memory_size=args.memory,
                         timer_period=args.timer_period, calls=args.calls)
+        if args.compare and args.format != "table":
+            raise ConfigError("compare", "prints a text section: use it with --format table")
         table = rpc_table(args.profile, args.sizes, calls=args.calls, remote=args.remote,
                           base=base, progress=progress)
+        if args.compare:
+            return table.render(args.format) + "\n\n" + published.render(table)
         return table.render(args.format)
     mechs = [mechanism(k) for k in args.mechanisms]
     working_set = args.working_set
