@@ -148,7 +148,7 @@ def test_l4_messages_of_random_sizes_and_words_arrive_intact_and_come_back(
 def _window_stats(sizes: list[int], cross: bool):  # type: ignore[no-untyped-def]
     """Kernel statistics of the whole run from boot (a call per size)."""
     payload = bytes(range(256)) * 17
-    system, _, client, _, thread = _l4_system(sizes, payload, cross_group=cross)
+    system, _, _, _, thread = _l4_system(sizes, payload, cross_group=cross)
     system.reset_stats()
     _run_until_client_ends(system, thread)
     return system.stats()
@@ -365,7 +365,7 @@ def test_lrpc_schedules_nothing_copies_nothing_in_the_kernel_and_loads_cr3_acros
 
 
 def test_lrpc_through_a_binding_the_caller_does_not_hold_is_refused() -> None:
-    system, server, client, binding, thread = _lrpc_system([0], [], "groups", hold=False)
+    system, server, client, _, thread = _lrpc_system([0], [], "groups", hold=False)
     _run_until_client_ends(system, thread)
     assert system.thread_state(thread).fault is None
     got = struct.unpack("<I", system.read_process(client, "data", 0x100, 4))

@@ -148,8 +148,8 @@ def _lrpc_factor(table: RpcTable, profile: str) -> tuple[float, str] | None:
     saved = {p: message.warm.phases[p] - lrpc.warm.phases[p] for p in
              ("argument checks", "ipc queues and headers", "scheduling", "copy in", "copy out")}
     return message.warm.cycles / lrpc.warm.cycles, (
-        f"{message.mechanism.label} ({message.warm.cycles:,.0f} cycles) over {lrpc.mechanism.label} "
-        f"({lrpc.warm.cycles:,.0f}). LRPC saves the message path: "
+        f"{message.mechanism.label} ({message.warm.cycles:,.0f} cycles) over "
+        f"{lrpc.mechanism.label} ({lrpc.warm.cycles:,.0f}). LRPC saves the message path: "
         + ", ".join(f"{p} {v:,.0f}" for p, v in saved.items())
         + "; both pay two kernel entries and exits and two CR3 loads. Bershad et al. compared "
         "with Taos's message RPC on a Firefly (C-VAX), whose message path was longer than "

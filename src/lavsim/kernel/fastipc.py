@@ -38,7 +38,7 @@ from lavsim.kernel import layout as L
 if TYPE_CHECKING:
     from lavsim.kernel.system import LavenderSystem, Process
 
-__all__ = ["LrpcBinding", "binding_caller", "bind_lrpc", "grant_send", "l4_state"]
+__all__ = ["LrpcBinding", "bind_lrpc", "binding_caller", "grant_send", "l4_state"]
 
 L4_STATE_NAMES = {
     L.L4_NONE: "none", L.L4_WAIT_ANY: "wait", L.L4_WAIT_REPLY: "reply",

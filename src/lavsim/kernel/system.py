@@ -251,11 +251,11 @@ def error_name(value: int) -> str | None:
 class BlockedThread:
     """A thread that cannot run when the run ended, and what it waits for.
 
-    ``waits``: ``"receive"`` (on ``port``; None: an L4-style wait), ``"reply"`` (its call on ``port`` not received
-    yet, or received by process ``server_pid`` that has not replied), ``"network"`` (a
-    receive on network queue ``port``), or ``"other"``. For a call not received yet,
-    ``server_pid`` is the port's owner and ``server_alive`` says whether it has a thread left
-    to receive it (False: the call waits for ever, e.g. on a name server that died).
+    ``waits``: ``"receive"`` (on ``port``; None: an L4-style wait), ``"reply"`` (its call on
+    ``port`` not received yet, or received by process ``server_pid`` that has not replied),
+    ``"network"`` (a receive on network queue ``port``), or ``"other"``. For a call not
+    received yet, ``server_pid`` is the port's owner and ``server_alive`` says whether it has
+    a thread left to receive it (False: the call waits for ever, e.g. on a name server that died).
     """
 
     tid: int
