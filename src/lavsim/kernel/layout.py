@@ -395,7 +395,7 @@ E_BADPORT = -16  # no such open port, or not the caller's
 E_MSGSIZE = -17  # message longer than IPC_MAX_MESSAGE
 E_EXIST = -18  # name server: the name is taken
 E_NOENT = -19  # name server: no such name
-E_PERM = -20  # name server: not allowed (another group, or not the kernel)
+E_PERM = -20  # not allowed: name server (another group), L4 send right, LRPC binding
 E_NOSPC = -21  # no free port / name-server entry
 E_PROTO = -22  # name server: malformed request
 #: Every error code is at least this (unsigned): how ipc.s tells an error from a kernel address.

@@ -136,7 +136,7 @@ lrpc_domain:
     cmp ecx, dword ptr [k_current_process]
     je .Ldm_done
     mov dword ptr [k_current_process], ecx
-.Lload_ldt:
+.Ldm_ldt:
     lldt word ptr [ecx+PCB_LDT_SEL]
     mov edx, dword ptr [ecx+PCB_CR3]
     test edx, edx
@@ -144,7 +144,7 @@ lrpc_domain:
     cmp edx, dword ptr [k_current_cr3]
     je .Ldm_done
     mov dword ptr [k_current_cr3], edx
-.Lload_cr3:
+.Ldm_cr3:
     mov cr3, edx
 .Ldm_done:
     ret

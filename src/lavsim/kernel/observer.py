@@ -188,8 +188,8 @@ class KernelObserver:
         self._load_ldt = image.symbol("switch_to.Lload_ldt")
         self._load_cr3 = image.symbol("switch_to.Lload_cr3")
         # LRPC switches domain without switching threads (lrpc.s).
-        self._lrpc_ldt = image.symbol("lrpc_domain.Lload_ldt")
-        self._lrpc_cr3 = image.symbol("lrpc_domain.Lload_cr3")
+        self._lrpc_ldt = image.symbol("lrpc_domain.Ldm_ldt")
+        self._lrpc_cr3 = image.symbol("lrpc_domain.Ldm_cr3")
         self._copy_direct = image.symbol("l4_copy_long")
         self._syscall = image.symbol("syscall_entry")
         self._copy_in = image.symbol("ipc_copy_in")
