@@ -416,3 +416,66 @@ def test_a_fault_inside_an_lrpc_procedure_kills_the_thread_as_its_own_processes(
     assert fault is not None and fault.pid == server.pid
     assert system.read_kernel32(client.pcb_linear + L.PCB_THREADS) == 0
     assert binding_caller(system, binding.number) is None
+
+
+def test_a_long_message_lands_in_the_receivers_own_space_even_inside_an_lrpc_call() -> None:
+    """The receive buffer's address is kept with the page directory it was registered in: a
+    thread that waits for a message inside an LRPC call (its TCB_PROCESS is the server, in
+    another group) still gets the bytes in its own buffer, never at that linear address of
+    the server's address space."""
+    procedure = PRELUDE + """
+main:
+    nop
+proc:
+    mov eax, SYS_L4_REPLY_WAIT
+    xor ebx, ebx
+    xor edx, edx
+    int 0x30
+    mov ebx, eax
+    mov eax, SYS_LRPC_RETURN
+    int 0x30
+"""
+    client_source = PRELUDE + """
+main:
+    mov eax, SYS_L4_RECEIVE_BUFFER
+    mov ecx, 0x800
+    mov edx, 64
+    int 0x30
+    mov eax, SYS_LRPC_CALL
+    mov ebx, dword ptr [0]
+    xor ecx, ecx
+    int 0x30
+    mov dword ptr [4], eax
+    mov eax, SYS_EXIT
+    xor ebx, ebx
+    int 0x30
+"""
+    sender_source = PRELUDE + """
+main:
+    mov eax, SYS_YIELD
+    int 0x30
+    mov eax, SYS_L4_CALL
+    mov ebx, dword ptr [0]
+    mov ecx, 0x100
+    mov edx, 16
+    int 0x30
+    jmp main
+"""
+    system = LavenderSystem(memory_size=8 << 20, timer_period=0)
+    server_group = system.create_group()
+    server = system.create_process(server_group, procedure, data_size=0x2000)
+    client = system.create_process(system.create_group(), client_source, data_size=0x1000)
+    message = bytes(range(0xA0, 0xB0))
+    sender = system.create_process(server_group, sender_source,
+                                   data=bytes(0x100) + message, data_size=0x1000)
+    binding = bind_lrpc(system, client, server, "proc", estack_top=0x1000)
+    system.sharing.write_data(client, 0, struct.pack("<I", binding.number))
+    grant_send(system, sender, server)
+    thread = system.create_thread(client, "main")
+    system.sharing.write_data(sender, 0, struct.pack("<I", thread.tid))
+    system.create_thread(sender, "main")
+    _run_until_client_ends(system, thread)
+    assert struct.unpack("<I", system.read_process(client, "data", 4, 4)) == (16,)
+    assert system.read_process(client, "data", 0x800, 16) == message
+    assert message not in system.read_process(server, "data", 0, 0x2000)
+    assert system.read_process(sender, "data", 0, 0x1000).count(message) == 1  # its own

@@ -92,8 +92,7 @@ l4_transfer:
     mov esi, ecx
     mov ecx, edx
     mov edi, dword ptr [ebx+TCB_L4_RBUF]
-    mov ebx, dword ptr [ebx+TCB_PROCESS]
-    mov ebx, dword ptr [ebx+PCB_CR3]
+    mov ebx, dword ptr [ebx+TCB_L4_RDIR]
     call l4_copy_long
     pop ebx
     test eax, eax
@@ -335,7 +334,8 @@ sys_l4_reply_wait:
 
 # l4_receive_buffer(ECX = offset, EDX = capacity, 0 for none; in DS): where long messages to
 # this thread are copied from now on (it stays set, as the buffer registers of later L4
-# versions do). Checked writable by the caller now; the kernel keeps its linear address.
+# versions do). Checked writable by the caller now; the kernel keeps its linear address and
+# the page directory that address is in.
 # Returns 0, or E_MSGSIZE (capacity over IPC_MAX_MESSAGE), E_FAULT.
 sys_l4_receive_buffer:
     cmp edx, IPC_MAX_MESSAGE
@@ -364,9 +364,13 @@ sys_l4_receive_buffer:
     shl edi, 24
     or eax, edi
     add eax, ecx
+    # With the page directory it lies in (the process's now, even inside an LRPC call).
     mov esi, dword ptr [k_current]
     mov dword ptr [esi+TCB_L4_RBUF], eax
     mov dword ptr [esi+TCB_L4_RCAP], edx
+    mov eax, dword ptr [esi+TCB_PROCESS]
+    mov eax, dword ptr [eax+PCB_CR3]
+    mov dword ptr [esi+TCB_L4_RDIR], eax
     xor eax, eax
 .Lrb_done:
     ret

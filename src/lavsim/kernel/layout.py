@@ -210,6 +210,7 @@ TCB_L4_RESULT = 100  # what the L4 system call returns when this waiting thread 
 #: LRPC-style calls (issue 14, lavsim.kernel.fastipc; lrpc.s).
 TCB_LRPC_BINDING = 104  # the binding of the call in progress (its entry), 0: none
 TCB_LRPC_HOME = 108  # the thread's own process during such a call (TCB_PROCESS is the server's)
+TCB_L4_RDIR = 112  # the page directory (physical; 0: any) the receive buffer's address is in
 TCB_GENERATION = 120  # how many threads had this TCB (and id) before (issue 19: ids are reused)
 TCB_FIELDS_END = 128
 

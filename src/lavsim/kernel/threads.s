@@ -47,6 +47,7 @@ tcb_alloc:
     mov dword ptr [edi+TCB_L4_SENDQ], 0
     mov dword ptr [edi+TCB_L4_NEXT], 0
     mov dword ptr [edi+TCB_L4_RCAP], 0
+    mov dword ptr [edi+TCB_L4_RDIR], 0
     mov dword ptr [edi+TCB_LRPC_BINDING], 0
     mov dword ptr [edi+TCB_LRPC_HOME], 0
     ret
