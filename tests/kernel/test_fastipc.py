@@ -15,6 +15,7 @@ from ipc_kit import PRELUDE, define, u32
 from lavsim.kernel import LavenderSystem
 from lavsim.kernel import layout as L
 from lavsim.kernel.fastipc import bind_lrpc, binding_caller, grant_send, l4_state
+from lavsim.kernel.invariants import check_kernel_consistency
 
 #: Echo server: registers 0x1000 (capacity 0x1000) as its receive buffer and waits; replies
 #: to each message with its long part back (from the buffer), ESI + 1 and NOT EDI; records
@@ -479,3 +480,39 @@ main:
     assert system.read_process(client, "data", 0x800, 16) == message
     assert message not in system.read_process(server, "data", 0, 0x2000)
     assert system.read_process(sender, "data", 0, 0x1000).count(message) == 1  # its own
+
+
+def test_callers_that_find_the_server_busy_wait_in_its_send_queue_and_are_served() -> None:
+    """The slow path: two clients call before the server first waits (they run first); both
+    join its send queue, the server's waits wake them in turn, and every call is answered."""
+    system = LavenderSystem(memory_size=8 << 20, timer_period=0)
+    server = system.create_process(system.create_group(), L4_ECHO, data_size=0x2000)
+    payload = bytes(range(200))
+    sizes = [0, 40, 120]
+    clients, threads = [], []
+    server_tid = 1 + 2  # created after the two clients
+    for _ in range(2):
+        head = struct.pack("<III", len(sizes), 0, server_tid).ljust(0x10, b"\0")
+        head += struct.pack(f"<{len(sizes)}I", *sizes)
+        client = system.create_process(system.create_group(), L4_CLIENT,
+                                       data=head.ljust(0x100, b"\0") + payload,
+                                       data_size=0x4000 + 0x1000 * len(sizes))
+        grant_send(system, client, server)
+        clients.append(client)
+        threads.append(system.create_thread(client, "main"))
+    assert system.create_thread(server, "main").tid == server_tid
+    queued = False
+    for _ in range(200):
+        system.run(max_cycles=100)
+        if {l4_state(system, t.tid) for t in threads} == {"send"}:
+            queued = True
+            break
+    assert queued, "both clients should wait in the server's send queue at once"
+    for thread in threads:
+        _run_until_client_ends(system, thread)
+    for client in clients:
+        for k, (eax, esi, _) in enumerate(_results(system, client, len(sizes))):
+            assert (eax, esi) == (sizes[k], 3 * k + 2)
+            echoed = system.read_process(client, "data", 0x4000 + k * 0x1000, sizes[k])
+            assert echoed == payload[k : k + sizes[k]]
+    assert check_kernel_consistency(system) == []
