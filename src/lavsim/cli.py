@@ -2,7 +2,7 @@
 
     lavsim rpc   [--profile i486|pentium|both] [--cpu-model FILE.toml] [--sizes 0,16,64,...]
                  [--board NAME] [--calls N] [--tlb ENTRIES] [--memory BYTES]
-                 [--timer-period CYCLES] [--no-remote] [--format table|csv|json]
+                 [--timer-period CYCLES] [--no-remote] [--compare] [--format table|csv|json]
     lavsim sweep size|threads|working-set|tlb [--profile ...] [--cpu-model FILE] [--values ...]
                  [--board NAME] [--mechanisms ...] [--size B] [--working-set P] [--threads K]
                  [--calls N] [--format table|csv|json] [--progress|--no-progress]
@@ -44,6 +44,7 @@ from lavsim.boards import BOARDS, DEFAULT_BOARDS
 from lavsim.errors import ConfigError, LavsimError
 from lavsim.experiments.engines import default_jobs, make_engine, run_experiment
 from lavsim.experiments.experiment import builtin_experiment, load_experiment
+from lavsim.experiments import published
 from lavsim.experiments.mechanisms import MECHANISMS, VARIANTS, mechanism
 from lavsim.experiments.progress import reporter
 from lavsim.experiments.rpc import DEFAULT_SIZES, rpc_table
@@ -75,7 +76,7 @@ _OPTIONS = {
         "profile": "--profile", "profiles": "--profile", "size": "--sizes", "sizes": "--sizes",
         "calls": "--calls", "tlb_entries": "--tlb", "memory_size": "--memory",
         "timer_period": "--timer-period", "format": "--format", "board": "--board",
-        **OPTION_FIELDS,
+        "compare": "--compare", **OPTION_FIELDS,
     },
     "sweep": {
         "profile": "--profile", "profiles": "--profile", "values": "--values",
@@ -256,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "lavsim cc [--bare] [gcc options] SOURCES -o OUT.elf", add_help=False)
     sub.add_parser("run", help="run ELF programs as Lavender processes (or --bare): "
                    "lavsim run --help", add_help=False)
+    rpc.add_argument("--compare", action="store_true",
+                     help="add the published figures (L4, Palladium, LRPC) beside the "
+                     "simulated ones, computed from this run (table format)")
     keys = [*MECHANISMS, *VARIANTS]
     sweep = sub.add_parser(
         "sweep", help="mechanism costs against one knob, or over an experiment file's grid",
@@ -422,9 +426,6 @@ def _sweep(args: argparse.Namespace) -> str:
     args.failed = len(result.failures)
     if args.plot is not None:
         plot_sweep(result, args.plot)
-    return result.render(args.format)
-
-
 def _run(args: argparse.Namespace) -> str:
     if args.command == "boards":
         return boards_text()
@@ -440,12 +441,16 @@ def _run(args: argparse.Namespace) -> str:
     if args.command == "rpc":
         base = Workload(tlb_entries=args.tlb, memory_size=args.memory,
                         timer_period=args.timer_period, calls=args.calls, board=args.board)
+        if args.compare and args.format != "table":
+            raise ConfigError("compare", "prints a text section: use it with --format table")
         if wanted(args):
             observe_rpc(args, base, args.profile[0], args.sizes[0])
         table = rpc_table(args.profile, args.sizes, calls=args.calls, remote=args.remote,
                           base=base, progress=progress)
         if args.plot is not None:
             plot_rpc(table, args.plot)
+        if args.compare:
+            return table.render(args.format) + "\n\n" + published.render(table)
         return table.render(args.format)
     raise AssertionError(args.command)  # argparse allows no other command
 

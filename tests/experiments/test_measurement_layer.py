@@ -52,7 +52,8 @@ def test_adding_a_mechanism_is_one_class_measured_by_the_harness() -> None:
 
 def test_the_registry_is_keyed_by_the_tables_keys() -> None:
     assert list(MECHANISMS) == ["migration-group", "migration-resident", "message-group",
-                                "message-groups", "handoff-groups"]
+                                "message-groups", "handoff-groups", "l4-groups",
+                                "l4-small-spaces", "lrpc-groups"]
     assert all(m.key == k for k, m in MECHANISMS.items())
     assert mechanism("far-call-group").key == "far-call-group"
     with pytest.raises(ConfigError, match="mechanism"):

@@ -171,7 +171,7 @@ def test_cli_rpc_json_on_a_reduced_configuration() -> None:
     records = json.loads(text)
     assert {r["mechanism"] for r in records} == {
         "migration-group", "migration-resident", "message-group", "message-groups",
-        "handoff-groups",
+        "handoff-groups", "l4-groups", "l4-small-spaces", "lrpc-groups",
     }
     for r in records:
         assert r["warm_cycles"] > 0 and r["bytes"] == 0 and r["profile"] == "i486"

@@ -11,6 +11,8 @@ from typing import Any
 import attrs
 from sysspec import (
     ADDR_AREA,
+    L4_SERVER_LOOP,
+    L4_TID_OFFSET,
     PRELUDE,
     PROC_BODIES,
     SERVER_LOOP,
@@ -22,6 +24,7 @@ from sysspec import (
 
 from lavsim.kernel import LavenderSystem, Process
 from lavsim.kernel import layout as L
+from lavsim.kernel.fastipc import grant_send
 from lavsim.kernel.ipc import open_port_for
 from lavsim.kernel.sharing import ProcedureExport, lav_call_source
 
@@ -156,24 +159,24 @@ def build(spec: SystemSpec, memory_size: int = 8 << 20) -> Built:
                 continue
             usable = [op for op in ops if op[0] not in ("lav_call", "gate") or calls]
             if spec.server is None:
-                usable = [op for op in usable if op[0] != "ipc_call"]
+                usable = [op for op in usable if op[0] not in ("ipc_call", "l4_call")]
             label = f"thread_{n}"
             source += f"{label}:\n" + program_source(usable, k, uid, calls)
             uid += len(ops)
             labels.append(label)
         thread_labels[k] = labels
-        source += SERVER_LOOP + lav_call_source(group)
+        source += SERVER_LOOP + L4_SERVER_LOOP + lav_call_source(group)
         if group is not None:
             process = system.create_process(
                 group,
                 source,
                 data_size=spec_p.data_size,
-                max_threads=spec_p.max_threads + 1,
+                max_threads=spec_p.max_threads + 2,
                 name=f"p{k}",
             )
         else:
             process = system.create_resident_process(
-                source, data_size=spec_p.data_size, max_threads=spec_p.max_threads + 1, name=f"p{k}"
+                source, data_size=spec_p.data_size, max_threads=spec_p.max_threads + 2, name=f"p{k}"
             )
         created[k] = process
         processes.append(process)
@@ -281,6 +284,11 @@ def build(spec: SystemSpec, memory_size: int = 8 << 20) -> Built:
         server = created[spec.server]
         open_port_for(system.memory, SERVER_PORT, server.pid)
         system.create_thread(server, "server_main")
+        # Its L4-style echo thread: every process may send to it (issue 14).
+        echo = system.create_thread(server, "l4_server_main")
+        for process in created.values():
+            grant_send(system, process, server)
+            system.sharing.write_data(process, L4_TID_OFFSET, struct.pack("<I", echo.tid))
     for k, labels in thread_labels.items():
         for label in labels:
             system.create_thread(created[k], label)

@@ -19,6 +19,7 @@ PRELUDE = user_prelude()
 SERVER_PORT = 5
 MSG_OFFSET = 0x100
 REPLY_OFFSET = 0x180
+L4_TID_OFFSET = 0x30  # the IPC server's L4-style echo thread's id (issue 14)
 ADDR_AREA = 0x40  # address structures of imported procedures, 20 bytes each (at most 8)
 DATA_SIZES = (512, 4096, 6000)
 
@@ -157,6 +158,7 @@ def good_ops(nprocs: int, server: bool) -> st.SearchStrategy[Op]:
     if server:
         options.append(st.tuples(st.just("ipc_call"), st.integers(0, 100)))
         options.append(st.tuples(st.just("ipc_call"), st.integers(0, 100)))
+        options.append(st.tuples(st.just("l4_call"), st.integers(0, 100)))
     return st.one_of(*options)
 
 
@@ -335,6 +337,28 @@ server_out:
 """
 
 
+#: The IPC server's second thread: an L4-style echo server (issue 14), its receive buffer at
+#: 0x240 (64 bytes); it replies with the long part it received.
+L4_SERVER_LOOP = """
+l4_server_main:
+    mov eax, SYS_L4_RECEIVE_BUFFER
+    mov ecx, 0x240
+    mov edx, 64
+    int 0x30
+l4_server_idle:
+    xor ebx, ebx
+    xor edx, edx
+l4_server_next:
+    mov eax, SYS_L4_REPLY_WAIT
+    mov ecx, 0x240
+    int 0x30
+    test eax, eax
+    js l4_server_idle
+    mov edx, eax
+    jmp l4_server_next
+"""
+
+
 def _op_source(op: Op, k: int, uid: int, calls: list[ProcedureExport]) -> str:
     kind = op[0]
     if kind == "store_own":
@@ -369,6 +393,13 @@ def _op_source(op: Op, k: int, uid: int, calls: list[ProcedureExport]) -> str:
         return (
             f"    mov eax, SYS_CALL\n    mov ebx, {SERVER_PORT}\n    mov ecx, {MSG_OFFSET}\n"
             f"    mov edx, {op[1]}\n    mov esi, {REPLY_OFFSET}\n    mov edi, 64\n"
+            "    int 0x30\n"
+        )
+    if kind == "l4_call":
+        return (
+            f"    mov eax, SYS_L4_RECEIVE_BUFFER\n    mov ecx, {REPLY_OFFSET}\n    mov edx, 64\n"
+            f"    int 0x30\n    mov eax, SYS_L4_CALL\n    mov ebx, dword ptr [{L4_TID_OFFSET}]\n"
+            f"    mov ecx, {MSG_OFFSET}\n    mov edx, {op[1]}\n    mov esi, 1\n    mov edi, 2\n"
             "    int 0x30\n"
         )
     if kind == "lav_call":

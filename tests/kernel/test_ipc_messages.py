@@ -277,7 +277,9 @@ BAD_CALLS = [
     ((L.SYS_PORT_CREATE, DATA_SIZE - 2, 4, 0, 0, 0), L.E_FAULT),
     ((L.SYS_PORT_DESTROY, 2, 0, 0, 0, 0), L.E_BADPORT),  # another process's
     ((L.SYS_PORT_DESTROY, 40, 0, 0, 0, 0), L.E_BADPORT),
-    ((25, 0, 0, 0, 0, 0), L.E_NOSYS),
+    ((L.SYS_L4_CALL, 0, 0, 0, 0, 0), L.E_INVAL),  # no thread 0 (issue 14)
+    ((L.SYS_LRPC_CALL, 0, 0, 0, 0, 0), L.E_PERM),  # a free binding is nobody's
+    ((30, 0, 0, 0, 0, 0), L.E_NOSYS),
     ((31, 0, 0, 0, 0, 0), L.E_NOSYS),
 ]
 

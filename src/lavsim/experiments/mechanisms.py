@@ -10,7 +10,12 @@ arguments (a multiple of 4, 0..4096) and a one-word result:
   payload is written by the client into a data segment the server exported to it (one REP
   MOVSD) and the procedure gets its offset and length as two gate parameters;
 - message RPC sends them as the request message (copied user -> kernel -> user); the reply is
-  empty (the result is the reply length in EAX).
+  empty (the result is the reply length in EAX);
+- L4-style IPC sends up to 8 bytes in the two register words (ESI, EDI), more as a long
+  message copied once by the kernel into the server's receive buffer; the reply is the two
+  words (the result is the reply's long length in EAX, 0);
+- an LRPC-style call has the client's stub copy the arguments once onto the binding's
+  argument stack (one REP MOVSD) before it traps; the procedure's result comes back in EAX.
 
 The procedure and the message server do no work on the payload (``working_set`` pages of
 their own data are read each call, 0 by default).
@@ -31,6 +36,7 @@ import attrs
 from lavsim.errors import ConfigError
 from lavsim.experiments.workload import Workload
 from lavsim.kernel import layout as L
+from lavsim.kernel.fastipc import bind_lrpc, grant_send
 from lavsim.kernel.ipc import user_prelude
 from lavsim.kernel.sharing import ProcedureExport, lav_call_source
 from lavsim.kernel.system import LavenderSystem, Process, ProcessGroup
@@ -45,6 +51,11 @@ __all__ = [
     "HandoffOneGroup",
     "HandoffTwoGroups",
     "InGroupMigration",
+    "L4SmallSpaces",
+    "L4TwoGroups",
+    "LrpcOneGroup",
+    "LrpcResident",
+    "LrpcTwoGroups",
     "Mechanism",
     "MessageOneGroup",
     "MessageTwoGroups",
@@ -63,6 +74,7 @@ _ADDRESS = 0x000  # lav_call's address structure (20 bytes)
 _COUNTER = 0x030  # calls left
 _PORT = 0x034  # the server's port
 _SHARED_SEL = 0x038  # the arguments' shared segment (migration above 124 bytes)
+_PARTNER = 0x03C  # the server's thread id (L4) or the binding (LRPC)
 _FAR_POINTER = 0x040  # offset and gate selector for a bare far CALL (6 bytes)
 _PAYLOAD = 0x1000  # the arguments (up to 4096 bytes)
 _REPLY = 0x2000  # the reply buffer
@@ -375,6 +387,167 @@ class HandoffOneGroup(MessageOneGroup):
     reply_wait_number = "SYS_REPLY_WAIT_HANDOFF"
 
 
+# --- L4-style IPC ----------------------------------------------------------------------------
+
+#: Bytes an L4-style message carries in registers (two words).
+L4_REGISTER_BYTES = 4 * L.L4_REGISTER_WORDS
+
+
+def _l4_server(working_set: int) -> str:
+    """Register the receive buffer, wait; then reply (the words back, one added to the first)
+    and wait, forever."""
+    return f"""
+main:
+    mov eax, SYS_L4_RECEIVE_BUFFER
+    mov ecx, {_SERVER_BUFFER:#x}
+    mov edx, 0x1000
+    int 0x30
+    mov eax, SYS_L4_REPLY_WAIT
+    xor ebx, ebx
+    xor edx, edx
+    int 0x30
+serve:
+{_touch(working_set, hex(_SERVER_WORKING_SET))}    inc esi
+    mov eax, SYS_L4_REPLY_WAIT
+    xor edx, edx
+    int 0x30
+    jmp serve
+"""
+
+
+class L4TwoGroups(Mechanism):
+    """L4-style IPC (``l4_call`` / ``l4_reply_wait`` to a thread id, register words, direct
+    switch, long messages copied once) to a server in another group: a CR3 load each way."""
+
+    key = "l4-groups"
+    label = "L4-style IPC, two groups"
+    column = "L4 2 groups"
+
+    def server_group(self, system: LavenderSystem, client_group: ProcessGroup) -> ProcessGroup:
+        """The group the server runs in."""
+        return system.create_group("server")
+
+    def call(self, work: Workload) -> str:
+        """One call: the payload in the register words, or as a long message above 8 bytes."""
+        if work.size <= L4_REGISTER_BYTES:
+            words = [f"dword ptr [{_PAYLOAD + 4 * k:#x}]" if 4 * k < work.size else "0"
+                     for k in range(2)]  # fmt: skip
+            long = "    xor edx, edx\n"
+        else:
+            words = ["0", "0"]
+            long = f"    mov ecx, {_PAYLOAD:#x}\n    mov edx, {work.size}\n"
+        return (f"    mov eax, SYS_L4_CALL\n    mov ebx, dword ptr [{_PARTNER:#x}]\n{long}"
+                f"    mov esi, {words[0]}\n    mov edi, {words[1]}\n    int 0x30\n")  # fmt: skip
+
+    def build(self, system: LavenderSystem, work: Workload) -> Parties:
+        prelude = user_prelude()
+        client_group = system.create_group("client")
+        server = system.create_process(
+            self.server_group(system, client_group), prelude + _l4_server(work.working_set),
+            data_size=_SERVER_WORKING_SET + 4096 * work.working_set, name="server",
+        )  # fmt: skip
+        thread = system.create_thread(server, "main")
+        data = client_data(work)
+        data[_PARTNER : _PARTNER + 4] = thread.tid.to_bytes(4, "little")
+        client = system.create_process(
+            client_group, prelude + client_source(self.call(work)), data=bytes(data),
+            data_size=_CLIENT_DATA, name="client",
+        )  # fmt: skip
+        grant_send(system, client, server)
+        return Parties(client, server, result=0)
+
+
+class L4SmallSpaces(L4TwoGroups):
+    """The same between two processes of one group: one page directory, the partners kept
+    apart by their segments (Liedtke's small spaces), so no CR3 load and no TLB refill."""
+
+    key = "l4-small-spaces"
+    label = "L4-style IPC, small spaces"
+    column = "L4 small sp."
+
+    def server_group(self, system: LavenderSystem, client_group: ProcessGroup) -> ProcessGroup:
+        return client_group
+
+
+# --- LRPC-style calls ------------------------------------------------------------------------
+
+#: The LRPC server's data segment: the execution stack below _SERVER_BUFFER, then the working
+#: set at _SERVER_WORKING_SET.
+_ESTACK_TOP = _SERVER_BUFFER
+
+
+def _lrpc_server(working_set: int) -> str:
+    """The procedure (no thread of its own): the working set, then return the result."""
+    return (f"main:\n    nop\nproc:\n{_touch(working_set, hex(_SERVER_WORKING_SET))}"
+            f"    mov ebx, {RESULT:#x}\n    mov eax, SYS_LRPC_RETURN\n    int 0x30\n")  # fmt: skip
+
+
+class LrpcTwoGroups(Mechanism):
+    """LRPC-style call (Bershad et al.): the client's stub copies the arguments once onto the
+    argument stack shared at bind time and traps; the kernel checks the binding and runs the
+    client's thread in a server of another group (a CR3 load each way): no scheduling, no
+    message buffer, no thread switch."""
+
+    key = "lrpc-groups"
+    label = "LRPC-style call, two groups"
+    column = "LRPC 2 gr."
+
+    def server(self, system: LavenderSystem, client_group: ProcessGroup, source: str,
+               data_size: int) -> Process:
+        """The process that holds the procedure."""
+        group = system.create_group("server")
+        return system.create_process(group, source, data_size=data_size, name="server")
+
+    def call(self, size: int) -> str:
+        """One call: the arguments onto the A-stack (labelled for the observer), then trap."""
+        copy = (f"    push es\n    mov eax, dword ptr [{_SHARED_SEL:#x}]\n    mov es, ax\n"
+                f"    mov esi, {_PAYLOAD:#x}\n    xor edi, edi\ncopy_args:\n"
+                f"    mov ecx, {size // 4}\n    rep movsd\n    pop es\n")  # fmt: skip
+        return (f"{copy}    mov eax, SYS_LRPC_CALL\n    mov ebx, dword ptr [{_PARTNER:#x}]\n"
+                f"    mov ecx, {size}\n    int 0x30\n")  # fmt: skip
+
+    def build(self, system: LavenderSystem, work: Workload) -> Parties:
+        prelude = user_prelude()
+        group = system.create_group("client")
+        server = self.server(system, group, prelude + _lrpc_server(work.working_set),
+                             _SERVER_WORKING_SET + 4096 * work.working_set)
+        client = system.create_process(
+            group, prelude + client_source(self.call(work.size)), data=bytes(client_data(work)),
+            data_size=_CLIENT_DATA, name="client",
+        )  # fmt: skip
+        binding = bind_lrpc(system, client, server, "proc", estack_top=_ESTACK_TOP)
+        system.sharing.write_data(client, _SHARED_SEL,
+                                  binding.client_selector.to_bytes(4, "little"))
+        system.sharing.write_data(client, _PARTNER, binding.number.to_bytes(4, "little"))
+        copy_label = client.code_base + client.symbol("copy_args")
+        return Parties(client, server, RESULT, copy_label=copy_label)
+
+
+class LrpcOneGroup(LrpcTwoGroups):
+    """The same into a server of the client's group (no CR3 load)."""
+
+    key = "lrpc-group"
+    label = "LRPC-style call, one group"
+    column = "LRPC 1 gr."
+
+    def server(self, system: LavenderSystem, client_group: ProcessGroup, source: str,
+               data_size: int) -> Process:
+        return system.create_process(client_group, source, data_size=data_size, name="server")
+
+
+class LrpcResident(LrpcTwoGroups):
+    """The same into a resident-space server (in every address space: no CR3 load)."""
+
+    key = "lrpc-resident"
+    label = "LRPC-style call, resident"
+    column = "LRPC resid."
+
+    def server(self, system: LavenderSystem, client_group: ProcessGroup, source: str,
+               data_size: int) -> Process:
+        return system.create_resident_process(source, data_size=data_size,
+                                              name="resident server")
+
+
 def _registry(*mechanisms: Mechanism) -> Mapping[str, Mechanism]:
     return {m.key: m for m in mechanisms}
 
@@ -382,11 +555,11 @@ def _registry(*mechanisms: Mechanism) -> Mapping[str, Mechanism]:
 #: The mechanisms of the RPC table (``lavsim rpc``) and the sweeps' default, by key.
 MECHANISMS: Mapping[str, Mechanism] = _registry(
     InGroupMigration(), ResidentMigration(), MessageOneGroup(), MessageTwoGroups(),
-    HandoffTwoGroups(),
+    HandoffTwoGroups(), L4TwoGroups(), L4SmallSpaces(), LrpcTwoGroups(),
 )
 #: Further mechanisms the benchmarks measure (and ``lavsim sweep --mechanisms`` accepts).
 VARIANTS: Mapping[str, Mechanism] = _registry(
-    FarCallGroup(), FarCallResident(), HandoffOneGroup()
+    FarCallGroup(), FarCallResident(), HandoffOneGroup(), LrpcOneGroup(), LrpcResident()
 )
 
 

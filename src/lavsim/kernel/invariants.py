@@ -34,6 +34,7 @@ What is checked:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lavsim.kernel import layout as L
@@ -246,8 +247,32 @@ def check_kernel_consistency(system: LavenderSystem) -> list[str]:
         elif ipc == L.IPC_WAIT_REPLY:
             if tcb not in calls and not k32(tcb + L.TCB_IPC_SERVER):
                 problems.append(f"thread {tid} waits for a reply to a call nobody holds")
+        elif (l4 := k32(tcb + L.TCB_L4_STATE)) != L.L4_NONE:
+            problems.extend(_l4_wait_problems(k32, tid, tcb, l4, states))
         elif tcb not in net_waiters:
             problems.append(f"thread {tid} is blocked waiting for nothing (IPC state {ipc})")
 
     problems.extend(f"ipc: {p}" for p in check_ipc(memory))
     return problems
+
+
+def _l4_wait_problems(
+    k32: Callable[[int], int], tid: int, tcb: int, l4: int, states: dict[int, int]
+) -> list[str]:
+    """An L4-style wait (issue 14) of the blocked thread ``tid``: waiting for a reply or to
+    send, its partner is a thread that exists; a sender is in its partner's send queue."""
+    if l4 == L.L4_WAIT_ANY:
+        return []
+    if l4 not in (L.L4_WAIT_REPLY, L.L4_WAIT_SEND):
+        return [f"thread {tid} is in L4 state {l4}"]
+    partner = k32(tcb + L.TCB_L4_PARTNER)
+    ptid, rest = divmod(partner - L.TCB_LINEAR, L.TCB_SIZE)
+    if rest or ptid not in states:
+        return [f"thread {tid} waits in L4 IPC for a partner {partner:#x} that is no thread"]
+    if l4 == L.L4_WAIT_SEND:
+        node, seen = k32(partner + L.TCB_L4_SENDQ), 0
+        while node and node != tcb and seen <= L.MAX_THREADS:
+            node, seen = k32(node + L.TCB_L4_NEXT), seen + 1
+        if node != tcb:
+            return [f"thread {tid} waits to send but is not in thread {ptid}'s send queue"]
+    return []

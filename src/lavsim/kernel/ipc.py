@@ -41,11 +41,16 @@ MASK32 = 0xFFFFFFFF
 
 #: Rows of :class:`~lavsim.kernel.observer.KernelStats` (routine names and special rows)
 #: summed into each phase of a message RPC. Everything not listed counts as ``"other"``.
+#: The L4-style and LRPC-style paths (issue 14) share the phases: their checks of the
+#: destination, the long part and the receiver's pages are argument checks; their state
+#: changes, register-word transfer and LRPC linkage count with the queues and headers; the one
+#: long-message copy is "copy in"; LRPC's change of domain (LDT, CR3) is a context switch.
 PHASES: dict[str, tuple[str, ...]] = {
     "user": ("<user>",),
     "trap entry": ("<trap>", "syscall_entry"),
     "argument checks": (
         "ipc_check_buffer", "ipc_port_entry", "ipc_port_owned", "ipc_reply_target",
+        "l4_dest", "l4_check_long", "l4_window",
     ),
     "ipc queues and headers": (
         "sys_send", "sys_receive", "sys_call", "sys_call_handoff", "ipc_call_common",
@@ -53,10 +58,12 @@ PHASES: dict[str, tuple[str, ...]] = {
         "ipc_receive_common", "ipc_msg_alloc", "ipc_msg_free", "ipc_message_in",
         "ipc_take_message", "ipc_deliver", "ipc_wake_error", "ipc_post_kernel",
         "sys_port_create", "sys_port_destroy", "ipc_copy_name",
+        "sys_l4_call", "sys_l4_reply_wait", "l4_transfer", "sys_l4_receive_buffer",
+        "sys_lrpc_call", "sys_lrpc_return", "lrpc_leave",
     ),
-    "copy in": ("ipc_copy_in",),
+    "copy in": ("ipc_copy_in", "l4_copy_long"),
     "scheduling": ("schedule", "ready_enqueue", "preempt"),
-    "context switch and CR3": ("switch_to",),
+    "context switch and CR3": ("switch_to", "lrpc_domain"),
     "copy out": ("ipc_copy_out",),
     "return": ("trap_return",),
     "idle and interrupts": ("<idle>", "<interrupt>", "schedule_idle", "timer_handler"),

@@ -197,8 +197,20 @@ TCB_IPC_NEXT = 56  # link in a port's queue of waiting receivers
 TCB_IPC_MSG = 60  # the message handed to this waiting thread (0: woken with TCB_IPC_STATUS)
 TCB_IPC_STATUS = 64  # the error a waiting thread is woken with when its port is destroyed
 TCB_IPC_SERVER = 68  # a caller: PCB of the process that received its call (may reply), or 0
+#: L4-style IPC (issue 14, lavsim.kernel.fastipc; l4ipc.s).
+TCB_L4_STATE = 72  # L4_NONE, L4_WAIT_ANY, L4_WAIT_REPLY or L4_WAIT_SEND
+TCB_L4_PARTNER = 76  # waiting for a reply or to send: that thread's TCB; a receiver: its caller
+TCB_L4_SENDQ = 80  # threads waiting to send to this one (TCB_L4_NEXT links)
+TCB_L4_NEXT = 84
+TCB_L4_RBUF = 88  # linear address of the receive buffer for long messages
+TCB_L4_RCAP = 92  # its capacity (0: register messages only)
 #: Words 96..127: sharing and migration (issue 5, lavsim.kernel.sharing).
 TCB_FAULT_PID = 96  # pid of the process whose code faulted (the server for a migrated call)
+TCB_L4_RESULT = 100  # what the L4 system call returns when this waiting thread is woken
+#: LRPC-style calls (issue 14, lavsim.kernel.fastipc; lrpc.s).
+TCB_LRPC_BINDING = 104  # the binding of the call in progress (its entry), 0: none
+TCB_LRPC_HOME = 108  # the thread's own process during such a call (TCB_PROCESS is the server's)
+TCB_L4_RDIR = 112  # the page directory (physical; 0: any) the receive buffer's address is in
 TCB_GENERATION = 120  # how many threads had this TCB (and id) before (issue 19: ids are reused)
 TCB_FIELDS_END = 128
 
@@ -343,6 +355,38 @@ MSG_CALLER = 8  # TCB of the thread waiting in call for the reply, 0 for a plain
 MSG_BUF = 12  # linear address of its kernel buffer (fixed at boot)
 MSG_PID = 16  # sender's pid (0: the kernel)
 MSG_GROUP = 20  # sender's group id (0: the resident space or the kernel)
+#: TCB_L4_STATE values.
+L4_NONE = 0
+L4_WAIT_ANY = 1  # in reply_and_wait: waiting for a message from any thread
+L4_WAIT_REPLY = 2  # in call: waiting for the partner's reply
+L4_WAIT_SEND = 3  # in call: waiting for the partner to wait for a message
+#: Words of an L4-style register message (ESI, EDI): the 8-byte short message of L3/L4.
+L4_REGISTER_WORDS = 2
+#: LRPC bindings (one page of kernel memory): the binding table, LRPC_MAX_BINDINGS entries.
+LRPC_PHYS = 0x0003F000
+LRPC_MAX_BINDINGS = 32
+LB_SHIFT = 6
+LB_SIZE = 1 << LB_SHIFT
+LRPC_BINDINGS_LINEAR = kernel_linear(LRPC_PHYS)
+assert IPC_PHYS + PAGE_SIZE <= LRPC_PHYS and LRPC_PHYS + PAGE_SIZE <= IPC_BUFFERS_PHYS
+assert LRPC_MAX_BINDINGS * LB_SIZE <= PAGE_SIZE
+#: A binding: made by the boot loader (fastipc.bind_lrpc), the linkage written by each call.
+LB_CLIENT = 0  # PCB of the process that holds the binding (0: a free entry)
+LB_SERVER = 4  # PCB of the server
+LB_ENTRY = 8  # the procedure's offset in the server's code segment
+LB_ESTACK = 12  # top of the execution stack (offset in the server's data segment)
+LB_ASTACK = 16  # the argument stack's selector in the server
+LB_CALLER = 20  # TCB of the thread in a call through the binding (0: none)
+LB_EIP = 24  # the linkage: the caller's return state
+LB_CS = 28
+LB_EFLAGS = 32
+LB_ESP = 36
+LB_SS = 40
+LB_DS = 44
+LB_ES = 48
+LB_FS = 52
+LB_GS = 56
+LB_EBP = 60
 #: TCB_IPC_STATE values.
 IPC_NONE = 0
 IPC_WAIT_RECEIVE = 1
@@ -352,7 +396,7 @@ E_BADPORT = -16  # no such open port, or not the caller's
 E_MSGSIZE = -17  # message longer than IPC_MAX_MESSAGE
 E_EXIST = -18  # name server: the name is taken
 E_NOENT = -19  # name server: no such name
-E_PERM = -20  # name server: not allowed (another group, or not the kernel)
+E_PERM = -20  # not allowed: name server (another group), L4 send right, LRPC binding
 E_NOSPC = -21  # no free port / name-server entry
 E_PROTO = -22  # name server: malformed request
 #: Every error code is at least this (unsigned): how ipc.s tells an error from a kernel address.
@@ -412,8 +456,12 @@ PCB_R2_SLOT = 28  # bytes of ring-2 stack per thread
 PCB_MAX_THREADS = 32
 PCB_THREADS = 36  # live threads
 PCB_SLOTS = 64  # one byte per thread slot: 1 in use
+#: L4-style IPC's send rights (issue 14): bit (pid & 7) of byte (pid >> 3) set = threads of
+#: this process may send to threads of process pid (granted by the boot loader).
+PCB_L4_RIGHTS = 96
 MAX_THREADS_PER_PROCESS = 32
-assert PCB_SLOTS + MAX_THREADS_PER_PROCESS <= PCB_SIZE
+assert PCB_SLOTS + MAX_THREADS_PER_PROCESS <= PCB_L4_RIGHTS
+assert PCB_L4_RIGHTS + MAX_PROCESSES // 8 <= PCB_SIZE
 
 # --- kernel status word (k_status) -----------------------------------------------------------
 STATUS_BOOTING = 0
@@ -438,6 +486,12 @@ SYS_REPLY = 21
 SYS_REPLY_WAIT = 22
 SYS_CALL_HANDOFF = 23
 SYS_REPLY_WAIT_HANDOFF = 24
+#: L4-style IPC and LRPC-style calls (issue 14, lavsim.kernel.fastipc; l4ipc.s, lrpc.s).
+SYS_L4_CALL = 25
+SYS_L4_REPLY_WAIT = 26
+SYS_L4_RECEIVE_BUFFER = 27
+SYS_LRPC_CALL = 28
+SYS_LRPC_RETURN = 29
 SYSCALL_COUNT = 32
 #: The kernel routine of each system call, by number: the one place the order of
 #: ``syscall_table`` (data.s) is written (kernel/image.py generates the table from it). The
@@ -450,6 +504,9 @@ SYSCALLS: dict[int, str] = {
     SYS_SEND: "sys_send", SYS_RECEIVE: "sys_receive", SYS_CALL: "sys_call",
     SYS_REPLY: "sys_reply", SYS_REPLY_WAIT: "sys_reply_wait",
     SYS_CALL_HANDOFF: "sys_call_handoff", SYS_REPLY_WAIT_HANDOFF: "sys_reply_wait_handoff",
+    SYS_L4_CALL: "sys_l4_call", SYS_L4_REPLY_WAIT: "sys_l4_reply_wait",
+    SYS_L4_RECEIVE_BUFFER: "sys_l4_receive_buffer", SYS_LRPC_CALL: "sys_lrpc_call",
+    SYS_LRPC_RETURN: "sys_lrpc_return",
 }  # fmt: skip
 SYSCALL_NOSYS = "sys_nosys"
 #: System-call names by number ("" for an unused number).
@@ -483,7 +540,8 @@ PIC_EOI = 0x20
 #: data.s); vectors not named here go to ``unexpected_vector``. The system-call vector has its
 #: own entry (``syscall_entry``) and its slot is never used.
 VECTOR_HANDLERS: dict[int, str] = {
-    **{vector: "exception_handler" for vector in range(EXCEPTION_VECTORS)},
+    # lrpc_exception gives a thread inside an LRPC call back to its own process first.
+    **{vector: "lrpc_exception" for vector in range(EXCEPTION_VECTORS)},
     TIMER_VECTOR: "timer_handler",
     NIC_VECTOR: "nic_handler",
 }
@@ -543,11 +601,11 @@ def asm_constants() -> dict[str, int]:
         "STATUS_PANIC": STATUS_PANIC,
         "LDT_OWNER_LINEAR": LDT_OWNER_LINEAR, "GDT_OWNER_LINEAR": GDT_OWNER_LINEAR,
         "LDT_ENTRIES": LDT_ENTRIES, "LDT_FIRST_SHARED": LDT_FIRST_SHARED,
-        "GDT_LDT_FIRST": GDT_LDT_FIRST,
+        "GDT_LDT_FIRST": GDT_LDT_FIRST, "LDT_LINEAR": LDT_LINEAR, "LDT_BYTES": LDT_BYTES,
     }  # fmt: skip
     names.update(net_asm_constants())
     prefixes = ("FR_", "TCB_", "PCB_", "THREAD_", "ADDR_", "IPC_", "PORT_", "MSG_", "NS_",
-                "SYS_")
+                "SYS_", "L4_", "LRPC_", "LB_")
     for name, value in globals().items():
         if name.startswith(prefixes) and isinstance(value, int) and not isinstance(value, bool):
             names[name] = value

@@ -136,16 +136,20 @@ class KernelStats:
     memory_stalls: int = 0
     stalls_by_row: dict[str, int] = attrs.field(factory=dict)
     stalls_by_process: dict[int, int] = attrs.field(factory=dict)
+    #: L4-style long messages (issue 14: l4ipc.s's l4_copy_long, sender's segment -> the
+    #: receiver's buffer, once) and the bytes they moved.
+    copies_direct: int = 0
+    bytes_copied_direct: int = 0
 
     @property
     def messages_copied(self) -> int:
-        """Message copies in either direction."""
-        return self.copies_in + self.copies_out
+        """Message copies in either direction (and direct ones)."""
+        return self.copies_in + self.copies_out + self.copies_direct
 
     @property
     def bytes_copied(self) -> int:
         """Bytes moved by message copies."""
-        return self.bytes_copied_in + self.bytes_copied_out
+        return self.bytes_copied_in + self.bytes_copied_out + self.bytes_copied_direct
 
     def cycles_in(self, *rows: str) -> int:
         """Sum of the cycles of the named rows (absent rows count 0)."""
@@ -194,6 +198,10 @@ class KernelObserver:
         self._switch_to = image.symbol("switch_to")
         self._load_ldt = image.symbol("switch_to.Lload_ldt")
         self._load_cr3 = image.symbol("switch_to.Lload_cr3")
+        # LRPC switches domain without switching threads (lrpc.s).
+        self._lrpc_ldt = image.symbol("lrpc_domain.Ldm_ldt")
+        self._lrpc_cr3 = image.symbol("lrpc_domain.Ldm_cr3")
+        self._copy_direct = image.symbol("l4_copy_long")
         self._syscall = image.symbol("syscall_entry")
         self._copy_in = image.symbol("ipc_copy_in")
         self._copy_out = image.symbol("ipc_copy_out")
@@ -224,8 +232,8 @@ class KernelObserver:
         self.ldt_loads = 0
         self.cr3_loads = 0
         self.by_process: dict[int, int] = {}
-        self.copies_in = self.copies_out = 0
-        self.bytes_copied_in = self.bytes_copied_out = 0
+        self.copies_in = self.copies_out = self.copies_direct = 0
+        self.bytes_copied_in = self.bytes_copied_out = self.bytes_copied_direct = 0
         self.stalls_by_row: dict[str, int] = {}
         self.stalls_by_process: dict[int, int] = {}
         self._base_stalls = self._last_stalls = self._stall_count()
@@ -268,6 +276,7 @@ class KernelObserver:
             memory_stalls=self._stall_count() - self._base_stalls,
             stalls_by_row=dict(self.stalls_by_row),
             stalls_by_process=dict(self.stalls_by_process),
+            copies_direct=self.copies_direct, bytes_copied_direct=self.bytes_copied_direct,
         )
 
     def _owner(self, cs: int) -> int:
@@ -320,9 +329,9 @@ class KernelObserver:
                     if target != current:
                         self.context_switches += 1
                         self.switch_log.append((current, target))
-                elif pc == self._load_cr3:
+                elif pc == self._load_cr3 or pc == self._lrpc_cr3:
                     self.cr3_loads += 1
-                elif pc == self._load_ldt:
+                elif pc == self._load_ldt or pc == self._lrpc_ldt:
                     self.ldt_loads += 1
                 elif pc == self._syscall:
                     self.syscalls += 1
@@ -332,6 +341,9 @@ class KernelObserver:
                 elif pc == self._copy_out:
                     self.copies_out += 1
                     self.bytes_copied_out += self.machine.cpu.regs[ECX]
+                elif pc == self._copy_direct:  # L4 long message: sender -> receiver, once
+                    self.copies_direct += 1
+                    self.bytes_copied_direct += self.machine.cpu.regs[ECX]
             pid = self._owner(cs) if cpl else 0
             self.by_process[pid] = self.by_process.get(pid, 0) + cycles
             row = self.classify(kind, pc, cpl, self.machine.cpu.cpl)

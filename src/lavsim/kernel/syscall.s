@@ -1,8 +1,9 @@
 # Lavender kernel: system calls. Called from syscall_entry (entry.s) with EBP = the frame and
 # the caller's arguments still in EBX ECX EDX ESI EDI; the result is returned in EAX.
 
-# exit(EBX = exit code): end the calling thread.
-sys_exit:
+# exit(EBX = exit code): end the calling thread (entered at sys_exit in lrpc.s, which first
+# gives a thread inside an LRPC call back to its own process).
+exit_current:
     mov eax, dword ptr [k_current]
     mov dword ptr [eax+TCB_EXIT_CODE], ebx
     jmp thread_exit

@@ -265,11 +265,11 @@ def error_name(value: int) -> str | None:
 class BlockedThread:
     """A thread that cannot run when the run ended, and what it waits for.
 
-    ``waits``: ``"receive"`` (on ``port``), ``"reply"`` (its call on ``port`` not received
-    yet, or received by process ``server_pid`` that has not replied), ``"network"`` (a
-    receive on network queue ``port``), or ``"other"``. For a call not received yet,
-    ``server_pid`` is the port's owner and ``server_alive`` says whether it has a thread left
-    to receive it (False: the call waits for ever, e.g. on a name server that died).
+    ``waits``: ``"receive"`` (on ``port``; None: an L4-style wait), ``"reply"`` (its call on
+    ``port`` not received yet, or received by process ``server_pid`` that has not replied),
+    ``"network"`` (a receive on network queue ``port``), or ``"other"``. For a call not
+    received yet, ``server_pid`` is the port's owner and ``server_alive`` says whether it has
+    a thread left to receive it (False: the call waits for ever, e.g. on a name server that died).
     """
 
     tid: int
@@ -281,6 +281,8 @@ class BlockedThread:
 
     def describe(self) -> str:
         text = f"thread {self.tid} of process {self.pid}"
+        if self.waits == "receive" and self.port is None:
+            return f"{text} waits for an L4-style message from any thread"
         if self.waits == "receive":
             return f"{text} waits in receive on port {self.port}"
         if self.waits == "network":
@@ -1164,6 +1166,13 @@ class LavenderSystem:
                 blocked.append(BlockedThread(tid, pid, "reply", None, server_pid))
             elif tid in network:
                 blocked.append(BlockedThread(tid, pid, "network", network[tid]))
+            elif self.read_kernel32(tcb + L.TCB_L4_STATE) == L.L4_WAIT_ANY:
+                blocked.append(BlockedThread(tid, pid, "receive"))
+            elif self.read_kernel32(tcb + L.TCB_L4_STATE) == L.L4_WAIT_REPLY:
+                partner = self.read_kernel32(tcb + L.TCB_L4_PARTNER)
+                server = self.read_kernel32(partner + L.TCB_PROCESS)
+                blocked.append(BlockedThread(tid, pid, "reply", None,
+                                             self.read_kernel32(server + L.PCB_PID)))
             else:
                 blocked.append(BlockedThread(tid, pid, "other"))
         return tuple(faulted), tuple(blocked)

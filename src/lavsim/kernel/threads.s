@@ -42,4 +42,12 @@ tcb_alloc:
     mov dword ptr [edi+TCB_IPC_MSG], 0
     mov dword ptr [edi+TCB_IPC_STATUS], 0
     mov dword ptr [edi+TCB_IPC_SERVER], 0
+    mov dword ptr [edi+TCB_L4_STATE], L4_NONE
+    mov dword ptr [edi+TCB_L4_PARTNER], 0
+    mov dword ptr [edi+TCB_L4_SENDQ], 0
+    mov dword ptr [edi+TCB_L4_NEXT], 0
+    mov dword ptr [edi+TCB_L4_RCAP], 0
+    mov dword ptr [edi+TCB_L4_RDIR], 0
+    mov dword ptr [edi+TCB_LRPC_BINDING], 0
+    mov dword ptr [edi+TCB_LRPC_HOME], 0
     ret
