@@ -42,9 +42,9 @@ import attrs
 from lavsim import __version__
 from lavsim.boards import BOARDS, DEFAULT_BOARDS
 from lavsim.errors import ConfigError, LavsimError
+from lavsim.experiments import published
 from lavsim.experiments.engines import default_jobs, make_engine, run_experiment
 from lavsim.experiments.experiment import builtin_experiment, load_experiment
-from lavsim.experiments import published
 from lavsim.experiments.mechanisms import MECHANISMS, VARIANTS, mechanism
 from lavsim.experiments.progress import reporter
 from lavsim.experiments.rpc import DEFAULT_SIZES, rpc_table
@@ -426,6 +426,9 @@ def _sweep(args: argparse.Namespace) -> str:
     args.failed = len(result.failures)
     if args.plot is not None:
         plot_sweep(result, args.plot)
+    return result.render(args.format)
+
+
 def _run(args: argparse.Namespace) -> str:
     if args.command == "boards":
         return boards_text()
