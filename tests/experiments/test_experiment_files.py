@@ -17,6 +17,7 @@ from lavsim.experiments.experiment import (
     load_experiment,
     parse_experiment_text,
 )
+from lavsim.experiments.mechanisms import MECHANISMS
 from lavsim.experiments.sweeps import SWEEPS
 from lavsim.experiments.workload import Workload
 
@@ -39,7 +40,8 @@ def test_every_built_in_sweep_is_a_shipped_experiment_file() -> None:
     assert sorted(p.stem for p in BUILTIN_DIR.glob("*.toml")) == sorted(SWEEPS)
     tlb = builtin_experiment("tlb")
     assert [a for a, _ in tlb.axes] == ["profile", "tlb_entries", "global_pages", "mechanism"]
-    assert len(tlb.points) == 5 * 2 * 5
+    # TLB sizes x PGE on/off x the table's mechanisms (every mechanism, as before).
+    assert len(tlb.points) == 5 * 2 * len(MECHANISMS)
     assert tlb.base.working_set == 4
 
 
@@ -68,7 +70,7 @@ def test_a_costs_axis_replaces_one_timing_cost_of_the_model_and_keeps_its_name()
     e = parse_experiment_text(_axes('costs.call_gate.inner = [50, 100]\n'
                                     'profile = ["i486", "pentium"]'))
     assert e.rows == "costs.call_gate.inner"
-    models = [p.workload.model for p in e.points[::5]]
+    models = [p.workload.model for p in e.points[::len(MECHANISMS)]]
     assert [(m.name, m.profile.cost("call_gate.inner").cycles) for m in models] == [
         ("i486", 50), ("pentium", 50), ("i486", 100), ("pentium", 100)]
     assert models[0].mmu == builtin_experiment("size").points[0].workload.model.mmu
