@@ -129,14 +129,21 @@ def _palladium(table: RpcTable, profile: str) -> tuple[float, str] | None:
     if cost is None:
         return None
     gate = _ph(cost, "gate call", "far return")
+    board = cost.workload.board_spec
+    stalls = cost.warm.phases.get("memory stalls", 0.0)
+    # What the memory system adds to the warm call depends on the board this table ran on.
+    memory = ("on ideal memory (no cache misses, no memory stalls)" if board.ideal else
+              f"on board {board.name}, where the warm call stalls {stalls:,.1f} cycles on "
+              "memory (its code and data stay in the L1 caches between calls)")
     return cost.warm.cycles, (
         f"{cost.mechanism.label}: a call through a call gate and RETF within one address "
         f"space, segments keeping the parties apart, as in Palladium. The gate call and far "
-        f"return are {gate:,.0f} cycles, lav_call's stub {_ph(cost, 'user stub'):,.0f}. "
-        "Palladium's call and return also switch the stack and data segments in its stubs "
-        "and run with caches and memory that the simulated board lacks (no cache misses, no "
-        "memory stalls here): the design difference is the stub work, the machine difference "
-        "the memory system."
+        f"return are {gate:,.0f} cycles, lav_call's stub {_ph(cost, 'user stub'):,.0f}, "
+        f"{memory}. Palladium's call and return also switch the stack and data segments in "
+        "its stubs, and its figure was measured on a 200 MHz Pentium, whose 66 MHz bus is a "
+        "core/bus ratio of 3 against the P100 board's 3/2, so each miss costs about twice the "
+        "core cycles: the design difference is the stub work, the machine difference the "
+        "memory system."
     )
 
 
