@@ -79,6 +79,7 @@ def _l4_one_way(key: str) -> Callable[[RpcTable, str], tuple[float, str] | None]
         entry = _ph(cost, *_KERNEL_ENTRY_EXIT) / 2
         switch = _ph(cost, "context switch and CR3", "TLB refill") / 2
         path = _ph(cost, *_PATH) / 2
+        stalls = cost.warm.phases.get("memory stalls", 0.0) / 2
         rest = half - entry
         text = (
             f"{cost.mechanism.label}, {cost.size}-byte round trip / 2. Per IPC: kernel entry "
@@ -87,14 +88,21 @@ def _l4_one_way(key: str) -> Callable[[RpcTable, str], tuple[float, str] | None]
             "runs on per-process LDT segments; L4 kept flat segments and saved only what its "
             f"path needs), thread switch {switch:,.0f} (kernel stack, TSS, LDT"
             f"{', CR3' if cost.warm.cr3_loads else ''}), the IPC path {path:,.0f}, user stub "
-            f"and server {_ph(cost, 'user stub', 'server') / 2:,.0f}."
+            f"and server {_ph(cost, 'user stub', 'server') / 2:,.0f}"
+            + (f", memory stalls {stalls:,.0f}." if stalls else ".")
         )
         if profile == "i486":
             l4_rest = 250 - 107
+            core = rest - stalls
+            verdict = ("within 25%: what is left of the gap is the design of the kernel entry "
+                       "and exit" if core / l4_rest <= 1.25 else "beyond 25%: Lavender's full "
+                       "thread switch and IPC path are longer than L4's")
             text += (
                 f" Without kernel entry and exit (L4's own 107, Liedtke 1995) L4 spends "
-                f"{l4_rest} cycles; the rest here is {rest:,.0f} (ratio {rest / l4_rest:.2f}): "
-                "the gap is the design of the kernel entry and exit."
+                f"{l4_rest} cycles; the rest here is {rest:,.0f} (ratio {rest / l4_rest:.2f})"
+                + (f", {core:,.0f} without this board's memory stalls (ratio "
+                   f"{core / l4_rest:.2f})" if stalls else "")
+                + f", {verdict}."
             )
         else:
             text += (
