@@ -461,8 +461,12 @@ def _run(args: argparse.Namespace) -> str:
 def _program_command(argv: Sequence[str]) -> int | None:
     """``lavsim cc`` and ``lavsim run`` (C programs, :mod:`lavsim.programs.commands`) take
     gcc's options and file lists, so they are handed their arguments before argparse runs."""
-    from lavsim.programs.commands import COMMANDS
+    from lavsim.programs.commands import COMMANDS, run_main
 
+    if argv and argv[0] == "run":
+        from lavsim.observe.runopts import RUN_OPTIONS
+
+        return run_main(argv[1:], RUN_OPTIONS)
     if argv and argv[0] in COMMANDS:
         return COMMANDS[argv[0]](argv[1:])
     return None

@@ -130,3 +130,20 @@ def test_verbose_logs_creation_to_standard_error_and_quiet_by_default(
     assert "lavsim.kernel: thread 1 of process 2 'client'" in err
     assert main(argv) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_trace_call_keeps_exactly_one_calls_steps_and_checks_its_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    both, warm = tmp_path / "both.txt", tmp_path / "warm.txt"
+    base = [*RPC, "--observe", "migration-group", "--trace-instructions"]
+    assert main([*base, str(both)]) == 0
+    assert main([*base, str(warm), "--trace-call", "1"]) == 0
+    capsys.readouterr()
+    calls = [line for line in both.read_text().splitlines() if " client.main+0x0 " in line]
+    one = warm.read_text().splitlines()[1:]
+    assert len(calls) == 2 and one[0] == calls[1]  # the warm call starts at the 2nd start
+    assert sum(" client.main+0x0 " in line for line in one) == 1
+    assert one[-1] in both.read_text().splitlines()
+    assert main([*base, str(warm), "--trace-call", "2"]) == 2
+    assert "argument --trace-call" in capsys.readouterr().err

@@ -35,7 +35,8 @@ __all__ = ["OPTION_FIELDS", "add_observe_options", "add_plot_option", "add_verbo
 
 #: ConfigError fields of these options -> the option (for the CLI's one-line errors).
 OPTION_FIELDS = {"port": "--gdb", "max_events": "--trace-max-events", "range": "--trace-range",
-                 "cpl": "--trace-cpl", "mechanism": "--observe", "trace_out": "--trace-out",
+                 "cpl": "--trace-cpl", "trace_call": "--trace-call", "mechanism": "--observe",
+                 "trace_out": "--trace-out",
                  "stats_out": "--stats-out", "trace_instructions": "--trace-instructions",
                  "plot": "--plot"}
 
@@ -89,6 +90,8 @@ def add_observe_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--trace-instructions", metavar="FILE", default=None,
                        help="write a symbolic instruction trace of the calls (the first "
                        "observed mechanism)")
+    group.add_argument("--trace-call", type=int, default=None, metavar="K",
+                       help="instruction trace: only call K (0: the first, cold call)")
     group.add_argument("--trace-range", type=_range, default=None, metavar="START-END",
                        help="instruction trace: linear addresses START-END or START+LEN")
     group.add_argument("--trace-routine", type=_keys, default=None, metavar="NAMES",
@@ -159,14 +162,18 @@ def wanted(args: argparse.Namespace) -> bool:
                ("trace_out", "stats_out", "trace_instructions", "gdb"))
 
 
-def _window_filter(trace: InstructionTrace, start: int, end: int) -> Callable[..., None]:
-    """Pass only the steps of the calls (from ``call_start`` up to ``call_end``) to ``trace``."""
+def _window_filter(trace: InstructionTrace, start: int, end: int,
+                   only: int | None = None) -> Callable[..., None]:
+    """Pass only the steps of the calls (from ``call_start`` up to ``call_end``) to ``trace``;
+    with ``only``, of call number ``only`` alone (0: the first, cold call)."""
     active = [False]
+    calls = [0]
 
     def observer(kind: str, cs: int, eip: int, pc: int, cpl: int, before: int,
                  after: int, /) -> None:
         if pc == start and cpl == 3:
-            active[0] = True
+            active[0] = only is None or calls[0] == only
+            calls[0] += 1
         elif pc == end and cpl == 3:
             active[0] = False
         if active[0]:
@@ -187,6 +194,9 @@ def observe_rpc(args: argparse.Namespace, base: Workload, profile: ModelSpec, si
         path = getattr(args, field)
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise ConfigError(field, f"no directory for {path!r}")
+    if args.trace_call is not None and not 0 <= args.trace_call < args.calls:
+        raise ConfigError("trace_call", f"call {args.trace_call} of {args.calls} calls "
+                                        f"(0..{args.calls - 1})")
     keys = args.observe or list(MECHANISMS)
     mechs: list[Mechanism] = [mechanism(k) for k in keys]
     work = attrs.evolve(base, profile=profile, size=size, calls=args.calls)
@@ -211,7 +221,8 @@ def observe_rpc(args: argparse.Namespace, base: Workload, profile: ModelSpec, si
                 sink.write(line + "\n")
 
             trace = InstructionTrace(system, write, selection)
-            observers.append(_window_filter(trace, harness.start, harness.end))
+            observers.append(_window_filter(trace, harness.start, harness.end,
+                                            args.trace_call))
         for observer in observers:
             system.machine.add_observer(observer)
         server = None

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from lavsim.elf import ElfError, load_elf_file
 from lavsim.errors import ConfigError, LavsimError
 from lavsim.programs.cc import CcError, compile_program
-from lavsim.programs.run import run_bare, run_lavender
+from lavsim.programs.run import RunObserver, run_bare, run_lavender
 
 _RUN_OPTIONS = {
     "profile": "--profile", "groups": "--groups", "max_threads": "--threads",
@@ -88,14 +88,28 @@ def run_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_main(argv: Sequence[str]) -> int:
+#: Options added by a layer above (``lavsim.observe.runopts``: ``--gdb``, ``--trace-out`` ...)
+#: and the observer they make from the parsed arguments (None: nothing asked).
+RunOptions = tuple[Callable[[argparse.ArgumentParser], None],
+                   Callable[[argparse.Namespace], RunObserver | None], dict[str, str]]
+
+
+def run_main(argv: Sequence[str], observe: RunOptions | None = None) -> int:
     """``lavsim run``: see the module docstring."""
     parser = run_parser()
+    if observe is not None:
+        observe[0](parser)
     try:
         args = parser.parse_args(list(argv))
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else 2
+    fields = _RUN_OPTIONS | (observe[2] if observe is not None else {})
     try:
+        observer = observe[1](args) if observe is not None else None
+        if observer is not None and args.bare:
+            print("lavsim run: error: --bare runs without the kernel: no --gdb, --trace-out, "
+                  "--stats-out or --trace-instructions", file=sys.stderr)
+            return 2
         programs = [load_elf_file(p, flat=args.bare) for p in args.programs]
         if args.bare:
             if len(programs) != 1:
@@ -106,13 +120,13 @@ def run_main(argv: Sequence[str]) -> int:
             result = run_lavender(
                 programs, profile=args.profile, groups=args.groups,
                 max_threads=args.max_threads, heap_size=args.heap_size,
-                max_cycles=args.max_cycles,
+                max_cycles=args.max_cycles, observer=observer,
             )  # fmt: skip
     except ElfError as error:
         print(f"lavsim run: {error}", file=sys.stderr)
         return 2
     except ConfigError as error:
-        option = _RUN_OPTIONS.get(error.field)
+        option = fields.get(error.field)
         message = str(error)[len(error.field) + 2:]
         where = f"argument {option}: {message}" if option else str(error)
         print(f"lavsim run: error: {where}", file=sys.stderr)

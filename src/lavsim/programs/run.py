@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
 
 from attrs import frozen
 
@@ -27,7 +29,7 @@ from lavsim.cpu import x87
 from lavsim.cpu.state import EAX, ESP, SS
 from lavsim.elf import ElfProgram
 from lavsim.errors import ConfigError
-from lavsim.kernel.system import LavenderSystem, RunOutcome
+from lavsim.kernel.system import LavenderSystem, Process, RunOutcome, Thread
 from lavsim.machine import Machine, MachineConfig
 
 MARK_SYMBOL = "__lav_mark_hit"
@@ -63,6 +65,22 @@ class ProgramRun:
         if self.detail and self.reason not in ("done", "halted"):
             lines.append(f"  {self.detail}")
         return "\n".join(lines)
+
+
+class RunObserver(Protocol):
+    """Something that looks inside a :func:`run_lavender` run (``lavsim run --gdb``,
+    ``--trace-out`` ...: :class:`lavsim.observe.runopts.RunObservation`); it only reads."""
+
+    @property
+    def kernel_stats(self) -> bool:
+        """Whether the system needs its kernel observer (``observe=True``)."""
+        ...
+
+    def start(self, system: LavenderSystem, processes: Sequence[Process]) -> None:
+        """Called once the programs are loaded, before the first instruction."""
+
+    def finish(self, status: int | None) -> None:
+        """Called when the run is over (``status`` None if it failed)."""
 
 
 class _Marks:
@@ -103,9 +121,11 @@ def run_lavender(
     max_threads: int = 4,
     heap_size: int = 0x10000,
     max_cycles: int | None = None,
+    observer: RunObserver | None = None,
 ) -> ProgramRun:
     """Run ``programs`` under the kernel. ``groups``: one entry per program, the number of
-    its group (1, 2 ...; 0 for the resident space); by default all share group 1."""
+    its group (1, 2 ...; 0 for the resident space); by default all share group 1. A process
+    is named after its file (``sorting`` for ``build/sorting.elf``); ``observer`` looks on."""
     if not programs:
         raise ConfigError("programs", "give at least one program")
     placement = list(groups) if groups is not None else [1] * len(programs)
@@ -113,7 +133,7 @@ def run_lavender(
         raise ConfigError("groups", f"{len(placement)} groups for {len(programs)} programs")
     if any(not isinstance(g, int) or g < 0 for g in placement):
         raise ConfigError("groups", "group numbers are ints >= 0 (0: resident)")
-    system = LavenderSystem(profile, observe=False)
+    system = LavenderSystem(profile, observe=observer is not None and observer.kernel_stats)
     made: dict[int, object] = {}
     processes = []
     for program, g in zip(programs, placement, strict=True):
@@ -123,12 +143,26 @@ def run_lavender(
                 made[g] = system.create_group(f"group{g}")
             group = made[g]
         process = system.create_elf_process(
-            group, program, max_threads=max_threads, heap_size=heap_size)  # type: ignore[arg-type]
+            group, program, max_threads=max_threads, heap_size=heap_size,  # type: ignore[arg-type]
+            name=Path(program.name).stem or program.name)
         processes.append(process)
     threads = [system.create_thread(p, p.symbols.get("_start", 0)) for p in processes]
     marks = _Marks(system.machine, [
         p.code_base + p.symbols[MARK_SYMBOL] for p in processes if MARK_SYMBOL in p.symbols
     ])
+    if observer is None:
+        return _run(system, processes, threads, marks, max_cycles)
+    observer.start(system, processes)
+    run = None
+    try:
+        run = _run(system, processes, threads, marks, max_cycles)
+    finally:
+        observer.finish(run.status if run is not None else None)
+    return run
+
+
+def _run(system: LavenderSystem, processes: Sequence[Process], threads: Sequence[Thread],
+         marks: _Marks, max_cycles: int | None) -> ProgramRun:
     start_cycles = system.machine.cpu.tsc
     start_insns = system.machine.cpu.instructions
     while True:
