@@ -35,8 +35,8 @@ Control bits: CR0.CD = 1 stops line fills (misses become single transfers; hits 
 CR0.NW = 1 stops write-through of write hits (as documented for the i486, HRM table 3-? "Cache
 operating modes"). PCD/PWT in paging entries are not seen by the seam (the access does not
 carry them) and are not modelled: every page is cacheable, write-back on the Pentium. A CR3
-load does nothing to the caches (they are physically tagged). INVD/WBINVD are not in lavsim's
-ISA yet; :meth:`MemoryHierarchy.invalidate` is the operation they would call.
+load does nothing to the caches (they are physically tagged). INVD and WBINVD reach
+:meth:`MemoryHierarchy.invalidate` through the MMU (``MMU.invalidate_caches``).
 
 Write buffer times are absolute TSC values, so HLT idle time drains the buffers and a
 snapshot taken at any instruction boundary restores to the same later cycles.
@@ -429,18 +429,27 @@ class MemoryHierarchy:
     # --- whole-cache operations -------------------------------------------------------
 
     def invalidate(self, write_back: bool) -> None:
-        """INVD (``write_back=False``) or WBINVD: empty the L1 caches (and the L2, as the
-        processor's special cycle asks the board to); WBINVD writes dirty lines back first,
-        charging their bursts."""
+        """INVD (``write_back=False``) or WBINVD: empty the L1 caches, and the L2, which the
+        processor's special bus cycles ask the board to flush (SDM Vol. 2, INVD and WBINVD).
+        WBINVD first writes the dirty L1 lines back, one burst each, and the CPU waits for
+        them (and for the write buffers to drain); the L2's own write-backs keep the bus busy
+        but do not stall the CPU (it does not wait for the external cache). INVD writes
+        nothing back: on hardware dirty data is lost, here memory already holds it (the
+        caches hold tags only), so only the cache contents and statistics differ."""
         ticks = self._drain()
         for cache in self.l1:
             for line in cache.invalidate(write_back):
                 ticks += self._line_write(line, cache.config.line)
+        self.locked_stall += self._stall_ticks(ticks)
+        self.bus_free = max(self.bus_free, self._now())
         if self.l2 is not None:
             for _ in self.l2.invalidate(write_back):
-                ticks += self._l2_victim
-        self.bus_free = self._now() + ticks
-        self.locked_stall += self._stall_ticks(ticks)
+                self.bus_free += self._l2_victim
+
+    def invalidate_caches(self, write_back: bool) -> None:
+        """The MMU's cache-control seam (:meth:`lavsim.mmu.mmu.MMU.invalidate_caches`):
+        :meth:`invalidate`."""
+        self.invalidate(write_back)
 
     def clear(self) -> None:
         """Empty every cache and the write buffer without charging anything (host-side: the

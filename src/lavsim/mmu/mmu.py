@@ -961,6 +961,15 @@ class MMU:
             self._fast_enabled = self.config.fast_path
             self._select_fast()
 
+    def invalidate_caches(self, write_back: bool) -> None:
+        """INVD (``write_back=False``) or WBINVD: tell every attached tracer that has an
+        ``invalidate_caches(write_back)`` method (a board's memory hierarchy) to empty its
+        caches. Without one (the ideal board) the instruction has no effect beyond its cycles."""
+        for tracer in self._tracers:
+            invalidate = getattr(tracer, "invalidate_caches", None)
+            if invalidate is not None:
+                invalidate(write_back)
+
     def _trace(self, kind: Access, phys: int, size: int, user: bool) -> None:
         for tracer in self._tracers:
             tracer.on_access(kind, phys, size, user)
