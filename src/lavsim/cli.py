@@ -10,7 +10,7 @@
                  [--jobs N | --engine dask --scheduler ADDRESS] [--store FILE]
     lavsim sweep EXPERIMENT.toml [--format ...] [--jobs N | --engine dask ...] [--store FILE]
     lavsim results STORE [--format csv|json]
-    lavsim cycles [--profile P] [--cpu-model FILE] [--iterations N] [--warmup N]
+    lavsim cycles [--profile P] [--cpu-model FILE] [--board B] [--iterations N] [--warmup N]
                   [--format table|json]
                   [--reg NAME=VALUE] [--mem ADDRESS=HEX] FILE|-
     lavsim cc    [--bare] [gcc options] SOURCES... [-o OUT.elf]   (C for lavsim: gcc -m32)
@@ -88,6 +88,7 @@ _OPTIONS = {
     },
     "results": {"format": "--format"},
     "cycles": {"profile": "--profile", "iterations": "--iterations", "warmup": "--warmup",
+               "board": "--board",
                "file": "FILE",
                "source": "FILE", "registers": "--reg"},
 }  # fmt: skip
@@ -182,6 +183,12 @@ def _model_file(path: str) -> CpuModel:
 
 def _board(name: str) -> str:
     if name.lower() not in BOARDS and name != DEFAULT:
+        raise argparse.ArgumentTypeError(f"unknown board {name!r}; known: {', '.join(BOARDS)}")
+    return name.lower()
+
+
+def _preset_board(name: str) -> str:
+    if name.lower() not in BOARDS:
         raise argparse.ArgumentTypeError(f"unknown board {name!r}; known: {', '.join(BOARDS)}")
     return name.lower()
 
@@ -325,7 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     cycles.add_argument("--mem", type=_memory_bytes, action="append", default=[],
                         metavar="ADDRESS=HEX", help="preset memory bytes, e.g. "
                         "0x110000=01000000 (may be repeated)")
-    # A --board option belongs here once boards (memory systems) exist.
+    cycles.add_argument("--board", type=_preset_board, default="ideal", metavar="NAME",
+                        help="the memory system: " + ", ".join(BOARDS) + " (default ideal: "
+                        "every access hits; a board with caches shows misses as 'memory' "
+                        "stalls)")
     return parser
 
 
@@ -371,7 +381,7 @@ def _cycles(args: argparse.Namespace) -> str:
             raise ConfigError("file", f"cannot read {args.file!r}: {error}") from None
     model = args.model if args.model is not None else args.profile
     report = measure(source, model, iterations=args.iterations, warmup=args.warmup,
-                     registers=dict(args.reg), memory=dict(args.mem))
+                     registers=dict(args.reg), memory=dict(args.mem), board=args.board)
     return report.render(args.format)
 
 

@@ -365,3 +365,17 @@ def test_hlt_halts_at_cpl0_and_is_gp0_at_cpl3(rig: Rig) -> None:
     assert rig.cpu.halted
     ring3(rig)
     assert fault(rig, "hlt", b"\xf4", length=1) == (GP, 0)
+
+
+@pytest.mark.parametrize(("handler", "opcode"), [("invd", b"\x0f\x08"), ("wbinvd", b"\x0f\x09")])
+def test_invd_and_wbinvd_at_cpl3_are_gp0(rig: Rig, handler: str, opcode: bytes) -> None:
+    ring3(rig)
+    assert fault(rig, handler, opcode) == (GP, 0)
+
+
+@pytest.mark.parametrize(("handler", "opcode"), [("invd", b"\x0f\x08"), ("wbinvd", b"\x0f\x09")])
+def test_invd_and_wbinvd_at_cpl0_change_no_register(rig: Rig, handler: str, opcode: bytes) -> None:
+    regs = list(rig.cpu.regs)
+    flags = rig.cpu.get_eflags()
+    run(rig, handler, opcode)
+    assert list(rig.cpu.regs) == regs and rig.cpu.get_eflags() == flags

@@ -150,3 +150,44 @@ def test_the_warm_up_option_reaches_the_alternating_branch_steady_state() -> Non
     loop = "top: xor eax,1\njz skip\nnop\nskip: dec ecx\njnz top"
     assert _per_iteration(loop, "--warmup", "3") == 4.5
     assert _per_iteration(loop) != 4.5  # one warm-up iteration leaves the first taken JZ in
+
+
+# A loop reading a new data-cache line each iteration: every load misses in steady state.
+_STRIDE = "top: mov eax,[esi]\nadd esi,64\ndec ecx\njnz top"
+
+
+def test_with_a_board_a_missing_load_shows_a_memory_stall_in_its_row() -> None:
+    data = json.loads(_cycles(_STRIDE, "--board", "p100", "--format", "json"))
+    load = data["rows"][0]
+    assert data["board"] == "p100" and data["memory_stalls"] > 0
+    assert [why for why, _ in load["stalls"]] == ["memory"]
+    assert load["stalls"][0][1] == data["memory_stalls"]
+    assert all("memory" not in [w for w, _ in r["stalls"]] for r in data["rows"][1:])
+    text = _cycles(_STRIDE, "--board", "p100")
+    assert text.splitlines()[0].startswith("profile pentium; board p100; ")
+    assert "memory +" in text
+
+
+def test_the_ideal_board_shows_no_memory_stall_and_is_the_default() -> None:
+    assert _cycles(_STRIDE) == _cycles(_STRIDE, "--board", "ideal")
+    data = json.loads(_cycles(_STRIDE, "--format", "json"))
+    assert data["board"] == "ideal" and data["memory_stalls"] == 0
+    assert "memory" not in _cycles(_STRIDE)
+    assert _per_iteration(_STRIDE, "--board", "p100") > _per_iteration(_STRIDE)
+
+
+def test_a_load_of_the_same_line_hits_in_steady_state_on_a_board() -> None:
+    same = "top: mov eax,[esi]\ndec ecx\njnz top"
+    assert _per_iteration(same, "--board", "486dx2-66", "--profile", "i486") == _per_iteration(
+        same, "--profile", "i486")
+
+
+def test_an_unknown_board_is_refused_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    old, sys.stdin = sys.stdin, io.StringIO("nop")
+    try:
+        assert main(["cycles", "--board", "pdp11", "-"]) == 2
+    finally:
+        sys.stdin = old
+    assert "--board" in capsys.readouterr().err

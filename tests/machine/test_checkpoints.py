@@ -162,7 +162,9 @@ def test_the_snapshot_knows_every_attribute_of_the_simulated_parts() -> None:
     mmu_slots = set(type(m.mmu).__slots__)
     # data_page / code_page: the host fast path's public lookups (host-side, not saved).
     known = {"ad_writes", "code_page", "config", "cr0", "cr3", "cr4", "data_page",
-             "dirty_walks", "flushes", "invlpgs", "memory", "page_faults", "walk_reads", "walks"}
+             "dirty_walks", "flushes", "invlpgs", "memory", "page_faults", "walk_reads", "walks",
+             # PCD/PWT records: saved in the MMU state once a page has the bits
+             "page_cache", "large_page_cache"}
     assert {s for s in mmu_slots if not s.startswith("_")} == known
     assert set(vars(m.pic)) == {"base", "irr", "isr", "imr", "lost", "acknowledged",
                                 "_read_isr", "_icw", "_need_icw3", "_need_icw4"}

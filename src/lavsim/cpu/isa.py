@@ -297,6 +297,9 @@ def _build() -> tuple[Form, ...]:
     add(_f("lgdt", b"\x0f\x01", 2, "m", "lgdt", "lgdt", "priv"))
     add(_f("lidt", b"\x0f\x01", 3, "m", "lidt", "lidt", "priv"))
     add(_f("invlpg", b"\x0f\x01", 7, "m", "invlpg", "invlpg", "priv"))
+    # INVD/WBINVD (SDM Vol. 2 pages of the same names; 486 and later)
+    add(_f("invd", b"\x0f\x08", None, "", "invd", "invd", "priv"))
+    add(_f("wbinvd", b"\x0f\x09", None, "", "wbinvd", "wbinvd", "priv"))
     # SLDT/STR store like MOV r/m16, Sreg: a register destination has the operand size (GNU
     # encodes `sldt ax` with 66), memory is always 16 bits.
     add(_f("sldt", b"\x0f\x00", 0, "r/m16", "sldt", "sldt"))

@@ -81,12 +81,13 @@ for _name in ("rcl", "rcr"):
 for _name in (
     "arpl", "bswap", "call_far", "call_near_indirect", "cdq", "clc", "cld", "cli", "cmc",
     "cmovcc", "cmps", "cpuid", "cwde", "div", "enter", "hlt", "idiv", "imul", "imul2", "imul3",
-    "in_", "int3", "int_n", "into", "invlpg", "iret", "jecxz", "jmp_far", "jmp_near_indirect",
+    "in_", "int3", "int_n", "into", "invd", "invlpg", "iret", "jecxz", "jmp_far",
+    "jmp_near_indirect",
     "lahf", "lar", "leave", "lgdt", "lidt", "lldt", "lods", "loop", "loope", "loopne", "lsl",
     "ltr", "mov_from_cr", "mov_from_sreg", "mov_to_cr", "mov_to_sreg", "movs", "movsx", "movzx",
     "mul", "neg", "not", "out", "pop_sreg", "popad", "popfd", "push_sreg", "pushad", "pushfd",
     "rdtsc", "ret_far", "ret_near", "sahf", "scas", "setcc", "sgdt", "sidt", "sldt", "stc",
-    "std", "sti", "stos", "str_", "ud2", "verr", "verw", "xchg",
+    "std", "sti", "stos", "str_", "ud2", "verr", "verw", "wbinvd", "xchg",
     "rcl", "rcr", "rol", "ror", "shl", "shr", "sar",  # by CL or imm8 unless listed above
     # The instructions compiled C needs (issue 16): NP in the Pentium Instruction Set Reference
     # [PIR] for BTS/BTR/BTC, BSF, SHLD/SHRD, CMPXCHG, CMPXCHG8B; BT, BSR and XADD are not in

@@ -1,11 +1,12 @@
 """System instructions: segment-register moves, descriptor-table registers, LDTR and TR,
-access-rights queries, control registers, INVLPG, CPUID, RDTSC, port I/O, CLI/STI, HLT.
+access-rights queries, control registers, INVLPG, INVD/WBINVD, CPUID, RDTSC, port I/O,
+CLI/STI, HLT.
 
 References are the Intel SDM Vol. 2 instruction pages of the same names (protected mode).
 
-Privileged instructions (LGDT, LIDT, LLDT, LTR, MOV to/from CRn, INVLPG, HLT) raise #GP(0) at
-CPL > 0. The instruction table marks them ``priv``; the handlers check the CPL themselves as
-well so that the rule holds whoever calls them.
+Privileged instructions (LGDT, LIDT, LLDT, LTR, MOV to/from CRn, INVLPG, INVD, WBINVD,
+HLT) raise #GP(0) at CPL > 0. The instruction table marks them ``priv``; the handlers check
+the CPL themselves as well so that the rule holds whoever calls them.
 
 Not modelled, and what happens instead:
 
@@ -92,6 +93,7 @@ __all__ = [
     "cpuid",
     "hlt",
     "in_",
+    "invd",
     "invlpg",
     "lar",
     "lgdt",
@@ -111,6 +113,7 @@ __all__ = [
     "str_",
     "verr",
     "verw",
+    "wbinvd",
 ]
 
 CR4_TSD = 1 << 2
@@ -449,6 +452,23 @@ def invlpg(cpu: CpuState, insn: Insn) -> None:
     _memory_operand(insn)
     _require_cpl0(cpu)
     cpu.mmu.invlpg((cpu.seg[insn.seg].base + ea(cpu, insn)) & MASK32)
+
+
+@handler("invd")
+def invd(cpu: CpuState, insn: Insn) -> None:
+    """INVD: invalidate the internal caches without writing back, and signal the external
+    cache to do the same. The caches are a timing model holding no data (memory is always up
+    to date), so no data is lost: only the cache model's contents and statistics change."""
+    _require_cpl0(cpu)
+    cpu.mmu.invalidate_caches(False)
+
+
+@handler("wbinvd")
+def wbinvd(cpu: CpuState, insn: Insn) -> None:
+    """WBINVD: write the dirty lines back, invalidate the internal caches, and signal the
+    external cache to write back and invalidate; the board charges the write-backs."""
+    _require_cpl0(cpu)
+    cpu.mmu.invalidate_caches(True)
 
 
 # --------------------------------------------------------------------------------------------

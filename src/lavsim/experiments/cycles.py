@@ -18,7 +18,11 @@ What is counted:
 Registers at the start (:data:`START_REGISTERS`): EBX, ESI, EDI, EDX and EBP point at zeroed,
 mapped data pages 64 KiB apart, ESP at the top of a stack page, ECX = 1,000,000 (a counted
 loop keeps running), EAX = 0; ``registers`` overrides them and ``memory`` presets bytes.
-Cycles are the TSC: what the profile charges (figures, issue model, page walks).
+Cycles are the TSC: what the profile charges (figures, issue model, page walks) and, on a
+``board`` with caches (:mod:`lavsim.boards`; default ``ideal``, every access hits), what its
+memory hierarchy adds: an instruction that waited for memory (a cache miss, a full write
+buffer, a locked cycle) shows the stall ``memory +N``. The warm-up pass (or iterations) fills
+the caches too, so a measured miss is one the snippet's working set causes in steady state.
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ class CyclesReport:
     rows: tuple[Row, ...]
     cycles_per_iteration: float
     mispredicts: int
+    board: str = "ideal"
+    memory_stalls: float = 0.0
+    """Cycles per iteration the measured part waited for memory (0 on the ideal board)."""
 
     def render(self, fmt: str = "table") -> str:
         """``table`` (last line ``cycles per iteration: X``) or ``json``."""
@@ -84,6 +91,7 @@ class CyclesReport:
             raise ConfigError("format", f"must be table or json, not {fmt!r}")
         lines = [
             f"profile {self.profile}; "
+            + (f"board {self.board}; " if self.board != "ideal" else "")
             + (f"loop, {self.iterations} iterations measured after the warm-up"
                if self.loop else "one pass measured after a warm-up pass"),
             f"{'address':>8}  {'pipe':<5} {'issue':>5} {'cycles':>6}  {'instruction':<32} stalls",
@@ -96,14 +104,18 @@ class CyclesReport:
         paired = sum(1 for r in self.rows if r.pipe == "V")
         lines.append(f"instructions: {len(self.rows)}, in the V pipe: {paired}, "
                      f"mispredicted branches: {self.mispredicts}")
+        if self.board != "ideal":
+            mem = self.memory_stalls
+            shown_mem = f"{mem:.0f}" if mem == int(mem) else f"{mem:.2f}"
+            lines.append(f"memory stalls per iteration: {shown_mem} cycles")
         value = self.cycles_per_iteration
         shown = f"{value:.0f}" if value == int(value) else f"{value:.2f}"
         lines.append(f"cycles per iteration: {shown}")
         return "\n".join(lines) + "\n"
 
 
-def _machine(model: ModelSpec, code: bytes) -> Machine:
-    m = Machine(MachineConfig(memory_size=4 << 20, profile=model))
+def _machine(model: ModelSpec, code: bytes, board: str) -> Machine:
+    m = Machine(MachineConfig(memory_size=4 << 20, profile=model, board=board))
     m.setup_flat_protected_mode(entry=CODE, stack_top=START_REGISTERS["esp"])
     mem = m.memory
     for k in range(1024):  # identity map of the first 4 MiB, present, writable, supervisor
@@ -134,6 +146,7 @@ def measure(
     warmup: int = 1,
     registers: Mapping[str, int] | None = None,
     memory: Mapping[int, bytes] | None = None,
+    board: str = "ideal",
 ) -> CyclesReport:
     """Measure ``source`` (module docstring). Bad input raises :class:`ConfigError` or
     :class:`~lavsim.errors.AssemblyError` naming the problem."""
@@ -151,7 +164,8 @@ def measure(
     if not program.code:
         raise ConfigError("source", "the snippet assembles to no instructions")
     end = program.end
-    m = _machine(model, program.code + b"\xf4")  # HLT after the snippet
+    m = _machine(model, program.code + b"\xf4", board)  # HLT after the snippet
+    hierarchy = m.hierarchy
     for address, data in (memory or {}).items():
         m.load(address, data)
     cpu = m.cpu
@@ -161,9 +175,12 @@ def measure(
     def mispredicts() -> int:
         return 0 if cpu.btb is None else cpu.btb.mispredicts
 
-    def run_pass() -> tuple[list[tuple[int, int, int]], list[int], bool]:
+    def stalled() -> int:
+        return 0 if hierarchy is None else hierarchy.stall_cycles
+
+    def run_pass() -> tuple[list[tuple[int, int, int, int]], list[int], bool]:
         """Step until EIP leaves the snippet or enough loop iterations ran."""
-        steps: list[tuple[int, int, int]] = []
+        steps: list[tuple[int, int, int, int]] = []
         starts = [cpu.tsc]
         marks[:] = [0]
         missed[:] = [mispredicts()]
@@ -173,8 +190,9 @@ def measure(
             if not CODE <= eip < end or cpu.halted or cpu.shutdown is not None:
                 return steps, starts, len(starts) > 1
             before = cpu.tsc
+            waited = stalled()
             m.step()
-            steps.append((eip, before, cpu.tsc))
+            steps.append((eip, before, cpu.tsc, stalled() - waited))
             if cpu.eip == CODE:
                 starts.append(cpu.tsc)
                 marks.append(len(steps))
@@ -194,6 +212,7 @@ def measure(
         first = warmup
         done = len(starts) - 1 - first
         per = (starts[-1] - starts[first]) / done
+        mem = sum(step[3] for step in steps[marks[first]:]) / done
         wrong = missed[-1] - missed[first]
         last_start = starts[-2]
         log = cpu.issue_log
@@ -204,6 +223,7 @@ def measure(
         wrong = mispredicts() - missed[0]
         done = 1
         per = float(steps[-1][2] - steps[0][1]) if steps else 0.0
+        mem = float(sum(step[3] for step in steps))
         last_start = steps[0][1] if steps else cpu.tsc
         log = cpu.issue_log
     # The rows of the last measured pass (iteration); the issue log has one entry per step.
@@ -211,17 +231,20 @@ def measure(
     window = steps[lo:hi]
     entries = log[lo:hi] if log is not None and len(log) == len(steps) else []
     rows = []
-    for k, (eip, before, after) in enumerate(window):
+    for k, (eip, before, after, waited) in enumerate(window):
         entry = entries[k] if k < len(entries) else None
         text = _text(m, eip)
         if entry is not None and entry[0] == eip:
             pipe, at, stalls = entry[1], entry[2] - last_start, entry[3]
         else:
             pipe, at, stalls = "-", before - last_start, ()
+        if waited:
+            stalls = (*stalls, ("memory", waited))
         rows.append(Row(eip, text, pipe, at, after - before, stalls))
     return CyclesReport(
         profile=model.name, loop=loop, iterations=done, rows=tuple(rows),
-        cycles_per_iteration=per, mispredicts=wrong,
+        cycles_per_iteration=per, mispredicts=wrong, board=m.config.board_spec.name,
+        memory_stalls=mem,
     )
 
 

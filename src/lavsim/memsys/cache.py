@@ -252,8 +252,9 @@ class Cache:
             return _MISS_THROUGH
         return self._fill(index, tag)
 
-    def write(self, addr: int, allocate: bool = True) -> CacheResult:
-        """A write to the line of ``addr`` (see the write policy in the module docstring)."""
+    def write(self, addr: int, allocate: bool = True, through: bool = False) -> CacheResult:
+        """A write to the line of ``addr`` (see the write policy in the module docstring).
+        ``through``: write through even in a write-back cache (a page with PWT or PCD)."""
         index, tag = self._locate(addr)
         tags = self.tags[index]
         config = self.config
@@ -261,7 +262,7 @@ class Cache:
             self.write_hits += 1
             way = tags.index(tag)
             self._touch(index, way)
-            if config.write_back:
+            if config.write_back and not through:
                 self.dirty[index][way] = True
                 return _HIT
             return _HIT_THROUGH

@@ -33,10 +33,18 @@ What each access does (costs from :class:`BusTiming`, i.e. from the board):
 
 Control bits: CR0.CD = 1 stops line fills (misses become single transfers; hits still hit),
 CR0.NW = 1 stops write-through of write hits (as documented for the i486, HRM table 3-? "Cache
-operating modes"). PCD/PWT in paging entries are not seen by the seam (the access does not
-carry them) and are not modelled: every page is cacheable, write-back on the Pentium. A CR3
-load does nothing to the caches (they are physically tagged). INVD/WBINVD are not in lavsim's
-ISA yet; :meth:`MemoryHierarchy.invalidate` is the operation they would call.
+operating modes"). PCD and PWT of the entry that maps a page (SDM Vol. 3 §11.5.1, "page-level
+cache control") come from the MMU's record by physical frame (``MMU.page_cache``, filled at
+TLB fills): a read or instruction fetch from a PCD page does not allocate a line (like CR0.CD,
+a line that is already present still hits), a write to a PCD page does not allocate and goes
+to memory, and a write to a PWT page goes to memory even in the Pentium's write-back cache
+(the line, if present, is updated and stays clean). Page-walk reads and A/D updates are
+always cacheable here: the PCD/PWT of CR3 and of the PDE, which govern them, are not
+modelled. A PCD read's single transfer does not fill the L2 either (it is served from the L2
+only on a hit); bus writes reach the L2 as any bus write does (the PCD pin's effect on an
+external cache is the board's, and no board source gives it). A CR3
+load does nothing to the caches (they are physically tagged). INVD and WBINVD reach
+:meth:`MemoryHierarchy.invalidate` through the MMU (``MMU.invalidate_caches``).
 
 Write buffer times are absolute TSC values, so HLT idle time drains the buffers and a
 snapshot taken at any instruction boundary restores to the same later cycles.
@@ -66,6 +74,7 @@ __all__ = [
 
 _CR0_CD = 1 << 30
 _CR0_NW = 1 << 29
+_PCD = 1 << 4  # page-level cache disable, as in a paging entry (PWT is bit 3)
 
 
 class Clock(Protocol):
@@ -195,6 +204,9 @@ class MemoryHierarchy:
             self.data = Cache(config.data)
             self.l1 = (self.code, self.data)
         self.l2 = Cache(timing.l2) if timing.l2 is not None else None
+        # The MMU's PCD/PWT records by frame (the same dicts, mutated in place), if any.
+        self._page_cache: dict[int, int] = getattr(controls, "page_cache", {})
+        self._large_page_cache: dict[int, int] = getattr(controls, "large_page_cache", {})
         #: Completion times (bus ticks, see ``_d``) of buffered writes, oldest first, and
         #: whether each hit L1.
         self.buffer: deque[tuple[int, bool]] = deque()
@@ -262,19 +274,32 @@ class MemoryHierarchy:
 
     # --- reads -------------------------------------------------------------------------
 
+    def _page_bits(self, phys: int) -> int:
+        """PCD | PWT of the page holding ``phys`` (0 while no page has them: two dict truth
+        tests)."""
+        if self._page_cache:
+            bits = self._page_cache.get(phys >> 12)
+            if bits is not None:
+                return bits
+        if self._large_page_cache:
+            return self._large_page_cache.get(phys >> 22, 0)
+        return 0
+
     def _insn(self, phys: int, size: int) -> None:
+        uncached = self._page_bits(phys) & _PCD
         for line in self._lines(self.code, phys, size):
-            self.fetch_stall += self._read_line(self.code, line, 4)
+            self.fetch_stall += self._read_line(self.code, line, 4, uncached)
 
     def _read(self, phys: int, size: int) -> None:
+        uncached = self._page_bits(phys) & _PCD
         for line in self._lines(self.data, phys, size):
-            self.read_stall += self._read_line(self.data, line, min(size, 4))
+            self.read_stall += self._read_line(self.data, line, min(size, 4), uncached)
 
     def _walk_read(self, phys: int, size: int) -> None:
         self.walk_stall += self._read_line(self.data, phys, 4)
 
-    def _read_line(self, cache: Cache, addr: int, size: int) -> int:
-        fill = not self.controls.cr0 & _CR0_CD
+    def _read_line(self, cache: Cache, addr: int, size: int, uncached: int = 0) -> int:
+        fill = not (self.controls.cr0 & _CR0_CD or uncached)
         result = cache.read(addr, fill)
         if result.hit:
             return 0
@@ -337,10 +362,13 @@ class MemoryHierarchy:
         line_size = data.config.line
         width = self.timing.bus_width
         end = phys + max(size, 1)
+        bits = self._page_bits(phys)
+        allocate = not bits & _PCD
+        through = bits != 0  # PWT, or PCD (an uncacheable write goes to memory)
         for line in self._lines(data, phys, size):
             lo = max(phys, line)
             hi = min(end, line + line_size)
-            result = data.write(lo)
+            result = data.write(lo, allocate, through)
             if not result.through or (nw and result.hit):
                 continue
             # One bus write per bus word of the piece (a REP run is many words).
@@ -429,18 +457,27 @@ class MemoryHierarchy:
     # --- whole-cache operations -------------------------------------------------------
 
     def invalidate(self, write_back: bool) -> None:
-        """INVD (``write_back=False``) or WBINVD: empty the L1 caches (and the L2, as the
-        processor's special cycle asks the board to); WBINVD writes dirty lines back first,
-        charging their bursts."""
+        """INVD (``write_back=False``) or WBINVD: empty the L1 caches, and the L2, which the
+        processor's special bus cycles ask the board to flush (SDM Vol. 2, INVD and WBINVD).
+        WBINVD first writes the dirty L1 lines back, one burst each, and the CPU waits for
+        them (and for the write buffers to drain); the L2's own write-backs keep the bus busy
+        but do not stall the CPU (it does not wait for the external cache). INVD writes
+        nothing back: on hardware dirty data is lost, here memory already holds it (the
+        caches hold tags only), so only the cache contents and statistics differ."""
         ticks = self._drain()
         for cache in self.l1:
             for line in cache.invalidate(write_back):
                 ticks += self._line_write(line, cache.config.line)
+        self.locked_stall += self._stall_ticks(ticks)
+        self.bus_free = max(self.bus_free, self._now())
         if self.l2 is not None:
             for _ in self.l2.invalidate(write_back):
-                ticks += self._l2_victim
-        self.bus_free = self._now() + ticks
-        self.locked_stall += self._stall_ticks(ticks)
+                self.bus_free += self._l2_victim
+
+    def invalidate_caches(self, write_back: bool) -> None:
+        """The MMU's cache-control seam (:meth:`lavsim.mmu.mmu.MMU.invalidate_caches`):
+        :meth:`invalidate`."""
+        self.invalidate(write_back)
 
     def clear(self) -> None:
         """Empty every cache and the write buffer without charging anything (host-side: the

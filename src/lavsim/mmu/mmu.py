@@ -72,6 +72,14 @@ around the processor are not reported: host-side loaders and checkers using
 :class:`~lavsim.memory.PhysicalMemory` directly, and device transfers (the network interface's
 DMA, ``lavsim.network``, reads and writes physical memory through the machine).
 
+**Page cache attributes.** Each TLB fill records the PCD/PWT bits of the mapping entry by
+physical frame (:attr:`MMU.page_cache`, :attr:`MMU.large_page_cache`), only for pages that
+have one of them set (and drops the record when the frame is mapped again without them); a
+board's hierarchy looks an access's frame up there, so the tracer seam stays
+``on_access(kind, phys, size, user)`` and the fast path and the no-tracer path do not change.
+The record is what the TLB entry latched unless two linear mappings with different bits alias
+one frame (then the latest fill wins), which the SDM advises against.
+
 **State.** :meth:`MMU.get_state` / :meth:`MMU.set_state` give and take the paging controls,
 the counters (declared once in :data:`MMU_COUNTERS`) and every TLB's entries in LRU order as
 JSON-ready data; the fast path is host-side and is dropped by ``set_state``.
@@ -352,7 +360,9 @@ class MMU:
         "dirty_walks",
         "flushes",
         "invlpgs",
+        "large_page_cache",
         "memory",
+        "page_cache",
         "page_faults",
         "walk_reads",
         "walks",
@@ -402,6 +412,13 @@ class MMU:
         self.code_page: PageLookup = self._ifast.get
         self._tracers: tuple[MemoryTracer, ...] = ()
         self._walk_memory = _TracedWalkMemory(self)
+        #: PCD/PWT of the pages that have them (``PCD | PWT`` bits as in the entry), by frame:
+        #: 4 KiB frame number (phys >> 12) here, 4 MiB frame number (phys >> 22) in
+        #: ``large_page_cache``. Recorded at each TLB fill, when the processor latches the bits
+        #: into the entry; a board's hierarchy reads them (see "Page cache attributes" in the
+        #: module docstring). Both stay empty, and cost nothing, while no page has the bits.
+        self.page_cache: dict[int, int] = {}
+        self.large_page_cache: dict[int, int] = {}
 
         self._listener: MMUListener | None = None
         self._miss_cb: MissCallback | None = None
@@ -614,6 +631,9 @@ class MMU:
     def _fill(
         self, fetch: bool, linear: int, result: WalkResult, tlb: TLB, large: TLB | None
     ) -> int:
+        bits = result.cache
+        if bits or self.page_cache or self.large_page_cache:
+            self._record_cache(result, bits)
         if result.large and large is not None:
             entry = TLBEntry(result.large_base, result.us, result.rw, result.d, result.g, True)
             large.fill(linear, entry)
@@ -623,6 +643,18 @@ class MMU:
             tlb.fill(linear, entry)
             self._remember(fetch, linear, entry, tlb)
         return result.physical
+
+    def _record_cache(self, result: WalkResult, bits: int) -> None:
+        # Only touched once some page had PCD/PWT set: a later cacheable mapping of the frame
+        # drops its record.
+        if result.large:
+            table, key = self.large_page_cache, result.large_base >> 22
+        else:
+            table, key = self.page_cache, result.frame >> 12
+        if bits:
+            table[key] = bits
+        else:
+            table.pop(key, None)
 
     def _miss(
         self, linear: int, write: bool, user: bool, fetch: bool, tlb: TLB, large: TLB | None
@@ -961,6 +993,15 @@ class MMU:
             self._fast_enabled = self.config.fast_path
             self._select_fast()
 
+    def invalidate_caches(self, write_back: bool) -> None:
+        """INVD (``write_back=False``) or WBINVD: tell every attached tracer that has an
+        ``invalidate_caches(write_back)`` method (a board's memory hierarchy) to empty its
+        caches. Without one (the ideal board) the instruction has no effect beyond its cycles."""
+        for tracer in self._tracers:
+            invalidate = getattr(tracer, "invalidate_caches", None)
+            if invalidate is not None:
+                invalidate(write_back)
+
     def _trace(self, kind: Access, phys: int, size: int, user: bool) -> None:
         for tracer in self._tracers:
             tracer.on_access(kind, phys, size, user)
@@ -980,6 +1021,11 @@ class MMU:
         state: dict[str, Any] = {"cr0": self.cr0, "cr3": self.cr3, "cr4": self.cr4}
         state.update(MMU_COUNTERS.get_state(self))
         state["tlbs"] = {t.name: t.get_state() for t in self._tlbs}
+        # Present only once a page had PCD/PWT (older snapshots and most runs have neither).
+        for name in ("page_cache", "large_page_cache"):
+            table = getattr(self, name)
+            if table:
+                state[name] = [[k, v] for k, v in sorted(table.items())]
         return state
 
     def check_state(self, state: Mapping[str, Any]) -> list[int]:
@@ -1000,6 +1046,15 @@ class MMU:
             raise ValueError(f"TLBs {sorted(tlbs)} != {sorted(mine)}")
         for name, tlb in mine.items():
             tlb.check_state(tlbs[name])
+        for name in ("page_cache", "large_page_cache"):
+            items = state.get(name, [])
+            if not isinstance(items, list) or any(
+                not isinstance(e, list) or len(e) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) for v in e)
+                or not 0 <= e[0] < 1 << 20 or e[1] & ~0x18 or not e[1]
+                for e in items
+            ):
+                raise ValueError(f"{name} must be a list of [frame, PCD|PWT bits] pairs")
         return controls
 
     def set_state(self, state: Mapping[str, Any]) -> None:
@@ -1016,6 +1071,10 @@ class MMU:
         MMU_COUNTERS.set_state(self, state)
         for name, tlb in mine.items():
             tlb.set_state(tlbs[name])
+        for name in ("page_cache", "large_page_cache"):
+            table = getattr(self, name)
+            table.clear()  # in place: a hierarchy holds these dicts
+            table.update((k, v) for k, v in state.get(name, []))
         self.drop_fast_path()
 
 

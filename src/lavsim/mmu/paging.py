@@ -8,7 +8,8 @@ entry that maps the page (the PTE, or the PDE of a 4 MiB page), as the processor
 (SDM Vol. 3 §4.8). A refused access writes nothing back.
 
 Not modelled: PAE, PSE-36 (bits 20:13 of a 4 MiB PDE are ignored, never a reserved-bit fault),
-NX, SMEP/SMAP, PCD/PWT effects (the flags are kept in the entry types only).
+NX, SMEP/SMAP. PCD/PWT have no effect on the walk; it returns those of the mapping entry
+(``WalkResult.cache``) for a board's caches (see ``lavsim.mmu.mmu``).
 """
 
 from __future__ import annotations
@@ -171,6 +172,9 @@ class WalkResult:
     g: bool = False
     reads: int = 0
     ad_writes: int = 0
+    cache: int = 0
+    """The PCD and PWT bits (``PCD | PWT`` as in the entry) of the entry that maps the page:
+    the PTE of a 4 KiB page, the PDE of a 4 MiB page."""
 
 
 def allowed(us: bool, rw: bool, write: bool, user: bool, wp: bool) -> bool:
@@ -233,6 +237,7 @@ def walk(
             g=bool(pde & G),
             reads=1,
             ad_writes=writes,
+            cache=pde & (PCD | PWT),
         )
 
     pte_addr = (pde & ADDRESS_MASK) | ((linear >> 10) & 0xFFC)
@@ -263,4 +268,5 @@ def walk(
         g=bool(pte & G),
         reads=2,
         ad_writes=writes,
+        cache=pte & (PCD | PWT),
     )

@@ -298,6 +298,13 @@ _I486_DATA: dict[str, tuple[int, str]] = {
              "charged like MOV CR3,r32 (4, [H] §9)"),
     ),
     "invlpg": (12, _h(9, "figure for a TLB entry hit")),
+    "invd": (4, _later("MAME cycles.h [MAME] CYCLES_INVD, i486 column, emulator")),
+    "wbinvd": (
+        5,
+        _est("no stored source gives the 486 figure (the x86 Norton Guide [NG] prints '??'; "
+             "[MAME] charges nothing); INVD's 4 ([MAME]) plus one clock for the write-back "
+             "special cycle the instruction adds; the write-backs are the board's"),
+    ),
     "cpuid": (
         14,
         _est("CPUID is not on the original 486; the Pentium figure 14 ([MAME] §9) is used"),

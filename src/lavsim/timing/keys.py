@@ -216,6 +216,9 @@ KEY_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
         "mov_to_cr3": "MOV CR3, r32 (the TLB flush itself; later refills are charged as misses)",
         "mov_to_cr4": "MOV CR4, r32",
         "invlpg": "INVLPG m",
+        "invd": "INVD (the board's caches add nothing: no line is written back)",
+        "wbinvd": "WBINVD without write-backs (a board's hierarchy adds the bus time of each "
+                  "dirty line it writes back)",
         "cpuid": "CPUID",
         "rdtsc": "RDTSC",
         "in": "IN AL/EAX, imm8 or DX (protected mode, CPL <= IOPL)",

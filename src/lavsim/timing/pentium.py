@@ -323,6 +323,17 @@ _PENTIUM_DATA: dict[str, tuple[int, str]] = {
     ),
     "mov_to_cr4": (14, _ms(9, "headings read as swapped")),
     "invlpg": (25, _pir("MM7ZX4.html (INVLPG)", "'mem32' row")),
+    "invd": (
+        15,
+        _later("MAME cycles.h [MAME] CYCLES_INVD, Pentium column, emulator",
+               "a copy of the Pentium reference's INVD page (faydoc.tripod.com/cpu/invd.htm) "
+               "also prints 15, NP"),
+    ),
+    "wbinvd": (
+        2000,
+        _pir("CVX0K0.html (WBINVD)", "printed '2000+': the base is charged, and a board's "
+             "hierarchy adds the bus time of each dirty line written back"),
+    ),
     "cpuid": (14, _mame(9)),
     "rdtsc": (20, _mame(9)),
     "in": (19, _mame(9, "protected mode, no CPL split (real mode 7)")),
