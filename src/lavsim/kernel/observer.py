@@ -57,6 +57,35 @@ SWITCH_LOG_MAX = 4096
 _RING_ROWS = {1: "<ring 1>", 2: "<ring 2>", 3: ROW_USER}
 
 
+
+class CodeOwners:
+    """Which process's code a code selector names, with the loaded LDT: the pid read from the
+    kernel's slot-owner tables exactly as migrate.s's ``frame_owner`` reads them (a shared or
+    GDT slot's owner, else the LDT's process), memoised per (LDT, CS) until :meth:`clear`."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self._cache: dict[int, int] = {}
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def __call__(self, cs: int) -> int:
+        ldt = self.machine.cpu.ldtr.selector
+        key = (ldt << 16) | cs
+        pid = self._cache.get(key)
+        if pid is None:
+            ldt_pid = max((ldt >> 3) - GDT_LDT_FIRST, 0)
+            index = cs >> 3
+            owner = 0
+            if not cs & 4:
+                owner = self.machine.memory.read8(GDT_OWNER_PHYS + index)
+            elif index >= LDT_FIRST_SHARED:
+                owner = self.machine.memory.read8(LDT_OWNER_PHYS + ldt_pid * LDT_ENTRIES + index)
+            pid = owner or ldt_pid
+            self._cache[key] = pid
+        return pid
+
 class StepClassifier:
     """Sorts one step of the machine into a row (see the module docstring): the kernel routine
     holding EIP, ``<user>``, ``<ring 1>``/``<ring 2>``, ``<trap>``, ``<gate call>``, ``<far
@@ -206,7 +235,7 @@ class KernelObserver:
         self._copy_in = image.symbol("ipc_copy_in")
         self._copy_out = image.symbol("ipc_copy_out")
         self.classify = StepClassifier(image)
-        self._owner_cache: dict[int, int] = {}
+        self._owner = CodeOwners(machine)
         self.reset()
 
     def reset(self) -> None:
@@ -279,24 +308,6 @@ class KernelObserver:
             copies_direct=self.copies_direct, bytes_copied_direct=self.bytes_copied_direct,
         )
 
-    def _owner(self, cs: int) -> int:
-        """The pid whose code the selector ``cs`` names in the loaded LDT (or the GDT), read
-        from the kernel's slot-owner tables exactly as migrate.s's frame_owner reads them."""
-        ldt = self.machine.cpu.ldtr.selector
-        key = (ldt << 16) | cs
-        pid = self._owner_cache.get(key)
-        if pid is None:
-            ldt_pid = max((ldt >> 3) - GDT_LDT_FIRST, 0)
-            index = cs >> 3
-            owner = 0
-            if not cs & 4:
-                owner = self.machine.memory.read8(GDT_OWNER_PHYS + index)
-            elif index >= LDT_FIRST_SHARED:
-                owner = self.machine.memory.read8(LDT_OWNER_PHYS + ldt_pid * LDT_ENTRIES + index)
-            pid = owner or ldt_pid
-            self._owner_cache[key] = pid
-        return pid
-
     def _add(self, row: str, cpl: int, cycles: int) -> None:
         self.cycles[row] = self.cycles.get(row, 0) + cycles
         self.steps[row] = self.steps.get(row, 0) + 1
@@ -306,7 +317,7 @@ class KernelObserver:
         """Run like :meth:`Machine.run`, observing every step."""
         machine = self.machine
         # Slot owners change only between runs (the boot loader's sharing setup).
-        self._owner_cache.clear()
+        self._owner.clear()
         machine.add_observer(self)
         try:
             return machine.run(max_cycles, max_instructions)

@@ -27,7 +27,13 @@ import attrs
 from lavsim.cpu.disasm import disassemble_one
 from lavsim.errors import ConfigError
 from lavsim.kernel import layout as L
-from lavsim.kernel.observer import ROW_FAR_RETURN, ROW_GATE_CALL, ROW_TRAP, StepClassifier
+from lavsim.kernel.observer import (
+    ROW_FAR_RETURN,
+    ROW_GATE_CALL,
+    ROW_TRAP,
+    CodeOwners,
+    StepClassifier,
+)
 from lavsim.kernel.system import LavenderSystem, Process
 from lavsim.machine import STEP_INSTRUCTION, STEP_INTERRUPT
 
@@ -80,7 +86,7 @@ class InstructionTrace:
         self.classify = StepClassifier(system.image)
         self._k_current = system.image.symbol("k_current") - L.KERNEL_BASE
         self._labels: dict[int, tuple[list[int], list[str]]] = {}
-        self._owners: dict[int, int] = {}
+        self._owner = CodeOwners(self.machine)
         stats = self.machine.mmu.stats
         self._misses, self._dirty = stats.misses, stats.dirty_walks
         write(HEADER)
@@ -94,22 +100,6 @@ class InstructionTrace:
         """Stop observing."""
         self.machine.remove_observer(self)
 
-    def _owner(self, cs: int) -> int:
-        ldt = self.machine.cpu.ldtr.selector
-        key = (ldt << 16) | cs
-        pid = self._owners.get(key)
-        if pid is None:
-            memory = self.machine.memory
-            ldt_pid = max((ldt >> 3) - L.GDT_LDT_FIRST, 0)
-            index = cs >> 3
-            owner = 0
-            if not cs & 4:
-                owner = memory.read8(L.GDT_OWNER_PHYS + index)
-            elif index >= L.LDT_FIRST_SHARED:
-                owner = memory.read8(L.LDT_OWNER_PHYS + ldt_pid * L.LDT_ENTRIES + index)
-            pid = owner or ldt_pid
-            self._owners[key] = pid
-        return pid
 
     def _label(self, process: Process, offset: int) -> str:
         table = self._labels.get(process.pid)

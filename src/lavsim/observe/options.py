@@ -75,11 +75,10 @@ def _port(text: str) -> int:
     return value
 
 
-def add_observe_options(parser: argparse.ArgumentParser) -> None:
-    """Add the observation options to the ``rpc`` parser."""
-    group = parser.add_argument_group("looking inside (their own runs, before the table)")
-    group.add_argument("--observe", type=_keys, default=None, metavar="MECHANISMS",
-                       help="mechanisms to observe (default: every mechanism of the table)")
+def add_output_files(group: argparse._ArgumentGroup, traced: str) -> None:
+    """The observation files ``lavsim rpc`` and ``lavsim run`` share: ``--trace-out``,
+    ``--trace-max-events``, ``--stats-out`` and ``--trace-instructions`` (``traced``: what the
+    instruction trace covers, for the help text)."""
     group.add_argument("--trace-out", metavar="FILE.json", default=None,
                        help="write a timeline trace (Chrome trace-event JSON, opens in "
                        "Perfetto; 1 trace microsecond = 1 cycle)")
@@ -88,8 +87,15 @@ def add_observe_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stats-out", metavar="FILE", default=None,
                        help="write every counter (gem5-like text, or JSON for *.json)")
     group.add_argument("--trace-instructions", metavar="FILE", default=None,
-                       help="write a symbolic instruction trace of the calls (the first "
-                       "observed mechanism)")
+                       help=f"write a symbolic instruction trace {traced}")
+
+
+def add_observe_options(parser: argparse.ArgumentParser) -> None:
+    """Add the observation options to the ``rpc`` parser."""
+    group = parser.add_argument_group("looking inside (their own runs, before the table)")
+    group.add_argument("--observe", type=_keys, default=None, metavar="MECHANISMS",
+                       help="mechanisms to observe (default: every mechanism of the table)")
+    add_output_files(group, "of the calls (the first observed mechanism)")
     group.add_argument("--trace-call", type=int, default=None, metavar="K",
                        help="instruction trace: only call K (0: the first, cold call)")
     group.add_argument("--trace-range", type=_range, default=None, metavar="START-END",

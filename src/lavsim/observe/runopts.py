@@ -29,7 +29,7 @@ from lavsim.gdbstub import GdbServer
 from lavsim.kernel.debug import gdb_server
 from lavsim.kernel.system import LavenderSystem, Process
 from lavsim.observe.itrace import InstructionTrace
-from lavsim.observe.options import _port
+from lavsim.observe.options import _port, add_output_files
 from lavsim.observe.statsfile import collect, write_stats
 from lavsim.observe.timeline import Timeline, TimelineRecorder
 
@@ -50,15 +50,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("looking inside the run")
     group.add_argument("--gdb", type=_port, default=None, metavar="PORT",
                        help="wait for gdb on 127.0.0.1:PORT once the programs are loaded")
-    group.add_argument("--trace-out", metavar="FILE.json", default=None,
-                       help="write a timeline trace (Chrome trace-event JSON, opens in "
-                       "Perfetto; 1 trace microsecond = 1 cycle)")
-    group.add_argument("--trace-max-events", type=int, default=500_000, metavar="N",
-                       help="stop recording new trace events after N (default 500000)")
-    group.add_argument("--stats-out", metavar="FILE", default=None,
-                       help="write every counter (gem5-like text, or JSON for *.json)")
-    group.add_argument("--trace-instructions", metavar="FILE", default=None,
-                       help="write a symbolic instruction trace of the whole run")
+    add_output_files(group, "of the whole run")
 
 
 def add_symbol_file_command(path: str, process: Process) -> str | None:

@@ -38,7 +38,13 @@ from lavsim.cpu.state import EBP, EDI, ESI
 from lavsim.errors import ConfigError, check_int
 from lavsim.kernel import layout as L
 from lavsim.kernel.ipc import PHASES
-from lavsim.kernel.observer import ROW_FAR_RETURN, ROW_GATE_CALL, ROW_USER, StepClassifier
+from lavsim.kernel.observer import (
+    ROW_FAR_RETURN,
+    ROW_GATE_CALL,
+    ROW_USER,
+    CodeOwners,
+    StepClassifier,
+)
 from lavsim.kernel.system import LavenderSystem
 from lavsim.machine import STEP_INSTRUCTION, STEP_INTERRUPT
 
@@ -144,7 +150,7 @@ class TimelineRecorder:
         self._current = self._thread()
         self._flushes = machine.mmu.flushes
         self._next_sample = machine.cpu.tsc
-        self._owners: dict[int, int] = {}
+        self._owner = CodeOwners(self.machine)
         self._emit({"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
                     "args": {"name": label}}, force=True)
         self._name_track(0, "no thread")
@@ -161,23 +167,6 @@ class TimelineRecorder:
         process = self.system.processes.get(pid)
         return f"{process.name} (pid {pid})" if process is not None else f"pid {pid}"
 
-    def _owner(self, cs: int) -> int:
-        """The pid whose code selector ``cs`` names in the loaded LDT (or the GDT)."""
-        ldt = self.machine.cpu.ldtr.selector
-        key = (ldt << 16) | cs
-        pid = self._owners.get(key)
-        if pid is None:
-            memory = self.machine.memory
-            ldt_pid = max((ldt >> 3) - L.GDT_LDT_FIRST, 0)
-            index = cs >> 3
-            owner = 0
-            if not cs & 4:
-                owner = memory.read8(L.GDT_OWNER_PHYS + index)
-            elif index >= L.LDT_FIRST_SHARED:
-                owner = memory.read8(L.LDT_OWNER_PHYS + ldt_pid * L.LDT_ENTRIES + index)
-            pid = owner or ldt_pid
-            self._owners[key] = pid
-        return pid
 
     def _home(self, tid: int) -> str:
         thread = self.system.threads.get(tid)
