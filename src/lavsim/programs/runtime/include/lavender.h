@@ -89,4 +89,79 @@ static inline int lav_reply_wait(int token, void *buf, int len, int port, int ca
    console write of a reserved string; bare it is an OUT to LAV_MARK_PORT. */
 void lav_mark(int which);
 
+/* ---- Calling by thread migration (docs/design.md, "Sharing and migration") ----
+   Where an exported procedure lives: the 20-byte address structure of kernel/sharing.py
+   (host 0 = this host; group, or LAV_GROUP_RESIDENT; the call gate's selector; the entry
+   offset, informational; flags: bit 1 = bits 8..12 hold the parameter count). The boot loader
+   (lavsim.kernel.sharing: export_procedure, import_procedure, address) or a name-server
+   lookup fills one in. */
+struct lav_address { unsigned int host, group, selector, offset, flags; };
+#define LAV_GROUP_RESIDENT 0xFFFFFFFFu
+#define LAV_ADDR_FLAG_SHIPPABLE 1u
+#define LAV_ADDR_FLAG_PARAMS 2u
+#define LAV_E_UNREACHABLE (-32)
+#define LAV_E_NARGS (-33)
+
+/* Migrate into the procedure: one far CALL through its gate with nargs int arguments (they
+   must be as many as the gate copies; check a call site once with lav_bind), back by its
+   RETF. Returns the procedure's EAX (lav_proc_call64: EDX:EAX) and stores the status in
+   *status if status is not 0: 0, or LAV_E_UNREACHABLE (another host, or another group of
+   this host: no fault, nothing called). This is calllib.s's lav_call, whose status is ECX. */
+int lav_proc_call(const struct lav_address *a, int *status, int nargs, ...);
+long long lav_proc_call64(const struct lav_address *a, int *status, int nargs, ...)
+    __asm__("lav_proc_call");
+/* 0 when the procedure takes nargs parameters (or a records no count), LAV_E_NARGS else. */
+int lav_bind(const struct lav_address *a, int nargs);
+
+/* ---- Exporting a procedure written in C ----
+   LAV_EXPORT(fn, nargs); at file scope after the definition of an external function
+   `int fn(int, ...)` of nargs int parameters (long long results come back in EDX:EAX too),
+   generates the trampoline fn__lav_entry that the call gate enters, a private stack of
+   LAV_PROC_STACK bytes and a busy word in the program's .bss, and the word fn__lav_sel the
+   exporter fills with the procedure's data selector (lavsim.programs.procedures.
+   export_c_procedure). Entered at CPL 2 on the caller's ring-2 stack with the caller's DS,
+   the trampoline loads DS = ES = the procedure's DPL 2 alias of its program's data segment,
+   takes the busy word (one caller at a time: a second one yields until it is free), switches
+   SS:ESP to the private stack (the caller's SS:ESP saved on it), copies the nargs arguments
+   across (reading the caller's stack through FS), calls fn, switches back, frees the word,
+   restores FS, ES, DS and returns by RETF 4*nargs. fn runs at CPL 2 with DS = ES = SS (C's
+   layout) over its program's globals and heap, shared with the program's own threads. */
+#ifndef LAV_PROC_STACK
+#define LAV_PROC_STACK 4096
+#endif
+#define LAV_STR_(x) #x
+#define LAV_STR(x) LAV_STR_(x)
+#define LAV_EXPORT(fn, nargs)                                                               \
+    char fn##__lav_stack[LAV_PROC_STACK] __attribute__((aligned(16)));                      \
+    volatile int fn##__lav_busy;                                                            \
+    __asm__(".pushsection .text\n.intel_syntax noprefix\n"                                  \
+            ".globl " #fn "__lav_entry\n.type " #fn "__lav_entry, @function\n"              \
+            ".globl " #fn "__lav_sel\n.globl " #fn "__lav_nargs\n"                          \
+            ".set " #fn "__lav_nargs, " #nargs "\n"                                         \
+            #fn "__lav_entry:\n"                                                            \
+            "    push ebp\n    mov ebp, esp\n    push ds\n    push es\n    push fs\n"       \
+            "    push ebx\n    mov ebx, ss\n    mov fs, ebx\n"                              \
+            ".L" #fn "__lav_lock:\n"                                                        \
+            "    movzx ebx, word ptr cs:[" #fn "__lav_sel]\n"                               \
+            "    mov ds, ebx\n    mov es, ebx\n    mov eax, 1\n"                            \
+            "    xchg eax, dword ptr [" #fn "__lav_busy]\n    test eax, eax\n"              \
+            "    jz .L" #fn "__lav_got\n"                                                   \
+            "    mov eax, 1\n    int 0x30\n    jmp .L" #fn "__lav_lock\n"                   \
+            ".L" #fn "__lav_got:\n"                                                         \
+            "    mov ecx, esp\n    mov edx, ss\n    mov ss, ebx\n"                          \
+            "    mov esp, offset " #fn "__lav_stack + " LAV_STR(LAV_PROC_STACK) "\n"         \
+            "    push edx\n    push ecx\n"                                                  \
+            ".if " #nargs "\n    mov ecx, " #nargs "\n"                                     \
+            ".L" #fn "__lav_copy:\n    push dword ptr fs:[ebp+8+ecx*4]\n"                   \
+            "    dec ecx\n    jnz .L" #fn "__lav_copy\n.endif\n"                            \
+            "    call " #fn "\n"                                                            \
+            "    add esp, 4*" #nargs "\n"                                                   \
+            "    pop ecx\n    pop ebx\n    mov ss, ebx\n    mov esp, ecx\n"                 \
+            "    mov dword ptr [" #fn "__lav_busy], 0\n"                                    \
+            "    pop ebx\n    pop fs\n    pop es\n    pop ds\n    pop ebp\n"                \
+            "    retf 4*" #nargs "\n"                                                       \
+            "    .p2align 1\n" #fn "__lav_sel:\n    .word 0\n"                              \
+            ".size " #fn "__lav_entry, .-" #fn "__lav_entry\n"                              \
+            ".att_syntax prefix\n.popsection\n")
+
 #endif
