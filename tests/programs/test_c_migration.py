@@ -6,6 +6,8 @@ procedure, and a C procedure's fault charged to its server."""
 from __future__ import annotations
 
 import random
+import re
+from pathlib import Path
 
 import pytest
 from ckit import build, needs_gcc
@@ -17,7 +19,9 @@ from lavsim.faults import GP
 from lavsim.kernel import LavenderSystem, Process
 from lavsim.kernel import layout as L
 from lavsim.kernel.sharing import AddressStructure, ProcedureExport, lav_call_source
+from lavsim.programs.commands import run_main
 from lavsim.programs.procedures import export_c_procedure
+from lavsim.programs.run import run_lavender
 
 pytestmark = needs_gcc
 
@@ -256,3 +260,60 @@ def test_export_c_procedure_refuses_a_function_without_lav_export(
         export_c_procedure(system, server, client_elf, "mix")
     assert error.value.field in ("function", "process")
     assert system.sharing.procedures == []
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "c"
+
+
+def _example(tmp: pytest.TempPathFactory, name: str) -> Path:
+    return build(tmp.getbasetemp(), name, "-O2", "i486", False, EXAMPLES / f"{name}.c")
+
+
+@pytest.mark.parametrize(("profile", "board"), [("i486", "ideal"), ("pentium", "p100")])
+def test_the_c_example_makes_the_same_rpc_by_message_and_by_migration(
+    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str],
+    profile: str, board: str,
+) -> None:
+    client, server = (str(_example(tmp_path_factory, n)) for n in ("rpc_client", "rpc_server"))
+    assert run_main(["--profile", profile, "--board", board, client, server]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 3 and all(line.endswith("(status 0)") for line in lines)
+    for line in lines:  # message and migration agree
+        message, migration = (part.split()[1] for part in line.split(": ", 1)[1].split(", ")[:2])
+        assert message == migration
+    regions = re.findall(r"marked region(?: (\d))?: (\d+) instructions, (\d+) cycles", err)
+    assert [r[0] for r in regions] == ["", "2"], err
+    message_cycles, migration_cycles = int(regions[0][2]), int(regions[1][2])
+    assert 0 < migration_cycles < message_cycles  # no kernel entry on the migrating call
+
+
+def test_lavsim_run_answers_unreachable_for_a_procedure_of_another_group(
+    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str],
+) -> None:
+    client, server = (str(_example(tmp_path_factory, n)) for n in ("rpc_client", "rpc_server"))
+    assert run_main(["--groups", "1,2", client, server]) == 1
+    out = capsys.readouterr().out
+    assert out.count(f"(status {L.E_UNREACHABLE})") == 3
+
+
+def test_the_board_changes_the_cycles_of_a_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    programs = [load_elf_file(str(_example(tmp_path_factory, n)))
+                for n in ("rpc_client", "rpc_server")]
+    ideal = run_lavender(programs, profile="pentium")
+    p100 = run_lavender(programs, profile="pentium", board="p100")
+    assert ideal.console == p100.console and ideal.status == p100.status == 0
+    assert ideal.regions[1] != p100.regions[1]
+
+
+def test_lavsim_run_refuses_an_unknown_board_and_an_import_nobody_exports(
+    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str],
+) -> None:
+    client = str(_example(tmp_path_factory, "rpc_client"))
+    assert run_main(["--board", "nosuch", client]) == 2
+    assert "--board" in capsys.readouterr().err
+    assert run_main([client]) == 2
+    err = capsys.readouterr().err
+    assert "imports 'checksum', which no program exports" in err

@@ -85,7 +85,7 @@ static inline int lav_reply_wait(int token, void *buf, int len, int port, int ca
 }
 
 /* A measurement mark: lavsim run reports the instructions and cycles between mark 1 (start)
-   and mark 2 (stop). Under the kernel user code may not use port I/O, so the mark is a
+   and mark 2 (stop), and likewise between marks 3 and 4, 5 and 6 ... (more regions). Under the kernel user code may not use port I/O, so the mark is a
    console write of a reserved string; bare it is an OUT to LAV_MARK_PORT. */
 void lav_mark(int which);
 
@@ -126,6 +126,11 @@ int lav_bind(const struct lav_address *a, int nargs);
    across (reading the caller's stack through FS), calls fn, switches back, frees the word,
    restores FS, ES, DS and returns by RETF 4*nargs. fn runs at CPL 2 with DS = ES = SS (C's
    layout) over its program's globals and heap, shared with the program's own threads. */
+/* LAV_IMPORT(fn); at file scope: fn__lav_import, the address of procedure fn exported by
+   another program of the run, which lavsim run fills in (lav_proc_call(&fn__lav_import, ...)).
+   Under Python, write it with system.sharing.write_address. */
+#define LAV_IMPORT(fn) struct lav_address fn##__lav_import
+
 #ifndef LAV_PROC_STACK
 #define LAV_PROC_STACK 4096
 #endif
