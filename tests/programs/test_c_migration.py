@@ -317,3 +317,21 @@ def test_lavsim_run_refuses_an_unknown_board_and_an_import_nobody_exports(
     assert run_main([client]) == 2
     err = capsys.readouterr().err
     assert "imports 'checksum', which no program exports" in err
+
+
+def test_a_c_procedure_prints_and_is_inside_its_server_for_process_id(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    server_elf, client_elf = _programs(tmp_path_factory)
+    system = LavenderSystem("i486")
+    group = system.create_group()
+    server, export = _c_export(system, server_elf, "shout")
+    client = system.create_elf_process(group, client_elf)
+    system.sharing.import_procedure(client, export)
+    _client(system, client, client_elf, export.address(), list(range(CALLS)), nargs=1)
+    system.create_thread(client, "_start")
+    assert system.run(max_cycles=2_000_000).status == "done"
+    want = "".join(f"shout {k} from {server.pid}\n" for k in range(CALLS))
+    assert system.console == want
+    assert _read(system, client, client_elf, "results", CALLS) == [
+        len(f"shout {k} from {server.pid}\n") for k in range(CALLS)]

@@ -29,3 +29,8 @@ int slow(int n) {
     return n + 1;
 }
 LAV_EXPORT(slow, 1);
+
+/* Prints from inside the procedure (a console write made for the calling thread). */
+#include <stdio.h>
+int shout(int x) { return printf("shout %d from %d\n", x, lav_process_id()); }
+LAV_EXPORT(shout, 1);
