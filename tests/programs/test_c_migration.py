@@ -335,3 +335,37 @@ def test_a_c_procedure_prints_and_is_inside_its_server_for_process_id(
     assert system.console == want
     assert _read(system, client, client_elf, "results", CALLS) == [
         len(f"shout {k} from {server.pid}\n") for k in range(CALLS)]
+
+
+NAMED = """lookup cube 0 bind 0, port square 1
+2: square 4 (4 bytes), cube 8 (status 0)
+3: square 9 (4 bytes), cube 27 (status 0)
+4: square 16 (4 bytes), cube 64 (status 0)
+unknown {noent}, taken {exist}
+"""
+
+
+@pytest.mark.parametrize("groups", [[1, 1], [1, 0]])
+def test_c_programs_register_and_look_up_ports_and_procedures_by_name(
+    tmp_path_factory: pytest.TempPathFactory, groups: list[int]
+) -> None:
+    base = tmp_path_factory.getbasetemp()
+    programs = [load_elf_file(str(build(base, n, "-O2", "i486", False)))
+                for n in ("named_client", "named_server")]
+    result = run_lavender(programs, groups=groups, name_server=True)
+    assert result.status == 0 and not result.faults, result.summary()
+    # registering the found address again: taken in the group, or (a resident address) not
+    # the client's to register
+    taken = L.E_EXIST if groups[1] else L.E_PERM
+    assert result.console == NAMED.format(noent=L.E_NOENT, exist=taken)
+
+
+def test_without_a_name_server_lookups_answer_bad_port_at_once(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    base = tmp_path_factory.getbasetemp()
+    programs = [load_elf_file(str(build(base, n, "-O2", "i486", False)))
+                for n in ("named_client", "named_server")]
+    result = run_lavender(programs)
+    assert result.console.startswith(f"lookup cube {L.E_BADPORT} bind 0, port square "
+                                     f"{L.E_BADPORT}\n")

@@ -89,6 +89,8 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heap", type=int, default=0x10000, dest="heap_size",
                         help="heap bytes per process (default 65536)")
     parser.add_argument("--max-cycles", type=int, default=None)
+    parser.add_argument("--name-server", action="store_true",
+                        help="start the name server (port 0) before the programs")
     return parser
 
 
@@ -111,7 +113,7 @@ def run_main(argv: Sequence[str]) -> int:
             result = run_lavender(
                 programs, profile=args.profile, board=args.board, groups=args.groups,
                 max_threads=args.max_threads, heap_size=args.heap_size,
-                max_cycles=args.max_cycles,
+                max_cycles=args.max_cycles, name_server=args.name_server,
             )  # fmt: skip
     except ElfError as error:
         print(f"lavsim run: {error}", file=sys.stderr)

@@ -6,7 +6,8 @@ a copy of its program's whole code image (the C function keeps its link offsets 
 the program's other functions), entered at the trampoline ``fn__lav_entry``; its private data
 segment is a DPL 2 alias of the program's own data segment (``share_data_segment``), whose
 selector is written into the trampoline's word ``fn__lav_sel``; the gate copies
-``fn__lav_nargs`` doublewords. The ABI is in docs/design.md ("C programs").
+``fn__lav_nargs`` doublewords; the export's address structure is written into the program's
+``fn__lav_address`` (for ``lav_proc_register``). The ABI is in docs/design.md ("C programs").
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ def export_c_procedure(
                 f"LAV_EXPORT({function}, nargs) in it (lavender.h)")
     if getattr(process, "symbols", None) != program.symbols:
         raise ConfigError("process", f"is not the process made from {program.name}")
-    return system.sharing.export_procedure(
+    export = system.sharing.export_procedure(
         process, image=program.code, symbols=program.symbols, entry=entry,
         params=program.symbols[f"{function}__lav_nargs"], share_data_segment=True,
         data_selector_at=f"{function}__lav_sel", slot=slot, name=function,
     )  # fmt: skip
+    where = program.symbols.get(f"{function}__lav_address")
+    if where is not None:  # the program's own copy, to register with the name server
+        system.sharing.write_address(process, where, export.address())
+    return export

@@ -10,10 +10,11 @@ program is a flat CPL-0 image linked with ``lavsim cc --bare``: no kernel, conso
 exit by HLT with the status in EAX.
 
 **Procedures** (:func:`link_procedures`): every function a program declares with
-``LAV_EXPORT`` is exported for migration, and a program that declares ``LAV_IMPORT(fn)`` gets
-the address of another program's ``fn`` in its ``fn__lav_import`` (imported when both are in
-one group, or the exporter is resident; otherwise the address is written unimported and
-``lav_proc_call`` answers ``LAV_E_UNREACHABLE``, as for any other group).
+``LAV_EXPORT`` is exported for migration and imported into every other program of the
+exporter's group (a resident export needs no import), and a program that declares
+``LAV_IMPORT(fn)`` gets the address of another program's ``fn`` in its ``fn__lav_import``
+(from another group ``lav_proc_call`` answers ``LAV_E_UNREACHABLE``, as for any other group);
+an address found through the name server works the same way.
 
 **Measured regions**: a program calls ``lav_mark(1)`` and ``lav_mark(2)`` (``lavender.h``);
 the runner puts a breakpoint on the runtime's ``__lav_mark_hit`` and reads the counters there,
@@ -132,16 +133,25 @@ def link_procedures(system: LavenderSystem, programs: Sequence[ElfProgram],
             if fn in exports:
                 raise ConfigError("programs", f"{fn!r} is exported by two programs")
             exports[fn] = (process, export_c_procedure(system, process, program, fn))
-    linked = {}
-    for program, process in zip(programs, processes, strict=True):
+    for program in programs:
         for name in sorted(n for n in program.symbols if n.endswith(IMPORT_SUFFIX)):
             fn = name[: -len(IMPORT_SUFFIX)]
             if fn not in exports:
                 raise ConfigError("programs", f"{program.name} imports {fn!r}, which no "
                                   "program exports (LAV_EXPORT)")
-            owner, export = exports[fn]
-            if export.resident or owner.group is process.group:
+    # Every other member of the exporter's group imports (an address found through the name
+    # server must work too); a resident export needs no import.
+    for owner, export in exports.values():
+        if export.resident:
+            continue
+        for process in processes:
+            if process is not owner and process.group is owner.group:
                 system.sharing.import_procedure(process, export)
+    linked = {}
+    for program, process in zip(programs, processes, strict=True):
+        for name in sorted(n for n in program.symbols if n.endswith(IMPORT_SUFFIX)):
+            fn = name[: -len(IMPORT_SUFFIX)]
+            owner, export = exports[fn]
             system.sharing.write_address(process, program.symbols[name], export.address())
             linked[fn] = owner.name
     return linked
@@ -156,10 +166,12 @@ def run_lavender(
     max_threads: int = 4,
     heap_size: int = 0x10000,
     max_cycles: int | None = None,
+    name_server: bool = False,
 ) -> ProgramRun:
     """Run ``programs`` under the kernel. ``groups``: one entry per program, the number of
     its group (1, 2 ...; 0 for the resident space); by default all share group 1. ``board``:
-    the memory system (:mod:`lavsim.boards`; default ideal memory)."""
+    the memory system (:mod:`lavsim.boards`; default ideal memory). ``name_server``: start
+    the name server (port 0, a resident process) before the programs."""
     if not programs:
         raise ConfigError("programs", "give at least one program")
     placement = list(groups) if groups is not None else [1] * len(programs)
@@ -168,6 +180,8 @@ def run_lavender(
     if any(not isinstance(g, int) or g < 0 for g in placement):
         raise ConfigError("groups", "group numbers are ints >= 0 (0: resident)")
     system = LavenderSystem(profile, observe=False, board=board)
+    if name_server:
+        system.start_name_server()
     made: dict[int, object] = {}
     processes = []
     for program, g in zip(programs, placement, strict=True):

@@ -113,14 +113,34 @@ long long lav_proc_call64(const struct lav_address *a, int *status, int nargs, .
 /* 0 when the procedure takes nargs parameters (or a records no count), LAV_E_NARGS else. */
 int lav_bind(const struct lav_address *a, int nargs);
 
+/* ---- The name server (port 0; lavsim run --name-server starts it) ----
+   Names are at most LAV_NS_NAME_MAX bytes. Ports are named by lav_port_create(name, len) (the
+   kernel registers them); procedures by lav_proc_register, for the caller's own group (a
+   resident caller: any group). A lookup finds the caller's group's entry or a resident one.
+   Results: the port / 0, or LAV_E_NOENT, LAV_E_EXIST, LAV_E_PERM, LAV_E_NOSPC, LAV_E_INVAL,
+   LAV_E_BADPORT (no name server). */
+#define LAV_NS_PORT 0
+#define LAV_NS_NAME_MAX 32
+#define LAV_E_INVAL (-5)
+#define LAV_E_BADPORT (-16)
+#define LAV_E_EXIST (-18)
+#define LAV_E_NOENT (-19)
+#define LAV_E_PERM (-20)
+#define LAV_E_NOSPC (-21)
+int lav_port_lookup(const char *name);
+int lav_proc_register(const char *name, const struct lav_address *a);
+int lav_proc_lookup(const char *name, struct lav_address *out);
+int lav_proc_unregister(const char *name, unsigned int group);
+
 /* ---- Exporting a procedure written in C ----
    LAV_EXPORT(fn, nargs); at file scope after the definition of an external function
    `int fn(int, ...)` of nargs int parameters (long long results come back in EDX:EAX too),
    generates the trampoline fn__lav_entry that the call gate enters, a private stack of
-   LAV_PROC_STACK bytes and a busy word in the program's .bss, and the word fn__lav_sel the
-   exporter fills with the procedure's data selector (lavsim.programs.procedures.
-   export_c_procedure). Entered at CPL 2 on the caller's ring-2 stack with the caller's DS,
-   the trampoline loads DS = ES = the procedure's DPL 2 alias of its program's data segment,
+   LAV_PROC_STACK bytes and a busy word in the program's .bss, the word fn__lav_sel the
+   exporter fills with the procedure's data selector, and fn__lav_address, where the exporter
+   (lavsim.programs.procedures.export_c_procedure) writes the export's address structure for
+   the program to register (lav_proc_register(name, &fn__lav_address)). Entered at CPL 2 on
+   the caller's ring-2 stack with the caller's DS, the trampoline loads DS = ES = the procedure's DPL 2 alias of its program's data segment,
    takes the busy word (one caller at a time: a second one yields until it is free), switches
    SS:ESP to the private stack (the caller's SS:ESP saved on it), copies the nargs arguments
    across (reading the caller's stack through FS), calls fn, switches back, frees the word,
@@ -139,6 +159,7 @@ int lav_bind(const struct lav_address *a, int nargs);
 #define LAV_EXPORT(fn, nargs)                                                               \
     char fn##__lav_stack[LAV_PROC_STACK] __attribute__((aligned(16)));                      \
     volatile int fn##__lav_busy;                                                            \
+    struct lav_address fn##__lav_address;                                                   \
     __asm__(".pushsection .text\n.intel_syntax noprefix\n"                                  \
             ".globl " #fn "__lav_entry\n.type " #fn "__lav_entry, @function\n"              \
             ".globl " #fn "__lav_sel\n.globl " #fn "__lav_nargs\n"                          \
