@@ -1,7 +1,8 @@
 """Calling by thread migration from C (``lav_proc_call``, ``lav_bind``) and procedures
 written in C (``LAV_EXPORT``, :func:`lavsim.programs.procedures.export_c_procedure`): results
 and status for random arguments, C and assembly on either side, one caller at a time in a C
-procedure, and a C procedure's fault charged to its server."""
+procedure, and a C procedure's fault charged to its server; the C example doing the same RPC
+by message and by migration, the name server and L4-style IPC from C."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from lavsim.errors import ConfigError
 from lavsim.faults import GP
 from lavsim.kernel import LavenderSystem, Process
 from lavsim.kernel import layout as L
+from lavsim.kernel.fastipc import grant_send
 from lavsim.kernel.sharing import AddressStructure, ProcedureExport, lav_call_source
 from lavsim.programs.commands import run_main
 from lavsim.programs.procedures import export_c_procedure
@@ -369,3 +371,42 @@ def test_without_a_name_server_lookups_answer_bad_port_at_once(
     result = run_lavender(programs)
     assert result.console.startswith(f"lookup cube {L.E_BADPORT} bind 0, port square "
                                      f"{L.E_BADPORT}\n")
+
+
+@pytest.mark.parametrize("groups", ["one", "two"])
+def test_a_c_client_calls_a_c_server_l4_style_with_words_and_a_long_part(
+    tmp_path_factory: pytest.TempPathFactory, groups: str
+) -> None:
+    base = tmp_path_factory.getbasetemp()
+    server_elf, client_elf = (load_elf_file(str(build(base, n, "-O2", "i486", False)))
+                              for n in ("l4_server", "l4_client"))
+    system = LavenderSystem("i486")
+    group = system.create_group()
+    server = system.create_elf_process(group, server_elf)
+    client = system.create_elf_process(group if groups == "one" else system.create_group(),
+                                       client_elf)
+    grant_send(system, client, server)
+    server_thread = system.create_thread(server, "_start")
+    system.sharing.write_data(client, client_elf.symbol("server"), _words(server_thread.tid))
+    thread = system.create_thread(client, "_start")
+    system.run(max_cycles=2_000_000)
+    assert system.thread_state(thread).exit_code == 0
+    assert system.console == ('0: 5 6 from 1, ""\n2: 16 39 from 1, "L4"\n'
+                              f'6: 27 92 from 1, "FROM C"\nself {L.E_INVAL}\n')
+
+
+def test_an_l4_call_without_a_send_right_is_refused(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    base = tmp_path_factory.getbasetemp()
+    server_elf, client_elf = (load_elf_file(str(build(base, n, "-O2", "i486", False)))
+                              for n in ("l4_server", "l4_client"))
+    system = LavenderSystem("i486")
+    group = system.create_group()
+    server = system.create_elf_process(group, server_elf)
+    client = system.create_elf_process(group, client_elf)
+    server_thread = system.create_thread(server, "_start")
+    system.sharing.write_data(client, client_elf.symbol("server"), _words(server_thread.tid))
+    system.create_thread(client, "_start")
+    system.run(max_cycles=2_000_000)
+    assert system.console.startswith(f"{L.E_PERM}: 2 3 from 0")

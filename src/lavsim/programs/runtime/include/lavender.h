@@ -89,6 +89,41 @@ static inline int lav_reply_wait(int token, void *buf, int len, int port, int ca
    console write of a reserved string; bare it is an OUT to LAV_MARK_PORT. */
 void lav_mark(int which);
 
+/* ---- L4-style IPC (issue 14: kernel/l4ipc.s; docs/design.md "The rest of the spectrum") ----
+   Addressed to a thread id, two register words and an optional long part (bytes of DS,
+   copied once into the receiver's receive buffer). A thread may call only threads of the
+   processes its own holds a send right to (granted by the boot loader:
+   lavsim.kernel.fastipc.grant_send). */
+#define LAV_SYS_L4_CALL 25
+#define LAV_SYS_L4_REPLY_WAIT 26
+#define LAV_SYS_L4_RECEIVE_BUFFER 27
+/* w0, w1: the words sent, then those received; partner: for reply_wait the thread to reply
+   to (0: none), then (both calls) the thread the message came from. */
+struct lav_l4_msg { int w0, w1, partner; };
+
+static inline int lav_l4_ipc(int n, int tid, const void *buf, int len, struct lav_l4_msg *m) {
+    int r, who, w0, w1;
+    __asm__ volatile("int $0x30" : "=a"(r), "=b"(who), "=S"(w0), "=D"(w1)
+                     : "a"(n), "b"(tid), "c"(buf), "d"(len), "S"(m->w0), "D"(m->w1)
+                     : "memory", "cc");
+    if (r >= 0) { m->w0 = w0; m->w1 = w1; m->partner = who; }
+    return r;
+}
+/* Send m->w0, m->w1 and buf[0..len) to thread tid and wait for its reply: returns the
+   reply's long length (in the receive buffer) or a negative error; m gets the reply. */
+static inline int lav_l4_call(int tid, const void *buf, int len, struct lav_l4_msg *m) {
+    return lav_l4_ipc(LAV_SYS_L4_CALL, tid, buf, len, m);
+}
+/* Reply to m->partner (0: none) with m's words and buf[0..len), then wait for a message from
+   any thread: returns its long length; m gets its words and its sender (reply to it). */
+static inline int lav_l4_reply_wait(const void *buf, int len, struct lav_l4_msg *m) {
+    return lav_l4_ipc(LAV_SYS_L4_REPLY_WAIT, m->partner, buf, len, m);
+}
+/* Where this thread's incoming long parts go from now on (cap bytes). */
+static inline int lav_l4_receive_buffer(void *buf, int cap) {
+    return lav_syscall(LAV_SYS_L4_RECEIVE_BUFFER, 0, (int)buf, cap, 0, 0); /* ECX, EDX */
+}
+
 /* ---- Calling by thread migration (docs/design.md, "Sharing and migration") ----
    Where an exported procedure lives: the 20-byte address structure of kernel/sharing.py
    (host 0 = this host; group, or LAV_GROUP_RESIDENT; the call gate's selector; the entry
