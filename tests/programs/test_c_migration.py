@@ -30,9 +30,11 @@ pytestmark = needs_gcc
 CALLS = 8
 TABLE = (3, 5, 7, 11)
 
-#: An assembly procedure: f(a, b, c) = (a * 3 + b) ^ c in EAX.
+#: An assembly procedure: f(a, b, c) = (a * 3 + b) ^ c in EAX, a - c in EDX.
 ASM_PROC = """
 f:
+    mov edx, dword ptr [esp+8]
+    sub edx, dword ptr [esp+16]
     mov eax, dword ptr [esp+8]
     imul eax, eax, 3
     add eax, dword ptr [esp+12]
@@ -99,6 +101,8 @@ def test_a_c_client_calls_an_assembly_procedure_and_gets_its_result_and_status(
     assert _read(system, client, client_elf, "results", CALLS) == want
     assert _read(system, client, client_elf, "statuses", CALLS) == [0] * CALLS
     assert _read(system, client, client_elf, "bound") == [0]
+    a, _b, c = args[:3]
+    assert _read(system, client, client_elf, "wide", 2) == [want[0], (a - c) & 0xFFFFFFFF]
 
 
 @pytest.mark.parametrize("where", ["other group", "other host"])
@@ -165,8 +169,8 @@ def test_a_c_client_calls_a_c_procedure_by_migration_with_random_arguments(
     want = [_mix(a, b, c) for a, b, c in zip(*[iter(args)] * 3, strict=True)]
     assert _read(system, client, client_elf, "results", CALLS) == want
     assert _read(system, client, client_elf, "statuses", CALLS) == [0] * CALLS
-    # the procedure counted its calls in its program's own global
-    assert _read(system, server, server_elf, "calls") == [CALLS]
+    # the procedure counted its calls (and the client's lav_proc_call64) in its own global
+    assert _read(system, server, server_elf, "calls") == [CALLS + 1]
 
 
 def test_an_assembly_client_calls_a_c_procedure_through_lav_call(

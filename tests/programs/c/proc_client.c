@@ -8,6 +8,7 @@ struct lav_address proc;
 int nargs = 3, threads = 1;
 int args[3 * CALLS];
 int results[CALLS], statuses[CALLS], bound;
+long long wide;             /* the first call again, as lav_proc_call64: EDX:EAX */
 
 static int work(int first) {
     int last = threads == 2 ? first + CALLS / 2 : CALLS;
@@ -20,6 +21,7 @@ static int work(int first) {
 
 int main(void) {
     bound = lav_bind(&proc, nargs);
+    if (nargs == 3) wide = lav_proc_call64(&proc, 0, 3, args[0], args[1], args[2]);
     if (threads == 2) lav_thread_create(work, CALLS / 2);
     return work(0);
 }
