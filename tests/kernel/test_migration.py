@@ -504,3 +504,42 @@ def test_migrating_call_costs_by_phase_with_no_kernel_cycles(profile: str) -> No
     assert library.warm.phases["user stub"] > 0 and library.warm.cycles > bare.warm.cycles
     # Two parameters make the gate copy two doublewords: it costs more than none.
     assert library.warm.phases["gate call"] > bare.warm.phases["gate call"]
+
+
+def test_export_procedure_refuses_a_shared_data_segment_with_private_data_and_a_bad_word(
+) -> None:
+    system = _system()
+    group = system.create_group()
+    server = system.create_process(group, IDLE, name="server")
+    image = assemble("f:\n    retf 0\nsel:\n    .word 0\n", origin=0)
+    with pytest.raises(ConfigError) as error:
+        system.sharing.export_procedure(server, image=image.code, share_data_segment=True,
+                                        private_data_size=4)
+    assert error.value.field == "share_data_segment"
+    with pytest.raises(ConfigError) as error:
+        system.sharing.export_procedure(server, PROC, entry="f", params=3,
+                                        data_selector_at="sel", share_data_segment=True)
+    assert error.value.field == "data_selector_at"
+    with pytest.raises(ConfigError) as error:
+        system.sharing.export_procedure(server, image=image.code, symbols=image.symbols,
+                                        share_data_segment=True, data_selector_at="nosuch")
+    assert error.value.field == "data_selector_at"
+    assert system.sharing.procedures == [] and system.sharing.slots_in_use(group) == {}
+
+
+def test_a_shared_data_segment_export_aliases_the_exporters_data_and_gets_its_selector() -> None:
+    system = _system()
+    group = system.create_group()
+    server = system.create_process(group, IDLE, name="server", data_size=8192)
+    image = assemble("f:\n    retf 0\nsel:\n    .word 0\n", origin=0)
+    export = system.sharing.export_procedure(
+        server, image=image.code, symbols=image.symbols, entry="f",
+        share_data_segment=True, data_selector_at="sel")
+    assert (export.data_base, export.data_size) == (server.data_base, server.data_size)
+    desc = read_descriptor(system.memory, L.LDT_PHYS + server.pid * L.LDT_BYTES,
+                           export.data_slot)
+    assert isinstance(desc, d.SegmentDescriptor) and desc.dpl == 2
+    assert desc.base == server.data_base
+    phys = system.page_tables.translate(group.directory, export.code_base + image.symbols["sel"],
+                                        user=False, write=False)
+    assert phys is not None and system.memory.read16(phys) == export.data_selector

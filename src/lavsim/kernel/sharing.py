@@ -563,6 +563,8 @@ class Sharing:
         private_data_size: int = 0,
         slot: int | None = None,
         name: str | None = None,
+        share_data_segment: bool = False,
+        data_selector_at: str | None = None,
     ) -> ProcedureExport:
         """Export a procedure of ``process``: ``source`` (assembled at offset 0 of its own
         code segment) or a ready position-independent ``image``.
@@ -578,6 +580,13 @@ class Sharing:
         to ring 3 nulls a DPL 2 DS). It may push at most ``layout.RING2_PROCEDURE_STACK``
         bytes (nested calls included): that is all every thread's ring-2 slot is guaranteed
         to hold below the largest gate frame, and more would reach the neighbour's slot.
+
+        ``share_data_segment``: the private data segment is a DPL 2 descriptor over the
+        exporter's own data segment (the bytes its DS names, the same base and limit) instead
+        of fresh pages: a procedure compiled with its program (C, ``lavsim.programs``) reaches
+        the program's globals at their link offsets. ``data_selector_at``: a label of the
+        ``image`` where the private data selector (RPL 2) is written as a word before the image
+        is placed (what ``PROC_DATA_SEL`` gives a source).
 
         ``slot`` fixes the gate's slot (refused if taken: a collision); the code segment and
         the private data segment take the lowest free slots. A group process installs all
@@ -598,6 +607,15 @@ class Sharing:
             )
         if private_data_size:
             limit_fields("private_data_size", private_data_size)
+        _check_bool("share_data_segment", share_data_segment)
+        if share_data_segment:
+            if private_data or private_data_size:
+                raise ConfigError("share_data_segment",
+                                  "a shared data segment takes no private_data(_size)")
+            private_data_size = process.data_size
+        if data_selector_at is not None and (image is None or (not share_data_segment
+                                             and not private_data_size)):
+            raise ConfigError("data_selector_at", "needs an image and a private data segment")
         group = process.group
         resident = group is None
         # Slots first: the source may name its private data selector.
@@ -639,6 +657,13 @@ class Sharing:
                 raise ConfigError("image", "must be bytes")
             code = bytes(image)
             syms = dict(symbols or {})
+            if data_selector_at is not None:
+                at = syms.get(data_selector_at)
+                if at is None or not 0 <= at <= len(code) - 2:
+                    raise ConfigError("data_selector_at",
+                                      f"{data_selector_at!r} is not a word of the image")
+                assert data_slot is not None
+                code = code[:at] + struct.pack("<H", sel(data_slot, 2)) + code[at + 2 :]
         if not code:
             raise ConfigError("source" if source is not None else "image", "the code is empty")
         limit_fields("source" if source is not None else "image", len(code))
@@ -649,12 +674,15 @@ class Sharing:
         else:
             offset = entry
         _check_int("entry", offset, 0, len(code) - 1)
-        sizes = [len(code)] + ([private_data_size] if private_data_size else [])
+        fresh_data = private_data_size and not share_data_segment
+        sizes = [len(code)] + ([private_data_size] if fresh_data else [])
         self._check_room(group, sizes, "source")
         # --- build ---------------------------------------------------------------------------
         code_base = self._place(group, len(code), code, writable=False)
         data_base = None
-        if private_data_size:
+        if share_data_segment:
+            data_base = process.data_base
+        elif private_data_size:
             data_base = self._place(group, private_data_size, bytes(private_data), writable=True)
         label = name or f"procedure of {process.name}"
         export = ProcedureExport(

@@ -701,8 +701,9 @@ class LavenderSystem:
         bytes, ``max_threads`` slots; a slot's top is its ESP, as for every process), then the
         program's data and ``.bss`` at their link offsets, then ``heap_size`` bytes of heap.
         The code is a segment of its own. The word ``__lav_heap_end`` (if the program has
-        it) is set to the heap's end offset. Thread stacks lie inside that one segment;
-        docs/design.md says what this layout gives up. Nothing is built when refused."""
+        it) is set to the heap's end offset, ``__lav_group`` to the group's id (for
+        ``lav_proc_call``). Thread stacks lie inside that one segment; docs/design.md says what
+        this layout gives up. Nothing is built when refused."""
         if not isinstance(program, ElfProgram):
             raise ConfigError("program", "must be an ElfProgram (lavsim.elf.load_elf)")
         _check_int("max_threads", max_threads, 1, L.MAX_THREADS_PER_PROCESS)
@@ -723,6 +724,13 @@ class LavenderSystem:
             image[at : at + 4] = struct.pack("<I", total)
         if group is not None and (not isinstance(group, ProcessGroup) or group not in self.groups):
             raise ConfigError("group", "must be a group of this system")
+        if "__lav_group" in program.symbols:
+            # lav_proc_call's local test (calllib.s has it as an .equ): the process's group
+            at = program.symbols["__lav_group"] - stacks
+            if not 0 <= at <= len(image) - 4:
+                raise ConfigError("program", "__lav_group is not a word of the data")
+            gid = L.ADDR_GROUP_RESIDENT if group is None else group.gid
+            image[at : at + 4] = struct.pack("<I", gid)
         return self._create_process(
             group, None, program.code, dict(program.symbols), bytes(image), total,
             stacks // max_threads, max_threads, ring2_stack_size, name or program.name,

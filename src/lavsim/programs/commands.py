@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from lavsim.boards import BOARDS
 from lavsim.elf import ElfError, load_elf_file
 from lavsim.errors import ConfigError, LavsimError
 from lavsim.programs.cc import CcError, compile_program
@@ -21,7 +22,7 @@ from lavsim.programs.run import RunObserver, run_bare, run_lavender
 
 _RUN_OPTIONS = {
     "profile": "--profile", "groups": "--groups", "max_threads": "--threads",
-    "heap_size": "--heap", "program": "PROGRAM", "programs": "PROGRAM",
+    "heap_size": "--heap", "program": "PROGRAM", "programs": "PROGRAM", "board": "--board",
 }  # fmt: skip
 
 
@@ -73,6 +74,9 @@ def run_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lavsim run", description="Run ELF programs built by lavsim cc.")
     parser.add_argument("programs", nargs="+", metavar="PROGRAM", help="ELF files")
     parser.add_argument("--profile", choices=("i486", "pentium"), default="i486")
+    parser.add_argument("--board", choices=tuple(BOARDS), default="ideal", metavar="NAME",
+                        help=f"the memory system ({', '.join(BOARDS)}; default ideal: every "
+                        "access hits; lavsim boards describes them)")
     parser.add_argument("--bare", action="store_true",
                         help="one program linked with lavsim cc --bare, on a bare CPL-0 "
                         "machine without the kernel (console port 0xE9)")
@@ -85,6 +89,8 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heap", type=int, default=0x10000, dest="heap_size",
                         help="heap bytes per process (default 65536)")
     parser.add_argument("--max-cycles", type=int, default=None)
+    parser.add_argument("--name-server", action="store_true",
+                        help="start the name server (port 0) before the programs")
     return parser
 
 
@@ -115,12 +121,13 @@ def run_main(argv: Sequence[str], observe: RunOptions | None = None) -> int:
             if len(programs) != 1:
                 print("lavsim run: error: --bare runs exactly one program", file=sys.stderr)
                 return 2
-            result = run_bare(programs[0], profile=args.profile, max_cycles=args.max_cycles)
+            result = run_bare(programs[0], profile=args.profile, board=args.board,
+                              max_cycles=args.max_cycles)
         else:
             result = run_lavender(
-                programs, profile=args.profile, groups=args.groups,
+                programs, profile=args.profile, board=args.board, groups=args.groups,
                 max_threads=args.max_threads, heap_size=args.heap_size,
-                max_cycles=args.max_cycles, observer=observer,
+                max_cycles=args.max_cycles, name_server=args.name_server, observer=observer,
             )  # fmt: skip
     except ElfError as error:
         print(f"lavsim run: {error}", file=sys.stderr)
