@@ -25,6 +25,21 @@ class ConfigError(LavsimError, ValueError):
         self.field = field
 
 
+class FileEntryError(ConfigError):
+    """A file of settings (a CPU-model file, an experiment file) was refused: names the file
+    (``origin``), the dotted ``key`` (``costs.iret.outer``, ``axes.size``) and, where known,
+    the 1-based ``line``; ``field`` is the key, as for any :class:`ConfigError`."""
+
+    def __init__(self, origin: str, key: str, message: str, line: int | None = None) -> None:
+        LavsimError.__init__(
+            self, f"{origin}{'' if line is None else f', line {line}'}: {key}: {message}"
+        )
+        self.field = key
+        self.origin = origin
+        self.key = key
+        self.line = line
+
+
 def show_value(value: object, limit: int = 60) -> str:
     """``repr(value)`` for an error message, cut to ``limit`` characters and ``...``: a refused
     value is named, never dumped (the repr of a configuration object can run to thousands of

@@ -28,7 +28,7 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
-from lavsim.errors import ConfigError, LavsimError, check_int, show_value
+from lavsim.errors import ConfigError, FileEntryError, check_int, show_value
 from lavsim.mmu.mmu import MMUConfig
 from lavsim.mmu.tlb import TLBConfig
 from lavsim.timing import I486, KEYS, PENTIUM, Cost, TimingProfile
@@ -199,18 +199,9 @@ def get_model(spec: object, field: str = "profile") -> CpuModel:
 # --------------------------------------------------------------------------------------------
 
 
-class ModelFileError(ConfigError):
+class ModelFileError(FileEntryError):
     """A CPU-model file was refused: names the file (``origin``), the offending ``key``
     (dotted, e.g. ``costs.iret.outer``) and, where known, the 1-based ``line``."""
-
-    def __init__(self, origin: str, key: str, message: str, line: int | None = None) -> None:
-        LavsimError.__init__(
-            self, f"{origin}{'' if line is None else f', line {line}'}: {key}: {message}"
-        )
-        self.field = key
-        self.origin = origin
-        self.key = key
-        self.line = line
 
 
 _SECTIONS: Final = ("model", "costs", "tlb", "issue")

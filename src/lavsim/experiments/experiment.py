@@ -50,9 +50,9 @@ from typing import Any, Final
 
 import attrs
 
-from lavsim.errors import ConfigError, LavsimError, show_value
+from lavsim.errors import ConfigError, FileEntryError, show_value
 from lavsim.experiments.mechanisms import MECHANISMS, VARIANTS
-from lavsim.experiments.rpc import CallCost, plural
+from lavsim.experiments.rpc import CallCost, plural, render_as
 from lavsim.experiments.workload import Workload, check_profile
 from lavsim.models import CpuModel, ModelFileError, load_model_file
 from lavsim.timing import KEYS, TimingProfile
@@ -136,18 +136,9 @@ def _with_costs(work: Workload, costs: Mapping[str, object]) -> Workload:
     return attrs.evolve(work, profile=model.with_profile(profile, name=model.name))
 
 
-class ExperimentFileError(ConfigError):
+class ExperimentFileError(FileEntryError):
     """An experiment file was refused: names the file (``origin``), the dotted ``key``
     (``axes.size``) and, where known, the 1-based ``line``."""
-
-    def __init__(self, origin: str, key: str, message: str, line: int | None = None) -> None:
-        LavsimError.__init__(
-            self, f"{origin}{'' if line is None else f', line {line}'}: {key}: {message}"
-        )
-        self.field = key
-        self.origin = origin
-        self.key = key
-        self.line = line
 
 
 def _close(word: str, choices: Iterable[str]) -> str:
@@ -418,14 +409,7 @@ class ExperimentResult:
 
     def render(self, fmt: str | None = None) -> str:
         """The result as ``table``, ``csv`` or ``json`` (default: the experiment's format)."""
-        fmt = fmt or self.experiment.format
-        if fmt == "table":
-            return self.to_text()
-        if fmt == "csv":
-            return self.to_csv()
-        if fmt == "json":
-            return self.to_json()
-        raise ConfigError("format", f"one of table, csv, json, not {fmt!r}")
+        return render_as(self, fmt or self.experiment.format)
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import json
 import statistics
 import textwrap
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import attrs
 
@@ -187,6 +188,23 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+
+class Renderable(Protocol):
+    """A result that prints as a table, CSV or JSON."""
+
+    def to_text(self) -> str: ...
+    def to_csv(self) -> str: ...
+    def to_json(self) -> str: ...
+
+
+def render_as(result: Renderable, fmt: str) -> str:
+    """``result`` as ``table``, ``csv`` or ``json`` (:class:`ConfigError` naming ``format``
+    for anything else)."""
+    formats = {"table": result.to_text, "csv": result.to_csv, "json": result.to_json}
+    if fmt not in formats:
+        raise ConfigError("format", f"one of table, csv, json, not {fmt!r}")
+    return formats[fmt]()
+
 @attrs.frozen
 class RpcTable:
     """The table of ``lavsim rpc``: every mechanism at every size on every profile."""
@@ -323,13 +341,7 @@ class RpcTable:
         return "\n".join(lines)
 
     def render(self, fmt: str) -> str:
-        if fmt == "table":
-            return self.to_text()
-        if fmt == "csv":
-            return self.to_csv()
-        if fmt == "json":
-            return self.to_json()
-        raise ConfigError("format", f"one of table, csv, json, not {fmt!r}")
+        return render_as(self, fmt)
 
 
 Progress = Callable[[int, int, str], None]
