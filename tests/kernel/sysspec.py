@@ -133,9 +133,20 @@ def hostile_ops() -> st.SearchStrategy[Op]:
     )
 
 
+#: Where a well-behaved thread stores into its own data: never over the address structures of
+#: its imports (``ADDR_AREA``: a clobbered selector there makes the next ``lav_call`` load it,
+#: a #GP the thread earned) nor over the message and reply buffers; the smallest data segment
+#: is 512 bytes.
+GOOD_STORE_OFFSETS = st.one_of(
+    st.integers(0, ADDR_AREA - 4),
+    st.integers(ADDR_AREA + 20 * 8, MSG_OFFSET - 4),
+    st.integers(REPLY_OFFSET + 64, min(DATA_SIZES) - 4),
+)
+
+
 def good_ops(nprocs: int, server: bool) -> st.SearchStrategy[Op]:
     options: list[st.SearchStrategy[Op]] = [
-        st.tuples(st.just("store_own"), st.integers(0, 500), U32),
+        st.tuples(st.just("store_own"), GOOD_STORE_OFFSETS, U32),
         st.tuples(st.just("spin"), st.integers(1, 300)),
         st.tuples(st.just("yield")),
     ]

@@ -29,7 +29,19 @@ import pytest
 from hypothesis import given, settings
 from sysbuild import Built, build
 from syscheck import run_checked
-from sysspec import DataSpec, PageShareSpec, ProcessSpec, ProcSpec, SystemSpec, system_specs
+from sysspec import (
+    ADDR_AREA,
+    DATA_SIZES,
+    GOOD_STORE_OFFSETS,
+    MSG_OFFSET,
+    REPLY_OFFSET,
+    DataSpec,
+    PageShareSpec,
+    ProcessSpec,
+    ProcSpec,
+    SystemSpec,
+    system_specs,
+)
 
 from lavsim.kernel import layout as L
 from lavsim.kernel.invariants import check_kernel_consistency
@@ -79,6 +91,18 @@ def test_well_behaved_systems_keep_the_invariants_and_finish(spec: SystemSpec) -
         # Well-behaved programs fault only in procedures built to be hostile.
         if fault is not None:
             assert fault.cs & 3 == 2, fault.describe()
+
+
+@settings(max_examples=200)
+@given(offset=GOOD_STORE_OFFSETS)
+def test_well_behaved_stores_never_touch_the_address_structures_or_the_buffers(
+    offset: int,
+) -> None:
+    # A store at offset 0x48 once overwrote an import's selector and the thread's next lav_call
+    # died of #GP(selector): the thread, not the kernel, was at fault.
+    assert not ADDR_AREA - 4 < offset < ADDR_AREA + 20 * 8
+    assert not MSG_OFFSET - 4 < offset < REPLY_OFFSET + 64
+    assert 0 <= offset <= min(DATA_SIZES) - 4
 
 
 # --- a fixed system exercising every path the checkers look at ---------------------------
