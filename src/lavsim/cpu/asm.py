@@ -72,7 +72,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from attrs import field, frozen
 
@@ -1731,13 +1733,50 @@ class _Layout:
         return bytes(out)
 
 
+#: Programs assembled before, by (source, origin), most recent last: a host-side speed cache
+#: (booting a system assembles the same library and server sources again and again). It holds
+#: at most ``MEMO_ENTRIES`` programs and ``MEMO_SOURCE_CHARS`` characters of source; a program
+#: is a frozen value with read-only mappings, so handing the same one out twice changes nothing.
+MEMO_ENTRIES = 256
+MEMO_SOURCE_CHARS = 8 << 20
+_memo: OrderedDict[tuple[str, int], Program] = OrderedDict()
+_memo_chars = 0
+
+
+def clear_memo() -> None:
+    """Forget every memoised program (tests run both ways to show the memo changes nothing)."""
+    global _memo_chars
+    _memo.clear()
+    _memo_chars = 0
+
+
 def assemble(source: str, origin: int = 0) -> Program:
     """Assemble Intel-syntax ``source`` whose first byte sits at ``origin``.
 
     Raises :class:`~lavsim.errors.AssemblyError` naming the line and column of the first
     problem: unknown mnemonic, an operand combination no form takes (the message lists the
     forms), an undefined symbol, a value out of range, a duplicate label, a syntax error.
+    The result is memoised by ``(source, origin)`` (see :data:`MEMO_ENTRIES`); errors are not.
     """
+    global _memo_chars
+    if isinstance(source, str) and isinstance(origin, int) and not isinstance(origin, bool):
+        key = (source, origin)
+        hit = _memo.get(key)
+        if hit is not None:
+            _memo.move_to_end(key)
+            return hit
+        program = _assemble(source, origin)
+        if len(source) <= MEMO_SOURCE_CHARS:
+            _memo[key] = program
+            _memo_chars += len(source)
+            while len(_memo) > MEMO_ENTRIES or _memo_chars > MEMO_SOURCE_CHARS:
+                (old, _), _ = _memo.popitem(last=False)
+                _memo_chars -= len(old)
+        return program
+    return _assemble(source, origin)
+
+
+def _assemble(source: str, origin: int) -> Program:
     if not isinstance(source, str):
         raise AssemblyError(f"the source must be text (a str), not {type(source).__name__}",
                             1, 1)
@@ -1774,7 +1813,8 @@ def assemble(source: str, origin: int = 0) -> Program:
     final = _Layout(env, start, bases, lengths, strict=True)
     final.run(stmts)
     symbols = {name: v.value for name, v in env.values.items() if not name.startswith("\x00")}
-    return Program(final.image(), symbols, final.origin, dict(final.lines))
+    return Program(final.image(), MappingProxyType(symbols), final.origin,
+                   MappingProxyType(dict(final.lines)))
 
 
 def assemble_bytes(source: str, origin: int = 0) -> bytes:
