@@ -28,6 +28,8 @@ install/fetch calls (``kernel/net.s``), the network server (``kernel/netserver.s
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable
 
 import attrs
@@ -49,7 +51,7 @@ from lavsim.kernel.netproto import (
     netserver_source,
     remote_stub_source,
 )
-from lavsim.kernel.system import LavenderSystem, Process, Thread
+from lavsim.kernel.system import LavenderSystem, Process, ProcessGroup, Thread
 from lavsim.kernel.tables import read_descriptor, write_descriptor
 from lavsim.mmu import descriptors as d
 from lavsim.models import ModelSpec
@@ -363,6 +365,105 @@ class Cluster:
     def _outcome(self, reason: str, detail: str = "") -> ClusterOutcome:
         return ClusterOutcome(reason, self.time, {h.id: h.cycles for h in self.hosts}, detail)
 
+    # --- snapshot files ---------------------------------------------------------------------
+    def save_snapshot(self, path: str | os.PathLike[str]) -> None:
+        """Write the whole cluster to a snapshot file of kind ``"cluster"``: every host's
+        machine, system bookkeeping, network card and network-server handles, the network
+        (frames in flight with their arrival cycles, hosts down, a fault model's state) and the
+        lock-step position. Take it between :meth:`run` calls (any cut point of a run)."""
+        from lavsim.kernel.bookkeeping import get_state
+        from lavsim.snapshot import KIND_CLUSTER, take_snapshot, write_snapshot_file
+
+        hosts = [
+            {
+                "system": get_state(h.system),
+                "nic": h.nic.get_state(),
+                "netserver": None if h.netserver is None else h.netserver.pid,
+                "netserver_threads": [[t.tid, t.generation] for t in h.netserver_threads],
+                "registrars": [p.pid for p in h.registrars],
+                "ship_linear": h.ship_linear,
+            }
+            for h in self.hosts
+        ]
+        state = {"config": self._snapshot_config(), "time": self.time,
+                 "network": self.network.get_state(), "hosts": hosts}
+        machines = [take_snapshot(h.system.machine) for h in self.hosts]
+        write_snapshot_file(path, KIND_CLUSTER, machines, state)
+
+    def _snapshot_config(self) -> dict[str, object]:
+        # The model's repr names every field of the frozen value (and of whatever it holds).
+        return {"hosts": len(self.hosts), "network": repr(self.model)}
+
+    def load_snapshot(self, path: str | os.PathLike[str]) -> None:
+        """Restore a file written by :meth:`save_snapshot` into this cluster, which must have
+        the same configuration (host count, network model, and for each host what
+        :meth:`LavenderSystem.load_snapshot <lavsim.kernel.system.LavenderSystem.load_snapshot>`
+        requires). Every host and the network are checked before anything changes: a refused
+        file (:class:`~lavsim.snapshot.SnapshotError` naming the host and field) changes
+        nothing. Later runs then give the cycles the saved cluster would have given."""
+        from lavsim.kernel.bookkeeping import prepare_system
+        from lavsim.snapshot import KIND_CLUSTER, SnapshotError, read_snapshot_file
+
+        loaded = read_snapshot_file(path, KIND_CLUSTER)
+        state = loaded.host
+        if not isinstance(state, dict) or set(state) != {"config", "time", "network", "hosts"}:
+            raise SnapshotError("malformed cluster snapshot: it must hold config, time, "
+                                "network and hosts")
+        config, mine = state["config"], self._snapshot_config()
+        for key, value in mine.items():
+            found = config.get(key) if isinstance(config, dict) else None
+            if found != value:
+                raise SnapshotError(f"the snapshot's cluster has {key} = {found!r}; this "
+                                    f"cluster has {value!r}")
+        hosts = state["hosts"]
+        if not isinstance(hosts, list) or len(hosts) != len(self.hosts) or len(
+            loaded.machines) != len(self.hosts):
+            raise SnapshotError(f"malformed cluster snapshot: it must hold {len(self.hosts)} "
+                                "hosts")
+        applies: list[Callable[[], None]] = []
+        for host, saved, machine in zip(self.hosts, hosts, loaded.machines, strict=True):
+            where = f"host {host.id}: "
+            keys = {"system", "nic", "netserver", "netserver_threads", "registrars",
+                    "ship_linear"}
+            if not isinstance(saved, dict) or set(saved) != keys:
+                raise SnapshotError(f"{where}must have exactly the keys {sorted(keys)}")
+            plan = prepare_system(host.system, machine, saved["system"],
+                                  (ProcessGroup, Process, Thread), where)
+            try:
+                host.nic.check_state(saved["nic"], host.system.memory.size)
+                netserver = (None if saved["netserver"] is None
+                             else plan.process("netserver", saved["netserver"]))
+                threads = saved["netserver_threads"]
+                registrars = saved["registrars"]
+                if not isinstance(threads, list) or not isinstance(registrars, list):
+                    raise ValueError("netserver_threads and registrars must be lists")
+                server_threads = [plan.thread(f"netserver_threads[{k}]", t)
+                                  for k, t in enumerate(threads)]
+                registrar_processes = [plan.process(f"registrars[{k}]", p)
+                                       for k, p in enumerate(registrars)]
+                ship = saved["ship_linear"]
+                if isinstance(ship, bool) or not isinstance(ship, int) or not (
+                    L.RESIDENT_BASE <= ship < L.RESIDENT_END
+                ):
+                    raise ValueError(f"ship_linear: {ship!r} is not a resident address")
+            except ValueError as error:
+                raise SnapshotError(f"{where}{error}") from error
+            applies.append(functools.partial(
+                _restore_host, host, plan.apply, saved["nic"], netserver, server_threads,
+                registrar_processes, ship))
+        try:
+            self.network.check_state(state["network"])
+            time = state["time"]
+            if isinstance(time, bool) or not isinstance(time, int) or not 0 <= time < 1 << 64:
+                raise ValueError(f"time: {time!r} is not a cycle count")
+        except ValueError as error:
+            raise SnapshotError(f"malformed cluster snapshot: {error}") from error
+        # --- apply: everything was checked -------------------------------------------------
+        for apply in applies:
+            apply()
+        self.network.set_state(state["network"])
+        self.time = time
+
     # --- statistics -------------------------------------------------------------------------
     def frames_sent(self) -> dict[int, int]:
         """Frames each host's interface has transmitted so far."""
@@ -371,3 +472,14 @@ class Cluster:
     def digests(self) -> dict[int, str]:
         """Each host's state digest (registers, memory, TSC)."""
         return {h.id: h.system.machine.state_digest() for h in self.hosts}
+
+
+def _restore_host(host: Host, restore_system: Callable[[], None], nic: dict[str, object],
+                  netserver: Process | None, threads: list[Thread], registrars: list[Process],
+                  ship_linear: int) -> None:
+    restore_system()
+    host.nic.set_state(nic)
+    host.netserver = netserver
+    host.netserver_threads = threads
+    host.registrars = registrars
+    host.ship_linear = ship_linear

@@ -55,7 +55,8 @@ the one waiting for replies separately, as multi-queue interfaces steer frames b
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 
@@ -98,6 +99,21 @@ TX_NO_HOST = 1
 TX_BAD_LENGTH = 2
 
 _MAX_INT = 1 << 40
+
+
+#: Bound of the cycle counts and counters in a saved state (the TSC is 64 bits).
+_MAX_STATE = 1 << 64
+
+
+def _state_int(field: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{field}: {value!r} is not an int in {low}..{high}")
+    return value
+
+
+def _state_host(field: str, value: object, interfaces: Mapping[int, object]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in interfaces:
+        raise ValueError(f"{field}: {value!r} is not a host of this network")
 
 
 def _positive(field: str, value: object, low: int, high: int = _MAX_INT) -> None:
@@ -212,6 +228,73 @@ class Network:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    # --- checkpoints (lavsim.cluster's snapshot files) -------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """The wire's mutable state as JSON data: the frames in flight (arrival, seq, source,
+        destination, bytes as hex) in arrival order, the sequence counter, the hosts that are
+        down, and ``faults`` (the fault model's own ``get_state()``) when the network has one."""
+        state: dict[str, Any] = {
+            "seq": self._seq,
+            "down": sorted(self.down),
+            "in_flight": [[f.arrival, f.seq, f.source, f.destination, f.data.hex()]
+                          for f in self._in_flight],
+        }
+        faults = getattr(self, "faults", None)
+        if faults is not None:
+            state["faults"] = faults.get_state()
+        return state
+
+    def check_state(self, state: object) -> None:
+        """``ValueError`` naming the field unless ``state`` (from :meth:`get_state`) fits this
+        network: every frame between attached hosts, of a length the model allows, in arrival
+        order; the hosts down attached; a fault-model state exactly when it has a fault model."""
+        faults = getattr(self, "faults", None)
+        keys = {"seq", "down", "in_flight"} | ({"faults"} if faults is not None else set())
+        if not isinstance(state, dict) or set(state) != keys:
+            raise ValueError(f"network: must have exactly the keys {sorted(keys)}")
+        seq = _state_int("network.seq", state["seq"], 0, _MAX_STATE)
+        down = state["down"]
+        if not isinstance(down, list) or len(set(map(repr, down))) != len(down):
+            raise ValueError("network.down: must be a list of distinct host ids")
+        for k, host in enumerate(down):
+            _state_host(f"network.down[{k}]", host, self.interfaces)
+        frames = state["in_flight"]
+        if not isinstance(frames, list):
+            raise ValueError("network.in_flight: must be a list")
+        last: tuple[int, int] = (-1, -1)
+        for k, item in enumerate(frames):
+            where = f"network.in_flight[{k}]"
+            if not isinstance(item, list) or len(item) != 5:
+                raise ValueError(f"{where}: must be [arrival, seq, source, destination, hex]")
+            arrival = _state_int(f"{where}.arrival", item[0], 0, _MAX_STATE)
+            order = (arrival, _state_int(f"{where}.seq", item[1], 1, seq))
+            if order < last:
+                raise ValueError(f"{where}: frames must be in arrival order")
+            last = order
+            _state_host(f"{where}.source", item[2], self.interfaces)
+            _state_host(f"{where}.destination", item[3], self.interfaces)
+            data = item[4]
+            if not isinstance(data, str) or len(data) > 2 * self.model.mtu:
+                raise ValueError(f"{where}.data: must be at most {self.model.mtu} bytes as hex")
+            try:
+                length = len(bytes.fromhex(data))
+            except ValueError:
+                raise ValueError(f"{where}.data: not hex") from None
+            if length < FRAME_HEADER:
+                raise ValueError(f"{where}.data: {length} bytes is shorter than a header")
+        if faults is not None:
+            faults.check_state(state["faults"])
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Install a state :meth:`check_state` accepted."""
+        self._seq = state["seq"]
+        self.down = set(state["down"])
+        self._in_flight = [Frame(a, q, s, d, bytes.fromhex(h)) for a, q, s, d, h in
+                           state["in_flight"]]
+        faults = getattr(self, "faults", None)
+        if faults is not None:
+            faults.set_state(state["faults"])
+
 
 class NetworkInterface:
     """One machine's network interface (a port-I/O device doing DMA; see the module docstring
@@ -279,6 +362,62 @@ class NetworkInterface:
         elif port == NIC_RX_SLOTS:
             self.rx_slots = value
             self.rx_next = [0] * RX_QUEUES
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """The card's registers, ring pointers, counters and TX timing as JSON data."""
+        return {
+            "host_id": self.host_id, "status": self.status, "tx_addr": self.tx_addr,
+            "tx_status": self.tx_status, "rx_rings": list(self.rx_rings),
+            "rx_slots": self.rx_slots, "rx_next": list(self.rx_next), "tx_free": self.tx_free,
+            "stats": attrs.asdict(self.stats),
+        }  # fmt: skip
+
+    def check_state(self, state: object, memory_size: int | None = None) -> None:
+        """``ValueError`` naming the field unless ``state`` (from :meth:`get_state`) fits this
+        card: its host id, registers in range, each ring's next slot inside the ring and, given
+        the machine's ``memory_size``, every ring that is set inside installed memory (the
+        Lavender driver places its rings in the kernel's network area)."""
+        keys = {"host_id", "status", "tx_addr", "tx_status", "rx_rings", "rx_slots", "rx_next",
+                "tx_free", "stats"}
+        if not isinstance(state, dict) or set(state) != keys:
+            raise ValueError(f"nic: must have exactly the keys {sorted(keys)}")
+        if state["host_id"] != self.host_id:
+            raise ValueError(f"nic.host_id: {state['host_id']!r} is not this card's "
+                             f"{self.host_id}")
+        _state_int("nic.status", state["status"], 0, (1 << RX_QUEUES) - 1)
+        _state_int("nic.tx_addr", state["tx_addr"], 0, 0xFFFFFFFF)
+        _state_int("nic.tx_status", state["tx_status"], TX_OK, TX_BAD_LENGTH)
+        slots = _state_int("nic.rx_slots", state["rx_slots"], 0, 0xFFFFFFFF)
+        _state_int("nic.tx_free", state["tx_free"], 0, _MAX_STATE)
+        for name in ("rx_rings", "rx_next"):
+            if not isinstance(state[name], list) or len(state[name]) != RX_QUEUES:
+                raise ValueError(f"nic.{name}: must be a list of {RX_QUEUES} ints")
+        for q in range(RX_QUEUES):
+            ring = _state_int(f"nic.rx_rings[{q}]", state["rx_rings"][q], 0, 0xFFFFFFFF)
+            _state_int(f"nic.rx_next[{q}]", state["rx_next"][q], 0, max(slots - 1, 0))
+            if memory_size is not None and ring and slots and (
+                ring + slots * RX_SLOT_SIZE > memory_size
+            ):
+                raise ValueError(f"nic.rx_rings[{q}]: the ring at {ring:#x} ({slots} slots) "
+                                 f"is not inside installed memory ({memory_size:#x} bytes)")
+        stats = state["stats"]
+        names = set(attrs.asdict(self.stats))
+        if not isinstance(stats, dict) or set(stats) != names:
+            raise ValueError(f"nic.stats: must have exactly the counters {sorted(names)}")
+        for name, value in stats.items():
+            _state_int(f"nic.stats.{name}", value, 0, _MAX_STATE)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Install a state :meth:`check_state` accepted."""
+        self.status = state["status"]
+        self.tx_addr = state["tx_addr"]
+        self.tx_status = state["tx_status"]
+        self.rx_rings = list(state["rx_rings"])
+        self.rx_slots = state["rx_slots"]
+        self.rx_next = list(state["rx_next"])
+        self.tx_free = state["tx_free"]
+        self.stats = LinkStats(**state["stats"])
 
     # --- the wire --------------------------------------------------------------------------
     def _transmit(self, length: int) -> None:

@@ -53,7 +53,7 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -71,14 +71,18 @@ __all__ = [
     "HostState",
     "Snapshot",
     "SnapshotError",
+    "SnapshotFile",
     "SystemSnapshot",
+    "prepare_restore",
+    "read_snapshot_file",
     "restore_snapshot",
     "take_snapshot",
+    "write_snapshot_file",
 ]
 
 SNAPSHOT_FORMAT = "lavsim-snapshot"
 #: Version of the file format and of the ``state`` layout; bumped on any incompatible change.
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 
 _PAGE = 4096
 _MASK32 = 0xFFFFFFFF
@@ -133,80 +137,171 @@ class Snapshot:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the snapshot to ``path`` in the documented ``.npz`` format (version
-        :data:`SNAPSHOT_VERSION`). NumPy appends ``.npz`` to a name without it; pass the name
-        with the suffix to keep it exact."""
-        if len(self.console) > CONSOLE_LIMIT:
-            raise SnapshotError(f"the console holds {len(self.console)} bytes; a snapshot file "
-                                f"holds at most {CONSOLE_LIMIT}")
-        pfns = sorted(self.frames)
-        frames = np.zeros((len(pfns), _PAGE), dtype=np.uint8)
-        for row, pfn in enumerate(pfns):
-            frames[row] = np.frombuffer(self.frames[pfn], dtype=np.uint8)
-        meta = {
-            "format": SNAPSHOT_FORMAT,
-            "version": SNAPSHOT_VERSION,
-            "config": self.config,
-            "state": self.state,
-            "sha256": self.digest(),
-        }
-        try:
-            with open(path, "wb") as f:
-                np.savez_compressed(
-                    f,
-                    meta=np.frombuffer(_canonical(meta), dtype=np.uint8),
-                    pfns=np.asarray(pfns, dtype=np.uint32),
-                    frames=frames,
-                    console=np.frombuffer(self.console, dtype=np.uint8),
-                )
-        except OSError as error:
-            raise SnapshotError(f"cannot write snapshot {os.fspath(path)!r}: {error}") from error
+        :data:`SNAPSHOT_VERSION`, kind ``"machine"``). NumPy appends ``.npz`` to a name without
+        it; pass the name with the suffix to keep it exact."""
+        write_snapshot_file(path, KIND_MACHINE, [self])
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Snapshot:
         """Read a snapshot written by :meth:`save`; :class:`SnapshotError` naming what is wrong
-        if the file is not a lavsim snapshot, has another version, or is corrupt or malformed.
+        if the file is not a lavsim machine snapshot, has another version, or is corrupt or
+        malformed (see :func:`read_snapshot_file` for the memory bounds)."""
+        return read_snapshot_file(path, KIND_MACHINE).machines[0]
 
-        Memory stays bounded by what the file may legitimately hold: every array's header is
-        checked before its data is decompressed, and no more than the header admits is ever
-        decompressed (metadata at most :data:`META_LIMIT` bytes nested at most
-        :data:`META_DEPTH` deep, the console at most :data:`CONSOLE_LIMIT` bytes, the frames at
-        most the snapshot's own ``memory_size``)."""
-        name = os.fspath(path)
-        try:
-            with zipfile.ZipFile(name) as z:
-                missing = {"meta", "pfns", "frames", "console"} - {
-                    n.removesuffix(".npy") for n in z.namelist()
-                }
+
+# --- the file container ----------------------------------------------------------------------
+
+#: The kinds of snapshot file: one machine; a LavenderSystem (its machine and bookkeeping); a
+#: cluster (every host's machine, bookkeeping and network card, and the network).
+KIND_MACHINE = "machine"
+KIND_SYSTEM = "system"
+KIND_CLUSTER = "cluster"
+KINDS = (KIND_MACHINE, KIND_SYSTEM, KIND_CLUSTER)
+#: The most machines one file may hold (a cluster has at most 64 hosts).
+MACHINES_LIMIT = 64
+
+
+@attrs.frozen(eq=False)
+class SnapshotFile:
+    """What a snapshot file holds: its ``kind``, its machines' snapshots (one for the
+    ``machine`` and ``system`` kinds, one per host for a cluster, in host order) and ``host``:
+    the JSON-like host-side state the kind adds (None for a machine), checked by whoever
+    restores it."""
+
+    kind: str
+    machines: tuple[Snapshot, ...]
+    host: Any
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of everything the file holds."""
+        return _file_digest(self.kind, self.machines, self.host)
+
+
+def _file_digest(kind: str, machines: Iterable[Snapshot], host: object) -> str:
+    return hashlib.sha256(_canonical(
+        {"kind": kind, "host": host, "machines": [m.digest() for m in machines]}
+    )).hexdigest()
+
+
+def _suffix(kind: str, index: int) -> str:
+    # A machine file keeps its members' plain names (meta, pfns, frames, console).
+    return "" if kind == KIND_MACHINE else f"_{index}"
+
+
+def write_snapshot_file(path: str | os.PathLike[str], kind: str,
+                        machines: Iterable[Snapshot], host: object = None) -> None:
+    """Write ``machines`` and the JSON-like ``host`` state as a snapshot file of ``kind``
+    (see the module docstring for the layout); :class:`SnapshotError` if it cannot."""
+    machines = list(machines)
+    if kind not in KINDS or not 1 <= len(machines) <= MACHINES_LIMIT or (
+        kind != KIND_CLUSTER and len(machines) != 1
+    ):
+        raise SnapshotError(f"cannot write a {kind!r} snapshot of {len(machines)} machines")
+    arrays: dict[str, Any] = {}
+    entries = []
+    for index, snapshot in enumerate(machines):
+        if len(snapshot.console) > CONSOLE_LIMIT:
+            raise SnapshotError(f"the console holds {len(snapshot.console)} bytes; a snapshot "
+                                f"file holds at most {CONSOLE_LIMIT}")
+        pfns = sorted(snapshot.frames)
+        frames = np.zeros((len(pfns), _PAGE), dtype=np.uint8)
+        for row, pfn in enumerate(pfns):
+            frames[row] = np.frombuffer(snapshot.frames[pfn], dtype=np.uint8)
+        suffix = _suffix(kind, index)
+        arrays["pfns" + suffix] = np.asarray(pfns, dtype=np.uint32)
+        arrays["frames" + suffix] = frames
+        arrays["console" + suffix] = np.frombuffer(snapshot.console, dtype=np.uint8)
+        entries.append({"config": snapshot.config, "state": snapshot.state,
+                        "sha256": snapshot.digest()})
+    meta: dict[str, Any] = {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, "kind": kind}
+    if kind == KIND_MACHINE:
+        meta.update(entries[0])
+    else:
+        meta.update(machines=entries, host=host, sha256=_file_digest(kind, machines, host))
+    try:
+        encoded = _canonical(meta)
+    except (TypeError, ValueError) as error:
+        raise SnapshotError(f"the {kind} state is not JSON data: {error}") from error
+    if len(encoded) > META_LIMIT:
+        raise SnapshotError(f"the metadata is {len(encoded)} bytes; a snapshot file holds at "
+                            f"most {META_LIMIT}")
+    try:
+        with open(path, "wb") as f:
+            np.savez_compressed(f, meta=np.frombuffer(encoded, dtype=np.uint8), **arrays)
+    except OSError as error:
+        raise SnapshotError(f"cannot write snapshot {os.fspath(path)!r}: {error}") from error
+
+
+def read_snapshot_file(path: str | os.PathLike[str], kind: str) -> SnapshotFile:
+    """Read a snapshot file that must be of ``kind``; :class:`SnapshotError` naming what is
+    wrong if it is not a lavsim snapshot, is of another kind or version, or is corrupt or
+    malformed. Nothing is restored here: the caller checks ``host`` and the machines' states.
+
+    Memory stays bounded by what the file may legitimately hold: every array's header is
+    checked before its data is decompressed, and no more than the header admits is ever
+    decompressed (metadata at most :data:`META_LIMIT` bytes nested at most
+    :data:`META_DEPTH` deep, at most :data:`MACHINES_LIMIT` machines, each console at most
+    :data:`CONSOLE_LIMIT` bytes, each machine's frames at most its own ``memory_size``)."""
+    name = os.fspath(path)
+    try:
+        with zipfile.ZipFile(name) as z:
+            present = {n.removesuffix(".npy") for n in z.namelist()}
+            if "meta" not in present:
+                raise SnapshotError(f"{name!r} is not a lavsim snapshot (missing ['meta'])")
+            meta = _parse_meta(name, _read_array(z, name, "meta", 1, META_LIMIT))
+            found = meta.get("kind")
+            if found != kind:
+                raise SnapshotError(f"{name!r} is a {found!r} snapshot, not a {kind!r} one")
+            if kind == KIND_MACHINE:
+                entries: Any = [meta]
+            else:
+                entries = meta.get("machines")
+                if not isinstance(entries, list) or not 1 <= len(entries) <= MACHINES_LIMIT:
+                    raise SnapshotError(f"{name!r}: machines must be a list of 1.."
+                                        f"{MACHINES_LIMIT} machine states")
+            machines = []
+            for index, entry in enumerate(entries):
+                suffix = _suffix(kind, index)
+                missing = {m + suffix for m in ("pfns", "frames", "console")} - present
                 if missing:
                     raise SnapshotError(f"{name!r} is not a lavsim snapshot "
                                         f"(missing {sorted(missing)})")
-                meta_raw = _read_array(z, name, "meta", 1, META_LIMIT)
-                meta = _parse_meta(name, meta_raw)
-                size = meta["config"].get("memory_size")
-                if isinstance(size, bool) or not isinstance(size, int) or not (
-                    _PAGE <= size <= 1 << 32
-                ):
-                    raise SnapshotError(f"{name!r}: config.memory_size {size!r} is not a "
-                                        "memory size")
-                pfns = _read_array(z, name, "pfns", 1, 4 * (size // _PAGE), np.uint32)
-                frames = _read_array(z, name, "frames", 2, size, rows=len(pfns))
-                console = _read_array(z, name, "console", 1, CONSOLE_LIMIT)
-        except SnapshotError:
-            raise
-        except _READ_ERRORS as error:
-            raise SnapshotError(f"cannot read snapshot {name!r}: {error}") from error
-        if pfns.size and (int(pfns.max()) >= size // _PAGE or bool((np.diff(pfns) <= 0).any())):
-            raise SnapshotError(f"{name!r}: pfns must be ascending frame numbers below "
-                                f"{size // _PAGE:#x}")
-        snapshot = cls(
-            config=meta["config"],
-            state=meta["state"],
-            frames={int(p): frames[row].tobytes() for row, p in enumerate(pfns)},
-            console=console.tobytes(),
-        )
-        if len(snapshot.frames) != len(pfns) or snapshot.digest() != meta.get("sha256"):
-            raise SnapshotError(f"{name!r} is corrupt: its checksum does not match its contents")
-        return snapshot
+                machines.append(_read_machine(z, name, entry, suffix))
+    except SnapshotError:
+        raise
+    except _READ_ERRORS as error:
+        raise SnapshotError(f"cannot read snapshot {name!r}: {error}") from error
+    host = meta.get("host")
+    if kind != KIND_MACHINE and _file_digest(kind, machines, host) != meta.get("sha256"):
+        raise SnapshotError(f"{name!r} is corrupt: its checksum does not match its contents")
+    return SnapshotFile(kind, tuple(machines), host)
+
+
+def _read_machine(z: zipfile.ZipFile, name: str, entry: Any, suffix: str) -> Snapshot:
+    """One machine's snapshot: its metadata entry and its arrays, checked."""
+    where = f"{name!r}" + (f" (machine {suffix[1:]})" if suffix else "")
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict) or (
+        not isinstance(entry.get("state"), dict)
+    ):
+        raise SnapshotError(f"{where}: malformed metadata (config and state must be objects)")
+    size = entry["config"].get("memory_size")
+    if isinstance(size, bool) or not isinstance(size, int) or not _PAGE <= size <= 1 << 32:
+        raise SnapshotError(f"{where}: config.memory_size {size!r} is not a memory size")
+    pfns = _read_array(z, name, "pfns" + suffix, 1, 4 * (size // _PAGE), np.uint32)
+    frames = _read_array(z, name, "frames" + suffix, 2, size, rows=len(pfns))
+    console = _read_array(z, name, "console" + suffix, 1, CONSOLE_LIMIT)
+    if pfns.size and (int(pfns.max()) >= size // _PAGE or bool((np.diff(pfns) <= 0).any())):
+        raise SnapshotError(f"{where}: pfns must be ascending frame numbers below "
+                            f"{size // _PAGE:#x}")
+    snapshot = Snapshot(
+        config=entry["config"],
+        state=entry["state"],
+        frames={int(p): frames[row].tobytes() for row, p in enumerate(pfns)},
+        console=console.tobytes(),
+    )
+    if len(snapshot.frames) != len(pfns) or snapshot.digest() != entry.get("sha256"):
+        raise SnapshotError(f"{where} is corrupt: its checksum does not match its contents")
+    return snapshot
 
 
 #: The largest metadata array :meth:`Snapshot.load` reads (a machine's state is a few kB).
@@ -295,8 +390,6 @@ def _parse_meta(name: str, raw: np.ndarray) -> dict[str, Any]:
         )
     if _depth(meta) > META_DEPTH:
         raise SnapshotError(f"{name!r}: metadata nested more than {META_DEPTH} levels deep")
-    if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("state"), dict):
-        raise SnapshotError(f"{name!r}: malformed metadata (config and state must be objects)")
     return meta
 
 
@@ -378,6 +471,14 @@ def restore_snapshot(machine: Machine, snapshot: Snapshot) -> None:
     Everything is checked and built first; the machine is changed only when the whole snapshot
     is usable, so a refused snapshot (:class:`SnapshotError`) leaves the machine as it was.
     """
+    prepare_restore(machine, snapshot)()
+
+
+def prepare_restore(machine: Machine, snapshot: Snapshot) -> Callable[[], None]:
+    """Check ``snapshot`` against ``machine`` as :func:`restore_snapshot` does, changing
+    nothing, and return the function that then restores it (and cannot fail). Lets a caller
+    restoring several parts (a system's bookkeeping, a cluster's hosts) check every part
+    before it changes any."""
     if not isinstance(snapshot, Snapshot):
         raise SnapshotError(f"not a Snapshot: {type(snapshot).__name__}")
     _check_config(machine, snapshot.config)
@@ -416,22 +517,25 @@ def restore_snapshot(machine: Machine, snapshot: Snapshot) -> None:
     except (KeyError, IndexError, TypeError, ValueError) as error:
         raise SnapshotError(f"malformed snapshot: {error!r}") from error
 
-    # --- apply: nothing below can fail ---------------------------------------------------------
-    for pfn in memory.allocated_frames():
-        if pfn not in frames:
-            # Zeroed in place, not dropped: the MMU's fast path and other holders of frame
-            # views rely on a frame never being replaced.
-            memory.frame_array(pfn)[:] = 0
-    for pfn, data in frames.items():
-        memory.frame_array(pfn)[:] = np.frombuffer(data, dtype=np.uint8)
-    cpu.set_state(cpu_state)
-    mmu.set_state(mmu_state)
-    if machine.hierarchy is not None:
-        machine.hierarchy.set_state(memsys_state)
-    machine.pic.set_state(snapshot.state["pic"])
-    machine.timer.set_state(snapshot.state["timer"])
-    machine.console_device.set_data(snapshot.console)
-    machine.idle_cycles = idle
+    def apply() -> None:
+        # Nothing here can fail: everything was checked above.
+        for pfn in memory.allocated_frames():
+            if pfn not in frames:
+                # Zeroed in place, not dropped: the MMU's fast path and other holders of frame
+                # views rely on a frame never being replaced.
+                memory.frame_array(pfn)[:] = 0
+        for pfn, data in frames.items():
+            memory.frame_array(pfn)[:] = np.frombuffer(data, dtype=np.uint8)
+        cpu.set_state(cpu_state)
+        mmu.set_state(mmu_state)
+        if machine.hierarchy is not None:
+            machine.hierarchy.set_state(memsys_state)
+        machine.pic.set_state(snapshot.state["pic"])
+        machine.timer.set_state(snapshot.state["timer"])
+        machine.console_device.set_data(snapshot.console)
+        machine.idle_cycles = idle
+
+    return apply
 
 
 def _try_device_state(machine: Machine, state: Mapping[str, Any]) -> None:

@@ -28,6 +28,7 @@ machine's per-step reports.
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import attrs
 
@@ -216,6 +217,11 @@ class KernelStats:
         return "\n".join(lines)
 
 
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 64) <= value < 1 << 64:
+        raise ValueError(f"observer.{name}: must be an int, not {value!r}")
+
+
 class KernelObserver:
     """Counts cycles and kernel events of ``machine`` running the kernel ``image``."""
 
@@ -236,6 +242,9 @@ class KernelObserver:
         self._copy_out = image.symbol("ipc_copy_out")
         self.classify = StepClassifier(image)
         self._owner = CodeOwners(machine)
+        # Everything set so far is fixed by the machine and the image; what reset() and the
+        # counting set is the observer's state (get_state).
+        self._fixed = frozenset(vars(self)) | {"_fixed"}
         self.reset()
 
     def reset(self) -> None:
@@ -266,6 +275,66 @@ class KernelObserver:
         self.stalls_by_row: dict[str, int] = {}
         self.stalls_by_process: dict[int, int] = {}
         self._base_stalls = self._last_stalls = self._stall_count()
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """The counters of the current window as JSON data (each attribute the observer counts
+        with: ints, maps as [key, value] pairs, the switch log as pairs), for a system
+        snapshot file."""
+        out: dict[str, Any] = {}
+        for name, value in vars(self).items():
+            if name in self._fixed:
+                continue
+            if isinstance(value, int):
+                out[name] = value
+            elif isinstance(value, dict):
+                out[name] = [[k, v] for k, v in value.items()]
+            elif isinstance(value, deque):
+                out[name] = [list(item) for item in value]
+            else:
+                raise TypeError(f"observer attribute {name} ({type(value).__name__}) has no "
+                                "snapshot form")
+        return out
+
+    def check_state(self, state: object) -> None:
+        """``ValueError`` naming the field unless ``state`` is a :meth:`get_state` of an
+        observer like this one (the same counters, each well typed)."""
+        mine = self.get_state()
+        if not isinstance(state, dict) or set(state) != set(mine):
+            raise ValueError(f"observer: must have exactly the counters {sorted(mine)}")
+        for name, value in state.items():
+            live = getattr(self, name)
+            if isinstance(live, int):
+                _check_count(name, value)
+                continue
+            if not isinstance(value, list):
+                raise ValueError(f"observer.{name}: must be a list")
+            width = 2
+            if isinstance(live, deque) and live.maxlen is not None and len(value) > live.maxlen:
+                raise ValueError(f"observer.{name}: more than {live.maxlen} entries")
+            for k, item in enumerate(value):
+                if not isinstance(item, list) or len(item) != width:
+                    raise ValueError(f"observer.{name}[{k}]: must be a pair")
+                if isinstance(live, dict):
+                    if not isinstance(item[0], int | str) or isinstance(item[0], bool):
+                        raise ValueError(f"observer.{name}[{k}]: a key is an int or a str")
+                else:
+                    _check_count(f"{name}[{k}]", item[0])
+                _check_count(f"{name}[{k}]", item[1])
+            if isinstance(live, dict) and len({repr(item[0]) for item in value}) != len(value):
+                raise ValueError(f"observer.{name}: a key twice")
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Install a state :meth:`check_state` accepted."""
+        for name, value in state.items():
+            live = getattr(self, name)
+            if isinstance(live, int):
+                setattr(self, name, value)
+            elif isinstance(live, dict):
+                setattr(self, name, {k: v for k, v in value})
+            else:
+                setattr(self, name, deque((tuple(item) for item in value), maxlen=live.maxlen))
 
     def _stall_count(self) -> int:
         hierarchy = self.machine.hierarchy

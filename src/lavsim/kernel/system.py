@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -1318,3 +1319,25 @@ class LavenderSystem:
         """Go back to ``snapshot`` (taken from this system): machine state and bookkeeping are
         restored in place, so handles of processes and threads that existed then stay valid."""
         snapshot.restore_into(self, self.machine)
+
+    def save_snapshot(self, path: str | os.PathLike[str]) -> None:
+        """Write the machine (every simulated state) and this system's bookkeeping (see
+        :mod:`lavsim.kernel.bookkeeping`) to a snapshot file of kind ``"system"``."""
+        from lavsim.kernel.bookkeeping import get_state
+        from lavsim.snapshot import KIND_SYSTEM, take_snapshot, write_snapshot_file
+
+        write_snapshot_file(path, KIND_SYSTEM, [take_snapshot(self.machine)], get_state(self))
+
+    def load_snapshot(self, path: str | os.PathLike[str]) -> None:
+        """Restore a file written by :meth:`save_snapshot` into this system, which must have
+        the same configuration (profile, board, memory size, TLBs, ``observe``,
+        ``global_pages``; what it ran before does not matter: everything is replaced).
+        Every field is checked first: a refused file (:class:`~lavsim.snapshot.SnapshotError`
+        naming what is wrong) changes nothing. Handles are rebuilt: find processes and threads
+        in :attr:`processes` and :attr:`threads`, exports in :attr:`sharing`."""
+        from lavsim.kernel.bookkeeping import prepare_system
+        from lavsim.snapshot import KIND_SYSTEM, read_snapshot_file
+
+        loaded = read_snapshot_file(path, KIND_SYSTEM)
+        handles = (ProcessGroup, Process, Thread)
+        prepare_system(self, loaded.machines[0], loaded.host, handles).apply()
