@@ -250,6 +250,10 @@ class Network:
         order; the hosts down attached; a fault-model state exactly when it has a fault model."""
         faults = getattr(self, "faults", None)
         keys = {"seq", "down", "in_flight"} | ({"faults"} if faults is not None else set())
+        if isinstance(state, dict) and ("faults" in state) != (faults is not None):
+            raise ValueError("network.faults: the snapshot's network " + (
+                "has a fault model and this one has none" if faults is None
+                else "has no fault model and this one has one"))
         if not isinstance(state, dict) or set(state) != keys:
             raise ValueError(f"network: must have exactly the keys {sorted(keys)}")
         seq = _state_int("network.seq", state["seq"], 0, _MAX_STATE)
