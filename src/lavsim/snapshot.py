@@ -19,12 +19,14 @@ trace hook, step observers, the decoded-instruction cache switch and the MMU fas
 Host-side speed caches (decoded instructions, the MMU's fast path) are dropped by a restore, so
 they are rebuilt from the restored state; they never change a simulated result.
 
-**File format** (``Snapshot.save`` / ``Snapshot.load``), version :data:`SNAPSHOT_VERSION`: a
-NumPy ``.npz`` archive (zip) read with ``allow_pickle=False``, holding four arrays:
+**File format** (``Snapshot.save`` / ``Snapshot.load``; :func:`write_snapshot_file` /
+:func:`read_snapshot_file` for every kind), version :data:`SNAPSHOT_VERSION`: a NumPy ``.npz``
+archive (zip) read with ``allow_pickle=False``. A file of kind ``"machine"`` holds four arrays:
 
 =========== ================ ===============================================================
-``meta``    uint8 [n]        UTF-8 JSON: ``{"format": "lavsim-snapshot", "version": 2,
-                             "config": {...}, "state": {...}, "sha256": "..."}``
+``meta``    uint8 [n]        UTF-8 JSON: ``{"format": "lavsim-snapshot", "version": 3,
+                             "kind": "machine", "config": {...}, "state": {...},
+                             "sha256": "..."}``
 ``pfns``    uint32 [k]       the frame numbers of the stored frames, ascending
 ``frames``  uint8 [k, 4096]  their contents
 ``console`` uint8 [m]        the console bytes
@@ -38,10 +40,17 @@ board's cache contents, write buffer and bus time, ``null`` on the ideal board),
 component
 checks and takes it back with ``set_state()``; this module only composes them. ``sha256`` is
 the SHA-256 of the canonical JSON of config and state followed by the frames and console, so
-a file whose bytes were changed is refused even where the zip checksums would not notice. A
-file of another format or version, a corrupt file or a malformed one raises
-:class:`SnapshotError`, in bounded memory: each array's header is checked before its data is
-decompressed (see :meth:`Snapshot.load` for the limits).
+a file whose bytes were changed is refused even where the zip checksums would not notice.
+
+Files of kind ``"system"`` (a :class:`~lavsim.kernel.LavenderSystem`: one machine) and
+``"cluster"`` (one machine per host) hold ``meta`` = ``{"format", "version", "kind",
+"machines": [{"config", "state", "sha256"}, ...], "host": {...}, "sha256"}`` and, for machine
+``i``, the arrays ``pfns_i``, ``frames_i``, ``console_i``. ``host`` is the host-side state the
+kind adds (checked by whoever restores it: :mod:`lavsim.kernel.bookkeeping`,
+:meth:`lavsim.cluster.Cluster.load_snapshot`); the top ``sha256`` covers the kind, ``host``
+and every machine's digest. A file of another format, kind or version, a corrupt file or a
+malformed one raises :class:`SnapshotError`, in bounded memory: each array's header is checked
+before its data is decompressed (see :func:`read_snapshot_file` for the limits).
 """
 
 from __future__ import annotations

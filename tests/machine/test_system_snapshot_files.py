@@ -176,6 +176,9 @@ def test_bad_system_files_are_refused_naming_why_and_change_nothing(tmp_path: Pa
             r"processes\[0\]\.code_size: must be an int",
         _crafted(tmp_path, good, "thread.npz", _set("live_threads/0", [3, 99])):
             r"live_threads\[0\]",
+        # Well typed but not what the process control block in memory says.
+        _crafted(tmp_path, good, "stack.npz", _set("processes/1/stack_size", 8192)):
+            "process 2: stack_size 0x2000 is not what its process control block",
         _crafted(tmp_path, good, "frames.npz", _set("frames/next", 10 ** 9)):
             r"frames\.next",
         _crafted(tmp_path, good, "group.npz", _set("groups/0/directory", 0)):

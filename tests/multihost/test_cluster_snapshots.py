@@ -246,3 +246,46 @@ def test_bad_cluster_files_are_refused_naming_why_and_change_nothing(tmp_path: P
         assert _state(other) == state
     target.load_snapshot(good)
     assert target.digests() == source.digests()
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _leaves(v, (*path, k))] + [path]
+    if isinstance(value, list):
+        return [p for k, v in enumerate(value) for p in _leaves(v, (*path, k))] + [path]
+    return [path]
+
+
+def test_random_damage_to_a_cluster_files_state_is_refused_or_harmless(tmp_path: Path) -> None:
+    """Every field of the host-side state replaced by a value of another shape: the load
+    raises SnapshotError (and changes nothing) or accepts a value that is as good as the
+    original; never another exception."""
+    import random
+
+    source = _cluster()
+    source.run(until=lambda: source.network.in_flight > 0, max_cycles=3_000_000)
+    good = tmp_path / "good.npz"
+    source.save_snapshot(good)
+    loaded = read_snapshot_file(good, KIND_CLUSTER)
+    paths = [p for p in _leaves(loaded.host) if p]
+    rng = random.Random(19)
+    target = _cluster()
+    before = _state(target)
+    refused = 0
+    for k, path in enumerate(rng.sample(paths, 60)):
+        host = json.loads(json.dumps(loaded.host))
+        node = host
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = rng.choice([None, -1, 1 << 70, "x", [], {}, True, [1, 2], 3])
+        damaged = tmp_path / f"damaged{k}.npz"
+        write_snapshot_file(damaged, KIND_CLUSTER, loaded.machines, host)
+        try:
+            target.load_snapshot(damaged)
+        except SnapshotError:
+            refused += 1
+            assert _state(target) == before, f"a refused file ({path}) changed the cluster"
+        else:
+            target = _cluster()  # accepted: start the next case from a fresh cluster again
+            before = _state(target)
+    assert refused >= 40

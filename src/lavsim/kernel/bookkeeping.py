@@ -153,7 +153,8 @@ class _Field:
             if not isinstance(value, dict) or key not in value:
                 raise ValueError(f"{path}: missing")
             return _Field(value[key], path)
-        assert isinstance(value, list)
+        if not isinstance(value, list) or not 0 <= key < len(value):
+            raise ValueError(f"{path}: missing")
         return _Field(value[key], path)
 
     def integer(self, low: int = 0, high: int = _MASK32) -> int:
@@ -499,6 +500,7 @@ def prepare_system(system: LavenderSystem, machine: Snapshot, state: object,
         raise SnapshotError(f"{where}{error}") from error
     try:
         plan = prepare(system, state, handles)
+        _check_pcbs(plan, machine)
     except (ValueError, TypeError, KeyError, IndexError) as error:
         raise SnapshotError(f"{where}malformed system bookkeeping: {error}") from error
 
@@ -507,3 +509,32 @@ def prepare_system(system: LavenderSystem, machine: Snapshot, state: object,
         plan.apply()
 
     return RestorePlan(plan.processes, plan.threads, apply)
+
+
+def _check_pcbs(plan: RestorePlan, machine: Snapshot) -> None:
+    """The bookkeeping must describe the processes the snapshot's memory holds: each one's
+    process control block (written by the boot loader at creation, never changed by the
+    kernel) agrees with its record."""
+
+    def dword(phys: int) -> int:
+        frame = machine.frames.get(phys >> L.PAGE_SHIFT)
+        offset = phys & (L.PAGE_SIZE - 1)
+        return 0 if frame is None else int.from_bytes(frame[offset : offset + 4], "little")
+
+    for pid, process in plan.processes.items():
+        pcb = L.PCB_PHYS + pid * L.PCB_SIZE
+        group = process.group
+        expected = {
+            "pid": (L.PCB_PID, pid),
+            "group": (L.PCB_GROUP, 0 if group is None else group.gid),
+            "cr3": (L.PCB_CR3, 0 if group is None else group.cr3),
+            "code_size": (L.PCB_CODE_LIMIT, process.code_size - 1),
+            "stack_base": (L.PCB_STACK_BASE, process.stack_base),
+            "stack_size": (L.PCB_STACK_SLOT, process.stack_size),
+            "ring2_stack_size": (L.PCB_R2_SLOT, process.ring2_stack_size),
+            "max_threads": (L.PCB_MAX_THREADS, process.max_threads),
+        }
+        for name, (offset, value) in expected.items():
+            if dword(pcb + offset) != value & _MASK32:
+                raise ValueError(f"process {pid}: {name} {value:#x} is not what its process "
+                                 f"control block in memory says ({dword(pcb + offset):#x})")
