@@ -64,10 +64,22 @@ def _later_host_calls(system: LavenderSystem) -> tuple[Any, ...]:
             system.frames.available)
 
 
-def test_a_preempted_system_restored_from_a_file_runs_on_identically(tmp_path: Path) -> None:
+def _letters(profile: str, board: str) -> LavenderSystem:
+    system = LavenderSystem(profile, memory_size=8 << 20, timer_period=700, board=board)
+    for letter in "abcd":
+        process = system.create_process(system.create_group(), WORKER, data_size=16)
+        system.create_thread(process, "main", args=(ord(letter),))
+    return system
+
+
+@pytest.mark.parametrize(("profile", "board"),
+                         [("i486", "ideal"), ("pentium", "ideal"), ("pentium", "p100")])
+def test_a_preempted_system_restored_from_a_file_runs_on_identically(
+    tmp_path: Path, profile: str, board: str,
+) -> None:
     path = tmp_path / "system.npz"
-    system, _ = letters_system(timer_period=700)
-    system.run(max_cycles=15_000)
+    system = _letters(profile, board)
+    assert system.run(max_cycles=5_000).status == "cycle_limit"
     _quiescent(system)
     system.save_snapshot(path)
     calls = _later_host_calls(system)
@@ -76,7 +88,7 @@ def test_a_preempted_system_restored_from_a_file_runs_on_identically(tmp_path: P
     assert first.status == "done" and "z" in system.console
 
     # A system of the same configuration that has run something else entirely.
-    other = LavenderSystem(memory_size=8 << 20, timer_period=700)
+    other = LavenderSystem(profile, memory_size=8 << 20, timer_period=700, board=board)
     other.create_process(other.create_group(), WORKER, data_size=64)
     other.run(max_cycles=2_000)
     other.load_snapshot(path)

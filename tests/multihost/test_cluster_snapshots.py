@@ -51,8 +51,9 @@ main:
 """
 
 
-def _cluster(hosts: int = 2, latency: int = 1_000, client: bool = True) -> Cluster:
-    cluster = Cluster(hosts, network=NetworkModel(latency=latency, per_byte=1))
+def _cluster(hosts: int = 2, latency: int = 1_000, client: bool = True,
+             profile: str = "i486") -> Cluster:
+    cluster = Cluster(hosts, network=NetworkModel(latency=latency, per_byte=1), profile=profile)
     server = cluster.host(2)
     owner = server.system.create_resident_process("nop\n", name="library")
     export = server.system.sharing.export_procedure(owner, PROCEDURE.format(pad=0), params=3)
@@ -89,8 +90,9 @@ def _finish(cluster: Cluster) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _cut_and_compare(tmp_path: Path, cut: Callable[[Cluster], bool]) -> tuple[Any, ...]:
-    cluster = _cluster()
+def _cut_and_compare(tmp_path: Path, cut: Callable[[Cluster], bool],
+                     profile: str = "i486") -> tuple[Any, ...]:
+    cluster = _cluster(profile=profile)
     outcome = cluster.run(until=lambda: cut(cluster), max_cycles=3_000_000)
     assert outcome.reason == "until" and cluster.network.in_flight > 0, "frames in flight"
     path = tmp_path / "cluster.npz"
@@ -99,7 +101,7 @@ def _cut_and_compare(tmp_path: Path, cut: Callable[[Cluster], bool]) -> tuple[An
     assert first[0].reason == "until"
     assert first[5] == [37, 0, 37], "the remote call, the shipping, the shipped call"
 
-    fresh = _cluster(client=False)  # same configuration, without the client
+    fresh = _cluster(client=False, profile=profile)  # same configuration, without the client
     fresh.run(max_cycles=3_000)
     fresh.load_snapshot(path)
     assert fresh.time == outcome.time and fresh.network.in_flight == cluster_in_flight(path)
@@ -111,11 +113,13 @@ def cluster_in_flight(path: Path) -> int:
     return len(read_snapshot_file(path, KIND_CLUSTER).host["network"]["in_flight"])
 
 
+@pytest.mark.parametrize("profile", ["i486", "pentium"])
 def test_a_cluster_cut_mid_remote_call_restores_from_a_file_to_identical_later_cycles(
-    tmp_path: Path,
+    tmp_path: Path, profile: str,
 ) -> None:
     # The first frame (the CALL request from host 1) is on the wire.
-    _cut_and_compare(tmp_path, lambda c: c.frames_sent()[1] == 1 and c.network.in_flight > 0)
+    _cut_and_compare(tmp_path, lambda c: c.frames_sent()[1] == 1 and c.network.in_flight > 0,
+                     profile)
 
 
 def test_a_cluster_cut_mid_shipping_restores_from_a_file_to_identical_later_cycles(
