@@ -664,8 +664,8 @@ class SystemSnapshot:
     """A checkpoint of a machine and of the host-side bookkeeping of what runs on it (for
     example a :class:`~lavsim.kernel.LavenderSystem`'s groups, processes, threads, frame
     allocator and observer counters). The bookkeeping part refers to live objects: it is
-    restored in place into the same owner, and lives in memory only; the ``machine`` part can
-    be saved to a file like any :class:`Snapshot`.
+    restored in place into the same owner, and lives in memory only (a system's file form is
+    :meth:`LavenderSystem.save_snapshot <lavsim.kernel.LavenderSystem.save_snapshot>`).
     """
 
     machine: Snapshot

@@ -1309,8 +1309,8 @@ class LavenderSystem:
         """A checkpoint of the machine (every simulated state) and of this system's host-side
         bookkeeping (groups, processes, threads, page tables, frame allocator, observer
         counters, and whatever else the system object holds), restorable with
-        :meth:`restore`. The bookkeeping is kept in memory; ``snapshot().machine`` can be saved
-        to a file (see :mod:`lavsim.snapshot`)."""
+        :meth:`restore`. The bookkeeping is kept in memory; :meth:`save_snapshot` writes
+        machine and bookkeeping to a file."""
         from lavsim.snapshot import SystemSnapshot
 
         return SystemSnapshot.take(self, self.machine, keep=(self.image,))
