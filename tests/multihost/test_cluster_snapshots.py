@@ -16,6 +16,7 @@ import pytest
 from lavsim.cluster import Cluster
 from lavsim.kernel import layout as L
 from lavsim.kernel.bookkeeping import get_state
+from lavsim.kernel.nameserver import name_entries
 from lavsim.kernel.sharing import AddressStructure, lav_call_source
 from lavsim.network import NetworkModel
 from lavsim.remote import PROCEDURE
@@ -87,6 +88,7 @@ def _finish(cluster: Cluster) -> tuple[Any, ...]:
         [h.nic.get_state() for h in cluster.hosts], cluster.network.get_state(),
         [system.read_data32(client, offset) for offset in (0x40, 0x48, 0x4C)],
         [get_state(h.system) for h in cluster.hosts], cluster.host(1).shipped(),
+        [name_entries(h.system) for h in cluster.hosts],
     )  # fmt: skip
 
 
@@ -317,3 +319,69 @@ def test_bit_flips_in_a_cluster_file_give_a_snapshot_error_or_the_same_contents(
         else:  # a flip in a zip field nothing reads (a timestamp, say) changes nothing
             assert loaded.digest() == digest
     assert refused > len(raw) // 127 // 2
+
+
+#: lav_lookup of the name at 0x104 (length, bytes) into the address at 0x20, then lav_call of
+#: it with the arguments at 0x80: results at 0x40 (lookup) and 0x48 (call).
+LOOKUP_CLIENT = """
+main:
+    push 0x20
+    push dword ptr [0x104]
+    push 0x108
+    call lav_lookup
+    add esp, 12
+    mov dword ptr [0x40], eax
+    push dword ptr [0x88]
+    push dword ptr [0x84]
+    push dword ptr [0x80]
+    push 3
+    push 0x20
+    call lav_call
+    add esp, 20
+    mov dword ptr [0x48], eax
+    mov eax, 0
+    mov ebx, 0
+    int 0x30
+"""
+
+
+def _lookup_cluster(client: bool = True) -> Cluster:
+    """Three hosts; host 3 exports the procedure under the name "mac" (registered by guest
+    code, a registrar process); host 1's client looks it up (host 2 misses) and calls it."""
+    cluster = Cluster(3, network=NetworkModel(latency=800, per_byte=1))
+    host = cluster.host(3)
+    owner = host.system.create_resident_process("nop\n", name="library")
+    export = host.system.sharing.export_procedure(owner, PROCEDURE.format(pad=0), params=3)
+    host.register_procedure("mac", export)
+    if client:
+        h1 = cluster.host(1)
+        group = h1.system.create_group()
+        process = h1.system.create_process(
+            group, LOOKUP_CLIENT + lav_call_source(group, net_buffer=0x200), data_size=4096)
+        h1.system.sharing.write_data(process, 0x80, struct.pack("<3I", 2, 3, 4))
+        h1.system.sharing.write_data(process, 0x104, struct.pack("<I", 3) + b"mac")
+        h1.system.create_thread(process, "main")
+    return cluster
+
+
+def test_a_cluster_cut_mid_lookup_across_hosts_restores_to_identical_later_cycles(
+    tmp_path: Path,
+) -> None:
+    cluster = _lookup_cluster()
+    # The LOOKUP request to host 3 (host 1's second frame: host 2 missed) is on the wire.
+    cluster.run(until=lambda: cluster.frames_sent()[1] == 2 and cluster.network.in_flight > 0,
+                max_cycles=3_000_000)
+    assert cluster.network.in_flight > 0
+    path = tmp_path / "lookup.npz"
+    cluster.save_snapshot(path)
+    first = _finish(cluster)
+    client = _client(cluster)
+    system = cluster.host(1).system
+    assert [system.read_data32(client, k) for k in (0x40, 0x48)] == [0, 10]
+    assert cluster.host(3).registrar_status() == 0
+
+    fresh = _lookup_cluster(client=False)
+    fresh.load_snapshot(path)
+    assert [p.pid for p in fresh.host(3).registrars] == [p.pid for p in cluster.host(3).registrars]
+    assert _finish(fresh) == first
+    assert fresh.host(3).registrar_status() == 0
