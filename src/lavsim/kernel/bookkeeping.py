@@ -329,8 +329,10 @@ def prepare(system: LavenderSystem, state: object, handles: Handles) -> RestoreP
         entry.keys("gid", "name", "directory", "next_linear", "processes")
         entry["gid"].integer(k + 1, k + 1)
         directory = entry["directory"].integer(1, len(directories) - 1)
+        if any(g.directory is directories[directory] for g in groups):
+            raise entry["directory"].fail("another group has this page directory")
         groups.append(group_cls(k + 1, entry["name"].text(), directories[directory],
-                                   entry["next_linear"].aligned(L.USER_BASE, L.USER_END)))
+                                entry["next_linear"].aligned(L.USER_BASE, L.USER_END)))
         group_pids.append([p.integer(1, next_pid - 1) for p in entry["processes"].items()])
     processes: dict[int, Process] = {}
     threads: dict[_ThreadKey, Thread] = {}
