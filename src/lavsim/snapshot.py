@@ -75,6 +75,11 @@ if TYPE_CHECKING:
     from lavsim.machine import Machine
 
 __all__ = [
+    "KINDS",
+    "KIND_CLUSTER",
+    "KIND_MACHINE",
+    "KIND_SYSTEM",
+    "MACHINES_LIMIT",
     "SNAPSHOT_FORMAT",
     "SNAPSHOT_VERSION",
     "HostState",
