@@ -536,3 +536,61 @@ def test_a_dead_name_server_closes_port_0_and_its_callers_get_errors() -> None:
     assert not system.port_info(L.NS_PORT).open
     assert free_messages(system.memory) == L.IPC_MAX_MESSAGES
     _checked(system)
+
+
+# --- the invariants of timed waits ---------------------------------------------------------------
+
+
+def _mid_wait() -> tuple[LavenderSystem, int]:
+    """A system whose one thread waits in a timed receive (the deadline far ahead)."""
+    system = _system()
+    receiver = system.create_process(system.create_group(), PRELUDE + """
+main:
+    mov eax, SYS_PORT_CREATE
+    xor ebx, ebx
+    xor ecx, ecx
+    xor edx, edx
+    int 0x30
+    mov ebx, eax
+    mov eax, SYS_RECEIVE_TIMED
+    mov ecx, 0x100
+    mov edx, 0x100
+    xor esi, esi
+    mov ebp, 10000000
+    int 0x30
+""" + EXIT)
+    thread = system.create_thread(receiver, "main")
+    system.run(max_cycles=3 * PERIOD)
+    _checked(system)
+    tcb = thread.tcb_linear
+    assert system.kernel_variable("k_timed_head") == tcb
+    return system, tcb
+
+
+def _timer_entry(system: LavenderSystem) -> int:
+    return system.image.symbol("vector_table") + 4 * L.TIMER_VECTOR
+
+
+TIMED_DAMAGE = {
+    "expired yet queued": (
+        lambda s, t: s.write_kernel32(t + L.TCB_TIMED_STATE, L.TIMED_EXPIRED),
+        "timed out but is in state 3 and in a port's receivers"),
+    "off the list": (
+        lambda s, t: s.write_kernel32(s.image.symbol("k_timed_head"), 0),
+        "is off the deadline list"),
+    "untimed tick": (
+        lambda s, t: s.write_kernel32(_timer_entry(s), s.image.symbol("timer_handler")),
+        "the timer vector's handler"),
+    "list cycle": (
+        lambda s, t: s.write_kernel32(t + L.TCB_TIMED_NEXT, t),
+        "the deadline list has a cycle"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(TIMED_DAMAGE))
+def test_teeth_the_invariant_check_catches_a_broken_deadline_list(damage: str) -> None:
+    system, tcb = _mid_wait()
+    harm, expected = TIMED_DAMAGE[damage]
+    harm(system, tcb)
+    problems = check_kernel_consistency(system)
+    assert any(expected in p for p in problems), problems

@@ -168,7 +168,7 @@ sys_l4_reply_wait_timed:
 .Lto_lrt_done:
     ret
 
-# --- the tick with timed waits ---------------------------------------------------------------------
+# --- the tick with timed waits -------------------------------------------------------------
 
 # timer_timed: the timer vector's handler while the deadline list is not empty: expire the
 # due waits, then the usual tick (timer_handler).
@@ -243,7 +243,7 @@ timed_expire:
     mov eax, ebx
     jmp timed_unlink
 
-# --- taking a waiting thread out of its queue -------------------------------------------------------
+# --- taking a waiting thread out of its queue -----------------------------------------------
 
 # ipc_wake_status: wake the thread EAX waiting in message IPC with the error ECX (no message;
 # it may no longer be replied to). Changes EDX.
