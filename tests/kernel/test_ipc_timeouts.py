@@ -567,6 +567,16 @@ main:
     return system, tcb
 
 
+def test_a_run_outcome_shows_when_a_blocked_thread_times_out() -> None:
+    system, tcb = _mid_wait()
+    (blocked,) = system.run(max_cycles=1).blocked
+    deadline = (system.read_kernel32(tcb + L.TCB_DEADLINE_LO)
+                | system.read_kernel32(tcb + L.TCB_DEADLINE_HI) << 32)
+    assert blocked.waits == "receive" and blocked.deadline == deadline
+    assert deadline > system.machine.cpu.tsc
+    assert f"times out at the first tick from TSC {deadline:,}" in blocked.describe()
+
+
 def _timer_entry(system: LavenderSystem) -> int:
     return system.image.symbol("vector_table") + 4 * L.TIMER_VECTOR
 
