@@ -240,9 +240,8 @@ main:
     _checked(system)
 
 
-def test_timed_receive_gets_a_message_sent_in_time_and_leaves_the_deadline_list() -> None:
+def test_a_timed_call_replied_in_time_gets_the_reply_and_leaves_the_deadline_list() -> None:
     system = _system()
-    server = _server(system, after=EXIT)
     # The server's receive is untimed; the caller's call is timed and replied to in time.
     server = system.create_process(system.create_group(), PRELUDE + SERVER.format(
         before="", after=REPLY + EXIT))
@@ -256,6 +255,47 @@ def test_timed_receive_gets_a_message_sent_in_time_and_leaves_the_deadline_list(
     # Back to the untimed tick path.
     timer = system.image.symbol("vector_table") + 4 * L.TIMER_VECTOR
     assert system.read_kernel32(timer) == system.image.symbol("timer_handler")
+    _checked(system)
+
+
+def test_a_timed_receive_gets_a_message_sent_before_the_deadline() -> None:
+    system = _system()
+    receiver = system.create_process(system.create_group(), PRELUDE + f"""
+main:
+    mov eax, SYS_PORT_CREATE
+    xor ebx, ebx
+    xor ecx, ecx
+    xor edx, edx
+    int 0x30
+    mov ebx, eax
+    mov eax, SYS_RECEIVE_TIMED
+    mov ecx, 0x100
+    mov edx, 0x100
+    xor esi, esi
+    mov ebp, {TIMEOUT}
+    int 0x30
+    mov dword ptr [0], eax
+    mov eax, dword ptr [0x100]
+    mov dword ptr [4], eax
+""" + EXIT)
+    system.create_thread(receiver, "main")
+    sender = system.create_process(system.create_group(), PRELUDE + """
+main:
+    mov eax, SYS_YIELD
+    int 0x30
+    mov dword ptr [0x100], 0xFEED
+    mov eax, SYS_SEND
+    mov ebx, 1
+    mov ecx, 0x100
+    mov edx, 4
+    xor esi, esi
+    int 0x30
+""" + EXIT)
+    system.create_thread(sender, "main")
+    outcome = system.run(max_cycles=200_000)
+    assert outcome.status == "done", outcome
+    assert (_word(system, receiver, 0), _word(system, receiver, 4)) == (4, 0xFEED)
+    assert outcome.cycles < TIMEOUT  # it did not wait for the deadline
     _checked(system)
 
 
