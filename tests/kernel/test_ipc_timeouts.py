@@ -8,12 +8,14 @@ waiting for it. Every run ends with the kernel invariant check."""
 from __future__ import annotations
 
 import pytest
+from ipc_kit import SCRIPT, SCRIPT_DATA_SIZE, STEP_CREATE, script_data, script_results
 
 from lavsim.kernel import LavenderSystem, Process
 from lavsim.kernel import layout as L
 from lavsim.kernel.fastipc import grant_send
 from lavsim.kernel.invariants import check_kernel_consistency, settle
 from lavsim.kernel.ipc import free_messages, user_prelude
+from lavsim.kernel.nameserver import name_entries, request, server_counters
 
 PRELUDE = user_prelude()
 U32 = 0xFFFFFFFF
@@ -543,6 +545,21 @@ again:
     # The first waited for the reply (E_DEAD); the others waited to send and found the
     # destination dead when they tried again.
     assert [_word(system, c, 0) for c in callers] == [u32(L.E_DEAD)] + [u32(L.E_INVAL)] * 2
+    _checked(system)
+
+
+def test_a_dead_process_named_port_loses_its_name() -> None:
+    system = _system(timer_period=0)
+    system.start_name_server()
+    owner = system.create_process(system.create_group(), SCRIPT, data=script_data([
+        (STEP_CREATE, request(L.NS_OP_PORT_LOOKUP, "mail")),
+    ]), data_size=SCRIPT_DATA_SIZE)  # fmt: skip
+    system.create_thread(owner, "main")
+    system.run(max_cycles=500_000)
+    assert script_results(system, owner, 1) == [1]
+    assert not system.port_info(1).open
+    # Registered at creation, unregistered at the owner's death: two requests served.
+    assert name_entries(system) == [] and server_counters(system) == (2, 0)
     _checked(system)
 
 
