@@ -159,7 +159,8 @@ def build(spec: SystemSpec, memory_size: int = 8 << 20) -> Built:
                 continue
             usable = [op for op in ops if op[0] not in ("lav_call", "gate") or calls]
             if spec.server is None:
-                usable = [op for op in usable if op[0] not in ("ipc_call", "l4_call")]
+                usable = [op for op in usable if op[0] not in (
+                    "ipc_call", "l4_call", "ipc_call_timed", "l4_call_timed")]
             label = f"thread_{n}"
             source += f"{label}:\n" + program_source(usable, k, uid, calls)
             uid += len(ops)

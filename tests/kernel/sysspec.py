@@ -121,6 +121,10 @@ PRIVILEGED = (
 )
 
 
+#: Timeouts of the timed calls (issue 19): none, shorter than a tick, a few ticks.
+TIMEOUTS = st.sampled_from([0, 1, 300, 2_000, 6_000, 20_000])
+
+
 def hostile_ops() -> st.SearchStrategy[Op]:
     return st.one_of(
         st.tuples(st.just("store_sel"), SELECTORS, OFFSETS, U32),
@@ -130,6 +134,9 @@ def hostile_ops() -> st.SearchStrategy[Op]:
         st.tuples(st.just("int"), st.integers(0, 255), st.integers(0, 40), U32, U32, U32),
         st.tuples(st.just("priv"), st.sampled_from(PRIVILEGED)),
         st.tuples(st.just("store_own"), OFFSETS, U32),
+        # The timed system calls (issue 19) with random arguments and timeout (EBP).
+        st.tuples(st.just("int_timed"), st.integers(L.SYS_CALL_TIMED, L.SYS_L4_REPLY_WAIT_TIMED),
+                  U32, U32, U32, U32, U32, st.one_of(TIMEOUTS, U32)),
     )
 
 
@@ -149,6 +156,7 @@ def good_ops(nprocs: int, server: bool) -> st.SearchStrategy[Op]:
         st.tuples(st.just("store_own"), GOOD_STORE_OFFSETS, U32),
         st.tuples(st.just("spin"), st.integers(1, 300)),
         st.tuples(st.just("yield")),
+        st.tuples(st.just("receive_timed"), TIMEOUTS),
     ]
     if nprocs:
         options.append(
@@ -170,6 +178,8 @@ def good_ops(nprocs: int, server: bool) -> st.SearchStrategy[Op]:
         options.append(st.tuples(st.just("ipc_call"), st.integers(0, 100)))
         options.append(st.tuples(st.just("ipc_call"), st.integers(0, 100)))
         options.append(st.tuples(st.just("l4_call"), st.integers(0, 100)))
+        options.append(st.tuples(st.just("ipc_call_timed"), st.integers(0, 100), TIMEOUTS))
+        options.append(st.tuples(st.just("l4_call_timed"), st.integers(0, 100), TIMEOUTS))
     return st.one_of(*options)
 
 
@@ -413,6 +423,27 @@ def _op_source(op: Op, k: int, uid: int, calls: list[ProcedureExport]) -> str:
             f"    mov ecx, {MSG_OFFSET}\n    mov edx, {op[1]}\n    mov esi, 1\n    mov edi, 2\n"
             "    int 0x30\n"
         )
+    if kind == "int_timed":
+        regs = zip(("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp"), op[1:], strict=True)
+        moves = "".join(f"    mov {reg}, {value:#x}\n" for reg, value in regs)
+        return f"    push ebp\n{moves}    int 0x30\n    pop ebp\n"
+    if kind == "receive_timed":
+        # A port of its own that nobody sends to: the receive times out (or, with timeout 0,
+        # would wait for ever: then it is not made).
+        if not op[1]:
+            return ""
+        return (
+            "    mov eax, SYS_PORT_CREATE\n    xor ebx, ebx\n    xor ecx, ecx\n"
+            "    xor edx, edx\n    int 0x30\n    push eax\n    push ebp\n"
+            f"    mov ebx, eax\n    mov eax, SYS_RECEIVE_TIMED\n    mov ecx, {MSG_OFFSET}\n"
+            f"    mov edx, 64\n    xor esi, esi\n    mov ebp, {op[1]}\n    int 0x30\n"
+            "    pop ebp\n    pop ebx\n    mov eax, SYS_PORT_DESTROY\n    int 0x30\n"
+        )
+    if kind in ("ipc_call_timed", "l4_call_timed"):
+        untimed = _op_source((kind.removesuffix("_timed"), op[1]), k, uid, calls)
+        number = "SYS_CALL" if kind == "ipc_call_timed" else "SYS_L4_CALL"
+        timed = untimed.replace(f"mov eax, {number}\n", f"mov eax, {number}_TIMED\n")
+        return f"    push ebp\n    mov ebp, {op[2]}\n{timed}    pop ebp\n"
     if kind == "lav_call":
         export = calls[op[1] % len(calls)]
         pushes = "".join(f"    push {v:#x}\n" for v in reversed(op[2][: export.params]))

@@ -18,6 +18,7 @@ from ipc_kit import (
     STEP_CREATE,
     STEP_DESTROY,
     STEP_NS,
+    STEP_WAIT,
     script_data,
     script_reply,
     script_results,
@@ -79,6 +80,7 @@ def test_a_port_registered_by_one_process_is_found_by_name_from_another_group() 
     system = _boot()
     owner = system.create_process(system.create_group(), SCRIPT, data=script_data([
         (STEP_CREATE, b""), (STEP_CREATE, request(L.NS_OP_PORT_LOOKUP, "mail")),
+        (STEP_WAIT, b""),  # alive: a dead process's ports and names go with it (issue 19)
     ]), data_size=SCRIPT_DATA_SIZE)  # fmt: skip
     client = system.create_process(system.create_group(), SCRIPT, data=script_data([
         (STEP_NS, request(L.NS_OP_PORT_LOOKUP, "mail")),

@@ -1,6 +1,6 @@
 """Port NS_PORT without a name server: the guest gets an error at once instead of blocking, the
 host gets an exception naming start_name_server, and a call to a port whose owner has no
-thread left shows up in the run's outcome as a deadlock that says so."""
+thread left returns an error (the port closed with its process, issue 19)."""
 
 from __future__ import annotations
 
@@ -57,16 +57,29 @@ def test_guest_lookup_without_name_server_returns_e_badport_at_once() -> None:
     assert not system.port_info(L.NS_PORT).open
 
 
-def test_call_to_a_port_whose_owner_has_no_thread_left_is_a_deadlock_that_says_so() -> None:
+@pytest.mark.parametrize("owner_first", [True, False], ids=["closed", "queued"])
+def test_call_to_a_port_whose_owner_has_no_thread_left_returns_an_error(owner_first: bool) -> None:
+    # The owner opens a port and exits (after a few yields when the caller comes first): the
+    # port closes with its process (issue 19), so the call fails at once (E_BADPORT) or, when
+    # it was queued there, is woken with E_DEAD. It no longer waits for ever.
     system = _system()
     group = system.create_group()
-    owner = system.create_process(group, user_prelude() + """
+    owner = system.create_process(group, user_prelude() + f"""
 main:
     mov eax, SYS_PORT_CREATE
     xor ebx, ebx
     xor ecx, ecx
     xor edx, edx
     int 0x30
+    mov ecx, {0 if owner_first else 8}
+    jecxz gone
+again:
+    push ecx
+    mov eax, SYS_YIELD
+    int 0x30
+    pop ecx
+    loop again
+gone:
     mov eax, SYS_EXIT
     xor ebx, ebx
     int 0x30
@@ -80,14 +93,14 @@ main:
     mov esi, 16
     mov edi, 16
     int 0x30
+    mov ebx, eax
     mov eax, SYS_EXIT
     int 0x30
 """)
     system.create_thread(owner, "main")
     thread = system.create_thread(caller, "main", args=(L.NS_PORT + 1,))
     outcome = system.run(max_cycles=1_000_000)
-    assert outcome.status == "deadlock"
-    (blocked,) = outcome.blocked
-    assert (blocked.tid, blocked.waits, blocked.port, blocked.server_pid,
-            blocked.server_alive) == (thread.tid, "reply", L.NS_PORT + 1, owner.pid, False)
-    assert f"its owner, process {owner.pid}, has no thread left" in str(outcome)
+    assert outcome.status == "done" and outcome.clean, outcome
+    expected = L.E_BADPORT if owner_first else L.E_DEAD
+    assert system.thread_state(thread).exit_code == expected
+    assert not system.port_info(L.NS_PORT + 1).open

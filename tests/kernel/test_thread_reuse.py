@@ -149,7 +149,7 @@ def test_the_observers_switch_log_is_bounded_and_keeps_the_latest_switches() -> 
 
 
 #: Server: ports 1 and 2; receive a call on 1 (its reply token at [0]) and reply; wait for a
-#: plain message on 1, then reply again with the kept token (the result at [4]); exit.
+#: plain message on 1, then reply again with the kept token (the result at [4]); wait on 1.
 STALE_SERVER = """
 main:
     mov eax, SYS_PORT_CREATE
@@ -168,9 +168,8 @@ main:
     call wait_on_1
     call reply_kept
     mov dword ptr [4], eax
-    mov eax, 0
-    mov ebx, 0
-    int 0x30
+    # Stay alive: a dead process's ports close and wake their callers (issue 19).
+    call wait_on_1
 wait_on_1:
     mov eax, SYS_RECEIVE
     mov ebx, 1

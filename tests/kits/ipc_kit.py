@@ -146,7 +146,9 @@ def words(system: LavenderSystem, process: Process, offset: int, count: int) -> 
 #: Runs a script of steps, one 64-byte slot each at 0x100 + 64k ([0] = number of steps):
 #: +0 kind, +4 a name-server request (NS_REQ_SIZE bytes). Kinds: 1 call the name server with
 #: the request (reply at 0x1000 + 32k, capacity 32); 2 port_create with the request's name;
-#: 3 port_destroy of the port the last kind-2 step created. Result of step k at 0x40 + 4k.
+#: 3 port_destroy of the port the last kind-2 step created; 4 receive on that port (into 0x1800,
+#: capacity 32: waits while nobody sends, so the process stays alive and its ports open).
+#: Result of step k at 0x40 + 4k.
 SCRIPT = PRELUDE + """
 main:
     xor ebp, ebp
@@ -161,6 +163,8 @@ next:
     je ns_call
     cmp eax, 2
     je create
+    cmp eax, 4
+    je wait
     # kind 3: destroy
     mov eax, SYS_PORT_DESTROY
     mov ebx, dword ptr [4]
@@ -173,6 +177,14 @@ create:
     xor edx, edx
     int 0x30
     mov dword ptr [4], eax
+    jmp record
+wait:
+    mov eax, SYS_RECEIVE
+    mov ebx, dword ptr [4]
+    mov ecx, 0x1800
+    mov edx, 32
+    xor esi, esi
+    int 0x30
     jmp record
 ns_call:
     mov eax, SYS_CALL
@@ -194,7 +206,7 @@ done:
     int 0x30
 """
 
-STEP_NS, STEP_CREATE, STEP_DESTROY = 1, 2, 3
+STEP_NS, STEP_CREATE, STEP_DESTROY, STEP_WAIT = 1, 2, 3, 4
 
 
 def script_data(steps: list[tuple[int, bytes]]) -> bytes:

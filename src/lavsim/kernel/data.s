@@ -28,4 +28,3 @@ k_panic_eip:        .long 0
 k_panic_cs:         .long 0
 k_panic_cr2:        .long 0
 k_panic_thread:     .long 0
-k_image_end:

@@ -29,6 +29,12 @@ What is checked:
 - A blocked thread waits for something that can wake it: in receive (it is in exactly one open
   port's waiter queue), for a reply (its call is queued at a port, handed to a receiver, or
   received by a server process), or for the network (``k_net_waiter``, when present).
+- Timed waits (issue 19): the deadline list (``k_timed_head`` through ``TCB_TIMED_NEXT``) has
+  no cycle and holds exactly the threads whose ``TCB_TIMED_STATE`` is ``TIMED_WAITING``, each a
+  live thread; the timer vector's dispatch entry is ``timer_timed`` exactly while the list is
+  not empty; a thread expired by a tick (``TIMED_EXPIRED``) is ready and waits in no queue
+  (no port's receivers, no queued call, no L4 send queue, no IPC or L4 wait state); a dead
+  thread, and the thread running user code, are in no timed wait.
 - Everything :func:`lavsim.kernel.ipc.check_ipc` checks (message headers, port queues).
 """
 
@@ -252,7 +258,68 @@ def check_kernel_consistency(system: LavenderSystem) -> list[str]:
         elif tcb not in net_waiters:
             problems.append(f"thread {tid} is blocked waiting for nothing (IPC state {ipc})")
 
+    problems.extend(_timed_problems(system, k32, states, waiting_receive, calls))
     problems.extend(f"ipc: {p}" for p in check_ipc(memory))
+    return problems
+
+
+def _timed_problems(
+    system: LavenderSystem, k32: Callable[[int], int], states: dict[int, int],
+    waiting_receive: dict[int, int], calls: set[int],
+) -> list[str]:
+    """The deadline list and the timed-wait states of the threads (issue 19, timeout.s)."""
+    problems: list[str] = []
+    symbols = system.image.program.symbols
+    listed: list[int] = []
+    node = k32(symbols["k_timed_head"])
+    while node:
+        member = _tid_of(node)
+        if member is None or member not in states:
+            problems.append(f"the deadline list holds {node:#x}, not a created thread's TCB")
+            break
+        if member in listed:
+            problems.append(f"the deadline list has a cycle (thread {member} twice)")
+            break
+        listed.append(member)
+        node = k32(node + L.TCB_TIMED_NEXT)
+    timer = k32(symbols["vector_table"] + 4 * L.TIMER_VECTOR)
+    expected = symbols["timer_timed"] if listed else symbols["timer_handler"]
+    if timer != expected:
+        problems.append(f"the timer vector's handler is {timer:#x} with {len(listed)} timed "
+                        f"waits listed, not {expected:#x}")
+    senders: set[int] = set()
+    for tid, state in states.items():
+        if state in _LIVE:
+            tcb = L.TCB_LINEAR + tid * L.TCB_SIZE
+            node, seen = k32(tcb + L.TCB_L4_SENDQ), 0
+            while node and seen <= L.MAX_THREADS:
+                senders.add(node)
+                node, seen = k32(node + L.TCB_L4_NEXT), seen + 1
+    current = _tid_of(k32(symbols["k_current"]))
+    in_user = system.machine.cpu.cpl != 0 and k32(symbols["k_status"]) == L.STATUS_RUNNING
+    for tid, state in states.items():
+        tcb = L.TCB_LINEAR + tid * L.TCB_SIZE
+        timed = k32(tcb + L.TCB_TIMED_STATE)
+        if timed not in (L.TIMED_NONE, L.TIMED_WAITING, L.TIMED_EXPIRED):
+            problems.append(f"thread {tid} has timed state {timed}")
+            continue
+        if (timed == L.TIMED_WAITING) != (tid in listed):
+            where = "on" if tid in listed else "off"
+            problems.append(f"thread {tid} in timed state {timed} is {where} the deadline list")
+        if timed != L.TIMED_NONE and state not in _LIVE:
+            problems.append(f"thread {tid} in state {state} is in a timed wait")
+        if timed != L.TIMED_NONE and in_user and tid == current:
+            problems.append(f"thread {tid} runs user code in a timed wait")
+        if timed != L.TIMED_EXPIRED:
+            continue
+        queues = [name for name, held in (
+            ("a port's receivers", tid in waiting_receive), ("a queued call", tcb in calls),
+            ("an L4 send queue", tcb in senders),
+            ("an IPC wait", k32(tcb + L.TCB_IPC_STATE) != L.IPC_NONE),
+            ("an L4 wait", k32(tcb + L.TCB_L4_STATE) != L.L4_NONE)) if held]  # fmt: skip
+        if state != L.THREAD_READY or queues:
+            problems.append(f"thread {tid} timed out but is in state {state}"
+                            + (f" and in {', '.join(queues)}" if queues else ""))
     return problems
 
 

@@ -26,6 +26,10 @@ errors are negative, see ``layout``; "sel" is a selector, 0 for the caller's DS)
                                                    -> as receive
     23 call_handoff(as call)                       -> as call; switches straight to the receiver
     24 reply_wait_handoff(as reply_wait)           -> as receive; switches straight to the caller
+
+Timed variants (issue 19, ``timeout.s``): 6 call_timed, 7 receive_timed, 8 reply_wait_timed
+take the same arguments and a timeout in EBP (cycles, 0: none) and may also return E_TIMEOUT;
+a call whose server process dies (or whose port closes with it) returns E_DEAD, timed or not.
 """
 
 from __future__ import annotations

@@ -212,7 +212,18 @@ TCB_LRPC_BINDING = 104  # the binding of the call in progress (its entry), 0: no
 TCB_LRPC_HOME = 108  # the thread's own process during such a call (TCB_PROCESS is the server's)
 TCB_L4_RDIR = 112  # the page directory (physical; 0: any) the receive buffer's address is in
 TCB_GENERATION = 120  # how many threads had this TCB (and id) before (issue 19: ids are reused)
-TCB_FIELDS_END = 128
+#: Timed waits (issue 19; timeout.s): a thread in a timed call or receive is on the kernel's
+#: list k_timed_head (TCB_TIMED_NEXT links) until its wait ends.
+TCB_TIMED_STATE = 128  # TIMED_NONE, TIMED_WAITING (on the list) or TIMED_EXPIRED
+TCB_TIMED_NEXT = 132
+TCB_DEADLINE_LO = 136  # the TSC value (64 bits) from which the wait times out
+TCB_DEADLINE_HI = 140
+TCB_FIELDS_END = 144
+
+#: TCB_TIMED_STATE values.
+TIMED_NONE = 0
+TIMED_WAITING = 1  # in a timed system call, on the deadline list
+TIMED_EXPIRED = 2  # woken by the tick handler with E_TIMEOUT, off the list (until it runs)
 
 THREAD_FREE = 0
 THREAD_READY = 1
@@ -399,6 +410,8 @@ E_NOENT = -19  # name server: no such name
 E_PERM = -20  # not allowed: name server (another group), L4 send right, LRPC binding
 E_NOSPC = -21  # no free port / name-server entry
 E_PROTO = -22  # name server: malformed request
+E_TIMEOUT = -23  # a timed call or receive: the deadline passed first (issue 19)
+E_DEAD = -24  # the server (process, or L4 partner thread) died while the caller waited
 #: Every error code is at least this (unsigned): how ipc.s tells an error from a kernel address.
 IPC_ERROR_MIN = 0xFFFFFF00
 
@@ -476,7 +489,13 @@ SYS_THREAD_ID = 2
 SYS_PROCESS_ID = 3
 SYS_CONSOLE_WRITE = 4
 SYS_CREATE_THREAD = 5
-#: Message IPC (lavsim.kernel.ipc; ipc.s). Numbers 6..15 are unused (E_NOSYS).
+#: Timed IPC (issue 19; timeout.s): the untimed call with a timeout in EBP (cycles, 0: none).
+SYS_CALL_TIMED = 6
+SYS_RECEIVE_TIMED = 7
+SYS_REPLY_WAIT_TIMED = 8
+SYS_L4_CALL_TIMED = 9
+SYS_L4_REPLY_WAIT_TIMED = 10
+#: Message IPC (lavsim.kernel.ipc; ipc.s). Numbers 11..15 are unused (E_NOSYS).
 SYS_PORT_CREATE = 16
 SYS_PORT_DESTROY = 17
 SYS_SEND = 18
@@ -507,6 +526,9 @@ SYSCALLS: dict[int, str] = {
     SYS_L4_CALL: "sys_l4_call", SYS_L4_REPLY_WAIT: "sys_l4_reply_wait",
     SYS_L4_RECEIVE_BUFFER: "sys_l4_receive_buffer", SYS_LRPC_CALL: "sys_lrpc_call",
     SYS_LRPC_RETURN: "sys_lrpc_return",
+    SYS_CALL_TIMED: "sys_call_timed", SYS_RECEIVE_TIMED: "sys_receive_timed",
+    SYS_REPLY_WAIT_TIMED: "sys_reply_wait_timed", SYS_L4_CALL_TIMED: "sys_l4_call_timed",
+    SYS_L4_REPLY_WAIT_TIMED: "sys_l4_reply_wait_timed",
 }  # fmt: skip
 SYSCALL_NOSYS = "sys_nosys"
 #: System-call names by number ("" for an unused number).
@@ -596,7 +618,8 @@ def asm_constants() -> dict[str, int]:
         "E_NOMEM": E_NOMEM & 0xFFFFFFFF, "E_AGAIN": E_AGAIN & 0xFFFFFFFF,
         "E_INVAL": E_INVAL & 0xFFFFFFFF,
         **{name: globals()[name] & 0xFFFFFFFF for name in (
-            "E_BADPORT", "E_MSGSIZE", "E_EXIST", "E_NOENT", "E_PERM", "E_NOSPC", "E_PROTO")},
+            "E_BADPORT", "E_MSGSIZE", "E_EXIST", "E_NOENT", "E_PERM", "E_NOSPC", "E_PROTO",
+            "E_TIMEOUT", "E_DEAD")},
         "STATUS_RUNNING": STATUS_RUNNING, "STATUS_DONE": STATUS_DONE,
         "STATUS_PANIC": STATUS_PANIC,
         "LDT_OWNER_LINEAR": LDT_OWNER_LINEAR, "GDT_OWNER_LINEAR": GDT_OWNER_LINEAR,
@@ -605,7 +628,7 @@ def asm_constants() -> dict[str, int]:
     }  # fmt: skip
     names.update(net_asm_constants())
     prefixes = ("FR_", "TCB_", "PCB_", "THREAD_", "ADDR_", "IPC_", "PORT_", "MSG_", "NS_",
-                "SYS_", "L4_", "LRPC_", "LB_")
+                "SYS_", "L4_", "LRPC_", "LB_", "TIMED_")
     for name, value in globals().items():
         if name.startswith(prefixes) and isinstance(value, int) and not isinstance(value, bool):
             names[name] = value

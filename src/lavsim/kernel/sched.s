@@ -116,4 +116,5 @@ thread_exit:
     dec dword ptr [ecx+PCB_THREADS]
     mov edx, dword ptr [eax+TCB_SLOT]
     mov byte ptr [ecx+PCB_SLOTS+edx], 0
-    jmp schedule
+    # What waited for it is woken there (timeout.s; the jump keeps its size and every address).
+    jmp thread_reap

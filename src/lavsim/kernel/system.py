@@ -270,7 +270,8 @@ class BlockedThread:
     ``port`` not received yet, or received by process ``server_pid`` that has not replied),
     ``"network"`` (a receive on network queue ``port``), or ``"other"``. For a call not
     received yet, ``server_pid`` is the port's owner and ``server_alive`` says whether it has
-    a thread left to receive it (False: the call waits for ever, e.g. on a name server that died).
+    a thread left to receive it (False: the call waits for ever). ``deadline``: the TSC value
+    from which a timed wait (issue 19) times out, at the next timer tick; None when untimed.
     """
 
     tid: int
@@ -279,8 +280,15 @@ class BlockedThread:
     port: int | None = None
     server_pid: int | None = None
     server_alive: bool = True
+    deadline: int | None = None
 
     def describe(self) -> str:
+        text = self._what()
+        if self.deadline is not None:
+            text += f" (timed: times out at the first tick from TSC {self.deadline:,})"
+        return text
+
+    def _what(self) -> str:
         text = f"thread {self.tid} of process {self.pid}"
         if self.waits == "receive" and self.port is None:
             return f"{text} waits for an L4-style message from any thread"
@@ -1184,6 +1192,10 @@ class LavenderSystem:
                                              self.read_kernel32(server + L.PCB_PID)))
             else:
                 blocked.append(BlockedThread(tid, pid, "other"))
+            if self.read_kernel32(tcb + L.TCB_TIMED_STATE) == L.TIMED_WAITING:
+                deadline = (self.read_kernel32(tcb + L.TCB_DEADLINE_LO)
+                            | self.read_kernel32(tcb + L.TCB_DEADLINE_HI) << 32)
+                blocked[-1] = attrs.evolve(blocked[-1], deadline=deadline)
         return tuple(faulted), tuple(blocked)
 
     def panic_report(self) -> PanicReport | None:
