@@ -5,23 +5,34 @@ Two caches live here and must not be confused (DESIGN.md §2):
 * the **modelled TLBs** (:mod:`lavsim.mmu.tlb`): architecture; their misses are reported to
   the ``listener`` and cost simulated cycles;
 * the **host fast path**: per access kind, a ``dict`` from virtual page number to a
-  :class:`FastPage` (frame view, physical base, permission mask, owning TLB, dword and word
-  views). It holds only pages whose modelled TLB entry is the most recently used one of its
-  set, so a fast hit is exactly a modelled hit that changes no LRU state: it credits the
-  owning TLB one hit and touches nothing else. Every modelled change that can demote an entry
-  from MRU (a fill, an eviction, a hit on another entry of the set, an invalidation, a flush)
-  removes the page from the fast dict through the TLB's ``on_demote`` hook; a CR0.WP change
-  clears it (the permission mask depends on WP). Writes go through the fast path only when the
-  cached Dirty flag is set, so a write that must set D always reaches the modelled path. With
+  :class:`FastPage` (frame view, physical base, permission mask, hit owner, dword and word
+  views). It holds pages of any entry the modelled TLBs hold, not only of MRU ones, in two
+  variants made at the fill (over views made once per frame): while the entry is the MRU of
+  its set the page's ``owner`` is the TLB, and a fast hit is exactly a modelled hit that
+  changes no LRU state (one hit credited); otherwise the owner is the entry's
+  :class:`FastWay`, whose ``hits += 1`` credits the TLB and makes the entry MRU
+  (:meth:`TLB.touch`, what the modelled probe does), putting the MRU variants in the dict.
+  The TLB's hooks keep this exact: ``on_demote`` (an entry stops being MRU: its pages are
+  swapped for the way-credited variants) and ``on_drop`` (an entry is replaced, evicted,
+  invalidated or flushed: its pages leave the dict); a CR0.WP change clears the dict (the
+  permission mask depends on WP). The converse is not needed: an entry that becomes MRU
+  because another left its set keeps way-credited pages until its next hit (a ``touch`` of
+  the MRU changes nothing). So the TLB contents in LRU order and every TLB's statistics are
+  those of the modelled path. Writes go through the fast path only when the cached Dirty
+  flag is set, so a write that must set D always reaches the modelled path. With
   ``MMUConfig.fast_path`` off the dicts stay empty and every access takes the modelled path;
   the results, TLB contents, LRU order and statistics are identical
-  (tests/mmu/test_mmu_properties.py checks it).
+  (tests/mmu/test_mmu_properties.py, tests/mmu/test_fast_ways.py).
 
   Code outside the MMU that inlines the fast path (``lavsim.cpu.fast``, ``lavsim.cpu.far``,
   the executor's fetch) looks pages up through :attr:`MMU.data_page` / :attr:`MMU.code_page`
   (the bound ``get`` of the dict in use, so a lookup costs what a dict lookup costs), tests
   ``page.mask & (FAST_READ << user)`` (or ``FAST_WRITE``), credits ``page.owner.hits`` and
   then uses the views. A ``None`` or a missing permission bit means: take the modelled path.
+  The credit must be made in access order, once per access (or ``+= n`` for n accesses in a
+  row to that page), right after the lookup. A page object never changes, but a hit or a
+  fill may change which object the dict holds, so a caller that keeps a page across
+  accesses checks ``data_page(vpn) is page`` before each (as the executor's blocks do).
 
 With CR0.PG=0 a linear address is the physical address; the fast dict then maps page numbers to
 frames directly and the TLBs are not used.
@@ -279,22 +290,91 @@ class FastPage:
     """One page of the host fast path (see the module docstring).
 
     ``frame``: the frame's byte view; ``base``: its physical address; ``mask``: the
-    ``FAST_READ``/``FAST_WRITE`` bits allowed (shifted by ``user``); ``owner``: the TLB a hit
-    is credited to (``owner.hits += 1``); ``dwords`` / ``words``: the frame cast to native
-    32/16-bit units (aligned accesses only; the fast path exists only on little-endian hosts).
+    ``FAST_READ``/``FAST_WRITE`` bits allowed (shifted by ``user``); ``owner``: what a hit is
+    credited to (``owner.hits += 1``): the owning TLB while the entry is the MRU of its set,
+    else the entry's :class:`FastWay`, whose credit also makes the entry MRU; ``dwords`` /
+    ``words``: the frame cast to native 32/16-bit units (aligned accesses only; the fast path
+    exists only on little-endian hosts). A page's fields never change: when its entry changes
+    rank the MMU puts another ``FastPage`` in the dict.
     """
 
     __slots__ = ("base", "dwords", "frame", "mask", "owner", "words")
 
     def __init__(
-        self, frame: memoryview, base: int, mask: int, owner: TLB | _Uncounted
+        self, views: FrameViews, base: int, mask: int, owner: TLB | FastWay | _Uncounted
     ) -> None:
-        self.frame = frame
+        self.frame, self.dwords, self.words = views
         self.base = base
         self.mask = mask
         self.owner = owner
-        self.dwords = frame.cast("I")
-        self.words = frame.cast("H")
+
+
+#: A frame's byte view and its casts to dwords and words, made once per frame.
+FrameViews = tuple[memoryview, memoryview, memoryview]
+
+
+class FastWay:
+    """A modelled TLB entry the fast path holds pages of (one page, or the 4 KiB pieces of a
+    4 MiB entry that were touched), in two variants per page: ``mru`` (owner: the TLB; a hit
+    only counts) and ``lru`` (owner: this way; a hit counts and makes the entry MRU, exactly
+    what the modelled path's probe does). ``table`` is the fast dict the pages live in; it
+    holds the ``mru`` variants while the entry is the MRU of its set, else the ``lru`` ones.
+    """
+
+    __slots__ = ("key", "lru", "mru", "table", "tlb")
+
+    def __init__(self, tlb: TLB, key: int, table: dict[int, FastPage]) -> None:
+        self.tlb = tlb
+        self.key = key
+        self.table = table
+        self.mru: dict[int, FastPage] = {}
+        self.lru: dict[int, FastPage] = {}
+
+    @property
+    def hits(self) -> int:
+        """The owning TLB's hit counter."""
+        return self.tlb.hits
+
+    @hits.setter
+    def hits(self, value: int) -> None:
+        # A hit on an entry that is not the MRU of its set: count it, make it MRU (the TLB's
+        # hook puts the former MRU's lru pages in the table) and put its mru pages in.
+        tlb = self.tlb
+        tlb.hits = value
+        if tlb.touch(self.key):
+            self.table.update(self.mru)
+
+
+class _FastSide:
+    """The fast path's view of one TLB: its ways by key and the TLB's hooks."""
+
+    __slots__ = ("mmu", "table", "tlb", "ways")
+
+    def __init__(self, mmu: MMU, tlb: TLB, table: dict[int, FastPage]) -> None:
+        self.mmu = mmu
+        self.tlb = tlb
+        self.table = table
+        self.ways: dict[int, FastWay] = {}
+        tlb.on_demote = self.demote
+        tlb.on_drop = self.drop
+
+    def demote(self, key: int) -> None:
+        way = self.ways.get(key)
+        if way is not None:
+            self.table.update(way.lru)
+
+    def drop(self, key: int | None) -> None:
+        if key is None:
+            self.mmu._clear_fast()
+            return
+        way = self.ways.pop(key, None)
+        if way is None:
+            return
+        table = self.table
+        for vpn, page in way.mru.items():
+            held = table.get(vpn)
+            if held is page or held is way.lru[vpn]:
+                del table[vpn]
 
 
 PageLookup = Callable[[int], FastPage | None]
@@ -336,7 +416,6 @@ class MMU:
         "_ifast",
         "_ifast_paged",
         "_itlb",
-        "_large_vpns",
         "_listener",
         "_ltlb",
         "_miss_cb",
@@ -344,10 +423,12 @@ class MMU:
         "_paging",
         "_pge",
         "_pse",
+        "_side_of",
         "_tlb",
         "_tlbs",
         "_tracers",
         "_uncounted",
+        "_views",
         "_walk_memory",
         "_wp",
         "ad_writes",
@@ -396,13 +477,14 @@ class MMU:
         self._ifast_paged: dict[int, FastPage] = (
             {} if self._itlb is not self._tlb else self._dfast_paged
         )
-        self._large_vpns: dict[int, list[int]] = {}
         self._uncounted = _Uncounted()
-        self._tlb.on_demote = self._demote_data
-        if self._itlb is not self._tlb:
-            self._itlb.on_demote = self._demote_code
-        if self._ltlb is not None:
-            self._ltlb.on_demote = self._demote_large
+        # Each TLB's fast-path side: the dict its pages go to (the ITLB's own dict when the
+        # TLBs are split; the large-page TLB's pieces are data pages).
+        self._side_of: dict[TLB, _FastSide] = {
+            t: _FastSide(self, t, self._ifast_paged if t is self._itlb else self._dfast_paged)
+            for t in self._tlbs
+        }
+        self._views: dict[int, FrameViews] = {}
         self._dfast = self._identity if self._fast_enabled else self._nofast
         self._ifast = self._dfast
         #: The fast-path lookup for data accesses: ``data_page(linear >> 12)`` is the
@@ -535,43 +617,41 @@ class MMU:
     def _clear_fast(self) -> None:
         self._dfast_paged.clear()
         self._ifast_paged.clear()
-        self._large_vpns.clear()
+        for side in self._side_of.values():
+            side.ways.clear()
 
-    def _demote_data(self, key: int | None) -> None:
-        if key is None:
-            self._clear_fast()
-        else:
-            self._dfast_paged.pop(key, None)
+    def _frame_views(self, pfn: int) -> FrameViews | None:
+        """The frame's views, made once per frame (a frame is never replaced); None if the
+        frame is not installed or the host is big-endian."""
+        views = self._views.get(pfn)
+        if views is None:
+            if pfn >= self.memory.frame_count:
+                return None  # not installed: the access itself will report MemoryAccessError
+            if not HOST_LITTLE_ENDIAN:
+                # The aligned fast branches read guest words through native-order cast views;
+                # on a big-endian host every access takes the modelled path (same results).
+                return None
+            frame = self.memory.frame_view(pfn)
+            views = self._views[pfn] = (frame, frame.cast("I"), frame.cast("H"))
+        return views
 
-    def _demote_code(self, key: int | None) -> None:
-        if key is None:
-            self._clear_fast()
-        else:
-            self._ifast_paged.pop(key, None)
-
-    def _demote_large(self, key: int | None) -> None:
-        if key is None:
-            self._clear_fast()
-            return
-        for vpn in self._large_vpns.pop(key, ()):
-            self._dfast_paged.pop(vpn, None)
-
-    def _fast_entry(self, frame: int, mask: int, owner: TLB | _Uncounted) -> FastPage | None:
-        pfn = frame >> 12
-        if pfn >= self.memory.frame_count:
-            return None  # not installed: the access itself will report MemoryAccessError
-        if not HOST_LITTLE_ENDIAN:
-            # The aligned fast branches read guest words through native-order cast views; on a
-            # big-endian host every access takes the modelled path instead (same results).
-            return None
-        return FastPage(self.memory.frame_view(pfn), frame, mask, owner)
-
-    def _remember(self, fetch: bool, linear: int, entry: TLBEntry, owner: TLB) -> None:
+    def _remember(self, linear: int, entry: TLBEntry, owner: TLB) -> None:
         """Put the page of ``linear`` in the fast dict: its entry just became MRU in ``owner``."""
         if not self._fast_enabled:
             return
+        side = self._side_of[owner]
+        key = linear >> owner.page_shift
         vpn = linear >> 12
+        way = side.ways.get(key)
+        if way is None:
+            way = side.ways[key] = FastWay(owner, key, side.table)
+        elif vpn in way.mru:
+            side.table.update(way.mru)
+            return
         frame = entry.base | (linear & 0x3FF000) if owner.page_shift == 22 else entry.base
+        views = self._frame_views(frame >> 12)
+        if views is None:
+            return
         us = entry.us
         mask = _READ_SUP | (_READ_USER if us else 0)
         if entry.d:
@@ -579,12 +659,9 @@ class MMU:
                 mask |= _WRITE_SUP
             if us and entry.rw:
                 mask |= _WRITE_USER
-        fast = self._fast_entry(frame, mask, owner)
-        if fast is None:
-            return
-        (self._ifast_paged if fetch else self._dfast_paged)[vpn] = fast
-        if owner is self._ltlb:
-            self._large_vpns.setdefault(vpn >> 10, []).append(vpn)
+        way.mru[vpn] = FastPage(views, frame, mask, owner)
+        way.lru[vpn] = FastPage(views, frame, mask, way)
+        side.table.update(way.mru)
 
     # --- the modelled path ---------------------------------------------------------------
 
@@ -593,9 +670,11 @@ class MMU:
         linear &= _MASK32
         if not self._paging:
             if self._fast_enabled and (linear >> 12) not in self._identity:
-                fast = self._fast_entry(linear & 0xFFFFF000, _ALL, self._uncounted)
-                if fast is not None:
-                    self._identity[linear >> 12] = fast
+                views = self._frame_views(linear >> 12)
+                if views is not None:
+                    self._identity[linear >> 12] = FastPage(
+                        views, linear & 0xFFFFF000, _ALL, self._uncounted
+                    )
             return linear
         tlb = self._itlb if fetch else self._tlb
         large = self._ltlb if (not fetch or self._itlb is self._tlb) else None
@@ -616,7 +695,7 @@ class MMU:
             raise CpuFault(PF, PF_P | (PF_W if write else 0) | (PF_U if user else 0), linear)
         if write and not entry.d:
             return self._dirty_walk(linear, user, tlb, large, owner)
-        self._remember(fetch, linear, entry, owner)
+        self._remember(linear, entry, owner)
         if owner.page_shift == 22:
             return entry.base | (linear & 0x3FFFFF)
         return entry.base | (linear & 0xFFF)
@@ -628,20 +707,18 @@ class MMU:
         self.ad_writes += result.ad_writes
         return result
 
-    def _fill(
-        self, fetch: bool, linear: int, result: WalkResult, tlb: TLB, large: TLB | None
-    ) -> int:
+    def _fill(self, linear: int, result: WalkResult, tlb: TLB, large: TLB | None) -> int:
         bits = result.cache
         if bits or self.page_cache or self.large_page_cache:
             self._record_cache(result, bits)
         if result.large and large is not None:
             entry = TLBEntry(result.large_base, result.us, result.rw, result.d, result.g, True)
             large.fill(linear, entry)
-            self._remember(fetch, linear, entry, large)
+            self._remember(linear, entry, large)
         else:
             entry = TLBEntry(result.frame, result.us, result.rw, result.d, result.g, result.large)
             tlb.fill(linear, entry)
-            self._remember(fetch, linear, entry, tlb)
+            self._remember(linear, entry, tlb)
         return result.physical
 
     def _record_cache(self, result: WalkResult, bits: int) -> None:
@@ -668,7 +745,7 @@ class MMU:
         if result.fault is not None:
             self.page_faults += 1
             raise result.fault
-        return self._fill(fetch, linear, result, tlb, large)
+        return self._fill(linear, result, tlb, large)
 
     def _dirty_walk(self, linear: int, user: bool, tlb: TLB, large: TLB | None, owner: TLB) -> int:
         """A write hit an entry whose cached D is 0: walk the tables again to set D.
@@ -684,7 +761,7 @@ class MMU:
         if result.fault is not None:
             self.page_faults += 1
             raise result.fault
-        return self._fill(False, linear, result, tlb, large)
+        return self._fill(linear, result, tlb, large)
 
     # --- translation ---------------------------------------------------------------------
 
