@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from lavsim.faults import CpuFault
 from lavsim.memory import PhysicalMemory
-from lavsim.mmu.mmu import MMU, FastWay, MMUConfig
+from lavsim.mmu.mmu import MMU, Access, FastWay, MMUConfig
 from lavsim.mmu.paging import CR0_PE, CR0_PG, CR4_PSE, PS, RW, US, D, P
 from lavsim.mmu.tlb import TLB, TLBConfig
 
@@ -98,13 +98,27 @@ def check_fast_path_shape(mmu: MMU) -> None:
             assert owner is not tlb or tlb.is_mru(vpn << 12)
 
 
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[Access, int, int, bool]] = []
+
+    def on_access(self, kind: Access, phys: int, size: int, user: bool) -> None:
+        self.events.append((kind, phys, size, user))
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from(sorted(CONFIGS)), stream)
-def test_fast_ways_give_the_modelled_tlb_state_and_statistics_exactly(name: str,
-                                                                     ops: list[Any]) -> None:
+@given(st.sampled_from(sorted(CONFIGS)), stream, st.booleans())
+def test_fast_ways_give_the_modelled_tlb_state_and_statistics_exactly(
+    name: str, ops: list[Any], traced: bool
+) -> None:
     fast, slow = build(CONFIGS[name], True), build(CONFIGS[name], False)
+    seen = [Recorder(), Recorder()]
+    if traced:  # and the fast hits report what the modelled path reports
+        fast.add_tracer(seen[0])
+        slow.add_tracer(seen[1])
     for op in ops:
         assert do(fast, op) == do(slow, op), op
+        assert seen[0].events == seen[1].events, op
         check_fast_path_shape(fast)
     assert fast.stats == slow.stats
     for tlb_name, tlb in fast.tlbs.items():
@@ -155,3 +169,33 @@ def test_a_fill_reuses_the_frame_views() -> None:
     again = mmu.data_page(0)
     assert again is not None and again is not view
     assert again.dwords is view.dwords and again.frame is view.frame
+
+
+def test_a_tracer_keeps_the_mmu_fast_path_and_sees_each_fast_hit(monkeypatch: Any) -> None:
+    mmu = build(CONFIGS["pentium"], True)
+    lin = linear(0x3F, 0x10)
+    mmu.write32(lin, 5, True)
+    recorder = Recorder()
+    mmu.add_tracer(recorder)
+    calls = []
+    real = MMU._translate
+
+    def counting(self: MMU, *args: Any) -> int:
+        calls.append(args)
+        return real(self, *args)
+
+    monkeypatch.setattr(MMU, "_translate", counting)
+    hits = mmu.stats.hits
+    assert mmu.read32(lin, True) == 5
+    mmu.write16(lin + 2, 7, True)
+    assert mmu.read8(lin + 2, False) == 7
+    assert calls == [] and mmu.stats.hits == hits + 3
+    phys = 0x10_0000 + 0x3F * 0x1000 + 0x10
+    assert recorder.events == [(Access.READ, phys, 4, True), (Access.WRITE, phys + 2, 2, True),
+                               (Access.READ, phys + 2, 1, False)]
+    # Code inlining the fast path is sent to the accessors while the tracer is attached.
+    assert mmu.data_page(0x3F) is None and mmu.code_page(0x3F) is None
+    mmu.remove_tracer(recorder)
+    assert mmu.data_page(0x3F) is not None
+    mmu.read32(lin, True)
+    assert len(recorder.events) == 3 and calls == []

@@ -70,9 +70,12 @@ processor makes, before the access is done (after its translation succeeded), wi
   through the scalar accessors above and are reported as they are; a guest read-modify-write
   (XCHG with memory, a LOCK-prefixed instruction) is its ``READ`` then its ``WRITE``.
 
-While any tracer is attached the fast path holds no entries (the dicts are flushed on attach
-and stay empty until the last tracer is removed), so every access reaches the code that
-reports it; with no tracer the fast path is unchanged and pays nothing. Tracers observe only:
+While any tracer is attached the instance's class is :class:`_TracingMMU`, whose scalar
+accessors report their fast hits exactly as the modelled path reports (kind, physical address,
+size, ``user``, order; page-crossing accesses take the modelled path as before), and
+``data_page`` / ``code_page`` answer None, so code that inlines the fast path (and would
+report nothing) takes the accessors; with no tracer the accessors are the plain ones and pay
+nothing. Tracers observe only:
 they must not change memory, registers or the MMU, and a run gives the same cycles, registers,
 memory and TLB statistics with or without them (tests/mmu/test_mmu_tracer.py). The one
 exception is a board's memory hierarchy (:mod:`lavsim.memsys`), which is a timing model: it
@@ -565,7 +568,8 @@ class MMU:
 
     def _select_fast(self) -> None:
         """Point the accessors at the fast dicts for the current paging mode (or at the empty
-        one when the fast path is off or a tracer is attached)."""
+        one when the fast path is off), and the public lookups at them too unless a tracer is
+        attached (then at the empty one: inlined fast paths would report nothing)."""
         if not self._fast_enabled:
             self._dfast = self._ifast = self._nofast
         elif self._paging:
@@ -573,8 +577,11 @@ class MMU:
             self._ifast = self._ifast_paged
         else:
             self._dfast = self._ifast = self._identity
-        self.data_page = self._dfast.get
-        self.code_page = self._ifast.get
+        if self._tracers:
+            self.data_page = self.code_page = self._nofast.get
+        else:
+            self.data_page = self._dfast.get
+            self.code_page = self._ifast.get
 
     def load_cr3(self, value: int) -> None:
         """MOV to CR3: new page-directory base; flushes non-global entries (all without PGE)."""
@@ -1041,7 +1048,8 @@ class MMU:
 
     @property
     def tracing(self) -> bool:
-        """Is a tracer attached (the fast path then holds no entries)?"""
+        """Is a tracer attached (``data_page`` / ``code_page`` then answer None, so that code
+        inlining the fast path takes the MMU's accessors, which report every access)?"""
         return bool(self._tracers)
 
     @property
@@ -1051,23 +1059,24 @@ class MMU:
 
     def add_tracer(self, tracer: MemoryTracer) -> None:
         """Attach ``tracer`` (see the module docstring): from now on it sees every physical
-        access. Empties the fast path, which stays off while any tracer is attached."""
+        access. The MMU's accessors switch to their reporting variants (fast hits included);
+        ``data_page`` / ``code_page`` answer None until the last tracer is removed."""
         if not callable(getattr(tracer, "on_access", None)):
             raise ConfigError("tracer", "must have an on_access(kind, phys, size, user) method")
         if tracer in self._tracers:
             raise ConfigError("tracer", "is already attached")
         self._tracers = (*self._tracers, tracer)
-        self._fast_enabled = False
-        self.drop_fast_path()
+        self.__class__ = _TracingMMU
+        self._select_fast()
 
     def remove_tracer(self, tracer: MemoryTracer) -> None:
-        """Detach ``tracer``; the fast path comes back (per ``MMUConfig.fast_path``) when the
-        last one goes."""
+        """Detach ``tracer``; the accessors that report nothing come back when the last one
+        goes."""
         if tracer not in self._tracers:
             raise ConfigError("tracer", "is not attached")
         self._tracers = tuple(t for t in self._tracers if t is not tracer)
         if not self._tracers:
-            self._fast_enabled = self.config.fast_path
+            self.__class__ = MMU
             self._select_fast()
 
     def invalidate_caches(self, write_back: bool) -> None:
@@ -1153,6 +1162,108 @@ class MMU:
             table.clear()  # in place: a hierarchy holds these dicts
             table.update((k, v) for k, v in state.get(name, []))
         self.drop_fast_path()
+
+
+class _TracingMMU(MMU):
+    """The MMU while tracers are attached (``add_tracer`` switches the instance's class, so
+    the MMU without tracers pays nothing): the scalar accessors' fast hits report to the
+    tracers exactly what the modelled path reports (kind, physical address, size, ``user``),
+    before the access; everything else (page-crossing and unaligned-at-the-edge accesses,
+    misses) takes the modelled path, which reports as before."""
+
+    __slots__ = ()
+
+    def read8(self, linear: int, user: bool) -> int:
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & (1 << user):
+            e.owner.hits += 1
+            off = linear & 0xFFF
+            self._trace(Access.READ, e.base | off, 1, user)
+            return e.frame[off]
+        return self._read_slow(linear, 1, user, False)
+
+    def read16(self, linear: int, user: bool) -> int:
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & (1 << user):
+            off = linear & 0xFFF
+            if off != 0xFFF:
+                e.owner.hits += 1
+                self._trace(Access.READ, e.base | off, 2, user)
+                if not off & 1:
+                    return e.words[off >> 1]
+                return int(_unpack16(e.frame, off)[0])
+        return self._read_slow(linear, 2, user, False)
+
+    def read32(self, linear: int, user: bool) -> int:
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & (1 << user):
+            off = linear & 0xFFF
+            if off <= 0xFFC:
+                e.owner.hits += 1
+                self._trace(Access.READ, e.base | off, 4, user)
+                if not off & 3:
+                    return e.dwords[off >> 2]
+                return int(_unpack32(e.frame, off)[0])
+        return self._read_slow(linear, 4, user, False)
+
+    def fetch8(self, linear: int, user: bool) -> int:
+        e = self._ifast.get(linear >> 12)
+        if e is not None and e.mask & (1 << user):
+            e.owner.hits += 1
+            off = linear & 0xFFF
+            self._trace(Access.FETCH, e.base | off, 1, user)
+            return e.frame[off]
+        return self._read_slow(linear, 1, user, True)
+
+    def fetch16(self, linear: int, user: bool) -> int:
+        e = self._ifast.get(linear >> 12)
+        if e is not None and e.mask & (1 << user) and (linear & 0xFFF) != 0xFFF:
+            e.owner.hits += 1
+            off = linear & 0xFFF
+            self._trace(Access.FETCH, e.base | off, 2, user)
+            return int(_unpack16(e.frame, off)[0])
+        return self._read_slow(linear, 2, user, True)
+
+    def fetch32(self, linear: int, user: bool) -> int:
+        e = self._ifast.get(linear >> 12)
+        if e is not None and e.mask & (1 << user) and (linear & 0xFFF) <= 0xFFC:
+            e.owner.hits += 1
+            off = linear & 0xFFF
+            self._trace(Access.FETCH, e.base | off, 4, user)
+            return int(_unpack32(e.frame, off)[0])
+        return self._read_slow(linear, 4, user, True)
+
+    def write8(self, linear: int, value: int, user: bool) -> None:
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & (4 << user):
+            e.owner.hits += 1
+            off = linear & 0xFFF
+            self._trace(Access.WRITE, e.base | off, 1, user)
+            e.frame[off] = value & 0xFF
+            return
+        self._write_slow(linear, 1, value, user)
+
+    def write16(self, linear: int, value: int, user: bool) -> None:
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & (4 << user):
+            off = linear & 0xFFF
+            if not off & 1:
+                e.owner.hits += 1
+                self._trace(Access.WRITE, e.base | off, 2, user)
+                e.words[off >> 1] = value & 0xFFFF
+                return
+        self._write_slow(linear, 2, value, user)
+
+    def write32(self, linear: int, value: int, user: bool) -> None:
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & (4 << user):
+            off = linear & 0xFFF
+            if not off & 3:
+                e.owner.hits += 1
+                self._trace(Access.WRITE, e.base | off, 4, user)
+                e.dwords[off >> 2] = value & _MASK32
+                return
+        self._write_slow(linear, 4, value, user)
 
 
 class MissCallback(Protocol):
