@@ -135,9 +135,13 @@ class Cache:
     """
 
     __slots__ = (
+        "_hot",
         "_line_shift",
+        "_lru",
+        "_set_hot",
         "_set_mask",
         "_set_shift",
+        "_write_back",
         "config",
         "dirty",
         "fills",
@@ -156,6 +160,8 @@ class Cache:
         self._line_shift = config.line.bit_length() - 1
         self._set_mask = config.sets - 1
         self._set_shift = self._line_shift + config.sets.bit_length() - 1
+        self._lru = config.replacement == "lru"
+        self._write_back = config.write_back
         sets, ways = config.sets, config.ways
         #: Per set: the tag of each way, -1 if invalid.
         self.tags: list[list[int]] = [[-1] * ways for _ in range(sets)]
@@ -167,6 +173,18 @@ class Cache:
         # The counters of CACHE_COUNTERS.
         self.read_hits = self.read_misses = self.write_hits = self.write_misses = 0
         self.fills = self.writebacks = self.invalidations = 0
+        #: The memo of repeated hits (host-side, not state): line number (``addr >>
+        #: line_shift``) -> way of each set's most recently touched line, which is present;
+        #: ``_set_hot[index]`` is that line number, or -1 when unknown. A hit on such a line
+        #: changes no replacement state (re-touching the last touched way is a no-op for LRU
+        #: and for the tree), so it is served from here with the same counters and result.
+        self._hot: dict[int, int] = {}
+        self._set_hot: list[int] = [-1] * sets
+
+    def _forget(self) -> None:
+        """Empty the memo (after anything that changes lines other than through ``_touch``)."""
+        self._hot.clear()
+        self._set_hot = [-1] * self.config.sets
 
     def _initial_repl(self) -> list[int]:
         if self.config.replacement == "lru":
@@ -189,21 +207,29 @@ class Cache:
 
     def _touch(self, index: int, way: int) -> None:
         r = self.repl[index]
-        if self.config.replacement == "lru":
+        if self._lru:
             r.remove(way)
             r.append(way)
-            return
-        # Walk the tree from the root: at each node, record which half was used (1 = the
-        # lower half, as B0 = 1 for L0/L1 and B1 = 1 for L0).
-        node, lo, width = 0, 0, self.config.ways
-        while width > 1:
-            half = width // 2
-            lower = way < lo + half
-            r[node] = 1 if lower else 0
-            node = 2 * node + (1 if lower else 2)
-            if not lower:
-                lo += half
-            width = half
+        else:
+            # Walk the tree from the root: at each node, record which half was used (1 = the
+            # lower half, as B0 = 1 for L0/L1 and B1 = 1 for L0).
+            node, lo, width = 0, 0, self.config.ways
+            while width > 1:
+                half = width // 2
+                lower = way < lo + half
+                r[node] = 1 if lower else 0
+                node = 2 * node + (1 if lower else 2)
+                if not lower:
+                    lo += half
+                width = half
+        # This line is now the set's last touched one: the memo's entry for the set.
+        line = (self.tags[index][way] << (self._set_shift - self._line_shift)) | index
+        old = self._set_hot[index]
+        if old != line:
+            if old >= 0:
+                del self._hot[old]
+            self._hot[line] = way
+            self._set_hot[index] = line
 
     def _victim(self, index: int) -> int:
         tags = self.tags[index]
@@ -241,6 +267,9 @@ class Cache:
     def read(self, addr: int, allocate: bool = True) -> CacheResult:
         """A read of the line of ``addr``: a hit updates the replacement state; a miss fills
         the line (unless ``allocate`` is false: CR0.CD, a locked or uncacheable read)."""
+        if (addr >> self._line_shift) in self._hot:
+            self.read_hits += 1  # the set's last touched line: touching it changes nothing
+            return _HIT
         index, tag = self._locate(addr)
         tags = self.tags[index]
         if tag in tags:
@@ -255,6 +284,13 @@ class Cache:
     def write(self, addr: int, allocate: bool = True, through: bool = False) -> CacheResult:
         """A write to the line of ``addr`` (see the write policy in the module docstring).
         ``through``: write through even in a write-back cache (a page with PWT or PCD)."""
+        way = self._hot.get(addr >> self._line_shift)
+        if way is not None:  # the set's last touched line: touching it changes nothing
+            self.write_hits += 1
+            if self._write_back and not through:
+                self.dirty[(addr >> self._line_shift) & self._set_mask][way] = True
+                return _HIT
+            return _HIT_THROUGH
         index, tag = self._locate(addr)
         tags = self.tags[index]
         config = self.config
@@ -302,9 +338,19 @@ class Cache:
                 tags[way] = -1
                 dirty[way] = False
             self.repl[index] = self._initial_repl()
+        self._forget()
         self.writebacks += len(written)
         self.invalidations += 1
         return written
+
+    def clear_lines(self) -> None:
+        """Empty every line and reset the replacement state without counting anything (a
+        host-side reset, see :meth:`lavsim.memsys.hierarchy.MemoryHierarchy.clear`)."""
+        for tags, dirty in zip(self.tags, self.dirty, strict=True):
+            tags[:] = [-1] * len(tags)
+            dirty[:] = [False] * len(dirty)
+        self.repl = [self._initial_repl() for _ in self.tags]
+        self._forget()
 
     def contents(self) -> list[tuple[int, bool]]:
         """Every valid line as ``(line address, dirty)``, in set then way order."""
@@ -369,4 +415,5 @@ class Cache:
         self.tags = [list(t) for t in state["tags"]]
         self.dirty = [[bool(d) for d in row] for row in state["dirty"]]
         self.repl = [list(r) for r in state["repl"]]
+        self._forget()
         CACHE_COUNTERS.set_state(self, state["counters"])

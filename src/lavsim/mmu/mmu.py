@@ -394,11 +394,11 @@ class _TracedWalkMemory:
         self.memory = mmu.memory
 
     def read32(self, addr: int) -> int:
-        self.mmu._trace(Access.WALK_READ, addr, 4, False)
+        self.mmu._emit(Access.WALK_READ, addr, 4, False)
         return self.memory.read32(addr)
 
     def write32(self, addr: int, value: int) -> None:
-        self.mmu._trace(Access.AD_WRITE, addr, 4, False)
+        self.mmu._emit(Access.AD_WRITE, addr, 4, False)
         self.memory.write32(addr, value)
 
 
@@ -414,6 +414,7 @@ class MMU:
         "_dfast",
         "_dfast_paged",
         "_dirty_cb",
+        "_emit",
         "_fast_enabled",
         "_identity",
         "_ifast",
@@ -496,6 +497,9 @@ class MMU:
         #: The same for instruction fetches (the ITLB's pages when the TLBs are split).
         self.code_page: PageLookup = self._ifast.get
         self._tracers: tuple[MemoryTracer, ...] = ()
+        #: Reports one access to every tracer: the tracer's own ``on_access`` when there is
+        #: one (a call less per access), else :meth:`_trace`.
+        self._emit: Callable[[Access, int, int, bool], None] = self._trace
         self._walk_memory = _TracedWalkMemory(self)
         #: PCD/PWT of the pages that have them (``PCD | PWT`` bits as in the entry), by frame:
         #: 4 KiB frame number (phys >> 12) here, 4 MiB frame number (phys >> 22) in
@@ -793,7 +797,7 @@ class MMU:
             return e.frame[linear & 0xFFF]
         p = self._translate(linear, False, user, False)
         if self._tracers:
-            self._trace(Access.READ, p, 1, user)
+            self._emit(Access.READ, p, 1, user)
         return self.memory.read8(p)
 
     def read16(self, linear: int, user: bool) -> int:
@@ -830,7 +834,7 @@ class MMU:
             return e.frame[linear & 0xFFF]
         p = self._translate(linear, False, user, True)
         if self._tracers:
-            self._trace(Access.FETCH, p, 1, user)
+            self._emit(Access.FETCH, p, 1, user)
         return self.memory.read8(p)
 
     def fetch16(self, linear: int, user: bool) -> int:
@@ -858,7 +862,7 @@ class MMU:
             return
         p = self._translate(linear, True, user, False)
         if self._tracers:
-            self._trace(Access.WRITE, p, 1, user)
+            self._emit(Access.WRITE, p, 1, user)
         self.memory.write8(p, value)
 
     def write16(self, linear: int, value: int, user: bool) -> None:
@@ -914,7 +918,7 @@ class MMU:
         if size <= first:
             p = self.translate(linear, False, user, fetch)
             if self._tracers:
-                self._trace(Access.FETCH if fetch else Access.READ, p, size, user)
+                self._emit(Access.FETCH if fetch else Access.READ, p, size, user)
             if size == 4:
                 return self.memory.read32(p)
             if size == 2:
@@ -925,8 +929,8 @@ class MMU:
         p2 = self.translate((linear + first) & _MASK32, False, user, fetch)
         if self._tracers:
             kind = Access.FETCH if fetch else Access.READ
-            self._trace(kind, p1, first, user)
-            self._trace(kind, p2, size - first, user)
+            self._emit(kind, p1, first, user)
+            self._emit(kind, p2, size - first, user)
         data = self.memory.read(p1, first) + self.memory.read(p2, size - first)
         return int.from_bytes(data, "little")
 
@@ -936,7 +940,7 @@ class MMU:
         if size <= first:
             p = self.translate(linear, True, user)
             if self._tracers:
-                self._trace(Access.WRITE, p, size, user)
+                self._emit(Access.WRITE, p, size, user)
             if size == 4:
                 self.memory.write32(p, value)
             elif size == 2:
@@ -949,8 +953,8 @@ class MMU:
         p1 = self.translate(linear, True, user)
         p2 = self.translate((linear + first) & _MASK32, True, user)
         if self._tracers:
-            self._trace(Access.WRITE, p1, first, user)
-            self._trace(Access.WRITE, p2, size - first, user)
+            self._emit(Access.WRITE, p1, first, user)
+            self._emit(Access.WRITE, p2, size - first, user)
         self.memory.write(p1, data[:first])
         self.memory.write(p2, data[first:])
 
@@ -977,7 +981,7 @@ class MMU:
         pieces = self._pieces(linear, n, False, user, fetch)
         if self._tracers:
             for p, _, k in pieces:
-                self._trace(Access.FETCH if fetch else Access.READ, p, k, user)
+                self._emit(Access.FETCH if fetch else Access.READ, p, k, user)
         return b"".join(self.memory.read(p, k) for p, _, k in pieces)
 
     def write_bytes(self, linear: int, data: bytes | bytearray | memoryview, user: bool) -> None:
@@ -986,7 +990,7 @@ class MMU:
         pieces = self._pieces(linear, len(buf), True, user, False)
         if self._tracers:
             for p, _, k in pieces:
-                self._trace(Access.WRITE, p, k, user)
+                self._emit(Access.WRITE, p, k, user)
         for p, off, k in pieces:
             self.memory.write(p, buf[off : off + k])
 
@@ -996,34 +1000,34 @@ class MMU:
         """The decoder's instruction fetch: ``n`` bytes at physical ``phys`` (already
         translated as a fetch), reported as :attr:`Access.FETCH`."""
         if self._tracers:
-            self._trace(Access.FETCH, phys, n, user)
+            self._emit(Access.FETCH, phys, n, user)
         return self.memory.read(phys, n)
 
     def report_fetch(self, phys: int, n: int, user: bool) -> None:
         """Report an instruction fetch the executor served from its decoded-instruction cache:
         the ``n`` bytes at ``phys`` a fresh decode would read (nothing is read)."""
         if self._tracers:
-            self._trace(Access.FETCH, phys, n, user)
+            self._emit(Access.FETCH, phys, n, user)
 
     def report_insn(self, phys: int, n: int, user: bool) -> None:
         """Report the ``n`` bytes at ``phys`` of an instruction about to execute (one call
         per page the instruction lies in) as :attr:`Access.INSN`; nothing is read."""
         if self._tracers:
-            self._trace(Access.INSN, phys, n, user)
+            self._emit(Access.INSN, phys, n, user)
 
     def copy_physical(self, dst: int, src: int, n: int, user: bool) -> None:
         """A bulk string move of ``n`` bytes between translated physical runs (each inside one
         page): one ``READ`` of the source run, then one ``WRITE`` of the destination run."""
         if self._tracers:
-            self._trace(Access.READ, src, n, user)
-            self._trace(Access.WRITE, dst, n, user)
+            self._emit(Access.READ, src, n, user)
+            self._emit(Access.WRITE, dst, n, user)
         self.memory.copy(dst, src, n)
 
     def write_physical(self, phys: int, data: bytes, user: bool) -> None:
         """A bulk string store of ``data`` at a translated physical run (inside one page),
         reported as one ``WRITE``."""
         if self._tracers:
-            self._trace(Access.WRITE, phys, len(data), user)
+            self._emit(Access.WRITE, phys, len(data), user)
         self.memory.write(phys, data)
 
     def or_locked8(self, linear: int, bits: int) -> bool:
@@ -1034,13 +1038,13 @@ class MMU:
         ``LOCKED_WRITE``."""
         p = self.translate(linear, False, False)
         if self._tracers:
-            self._trace(Access.LOCKED_READ, p, 1, False)
+            self._emit(Access.LOCKED_READ, p, 1, False)
         byte = self.memory.read8(p)
         if byte | bits == byte:
             return False
         p = self.translate(linear, True, False)
         if self._tracers:
-            self._trace(Access.LOCKED_WRITE, p, 1, False)
+            self._emit(Access.LOCKED_WRITE, p, 1, False)
         self.memory.write8(p, byte | bits)
         return True
 
@@ -1066,6 +1070,7 @@ class MMU:
         if tracer in self._tracers:
             raise ConfigError("tracer", "is already attached")
         self._tracers = (*self._tracers, tracer)
+        self._emit = tracer.on_access if len(self._tracers) == 1 else self._trace
         self.__class__ = _TracingMMU
         self._select_fast()
 
@@ -1075,6 +1080,7 @@ class MMU:
         if tracer not in self._tracers:
             raise ConfigError("tracer", "is not attached")
         self._tracers = tuple(t for t in self._tracers if t is not tracer)
+        self._emit = self._tracers[0].on_access if len(self._tracers) == 1 else self._trace
         if not self._tracers:
             self.__class__ = MMU
             self._select_fast()
@@ -1178,7 +1184,7 @@ class _TracingMMU(MMU):
         if e is not None and e.mask & (1 << user):
             e.owner.hits += 1
             off = linear & 0xFFF
-            self._trace(Access.READ, e.base | off, 1, user)
+            self._emit(Access.READ, e.base | off, 1, user)
             return e.frame[off]
         return self._read_slow(linear, 1, user, False)
 
@@ -1188,7 +1194,7 @@ class _TracingMMU(MMU):
             off = linear & 0xFFF
             if off != 0xFFF:
                 e.owner.hits += 1
-                self._trace(Access.READ, e.base | off, 2, user)
+                self._emit(Access.READ, e.base | off, 2, user)
                 if not off & 1:
                     return e.words[off >> 1]
                 return int(_unpack16(e.frame, off)[0])
@@ -1200,7 +1206,7 @@ class _TracingMMU(MMU):
             off = linear & 0xFFF
             if off <= 0xFFC:
                 e.owner.hits += 1
-                self._trace(Access.READ, e.base | off, 4, user)
+                self._emit(Access.READ, e.base | off, 4, user)
                 if not off & 3:
                     return e.dwords[off >> 2]
                 return int(_unpack32(e.frame, off)[0])
@@ -1211,7 +1217,7 @@ class _TracingMMU(MMU):
         if e is not None and e.mask & (1 << user):
             e.owner.hits += 1
             off = linear & 0xFFF
-            self._trace(Access.FETCH, e.base | off, 1, user)
+            self._emit(Access.FETCH, e.base | off, 1, user)
             return e.frame[off]
         return self._read_slow(linear, 1, user, True)
 
@@ -1220,7 +1226,7 @@ class _TracingMMU(MMU):
         if e is not None and e.mask & (1 << user) and (linear & 0xFFF) != 0xFFF:
             e.owner.hits += 1
             off = linear & 0xFFF
-            self._trace(Access.FETCH, e.base | off, 2, user)
+            self._emit(Access.FETCH, e.base | off, 2, user)
             return int(_unpack16(e.frame, off)[0])
         return self._read_slow(linear, 2, user, True)
 
@@ -1229,7 +1235,7 @@ class _TracingMMU(MMU):
         if e is not None and e.mask & (1 << user) and (linear & 0xFFF) <= 0xFFC:
             e.owner.hits += 1
             off = linear & 0xFFF
-            self._trace(Access.FETCH, e.base | off, 4, user)
+            self._emit(Access.FETCH, e.base | off, 4, user)
             return int(_unpack32(e.frame, off)[0])
         return self._read_slow(linear, 4, user, True)
 
@@ -1238,7 +1244,7 @@ class _TracingMMU(MMU):
         if e is not None and e.mask & (4 << user):
             e.owner.hits += 1
             off = linear & 0xFFF
-            self._trace(Access.WRITE, e.base | off, 1, user)
+            self._emit(Access.WRITE, e.base | off, 1, user)
             e.frame[off] = value & 0xFF
             return
         self._write_slow(linear, 1, value, user)
@@ -1249,7 +1255,7 @@ class _TracingMMU(MMU):
             off = linear & 0xFFF
             if not off & 1:
                 e.owner.hits += 1
-                self._trace(Access.WRITE, e.base | off, 2, user)
+                self._emit(Access.WRITE, e.base | off, 2, user)
                 e.words[off >> 1] = value & 0xFFFF
                 return
         self._write_slow(linear, 2, value, user)
@@ -1260,7 +1266,7 @@ class _TracingMMU(MMU):
             off = linear & 0xFFF
             if not off & 3:
                 e.owner.hits += 1
-                self._trace(Access.WRITE, e.base | off, 4, user)
+                self._emit(Access.WRITE, e.base | off, 4, user)
                 e.dwords[off >> 2] = value & _MASK32
                 return
         self._write_slow(linear, 4, value, user)
