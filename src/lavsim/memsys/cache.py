@@ -32,6 +32,7 @@ rule the Pentium pairing model uses (two accesses in one clock to the same bank 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any, Final
 
 import attrs
@@ -135,6 +136,7 @@ class Cache:
     """
 
     __slots__ = (
+        "_filled",
         "_hot",
         "_line_shift",
         "_lru",
@@ -163,13 +165,19 @@ class Cache:
         self._lru = config.replacement == "lru"
         self._write_back = config.write_back
         sets, ways = config.sets, config.ways
+        # Rows are copies of one template (map(list.copy): a board's L2 has 16,384 sets, and
+        # every machine builds its caches).
         #: Per set: the tag of each way, -1 if invalid.
-        self.tags: list[list[int]] = [[-1] * ways for _ in range(sets)]
+        self.tags: list[list[int]] = list(map(list.copy, repeat([-1] * ways, sets)))
         #: Per set: the dirty bit of each way.
-        self.dirty: list[list[bool]] = [[False] * ways for _ in range(sets)]
+        self.dirty: list[list[bool]] = list(map(list.copy, repeat([False] * ways, sets)))
         #: Per set: ``lru`` -- ways from least to most recently used; ``plru`` -- the tree
         #: bits, bit i = node i of the tree (node 0 = B0, 1 = B1, 2 = B2 for 4 ways).
-        self.repl: list[list[int]] = [self._initial_repl() for _ in range(sets)]
+        self.repl: list[list[int]] = list(map(list.copy, repeat(self._initial_repl(), sets)))
+        # The sets that may differ from empty (every other one holds no line and has its
+        # initial replacement state): lines arrive only by fills, so clearing and
+        # invalidating visit only these.
+        self._filled: set[int] = set()
         # The counters of CACHE_COUNTERS.
         self.read_hits = self.read_misses = self.write_hits = self.write_misses = 0
         self.fills = self.writebacks = self.invalidations = 0
@@ -312,6 +320,7 @@ class Cache:
         return CacheResult(False, True, result.victim, through=True)
 
     def _fill(self, index: int, tag: int) -> CacheResult:
+        self._filled.add(index)
         way = self._victim(index)
         tags = self.tags[index]
         victim = -1
@@ -330,15 +339,13 @@ class Cache:
         on hardware; here memory already holds it, see the module docstring of the
         hierarchy)."""
         written: list[int] = []
-        for index, tags in enumerate(self.tags):
-            dirty = self.dirty[index]
-            for way, tag in enumerate(tags):
-                if tag >= 0 and dirty[way] and write_back:
-                    written.append(self._line_addr(index, tag))
-                tags[way] = -1
-                dirty[way] = False
-            self.repl[index] = self._initial_repl()
-        self._forget()
+        if write_back:
+            for index in sorted(self._filled):  # set then way order; other sets hold nothing
+                dirty = self.dirty[index]
+                for way, tag in enumerate(self.tags[index]):
+                    if tag >= 0 and dirty[way]:
+                        written.append(self._line_addr(index, tag))
+        self.clear_lines()
         self.writebacks += len(written)
         self.invalidations += 1
         return written
@@ -346,10 +353,13 @@ class Cache:
     def clear_lines(self) -> None:
         """Empty every line and reset the replacement state without counting anything (a
         host-side reset, see :meth:`lavsim.memsys.hierarchy.MemoryHierarchy.clear`)."""
-        for tags, dirty in zip(self.tags, self.dirty, strict=True):
-            tags[:] = [-1] * len(tags)
-            dirty[:] = [False] * len(dirty)
-        self.repl = [self._initial_repl() for _ in self.tags]
+        ways = self.config.ways
+        initial = self._initial_repl()
+        for index in self._filled:
+            self.tags[index] = [-1] * ways
+            self.dirty[index] = [False] * ways
+            self.repl[index] = initial.copy()
+        self._filled.clear()
         self._forget()
 
     def contents(self) -> list[tuple[int, bool]]:
@@ -415,5 +425,8 @@ class Cache:
         self.tags = [list(t) for t in state["tags"]]
         self.dirty = [[bool(d) for d in row] for row in state["dirty"]]
         self.repl = [list(r) for r in state["repl"]]
+        initial = self._initial_repl()
+        self._filled = {i for i, (tags, repl) in enumerate(zip(self.tags, self.repl, strict=True))
+                        if repl != initial or max(tags) >= 0}
         self._forget()
         CACHE_COUNTERS.set_state(self, state["counters"])
