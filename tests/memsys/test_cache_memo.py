@@ -68,6 +68,17 @@ op = st.one_of(
 )
 
 
+def check_shared_empty_rows(cache: Cache) -> None:
+    """Sets never filled share the empty rows, which nothing has changed."""
+    ways = cache.config.ways
+    initial = list(range(ways)) if cache.config.replacement == "lru" else [0] * (ways - 1)
+    assert cache._empty == ([-1] * ways, [False] * ways, initial)
+    for index in range(cache.config.sets):
+        if index not in cache._filled:
+            assert cache.tags[index] == [-1] * ways and not any(cache.dirty[index])
+            assert cache.repl[index] == initial
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(CONFIGS), st.lists(op, max_size=250))
 def test_a_memoised_cache_equals_one_without_the_memo_on_random_streams(
@@ -93,6 +104,7 @@ def test_a_memoised_cache_equals_one_without_the_memo_on_random_streams(
             memo.clear_lines()
             plain.clear_lines()
         assert memo.get_state() == plain.get_state()
+        check_shared_empty_rows(memo)
         if kind in ("invalidate", "clear"):  # every line gone, the tree/LRU state initial
             fresh = Cache(config).get_state()
             assert {k: v for k, v in memo.get_state().items() if k != "counters"} == {

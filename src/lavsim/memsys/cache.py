@@ -32,7 +32,6 @@ rule the Pentium pairing model uses (two accesses in one clock to the same bank 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from itertools import repeat
 from typing import Any, Final
 
 import attrs
@@ -136,6 +135,7 @@ class Cache:
     """
 
     __slots__ = (
+        "_empty",
         "_filled",
         "_hot",
         "_line_shift",
@@ -165,18 +165,21 @@ class Cache:
         self._lru = config.replacement == "lru"
         self._write_back = config.write_back
         sets, ways = config.sets, config.ways
-        # Rows are copies of one template (map(list.copy): a board's L2 has 16,384 sets, and
-        # every machine builds its caches).
+        # Every set that was never filled shares one empty row of each kind (a board's L2 has
+        # 16,384 sets and every machine builds its caches): a set gets rows of its own at its
+        # first fill, the only way lines arrive, and a row is changed in place only then or
+        # later (see _fill). ``_empty`` holds the shared rows.
+        self._empty = ([-1] * ways, [False] * ways, self._initial_repl())
         #: Per set: the tag of each way, -1 if invalid.
-        self.tags: list[list[int]] = list(map(list.copy, repeat([-1] * ways, sets)))
+        self.tags: list[list[int]] = [self._empty[0]] * sets
         #: Per set: the dirty bit of each way.
-        self.dirty: list[list[bool]] = list(map(list.copy, repeat([False] * ways, sets)))
+        self.dirty: list[list[bool]] = [self._empty[1]] * sets
         #: Per set: ``lru`` -- ways from least to most recently used; ``plru`` -- the tree
         #: bits, bit i = node i of the tree (node 0 = B0, 1 = B1, 2 = B2 for 4 ways).
-        self.repl: list[list[int]] = list(map(list.copy, repeat(self._initial_repl(), sets)))
-        # The sets that may differ from empty (every other one holds no line and has its
-        # initial replacement state): lines arrive only by fills, so clearing and
-        # invalidating visit only these.
+        self.repl: list[list[int]] = [self._empty[2]] * sets
+        # The sets that may differ from empty and have rows of their own (every other one
+        # holds no line and has its initial replacement state): clearing and invalidating
+        # visit only these.
         self._filled: set[int] = set()
         # The counters of CACHE_COUNTERS.
         self.read_hits = self.read_misses = self.write_hits = self.write_misses = 0
@@ -320,7 +323,12 @@ class Cache:
         return CacheResult(False, True, result.victim, through=True)
 
     def _fill(self, index: int, tag: int) -> CacheResult:
-        self._filled.add(index)
+        if index not in self._filled:
+            # The set's first line: rows of its own instead of the shared empty ones.
+            self._filled.add(index)
+            self.tags[index] = self._empty[0].copy()
+            self.dirty[index] = self._empty[1].copy()
+            self.repl[index] = self._empty[2].copy()
         way = self._victim(index)
         tags = self.tags[index]
         victim = -1
@@ -353,12 +361,11 @@ class Cache:
     def clear_lines(self) -> None:
         """Empty every line and reset the replacement state without counting anything (a
         host-side reset, see :meth:`lavsim.memsys.hierarchy.MemoryHierarchy.clear`)."""
-        ways = self.config.ways
-        initial = self._initial_repl()
+        empty_tags, empty_dirty, empty_repl = self._empty
         for index in self._filled:
-            self.tags[index] = [-1] * ways
-            self.dirty[index] = [False] * ways
-            self.repl[index] = initial.copy()
+            self.tags[index] = empty_tags
+            self.dirty[index] = empty_dirty
+            self.repl[index] = empty_repl
         self._filled.clear()
         self._forget()
 
@@ -425,7 +432,8 @@ class Cache:
         self.tags = [list(t) for t in state["tags"]]
         self.dirty = [[bool(d) for d in row] for row in state["dirty"]]
         self.repl = [list(r) for r in state["repl"]]
-        initial = self._initial_repl()
+        # Every row is the set's own now: any set may be marked filled, these need to be.
+        initial = self._empty[2]
         self._filled = {i for i, (tags, repl) in enumerate(zip(self.tags, self.repl, strict=True))
                         if repl != initial or max(tags) >= 0}
         self._forget()
