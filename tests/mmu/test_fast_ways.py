@@ -199,3 +199,22 @@ def test_a_tracer_keeps_the_mmu_fast_path_and_sees_each_fast_hit(monkeypatch: An
     assert mmu.data_page(0x3F) is not None
     mmu.read32(lin, True)
     assert len(recorder.events) == 3 and calls == []
+
+
+def test_a_subclass_of_the_mmu_keeps_its_class_and_reports_with_its_fast_path_off() -> None:
+    class Mine(MMU):
+        __slots__ = ()
+
+    mem = build(CONFIGS["tiny"], True).memory
+    mmu = Mine(mem, CONFIGS["tiny"])
+    mmu.load_cr3(PD)
+    mmu.set_controls(CR0_PE | CR0_PG, CR4_PSE)
+    mmu.read32(0, False)
+    recorder = Recorder()
+    mmu.add_tracer(recorder)
+    assert type(mmu) is Mine and mmu.data_page(0) is None
+    mmu.read32(0, False)
+    assert recorder.events == [(Access.READ, 0x10_0000, 4, False)]
+    mmu.remove_tracer(recorder)
+    mmu.read32(0, False)
+    assert type(mmu) is Mine and mmu.data_page(0) is not None and len(recorder.events) == 1

@@ -1071,7 +1071,12 @@ class MMU:
             raise ConfigError("tracer", "is already attached")
         self._tracers = (*self._tracers, tracer)
         self._emit = tracer.on_access if len(self._tracers) == 1 else self._trace
-        self.__class__ = _TracingMMU
+        if type(self) is MMU:
+            self.__class__ = _TracingMMU
+        elif type(self) is not _TracingMMU:
+            # A subclass of the MMU has no reporting variant: its fast path is off instead.
+            self._fast_enabled = False
+            self.drop_fast_path()
         self._select_fast()
 
     def remove_tracer(self, tracer: MemoryTracer) -> None:
@@ -1082,7 +1087,10 @@ class MMU:
         self._tracers = tuple(t for t in self._tracers if t is not tracer)
         self._emit = self._tracers[0].on_access if len(self._tracers) == 1 else self._trace
         if not self._tracers:
-            self.__class__ = MMU
+            traced = type(self) is _TracingMMU  # a plain test: mypy would narrow self
+            if traced:
+                self.__class__ = MMU
+            self._fast_enabled = self.config.fast_path
             self._select_fast()
 
     def invalidate_caches(self, write_back: bool) -> None:
