@@ -247,6 +247,7 @@ class MemoryHierarchy:
         self._dram_write = n * t.dram_write
         self._l2_write = n * t.l2_write
         self._word = min(t.bus_width, 4)  # bytes per bus write of a buffered write
+        self._buffers = config.write_buffers
         l2_line = timing.l2.line if timing.l2 is not None else line_d
         self._l2_victim = n * t.burst_clocks(t.dram_burst, l2_line)
 
@@ -439,21 +440,33 @@ class MemoryHierarchy:
             buffer.popleft()
 
     def _buffer_write(self, addr: int, hit: bool) -> int:
-        now = self.clock.tsc * self._d
+        # (_retire, _bus_write_cost and _stall inline: every write-through write comes here.)
+        d = self._d
+        now = self.clock.tsc * d
         buffer = self.buffer
-        while buffer and buffer[0][0] <= now:  # _retire(now), inline
+        while buffer and buffer[0][0] <= now:
             buffer.popleft()
         stall = 0
-        if len(buffer) >= self.config.write_buffers:
+        if len(buffer) >= self._buffers:
             self.buffer_full += 1
-            stall = -((now - self.buffer[0][0]) // self._d)  # whole cycles until it is done
-            now += stall * self._d
-            self._retire(now)
+            stall = -((now - buffer[0][0]) // d)  # whole cycles until it is done
+            now += stall * d
+            while buffer and buffer[0][0] <= now:
+                buffer.popleft()
         start = max(now, self.bus_free)
-        self.bus_free = start + self._bus_write_cost(addr)
-        self.buffer.append((self.bus_free, hit))
+        l2 = self.l2
+        if l2 is None:
+            cost = self._dram_write
+        elif l2.write(addr).hit:
+            self.l2_hits += 1
+            cost = self._l2_write
+        else:
+            self.l2_misses += 1
+            cost = self._dram_write
+        self.bus_free = start + cost
+        buffer.append((self.bus_free, hit))
         self.buffered_writes += 1
-        return self._stall(stall)
+        return self._stall(stall) if stall else 0
 
     # --- locked cycles -----------------------------------------------------------------
 
