@@ -3,8 +3,9 @@ in the same run.
 
 1. The guest loop of ``sim_speed.py`` (load / add / store / inc / cmp / branch, flat ring 0,
    paging on) on a ``Machine`` of each board: simulated MIPS and the ratio to ``ideal``. With a
-   hierarchy attached the MMU's fast path and the CPU's blocks are off (the tracer seam's rule),
-   so this ratio is mostly that, plus the caches' own work.
+   hierarchy attached the CPU's blocks and its inlined fast paths are off (the tracer seam's
+   rule; the MMU's accessors keep their fast path), so this ratio is mostly that, plus the
+   caches' own work.
 2. ``lavsim rpc`` (every mechanism at 0 and 4096 bytes, no remote rows) on ``ideal`` and on each
    CPU model's default board: host seconds and the ratio.
 

@@ -1,10 +1,10 @@
 """Host-side protection checkers for random Lavender systems.
 
 - :class:`WriteWatcher` sees every write to physical memory during a run as a tracer of the MMU
-  (``MMU.add_tracer``: the MMU turns its host fast path off while a tracer is attached, so no
-  write is missed) and attributes it to the CPL at the time of the write, the access's ``user``
-  flag and the running thread's home process; the processor's A/D and descriptor access-byte
-  updates are known by their access kind.
+  (``MMU.add_tracer``: while a tracer is attached every access is reported, fast-path hits
+  included, so no write is missed) and attributes it to the CPL at the time of the write, the
+  access's ``user`` flag and the running thread's home process; the processor's A/D and
+  descriptor access-byte updates are known by their access kind.
 - :class:`TransferChecker` is a step observer: CS changes at CPL > 0 must be gate entries at a
   registered entry point or far returns to the matching call site; CPL decreases must be far
   calls through a registered gate, or IDT deliveries landing on a handler the boot loader
@@ -76,7 +76,7 @@ class WriteWatcher:
         self._ldt = (L.LDT_PHYS, L.LDT_PHYS + L.MAX_PROCESSES * L.LDT_BYTES)
 
     def start(self) -> None:
-        """Attach to the MMU as a tracer (the fast path is off while attached) and check."""
+        """Attach to the MMU as a tracer (every access is reported while attached) and check."""
         self.mmu.add_tracer(self)
         self.active = True
 

@@ -157,7 +157,7 @@ def test_the_snapshot_knows_every_attribute_of_the_simulated_parts() -> None:
     assert public - cpu_host <= cpu_saved
     assert public <= cpu_saved | cpu_host
     tlb_slots = {"_large_pieces", "_nsets", "_sets", "config", "evictions", "flushes", "hits",
-                 "invlpgs", "misses", "name", "on_demote", "page_shift"}
+                 "invlpgs", "misses", "name", "on_demote", "on_drop", "page_shift"}
     assert set(type(m.mmu.tlbs["dtlb"]).__slots__) == tlb_slots
     mmu_slots = set(type(m.mmu).__slots__)
     # data_page / code_page: the host fast path's public lookups (host-side, not saved).

@@ -269,7 +269,7 @@ def test_tracer_events_carry_their_kinds_as_the_mmu_counts_them() -> None:
                    if kind in (Access.WALK_READ, Access.AD_WRITE, Access.LOCKED_READ))
 
 
-def test_the_fast_path_holds_nothing_while_a_tracer_is_attached_and_refills_after() -> None:
+def test_the_page_lookups_answer_none_while_a_tracer_is_attached_and_refill_after() -> None:
     system = _rpc(None)
     machine = system.machine
     mmu = machine.mmu

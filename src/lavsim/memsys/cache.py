@@ -135,9 +135,15 @@ class Cache:
     """
 
     __slots__ = (
+        "_empty",
+        "_filled",
+        "_hot",
         "_line_shift",
+        "_lru",
+        "_set_hot",
         "_set_mask",
         "_set_shift",
+        "_write_back",
         "config",
         "dirty",
         "fills",
@@ -156,17 +162,40 @@ class Cache:
         self._line_shift = config.line.bit_length() - 1
         self._set_mask = config.sets - 1
         self._set_shift = self._line_shift + config.sets.bit_length() - 1
+        self._lru = config.replacement == "lru"
+        self._write_back = config.write_back
         sets, ways = config.sets, config.ways
+        # Every set that was never filled shares one empty row of each kind (a board's L2 has
+        # 16,384 sets and every machine builds its caches): a set gets rows of its own at its
+        # first fill, the only way lines arrive, and a row is changed in place only then or
+        # later (see _fill). ``_empty`` holds the shared rows.
+        self._empty = ([-1] * ways, [False] * ways, self._initial_repl())
         #: Per set: the tag of each way, -1 if invalid.
-        self.tags: list[list[int]] = [[-1] * ways for _ in range(sets)]
+        self.tags: list[list[int]] = [self._empty[0]] * sets
         #: Per set: the dirty bit of each way.
-        self.dirty: list[list[bool]] = [[False] * ways for _ in range(sets)]
+        self.dirty: list[list[bool]] = [self._empty[1]] * sets
         #: Per set: ``lru`` -- ways from least to most recently used; ``plru`` -- the tree
         #: bits, bit i = node i of the tree (node 0 = B0, 1 = B1, 2 = B2 for 4 ways).
-        self.repl: list[list[int]] = [self._initial_repl() for _ in range(sets)]
+        self.repl: list[list[int]] = [self._empty[2]] * sets
+        # The sets that may differ from empty and have rows of their own (every other one
+        # holds no line and has its initial replacement state): clearing and invalidating
+        # visit only these.
+        self._filled: set[int] = set()
         # The counters of CACHE_COUNTERS.
         self.read_hits = self.read_misses = self.write_hits = self.write_misses = 0
         self.fills = self.writebacks = self.invalidations = 0
+        #: The memo of repeated hits (host-side, not state): line number (``addr >>
+        #: line_shift``) -> way of each set's most recently touched line, which is present;
+        #: ``_set_hot[index]`` is that line number, or -1 when unknown. A hit on such a line
+        #: changes no replacement state (re-touching the last touched way is a no-op for LRU
+        #: and for the tree), so it is served from here with the same counters and result.
+        self._hot: dict[int, int] = {}
+        self._set_hot: list[int] = [-1] * sets
+
+    def _forget(self) -> None:
+        """Empty the memo (after anything that changes lines other than through ``_touch``)."""
+        self._hot.clear()
+        self._set_hot = [-1] * self.config.sets
 
     def _initial_repl(self) -> list[int]:
         if self.config.replacement == "lru":
@@ -189,21 +218,29 @@ class Cache:
 
     def _touch(self, index: int, way: int) -> None:
         r = self.repl[index]
-        if self.config.replacement == "lru":
+        if self._lru:
             r.remove(way)
             r.append(way)
-            return
-        # Walk the tree from the root: at each node, record which half was used (1 = the
-        # lower half, as B0 = 1 for L0/L1 and B1 = 1 for L0).
-        node, lo, width = 0, 0, self.config.ways
-        while width > 1:
-            half = width // 2
-            lower = way < lo + half
-            r[node] = 1 if lower else 0
-            node = 2 * node + (1 if lower else 2)
-            if not lower:
-                lo += half
-            width = half
+        else:
+            # Walk the tree from the root: at each node, record which half was used (1 = the
+            # lower half, as B0 = 1 for L0/L1 and B1 = 1 for L0).
+            node, lo, width = 0, 0, self.config.ways
+            while width > 1:
+                half = width // 2
+                lower = way < lo + half
+                r[node] = 1 if lower else 0
+                node = 2 * node + (1 if lower else 2)
+                if not lower:
+                    lo += half
+                width = half
+        # This line is now the set's last touched one: the memo's entry for the set.
+        line = (self.tags[index][way] << (self._set_shift - self._line_shift)) | index
+        old = self._set_hot[index]
+        if old != line:
+            if old >= 0:
+                del self._hot[old]
+            self._hot[line] = way
+            self._set_hot[index] = line
 
     def _victim(self, index: int) -> int:
         tags = self.tags[index]
@@ -241,6 +278,9 @@ class Cache:
     def read(self, addr: int, allocate: bool = True) -> CacheResult:
         """A read of the line of ``addr``: a hit updates the replacement state; a miss fills
         the line (unless ``allocate`` is false: CR0.CD, a locked or uncacheable read)."""
+        if (addr >> self._line_shift) in self._hot:
+            self.read_hits += 1  # the set's last touched line: touching it changes nothing
+            return _HIT
         index, tag = self._locate(addr)
         tags = self.tags[index]
         if tag in tags:
@@ -255,6 +295,13 @@ class Cache:
     def write(self, addr: int, allocate: bool = True, through: bool = False) -> CacheResult:
         """A write to the line of ``addr`` (see the write policy in the module docstring).
         ``through``: write through even in a write-back cache (a page with PWT or PCD)."""
+        way = self._hot.get(addr >> self._line_shift)
+        if way is not None:  # the set's last touched line: touching it changes nothing
+            self.write_hits += 1
+            if self._write_back and not through:
+                self.dirty[(addr >> self._line_shift) & self._set_mask][way] = True
+                return _HIT
+            return _HIT_THROUGH
         index, tag = self._locate(addr)
         tags = self.tags[index]
         config = self.config
@@ -276,6 +323,12 @@ class Cache:
         return CacheResult(False, True, result.victim, through=True)
 
     def _fill(self, index: int, tag: int) -> CacheResult:
+        if index not in self._filled:
+            # The set's first line: rows of its own instead of the shared empty ones.
+            self._filled.add(index)
+            self.tags[index] = self._empty[0].copy()
+            self.dirty[index] = self._empty[1].copy()
+            self.repl[index] = self._empty[2].copy()
         way = self._victim(index)
         tags = self.tags[index]
         victim = -1
@@ -294,17 +347,27 @@ class Cache:
         on hardware; here memory already holds it, see the module docstring of the
         hierarchy)."""
         written: list[int] = []
-        for index, tags in enumerate(self.tags):
-            dirty = self.dirty[index]
-            for way, tag in enumerate(tags):
-                if tag >= 0 and dirty[way] and write_back:
-                    written.append(self._line_addr(index, tag))
-                tags[way] = -1
-                dirty[way] = False
-            self.repl[index] = self._initial_repl()
+        if write_back:
+            for index in sorted(self._filled):  # set then way order; other sets hold nothing
+                dirty = self.dirty[index]
+                for way, tag in enumerate(self.tags[index]):
+                    if tag >= 0 and dirty[way]:
+                        written.append(self._line_addr(index, tag))
+        self.clear_lines()
         self.writebacks += len(written)
         self.invalidations += 1
         return written
+
+    def clear_lines(self) -> None:
+        """Empty every line and reset the replacement state without counting anything (a
+        host-side reset, see :meth:`lavsim.memsys.hierarchy.MemoryHierarchy.clear`)."""
+        empty_tags, empty_dirty, empty_repl = self._empty
+        for index in self._filled:
+            self.tags[index] = empty_tags
+            self.dirty[index] = empty_dirty
+            self.repl[index] = empty_repl
+        self._filled.clear()
+        self._forget()
 
     def contents(self) -> list[tuple[int, bool]]:
         """Every valid line as ``(line address, dirty)``, in set then way order."""
@@ -369,4 +432,9 @@ class Cache:
         self.tags = [list(t) for t in state["tags"]]
         self.dirty = [[bool(d) for d in row] for row in state["dirty"]]
         self.repl = [list(r) for r in state["repl"]]
+        # Every row is the set's own now: any set may be marked filled, these need to be.
+        initial = self._empty[2]
+        self._filled = {i for i, (tags, repl) in enumerate(zip(self.tags, self.repl, strict=True))
+                        if repl != initial or max(tags) >= 0}
+        self._forget()
         CACHE_COUNTERS.set_state(self, state["counters"])

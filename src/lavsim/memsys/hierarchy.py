@@ -53,7 +53,7 @@ snapshot taken at any instruction boundary restores to the same later cycles.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -217,7 +217,7 @@ class MemoryHierarchy:
         self.write_stall = self.locked_stall = 0
         self.buffered_writes = self.buffer_full = self.read_arounds = 0
         self.l2_hits = self.l2_misses = 0
-        self._dispatch = {
+        dispatch = {
             Access.INSN: self._insn,
             Access.READ: self._read,
             Access.WALK_READ: self._walk_read,
@@ -226,6 +226,10 @@ class MemoryHierarchy:
             Access.LOCKED_READ: self._locked_read,
             Access.LOCKED_WRITE: self._locked_write,
         }
+        # Indexed by the kind's value (FETCH, the decoder's look-ahead, is ignored: None).
+        self._handlers: list[Callable[[int, int], None] | None] = [
+            dispatch.get(kind) for kind in sorted(Access)
+        ]
         t = timing
         line_d = self.data.config.line
         line_c = self.code.config.line
@@ -242,6 +246,8 @@ class MemoryHierarchy:
         self._l2_single = n * t.l2_burst[0]
         self._dram_write = n * t.dram_write
         self._l2_write = n * t.l2_write
+        self._word = min(t.bus_width, 4)  # bytes per bus write of a buffered write
+        self._buffers = config.write_buffers
         l2_line = timing.l2.line if timing.l2 is not None else line_d
         self._l2_victim = n * t.burst_clocks(t.dram_burst, l2_line)
 
@@ -249,7 +255,7 @@ class MemoryHierarchy:
 
     def on_access(self, kind: Access, phys: int, size: int, user: bool) -> None:
         """One physical access (the MMU's tracer seam): charge its stall cycles."""
-        handler = self._dispatch.get(kind)
+        handler = self._handlers[kind]
         if handler is not None:
             handler(phys, size)
 
@@ -286,17 +292,35 @@ class MemoryHierarchy:
         return 0
 
     def _insn(self, phys: int, size: int) -> None:
+        code = self.code
+        shift = code._line_shift
+        line = phys >> shift
+        if line in code._hot and (phys + size - 1) >> shift == line:
+            # One line, the last touched of its set: a hit that changes no state and costs
+            # nothing (what the general path below does for it, without the work).
+            code.read_hits += 1
+            return
         uncached = self._page_bits(phys) & _PCD
         for line in self._lines(self.code, phys, size):
             self.fetch_stall += self._read_line(self.code, line, 4, uncached)
 
     def _read(self, phys: int, size: int) -> None:
+        data = self.data
+        shift = data._line_shift
+        line = phys >> shift
+        if line in data._hot and (phys + size - 1) >> shift == line:
+            data.read_hits += 1  # as in _insn
+            return
         uncached = self._page_bits(phys) & _PCD
         for line in self._lines(self.data, phys, size):
             self.read_stall += self._read_line(self.data, line, min(size, 4), uncached)
 
     def _walk_read(self, phys: int, size: int) -> None:
-        self.walk_stall += self._read_line(self.data, phys, 4)
+        data = self.data
+        if (phys >> data._line_shift) in data._hot:
+            data.read_hits += 1  # as in _insn
+            return
+        self.walk_stall += self._read_line(data, phys, 4)
 
     def _read_line(self, cache: Cache, addr: int, size: int, uncached: int = 0) -> int:
         fill = not (self.controls.cr0 & _CR0_CD or uncached)
@@ -358,13 +382,30 @@ class MemoryHierarchy:
 
     def _write(self, phys: int, size: int) -> None:
         data = self.data
+        if data._write_back and not (self._page_cache or self._large_page_cache):
+            shift = data._line_shift
+            line = phys >> shift
+            way = data._hot.get(line)
+            if way is not None and (phys + size - 1) >> shift == line:
+                # A write-back hit on the set's last touched line of a page without PCD/PWT:
+                # the line turns dirty, nothing goes to the bus (as the general path below).
+                data.write_hits += 1
+                data.dirty[line & data._set_mask][way] = True
+                return
         nw = self.controls.cr0 & _CR0_NW
         line_size = data.config.line
-        width = self.timing.bus_width
         end = phys + max(size, 1)
         bits = self._page_bits(phys)
         allocate = not bits & _PCD
         through = bits != 0  # PWT, or PCD (an uncacheable write goes to memory)
+        if (end - 1) // line_size == phys // line_size:
+            # Inside one line (the usual case): the loop below for a single piece.
+            result = data.write(phys, allocate, through)
+            if result.through and not (nw and result.hit):
+                for _ in range(-(-(end - phys) // self._word)):
+                    self.write_stall += self._buffer_write(phys, result.hit)
+            return
+        width = self.timing.bus_width
         for line in self._lines(data, phys, size):
             lo = max(phys, line)
             hi = min(end, line + line_size)
@@ -399,19 +440,33 @@ class MemoryHierarchy:
             buffer.popleft()
 
     def _buffer_write(self, addr: int, hit: bool) -> int:
-        now = self._now()
-        self._retire(now)
+        # (_retire, _bus_write_cost and _stall inline: every write-through write comes here.)
+        d = self._d
+        now = self.clock.tsc * d
+        buffer = self.buffer
+        while buffer and buffer[0][0] <= now:
+            buffer.popleft()
         stall = 0
-        if len(self.buffer) >= self.config.write_buffers:
+        if len(buffer) >= self._buffers:
             self.buffer_full += 1
-            stall = -((now - self.buffer[0][0]) // self._d)  # whole cycles until it is done
-            now += stall * self._d
-            self._retire(now)
+            stall = -((now - buffer[0][0]) // d)  # whole cycles until it is done
+            now += stall * d
+            while buffer and buffer[0][0] <= now:
+                buffer.popleft()
         start = max(now, self.bus_free)
-        self.bus_free = start + self._bus_write_cost(addr)
-        self.buffer.append((self.bus_free, hit))
+        l2 = self.l2
+        if l2 is None:
+            cost = self._dram_write
+        elif l2.write(addr).hit:
+            self.l2_hits += 1
+            cost = self._l2_write
+        else:
+            self.l2_misses += 1
+            cost = self._dram_write
+        self.bus_free = start + cost
+        buffer.append((self.bus_free, hit))
         self.buffered_writes += 1
-        return self._stall(stall)
+        return self._stall(stall) if stall else 0
 
     # --- locked cycles -----------------------------------------------------------------
 
@@ -484,10 +539,7 @@ class MemoryHierarchy:
         state of a machine whose caches hold nothing useful, e.g. after a read scan of more
         memory than the caches hold); counters are kept."""
         for cache in self.caches().values():
-            for tags, dirty in zip(cache.tags, cache.dirty, strict=True):
-                tags[:] = [-1] * len(tags)
-                dirty[:] = [False] * len(dirty)
-            cache.repl = [cache._initial_repl() for _ in cache.tags]
+            cache.clear_lines()
         self.buffer.clear()
         self.bus_free = min(self.bus_free, self._now())
 

@@ -5,23 +5,34 @@ Two caches live here and must not be confused (DESIGN.md §2):
 * the **modelled TLBs** (:mod:`lavsim.mmu.tlb`): architecture; their misses are reported to
   the ``listener`` and cost simulated cycles;
 * the **host fast path**: per access kind, a ``dict`` from virtual page number to a
-  :class:`FastPage` (frame view, physical base, permission mask, owning TLB, dword and word
-  views). It holds only pages whose modelled TLB entry is the most recently used one of its
-  set, so a fast hit is exactly a modelled hit that changes no LRU state: it credits the
-  owning TLB one hit and touches nothing else. Every modelled change that can demote an entry
-  from MRU (a fill, an eviction, a hit on another entry of the set, an invalidation, a flush)
-  removes the page from the fast dict through the TLB's ``on_demote`` hook; a CR0.WP change
-  clears it (the permission mask depends on WP). Writes go through the fast path only when the
-  cached Dirty flag is set, so a write that must set D always reaches the modelled path. With
+  :class:`FastPage` (frame view, physical base, permission mask, hit owner, dword and word
+  views). It holds pages of any entry the modelled TLBs hold, not only of MRU ones, in two
+  variants made at the fill (over views made once per frame): while the entry is the MRU of
+  its set the page's ``owner`` is the TLB, and a fast hit is exactly a modelled hit that
+  changes no LRU state (one hit credited); otherwise the owner is the entry's
+  :class:`FastWay`, whose ``hits += 1`` credits the TLB and makes the entry MRU
+  (:meth:`TLB.touch`, what the modelled probe does), putting the MRU variants in the dict.
+  The TLB's hooks keep this exact: ``on_demote`` (an entry stops being MRU: its pages are
+  swapped for the way-credited variants) and ``on_drop`` (an entry is replaced, evicted,
+  invalidated or flushed: its pages leave the dict); a CR0.WP change clears the dict (the
+  permission mask depends on WP). The converse is not needed: an entry that becomes MRU
+  because another left its set keeps way-credited pages until its next hit (a ``touch`` of
+  the MRU changes nothing). So the TLB contents in LRU order and every TLB's statistics are
+  those of the modelled path. Writes go through the fast path only when the cached Dirty
+  flag is set, so a write that must set D always reaches the modelled path. With
   ``MMUConfig.fast_path`` off the dicts stay empty and every access takes the modelled path;
   the results, TLB contents, LRU order and statistics are identical
-  (tests/mmu/test_mmu_properties.py checks it).
+  (tests/mmu/test_mmu_properties.py, tests/mmu/test_fast_ways.py).
 
   Code outside the MMU that inlines the fast path (``lavsim.cpu.fast``, ``lavsim.cpu.far``,
   the executor's fetch) looks pages up through :attr:`MMU.data_page` / :attr:`MMU.code_page`
   (the bound ``get`` of the dict in use, so a lookup costs what a dict lookup costs), tests
   ``page.mask & (FAST_READ << user)`` (or ``FAST_WRITE``), credits ``page.owner.hits`` and
   then uses the views. A ``None`` or a missing permission bit means: take the modelled path.
+  The credit must be made in access order, once per access (or ``+= n`` for n accesses in a
+  row to that page), right after the lookup. A page object never changes, but a hit or a
+  fill may change which object the dict holds, so a caller that keeps a page across
+  accesses checks ``data_page(vpn) is page`` before each (as the executor's blocks do).
 
 With CR0.PG=0 a linear address is the physical address; the fast dict then maps page numbers to
 frames directly and the TLBs are not used.
@@ -59,9 +70,12 @@ processor makes, before the access is done (after its translation succeeded), wi
   through the scalar accessors above and are reported as they are; a guest read-modify-write
   (XCHG with memory, a LOCK-prefixed instruction) is its ``READ`` then its ``WRITE``.
 
-While any tracer is attached the fast path holds no entries (the dicts are flushed on attach
-and stay empty until the last tracer is removed), so every access reaches the code that
-reports it; with no tracer the fast path is unchanged and pays nothing. Tracers observe only:
+While any tracer is attached the instance's class is :class:`_TracingMMU`, whose scalar
+accessors report their fast hits exactly as the modelled path reports (kind, physical address,
+size, ``user``, order; page-crossing accesses take the modelled path as before), and
+``data_page`` / ``code_page`` answer None, so code that inlines the fast path (and would
+report nothing) takes the accessors; with no tracer the accessors are the plain ones and pay
+nothing. Tracers observe only:
 they must not change memory, registers or the MMU, and a run gives the same cycles, registers,
 memory and TLB statistics with or without them (tests/mmu/test_mmu_tracer.py). The one
 exception is a board's memory hierarchy (:mod:`lavsim.memsys`), which is a timing model: it
@@ -279,22 +293,91 @@ class FastPage:
     """One page of the host fast path (see the module docstring).
 
     ``frame``: the frame's byte view; ``base``: its physical address; ``mask``: the
-    ``FAST_READ``/``FAST_WRITE`` bits allowed (shifted by ``user``); ``owner``: the TLB a hit
-    is credited to (``owner.hits += 1``); ``dwords`` / ``words``: the frame cast to native
-    32/16-bit units (aligned accesses only; the fast path exists only on little-endian hosts).
+    ``FAST_READ``/``FAST_WRITE`` bits allowed (shifted by ``user``); ``owner``: what a hit is
+    credited to (``owner.hits += 1``): the owning TLB while the entry is the MRU of its set,
+    else the entry's :class:`FastWay`, whose credit also makes the entry MRU; ``dwords`` /
+    ``words``: the frame cast to native 32/16-bit units (aligned accesses only; the fast path
+    exists only on little-endian hosts). A page's fields never change: when its entry changes
+    rank the MMU puts another ``FastPage`` in the dict.
     """
 
     __slots__ = ("base", "dwords", "frame", "mask", "owner", "words")
 
     def __init__(
-        self, frame: memoryview, base: int, mask: int, owner: TLB | _Uncounted
+        self, views: FrameViews, base: int, mask: int, owner: TLB | FastWay | _Uncounted
     ) -> None:
-        self.frame = frame
+        self.frame, self.dwords, self.words = views
         self.base = base
         self.mask = mask
         self.owner = owner
-        self.dwords = frame.cast("I")
-        self.words = frame.cast("H")
+
+
+#: A frame's byte view and its casts to dwords and words, made once per frame.
+FrameViews = tuple[memoryview, memoryview, memoryview]
+
+
+class FastWay:
+    """A modelled TLB entry the fast path holds pages of (one page, or the 4 KiB pieces of a
+    4 MiB entry that were touched), in two variants per page: ``mru`` (owner: the TLB; a hit
+    only counts) and ``lru`` (owner: this way; a hit counts and makes the entry MRU, exactly
+    what the modelled path's probe does). ``table`` is the fast dict the pages live in; it
+    holds the ``mru`` variants while the entry is the MRU of its set, else the ``lru`` ones.
+    """
+
+    __slots__ = ("key", "lru", "mru", "table", "tlb")
+
+    def __init__(self, tlb: TLB, key: int, table: dict[int, FastPage]) -> None:
+        self.tlb = tlb
+        self.key = key
+        self.table = table
+        self.mru: dict[int, FastPage] = {}
+        self.lru: dict[int, FastPage] = {}
+
+    @property
+    def hits(self) -> int:
+        """The owning TLB's hit counter."""
+        return self.tlb.hits
+
+    @hits.setter
+    def hits(self, value: int) -> None:
+        # A hit on an entry that is not the MRU of its set: count it, make it MRU (the TLB's
+        # hook puts the former MRU's lru pages in the table) and put its mru pages in.
+        tlb = self.tlb
+        tlb.hits = value
+        if tlb.touch(self.key):
+            self.table.update(self.mru)
+
+
+class _FastSide:
+    """The fast path's view of one TLB: its ways by key and the TLB's hooks."""
+
+    __slots__ = ("mmu", "table", "tlb", "ways")
+
+    def __init__(self, mmu: MMU, tlb: TLB, table: dict[int, FastPage]) -> None:
+        self.mmu = mmu
+        self.tlb = tlb
+        self.table = table
+        self.ways: dict[int, FastWay] = {}
+        tlb.on_demote = self.demote
+        tlb.on_drop = self.drop
+
+    def demote(self, key: int) -> None:
+        way = self.ways.get(key)
+        if way is not None:
+            self.table.update(way.lru)
+
+    def drop(self, key: int | None) -> None:
+        if key is None:
+            self.mmu._clear_fast()
+            return
+        way = self.ways.pop(key, None)
+        if way is None:
+            return
+        table = self.table
+        for vpn, page in way.mru.items():
+            held = table.get(vpn)
+            if held is page or held is way.lru[vpn]:
+                del table[vpn]
 
 
 PageLookup = Callable[[int], FastPage | None]
@@ -311,11 +394,11 @@ class _TracedWalkMemory:
         self.memory = mmu.memory
 
     def read32(self, addr: int) -> int:
-        self.mmu._trace(Access.WALK_READ, addr, 4, False)
+        self.mmu._emit(Access.WALK_READ, addr, 4, False)
         return self.memory.read32(addr)
 
     def write32(self, addr: int, value: int) -> None:
-        self.mmu._trace(Access.AD_WRITE, addr, 4, False)
+        self.mmu._emit(Access.AD_WRITE, addr, 4, False)
         self.memory.write32(addr, value)
 
 
@@ -331,12 +414,12 @@ class MMU:
         "_dfast",
         "_dfast_paged",
         "_dirty_cb",
+        "_emit",
         "_fast_enabled",
         "_identity",
         "_ifast",
         "_ifast_paged",
         "_itlb",
-        "_large_vpns",
         "_listener",
         "_ltlb",
         "_miss_cb",
@@ -344,10 +427,12 @@ class MMU:
         "_paging",
         "_pge",
         "_pse",
+        "_side_of",
         "_tlb",
         "_tlbs",
         "_tracers",
         "_uncounted",
+        "_views",
         "_walk_memory",
         "_wp",
         "ad_writes",
@@ -396,13 +481,14 @@ class MMU:
         self._ifast_paged: dict[int, FastPage] = (
             {} if self._itlb is not self._tlb else self._dfast_paged
         )
-        self._large_vpns: dict[int, list[int]] = {}
         self._uncounted = _Uncounted()
-        self._tlb.on_demote = self._demote_data
-        if self._itlb is not self._tlb:
-            self._itlb.on_demote = self._demote_code
-        if self._ltlb is not None:
-            self._ltlb.on_demote = self._demote_large
+        # Each TLB's fast-path side: the dict its pages go to (the ITLB's own dict when the
+        # TLBs are split; the large-page TLB's pieces are data pages).
+        self._side_of: dict[TLB, _FastSide] = {
+            t: _FastSide(self, t, self._ifast_paged if t is self._itlb else self._dfast_paged)
+            for t in self._tlbs
+        }
+        self._views: dict[int, FrameViews] = {}
         self._dfast = self._identity if self._fast_enabled else self._nofast
         self._ifast = self._dfast
         #: The fast-path lookup for data accesses: ``data_page(linear >> 12)`` is the
@@ -411,6 +497,9 @@ class MMU:
         #: The same for instruction fetches (the ITLB's pages when the TLBs are split).
         self.code_page: PageLookup = self._ifast.get
         self._tracers: tuple[MemoryTracer, ...] = ()
+        #: Reports one access to every tracer: the tracer's own ``on_access`` when there is
+        #: one (a call less per access), else :meth:`_trace`.
+        self._emit: Callable[[Access, int, int, bool], None] = self._trace
         self._walk_memory = _TracedWalkMemory(self)
         #: PCD/PWT of the pages that have them (``PCD | PWT`` bits as in the entry), by frame:
         #: 4 KiB frame number (phys >> 12) here, 4 MiB frame number (phys >> 22) in
@@ -483,7 +572,8 @@ class MMU:
 
     def _select_fast(self) -> None:
         """Point the accessors at the fast dicts for the current paging mode (or at the empty
-        one when the fast path is off or a tracer is attached)."""
+        one when the fast path is off), and the public lookups at them too unless a tracer is
+        attached (then at the empty one: inlined fast paths would report nothing)."""
         if not self._fast_enabled:
             self._dfast = self._ifast = self._nofast
         elif self._paging:
@@ -491,8 +581,11 @@ class MMU:
             self._ifast = self._ifast_paged
         else:
             self._dfast = self._ifast = self._identity
-        self.data_page = self._dfast.get
-        self.code_page = self._ifast.get
+        if self._tracers:
+            self.data_page = self.code_page = self._nofast.get
+        else:
+            self.data_page = self._dfast.get
+            self.code_page = self._ifast.get
 
     def load_cr3(self, value: int) -> None:
         """MOV to CR3: new page-directory base; flushes non-global entries (all without PGE)."""
@@ -535,43 +628,41 @@ class MMU:
     def _clear_fast(self) -> None:
         self._dfast_paged.clear()
         self._ifast_paged.clear()
-        self._large_vpns.clear()
+        for side in self._side_of.values():
+            side.ways.clear()
 
-    def _demote_data(self, key: int | None) -> None:
-        if key is None:
-            self._clear_fast()
-        else:
-            self._dfast_paged.pop(key, None)
+    def _frame_views(self, pfn: int) -> FrameViews | None:
+        """The frame's views, made once per frame (a frame is never replaced); None if the
+        frame is not installed or the host is big-endian."""
+        views = self._views.get(pfn)
+        if views is None:
+            if pfn >= self.memory.frame_count:
+                return None  # not installed: the access itself will report MemoryAccessError
+            if not HOST_LITTLE_ENDIAN:
+                # The aligned fast branches read guest words through native-order cast views;
+                # on a big-endian host every access takes the modelled path (same results).
+                return None
+            frame = self.memory.frame_view(pfn)
+            views = self._views[pfn] = (frame, frame.cast("I"), frame.cast("H"))
+        return views
 
-    def _demote_code(self, key: int | None) -> None:
-        if key is None:
-            self._clear_fast()
-        else:
-            self._ifast_paged.pop(key, None)
-
-    def _demote_large(self, key: int | None) -> None:
-        if key is None:
-            self._clear_fast()
-            return
-        for vpn in self._large_vpns.pop(key, ()):
-            self._dfast_paged.pop(vpn, None)
-
-    def _fast_entry(self, frame: int, mask: int, owner: TLB | _Uncounted) -> FastPage | None:
-        pfn = frame >> 12
-        if pfn >= self.memory.frame_count:
-            return None  # not installed: the access itself will report MemoryAccessError
-        if not HOST_LITTLE_ENDIAN:
-            # The aligned fast branches read guest words through native-order cast views; on a
-            # big-endian host every access takes the modelled path instead (same results).
-            return None
-        return FastPage(self.memory.frame_view(pfn), frame, mask, owner)
-
-    def _remember(self, fetch: bool, linear: int, entry: TLBEntry, owner: TLB) -> None:
+    def _remember(self, linear: int, entry: TLBEntry, owner: TLB) -> None:
         """Put the page of ``linear`` in the fast dict: its entry just became MRU in ``owner``."""
         if not self._fast_enabled:
             return
+        side = self._side_of[owner]
+        key = linear >> owner.page_shift
         vpn = linear >> 12
+        way = side.ways.get(key)
+        if way is None:
+            way = side.ways[key] = FastWay(owner, key, side.table)
+        elif vpn in way.mru:
+            side.table.update(way.mru)
+            return
         frame = entry.base | (linear & 0x3FF000) if owner.page_shift == 22 else entry.base
+        views = self._frame_views(frame >> 12)
+        if views is None:
+            return
         us = entry.us
         mask = _READ_SUP | (_READ_USER if us else 0)
         if entry.d:
@@ -579,12 +670,9 @@ class MMU:
                 mask |= _WRITE_SUP
             if us and entry.rw:
                 mask |= _WRITE_USER
-        fast = self._fast_entry(frame, mask, owner)
-        if fast is None:
-            return
-        (self._ifast_paged if fetch else self._dfast_paged)[vpn] = fast
-        if owner is self._ltlb:
-            self._large_vpns.setdefault(vpn >> 10, []).append(vpn)
+        way.mru[vpn] = FastPage(views, frame, mask, owner)
+        way.lru[vpn] = FastPage(views, frame, mask, way)
+        side.table.update(way.mru)
 
     # --- the modelled path ---------------------------------------------------------------
 
@@ -593,9 +681,11 @@ class MMU:
         linear &= _MASK32
         if not self._paging:
             if self._fast_enabled and (linear >> 12) not in self._identity:
-                fast = self._fast_entry(linear & 0xFFFFF000, _ALL, self._uncounted)
-                if fast is not None:
-                    self._identity[linear >> 12] = fast
+                views = self._frame_views(linear >> 12)
+                if views is not None:
+                    self._identity[linear >> 12] = FastPage(
+                        views, linear & 0xFFFFF000, _ALL, self._uncounted
+                    )
             return linear
         tlb = self._itlb if fetch else self._tlb
         large = self._ltlb if (not fetch or self._itlb is self._tlb) else None
@@ -616,7 +706,7 @@ class MMU:
             raise CpuFault(PF, PF_P | (PF_W if write else 0) | (PF_U if user else 0), linear)
         if write and not entry.d:
             return self._dirty_walk(linear, user, tlb, large, owner)
-        self._remember(fetch, linear, entry, owner)
+        self._remember(linear, entry, owner)
         if owner.page_shift == 22:
             return entry.base | (linear & 0x3FFFFF)
         return entry.base | (linear & 0xFFF)
@@ -628,20 +718,18 @@ class MMU:
         self.ad_writes += result.ad_writes
         return result
 
-    def _fill(
-        self, fetch: bool, linear: int, result: WalkResult, tlb: TLB, large: TLB | None
-    ) -> int:
+    def _fill(self, linear: int, result: WalkResult, tlb: TLB, large: TLB | None) -> int:
         bits = result.cache
         if bits or self.page_cache or self.large_page_cache:
             self._record_cache(result, bits)
         if result.large and large is not None:
             entry = TLBEntry(result.large_base, result.us, result.rw, result.d, result.g, True)
             large.fill(linear, entry)
-            self._remember(fetch, linear, entry, large)
+            self._remember(linear, entry, large)
         else:
             entry = TLBEntry(result.frame, result.us, result.rw, result.d, result.g, result.large)
             tlb.fill(linear, entry)
-            self._remember(fetch, linear, entry, tlb)
+            self._remember(linear, entry, tlb)
         return result.physical
 
     def _record_cache(self, result: WalkResult, bits: int) -> None:
@@ -668,7 +756,7 @@ class MMU:
         if result.fault is not None:
             self.page_faults += 1
             raise result.fault
-        return self._fill(fetch, linear, result, tlb, large)
+        return self._fill(linear, result, tlb, large)
 
     def _dirty_walk(self, linear: int, user: bool, tlb: TLB, large: TLB | None, owner: TLB) -> int:
         """A write hit an entry whose cached D is 0: walk the tables again to set D.
@@ -684,7 +772,7 @@ class MMU:
         if result.fault is not None:
             self.page_faults += 1
             raise result.fault
-        return self._fill(False, linear, result, tlb, large)
+        return self._fill(linear, result, tlb, large)
 
     # --- translation ---------------------------------------------------------------------
 
@@ -709,7 +797,7 @@ class MMU:
             return e.frame[linear & 0xFFF]
         p = self._translate(linear, False, user, False)
         if self._tracers:
-            self._trace(Access.READ, p, 1, user)
+            self._emit(Access.READ, p, 1, user)
         return self.memory.read8(p)
 
     def read16(self, linear: int, user: bool) -> int:
@@ -746,7 +834,7 @@ class MMU:
             return e.frame[linear & 0xFFF]
         p = self._translate(linear, False, user, True)
         if self._tracers:
-            self._trace(Access.FETCH, p, 1, user)
+            self._emit(Access.FETCH, p, 1, user)
         return self.memory.read8(p)
 
     def fetch16(self, linear: int, user: bool) -> int:
@@ -774,7 +862,7 @@ class MMU:
             return
         p = self._translate(linear, True, user, False)
         if self._tracers:
-            self._trace(Access.WRITE, p, 1, user)
+            self._emit(Access.WRITE, p, 1, user)
         self.memory.write8(p, value)
 
     def write16(self, linear: int, value: int, user: bool) -> None:
@@ -830,7 +918,7 @@ class MMU:
         if size <= first:
             p = self.translate(linear, False, user, fetch)
             if self._tracers:
-                self._trace(Access.FETCH if fetch else Access.READ, p, size, user)
+                self._emit(Access.FETCH if fetch else Access.READ, p, size, user)
             if size == 4:
                 return self.memory.read32(p)
             if size == 2:
@@ -841,8 +929,8 @@ class MMU:
         p2 = self.translate((linear + first) & _MASK32, False, user, fetch)
         if self._tracers:
             kind = Access.FETCH if fetch else Access.READ
-            self._trace(kind, p1, first, user)
-            self._trace(kind, p2, size - first, user)
+            self._emit(kind, p1, first, user)
+            self._emit(kind, p2, size - first, user)
         data = self.memory.read(p1, first) + self.memory.read(p2, size - first)
         return int.from_bytes(data, "little")
 
@@ -852,7 +940,7 @@ class MMU:
         if size <= first:
             p = self.translate(linear, True, user)
             if self._tracers:
-                self._trace(Access.WRITE, p, size, user)
+                self._emit(Access.WRITE, p, size, user)
             if size == 4:
                 self.memory.write32(p, value)
             elif size == 2:
@@ -865,8 +953,8 @@ class MMU:
         p1 = self.translate(linear, True, user)
         p2 = self.translate((linear + first) & _MASK32, True, user)
         if self._tracers:
-            self._trace(Access.WRITE, p1, first, user)
-            self._trace(Access.WRITE, p2, size - first, user)
+            self._emit(Access.WRITE, p1, first, user)
+            self._emit(Access.WRITE, p2, size - first, user)
         self.memory.write(p1, data[:first])
         self.memory.write(p2, data[first:])
 
@@ -893,7 +981,7 @@ class MMU:
         pieces = self._pieces(linear, n, False, user, fetch)
         if self._tracers:
             for p, _, k in pieces:
-                self._trace(Access.FETCH if fetch else Access.READ, p, k, user)
+                self._emit(Access.FETCH if fetch else Access.READ, p, k, user)
         return b"".join(self.memory.read(p, k) for p, _, k in pieces)
 
     def write_bytes(self, linear: int, data: bytes | bytearray | memoryview, user: bool) -> None:
@@ -902,7 +990,7 @@ class MMU:
         pieces = self._pieces(linear, len(buf), True, user, False)
         if self._tracers:
             for p, _, k in pieces:
-                self._trace(Access.WRITE, p, k, user)
+                self._emit(Access.WRITE, p, k, user)
         for p, off, k in pieces:
             self.memory.write(p, buf[off : off + k])
 
@@ -912,34 +1000,34 @@ class MMU:
         """The decoder's instruction fetch: ``n`` bytes at physical ``phys`` (already
         translated as a fetch), reported as :attr:`Access.FETCH`."""
         if self._tracers:
-            self._trace(Access.FETCH, phys, n, user)
+            self._emit(Access.FETCH, phys, n, user)
         return self.memory.read(phys, n)
 
     def report_fetch(self, phys: int, n: int, user: bool) -> None:
         """Report an instruction fetch the executor served from its decoded-instruction cache:
         the ``n`` bytes at ``phys`` a fresh decode would read (nothing is read)."""
         if self._tracers:
-            self._trace(Access.FETCH, phys, n, user)
+            self._emit(Access.FETCH, phys, n, user)
 
     def report_insn(self, phys: int, n: int, user: bool) -> None:
         """Report the ``n`` bytes at ``phys`` of an instruction about to execute (one call
         per page the instruction lies in) as :attr:`Access.INSN`; nothing is read."""
         if self._tracers:
-            self._trace(Access.INSN, phys, n, user)
+            self._emit(Access.INSN, phys, n, user)
 
     def copy_physical(self, dst: int, src: int, n: int, user: bool) -> None:
         """A bulk string move of ``n`` bytes between translated physical runs (each inside one
         page): one ``READ`` of the source run, then one ``WRITE`` of the destination run."""
         if self._tracers:
-            self._trace(Access.READ, src, n, user)
-            self._trace(Access.WRITE, dst, n, user)
+            self._emit(Access.READ, src, n, user)
+            self._emit(Access.WRITE, dst, n, user)
         self.memory.copy(dst, src, n)
 
     def write_physical(self, phys: int, data: bytes, user: bool) -> None:
         """A bulk string store of ``data`` at a translated physical run (inside one page),
         reported as one ``WRITE``."""
         if self._tracers:
-            self._trace(Access.WRITE, phys, len(data), user)
+            self._emit(Access.WRITE, phys, len(data), user)
         self.memory.write(phys, data)
 
     def or_locked8(self, linear: int, bits: int) -> bool:
@@ -950,13 +1038,13 @@ class MMU:
         ``LOCKED_WRITE``."""
         p = self.translate(linear, False, False)
         if self._tracers:
-            self._trace(Access.LOCKED_READ, p, 1, False)
+            self._emit(Access.LOCKED_READ, p, 1, False)
         byte = self.memory.read8(p)
         if byte | bits == byte:
             return False
         p = self.translate(linear, True, False)
         if self._tracers:
-            self._trace(Access.LOCKED_WRITE, p, 1, False)
+            self._emit(Access.LOCKED_WRITE, p, 1, False)
         self.memory.write8(p, byte | bits)
         return True
 
@@ -964,7 +1052,8 @@ class MMU:
 
     @property
     def tracing(self) -> bool:
-        """Is a tracer attached (the fast path then holds no entries)?"""
+        """Is a tracer attached (``data_page`` / ``code_page`` then answer None, so that code
+        inlining the fast path takes the MMU's accessors, which report every access)?"""
         return bool(self._tracers)
 
     @property
@@ -974,22 +1063,33 @@ class MMU:
 
     def add_tracer(self, tracer: MemoryTracer) -> None:
         """Attach ``tracer`` (see the module docstring): from now on it sees every physical
-        access. Empties the fast path, which stays off while any tracer is attached."""
+        access. The MMU's accessors switch to their reporting variants (fast hits included);
+        ``data_page`` / ``code_page`` answer None until the last tracer is removed."""
         if not callable(getattr(tracer, "on_access", None)):
             raise ConfigError("tracer", "must have an on_access(kind, phys, size, user) method")
         if tracer in self._tracers:
             raise ConfigError("tracer", "is already attached")
         self._tracers = (*self._tracers, tracer)
-        self._fast_enabled = False
-        self.drop_fast_path()
+        self._emit = tracer.on_access if len(self._tracers) == 1 else self._trace
+        if type(self) is MMU:
+            self.__class__ = _TracingMMU
+        elif type(self) is not _TracingMMU:
+            # A subclass of the MMU has no reporting variant: its fast path is off instead.
+            self._fast_enabled = False
+            self.drop_fast_path()
+        self._select_fast()
 
     def remove_tracer(self, tracer: MemoryTracer) -> None:
-        """Detach ``tracer``; the fast path comes back (per ``MMUConfig.fast_path``) when the
-        last one goes."""
+        """Detach ``tracer``; the accessors that report nothing come back when the last one
+        goes."""
         if tracer not in self._tracers:
             raise ConfigError("tracer", "is not attached")
         self._tracers = tuple(t for t in self._tracers if t is not tracer)
+        self._emit = self._tracers[0].on_access if len(self._tracers) == 1 else self._trace
         if not self._tracers:
+            traced = type(self) is _TracingMMU  # a plain test: mypy would narrow self
+            if traced:
+                self.__class__ = MMU
             self._fast_enabled = self.config.fast_path
             self._select_fast()
 
@@ -1076,6 +1176,108 @@ class MMU:
             table.clear()  # in place: a hierarchy holds these dicts
             table.update((k, v) for k, v in state.get(name, []))
         self.drop_fast_path()
+
+
+class _TracingMMU(MMU):
+    """The MMU while tracers are attached (``add_tracer`` switches the instance's class, so
+    the MMU without tracers pays nothing): the scalar accessors' fast hits report to the
+    tracers exactly what the modelled path reports (kind, physical address, size, ``user``),
+    before the access; everything else (page-crossing and unaligned-at-the-edge accesses,
+    misses) takes the modelled path, which reports as before."""
+
+    __slots__ = ()
+
+    def read8(self, linear: int, user: bool) -> int:
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & (1 << user):
+            e.owner.hits += 1
+            off = linear & 0xFFF
+            self._emit(Access.READ, e.base | off, 1, user)
+            return e.frame[off]
+        return self._read_slow(linear, 1, user, False)
+
+    def read16(self, linear: int, user: bool) -> int:
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & (1 << user):
+            off = linear & 0xFFF
+            if off != 0xFFF:
+                e.owner.hits += 1
+                self._emit(Access.READ, e.base | off, 2, user)
+                if not off & 1:
+                    return e.words[off >> 1]
+                return int(_unpack16(e.frame, off)[0])
+        return self._read_slow(linear, 2, user, False)
+
+    def read32(self, linear: int, user: bool) -> int:
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & (1 << user):
+            off = linear & 0xFFF
+            if off <= 0xFFC:
+                e.owner.hits += 1
+                self._emit(Access.READ, e.base | off, 4, user)
+                if not off & 3:
+                    return e.dwords[off >> 2]
+                return int(_unpack32(e.frame, off)[0])
+        return self._read_slow(linear, 4, user, False)
+
+    def fetch8(self, linear: int, user: bool) -> int:
+        e = self._ifast.get(linear >> 12)
+        if e is not None and e.mask & (1 << user):
+            e.owner.hits += 1
+            off = linear & 0xFFF
+            self._emit(Access.FETCH, e.base | off, 1, user)
+            return e.frame[off]
+        return self._read_slow(linear, 1, user, True)
+
+    def fetch16(self, linear: int, user: bool) -> int:
+        e = self._ifast.get(linear >> 12)
+        if e is not None and e.mask & (1 << user) and (linear & 0xFFF) != 0xFFF:
+            e.owner.hits += 1
+            off = linear & 0xFFF
+            self._emit(Access.FETCH, e.base | off, 2, user)
+            return int(_unpack16(e.frame, off)[0])
+        return self._read_slow(linear, 2, user, True)
+
+    def fetch32(self, linear: int, user: bool) -> int:
+        e = self._ifast.get(linear >> 12)
+        if e is not None and e.mask & (1 << user) and (linear & 0xFFF) <= 0xFFC:
+            e.owner.hits += 1
+            off = linear & 0xFFF
+            self._emit(Access.FETCH, e.base | off, 4, user)
+            return int(_unpack32(e.frame, off)[0])
+        return self._read_slow(linear, 4, user, True)
+
+    def write8(self, linear: int, value: int, user: bool) -> None:
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & (4 << user):
+            e.owner.hits += 1
+            off = linear & 0xFFF
+            self._emit(Access.WRITE, e.base | off, 1, user)
+            e.frame[off] = value & 0xFF
+            return
+        self._write_slow(linear, 1, value, user)
+
+    def write16(self, linear: int, value: int, user: bool) -> None:
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & (4 << user):
+            off = linear & 0xFFF
+            if not off & 1:
+                e.owner.hits += 1
+                self._emit(Access.WRITE, e.base | off, 2, user)
+                e.words[off >> 1] = value & 0xFFFF
+                return
+        self._write_slow(linear, 2, value, user)
+
+    def write32(self, linear: int, value: int, user: bool) -> None:
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & (4 << user):
+            off = linear & 0xFFF
+            if not off & 3:
+                e.owner.hits += 1
+                self._emit(Access.WRITE, e.base | off, 4, user)
+                e.dwords[off >> 2] = value & _MASK32
+                return
+        self._write_slow(linear, 4, value, user)
 
 
 class MissCallback(Protocol):

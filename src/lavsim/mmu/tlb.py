@@ -27,10 +27,12 @@ import attrs
 from lavsim.errors import ConfigError
 from lavsim.stats import CounterGroup
 
-#: Called with a key that may no longer be the MRU entry of its set (demoted, replaced,
-#: evicted or invalidated), or with ``None`` after a flush. The MMU uses it to keep its
-#: host-side fast path a subset of the modelled MRU entries.
-DemoteHook = Callable[[int | None], None]
+#: ``on_demote(key)``: the entry of ``key`` is still held but is no longer the MRU entry of its
+#: set. The MMU uses it to keep its host-side fast path exact (see lavsim.mmu.mmu).
+DemoteHook = Callable[[int], None]
+#: ``on_drop(key)``: the entry of ``key`` is no longer held (replaced, evicted or invalidated);
+#: ``on_drop(None)``: any entry may have gone (a flush, a restored state).
+DropHook = Callable[[int | None], None]
 
 
 @attrs.frozen(slots=True)
@@ -129,6 +131,7 @@ class TLB:
         "misses",
         "name",
         "on_demote",
+        "on_drop",
         "page_shift",
     )
 
@@ -147,6 +150,7 @@ class TLB:
         self.evictions = 0
         self.invlpgs = 0
         self.on_demote: DemoteHook | None = None
+        self.on_drop: DropHook | None = None
 
     # --- search and fill -----------------------------------------------------------------
 
@@ -163,6 +167,21 @@ class TLB:
                 if self.on_demote is not None:
                     self.on_demote(mru)
         return entry
+
+    def touch(self, key: int) -> bool:
+        """Make the held entry of page number ``key`` the MRU of its set, as a hit on it does
+        (no statistics); False, changing nothing, if it is not held."""
+        s = self._sets[key % self._nsets]
+        entry = s.get(key)
+        if entry is None:
+            return False
+        mru = next(reversed(s))
+        if mru != key:
+            del s[key]
+            s[key] = entry
+            if self.on_demote is not None:
+                self.on_demote(mru)
+        return True
 
     def lookup(self, linear: int) -> TLBEntry | None:
         """As :meth:`probe`, counting a hit or a miss."""
@@ -186,22 +205,22 @@ class TLB:
         """
         key = linear >> self.page_shift
         s = self._sets[key % self._nsets]
-        hook = self.on_demote
+        drop = self.on_drop
         old = s.pop(key, None)
         if old is not None:
             if old.large:
                 self._large_pieces -= 1
-            if hook is not None:
-                hook(key)
+            if drop is not None:
+                drop(key)
         elif len(s) >= self.config.ways:
             victim = next(iter(s))
             if s.pop(victim).large:
                 self._large_pieces -= 1
             self.evictions += 1
-            if hook is not None:
-                hook(victim)
-        if s and hook is not None:
-            hook(next(reversed(s)))
+            if drop is not None:
+                drop(victim)
+        if s and self.on_demote is not None:
+            self.on_demote(next(reversed(s)))
         s[key] = entry
         if entry.large and self.page_shift == 12:
             self._large_pieces += 1
@@ -215,8 +234,8 @@ class TLB:
             return False
         if entry.large and self.page_shift == 12:
             self._large_pieces -= 1
-        if self.on_demote is not None:
-            self.on_demote(key)
+        if self.on_drop is not None:
+            self.on_drop(key)
         return True
 
     def invalidate(self, linear: int) -> bool:
@@ -255,8 +274,8 @@ class TLB:
         self._large_pieces = sum(
             1 for s in self._sets for e in s.values() if e.large and self.page_shift == 12
         )
-        if self.on_demote is not None:
-            self.on_demote(None)
+        if self.on_drop is not None:
+            self.on_drop(None)
 
     # --- inspection ----------------------------------------------------------------------
 
@@ -318,7 +337,7 @@ class TLB:
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Put back a state from :meth:`get_state` (checked first; ``ValueError`` and no change
-        if it does not fit this TLB). Tells ``on_demote`` that everything changed."""
+        if it does not fit this TLB). Tells ``on_drop`` that everything changed."""
         sets, counters = self.check_state(state)
         for held, saved in zip(self._sets, sets, strict=True):
             held.clear()
@@ -328,8 +347,8 @@ class TLB:
         )
         for name, value in counters.items():
             setattr(self, name, value)
-        if self.on_demote is not None:
-            self.on_demote(None)
+        if self.on_drop is not None:
+            self.on_drop(None)
 
     def __repr__(self) -> str:
         return (
