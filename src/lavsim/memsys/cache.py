@@ -32,6 +32,7 @@ rule the Pentium pairing model uses (two accesses in one clock to the same bank 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any, Final
 
 import attrs
@@ -156,17 +157,26 @@ class Cache:
         self._line_shift = config.line.bit_length() - 1
         self._set_mask = config.sets - 1
         self._set_shift = self._line_shift + config.sets.bit_length() - 1
-        sets, ways = config.sets, config.ways
         #: Per set: the tag of each way, -1 if invalid.
-        self.tags: list[list[int]] = [[-1] * ways for _ in range(sets)]
+        self.tags: list[list[int]] = []
         #: Per set: the dirty bit of each way.
-        self.dirty: list[list[bool]] = [[False] * ways for _ in range(sets)]
+        self.dirty: list[list[bool]] = []
         #: Per set: ``lru`` -- ways from least to most recently used; ``plru`` -- the tree
         #: bits, bit i = node i of the tree (node 0 = B0, 1 = B1, 2 = B2 for 4 ways).
-        self.repl: list[list[int]] = [self._initial_repl() for _ in range(sets)]
+        self.repl: list[list[int]] = []
+        self.clear_lines()
         # The counters of CACHE_COUNTERS.
         self.read_hits = self.read_misses = self.write_hits = self.write_misses = 0
         self.fills = self.writebacks = self.invalidations = 0
+
+    def clear_lines(self) -> None:
+        """Every line invalid and clean, replacement state as at reset; counters kept
+        (host-side: nothing is charged or counted). One template per state, copied per set:
+        machines are built by the dozen."""
+        sets, ways = self.config.sets, self.config.ways
+        self.tags = list(map(list.copy, repeat([-1] * ways, sets)))
+        self.dirty = list(map(list.copy, repeat([False] * ways, sets)))
+        self.repl = list(map(list.copy, repeat(self._initial_repl(), sets)))
 
     def _initial_repl(self) -> list[int]:
         if self.config.replacement == "lru":

@@ -484,10 +484,7 @@ class MemoryHierarchy:
         state of a machine whose caches hold nothing useful, e.g. after a read scan of more
         memory than the caches hold); counters are kept."""
         for cache in self.caches().values():
-            for tags, dirty in zip(cache.tags, cache.dirty, strict=True):
-                tags[:] = [-1] * len(tags)
-                dirty[:] = [False] * len(dirty)
-            cache.repl = [cache._initial_repl() for _ in cache.tags]
+            cache.clear_lines()
         self.buffer.clear()
         self.bus_free = min(self.bus_free, self._now())
 
