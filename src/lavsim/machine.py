@@ -690,6 +690,11 @@ class Machine:
         if deliver:
             cpu.step()  # the interrupt alone: a breakpoint at the handler is tested next
             return pending
+        region = plan.region(pc) if observers else 0
+        if pending is not None and (pending[0] != region or pending[1] != cs.selector):
+            # Told before the next unit runs: observers read the state the run left.
+            self._report_run(pending, observers)
+            pending = None
         before = cpu.tsc
         counted = cpu.instructions + cpu.unretired
         try:
@@ -701,13 +706,10 @@ class Machine:
             # (After a bus error the run's last cycles include the failing instruction's.)
             steps = cpu.instructions + cpu.unretired - counted
             if observers and steps:
-                region = plan.region(pc)
-                if pending is not None and pending[0] == region and pending[1] == cs.selector:
+                if pending is not None:
                     pending[4] += steps
                     pending[6] = cpu.tsc
                 else:
-                    if pending is not None:
-                        self._report_run(pending, observers)
                     pending = [region, cs.selector, eip, pc, steps, before, cpu.tsc]
         return pending
 
