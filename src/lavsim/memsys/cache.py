@@ -31,6 +31,7 @@ rule the Pentium pairing model uses (two accesses in one clock to the same bank 
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Mapping
 from itertools import repeat
 from typing import Any, Final
@@ -157,13 +158,15 @@ class Cache:
         self._line_shift = config.line.bit_length() - 1
         self._set_mask = config.sets - 1
         self._set_shift = self._line_shift + config.sets.bit_length() - 1
+        # Per set an array, not a list: thousands of sets per cache and dozens of machines
+        # per job are millions of lists the garbage collector would keep walking.
         #: Per set: the tag of each way, -1 if invalid.
-        self.tags: list[list[int]] = []
-        #: Per set: the dirty bit of each way.
-        self.dirty: list[list[bool]] = []
+        self.tags: list[array[int]] = []
+        #: Per set: the dirty bit of each way (0/1).
+        self.dirty: list[bytearray] = []
         #: Per set: ``lru`` -- ways from least to most recently used; ``plru`` -- the tree
         #: bits, bit i = node i of the tree (node 0 = B0, 1 = B1, 2 = B2 for 4 ways).
-        self.repl: list[list[int]] = []
+        self.repl: list[array[int]] = []
         self.clear_lines()
         # The counters of CACHE_COUNTERS.
         self.read_hits = self.read_misses = self.write_hits = self.write_misses = 0
@@ -174,14 +177,14 @@ class Cache:
         (host-side: nothing is charged or counted). One template per state, copied per set:
         machines are built by the dozen."""
         sets, ways = self.config.sets, self.config.ways
-        self.tags = list(map(list.copy, repeat([-1] * ways, sets)))
-        self.dirty = list(map(list.copy, repeat([False] * ways, sets)))
-        self.repl = list(map(list.copy, repeat(self._initial_repl(), sets)))
+        self.tags = list(map(array.__copy__, repeat(array("q", [-1] * ways), sets)))
+        self.dirty = list(map(bytearray.copy, repeat(bytearray(ways), sets)))
+        self.repl = list(map(array.__copy__, repeat(self._initial_repl(), sets)))
 
-    def _initial_repl(self) -> list[int]:
+    def _initial_repl(self) -> array[int]:
         if self.config.replacement == "lru":
-            return list(range(self.config.ways))
-        return [0] * (self.config.ways - 1)
+            return array("h", range(self.config.ways))
+        return array("h", [0] * (self.config.ways - 1))
 
     # --- addresses ---------------------------------------------------------------------
 
@@ -246,7 +249,7 @@ class Cache:
         """Is the line of ``addr`` present and dirty? (Changes nothing.)"""
         index, tag = self._locate(addr)
         tags = self.tags[index]
-        return tag in tags and self.dirty[index][tags.index(tag)]
+        return tag in tags and bool(self.dirty[index][tags.index(tag)])
 
     def read(self, addr: int, allocate: bool = True) -> CacheResult:
         """A read of the line of ``addr``: a hit updates the replacement state; a miss fills
@@ -273,7 +276,7 @@ class Cache:
             way = tags.index(tag)
             self._touch(index, way)
             if config.write_back and not through:
-                self.dirty[index][way] = True
+                self.dirty[index][way] = 1
                 return _HIT
             return _HIT_THROUGH
         self.write_misses += 1
@@ -281,7 +284,7 @@ class Cache:
             return _MISS_THROUGH
         result = self._fill(index, tag)
         if config.write_back:
-            self.dirty[index][self.tags[index].index(tag)] = True
+            self.dirty[index][self.tags[index].index(tag)] = 1
             return result
         return CacheResult(False, True, result.victim, through=True)
 
@@ -293,7 +296,7 @@ class Cache:
             victim = self._line_addr(index, tags[way])
             self.writebacks += 1
         tags[way] = tag
-        self.dirty[index][way] = False
+        self.dirty[index][way] = 0
         self.fills += 1
         self._touch(index, way)
         return _FILL if victim < 0 else CacheResult(False, True, victim)
@@ -310,7 +313,7 @@ class Cache:
                 if tag >= 0 and dirty[way] and write_back:
                     written.append(self._line_addr(index, tag))
                 tags[way] = -1
-                dirty[way] = False
+                dirty[way] = 0
             self.repl[index] = self._initial_repl()
         self.writebacks += len(written)
         self.invalidations += 1
@@ -322,7 +325,7 @@ class Cache:
         for index, tags in enumerate(self.tags):
             for way, tag in enumerate(tags):
                 if tag >= 0:
-                    out.append((self._line_addr(index, tag), self.dirty[index][way]))
+                    out.append((self._line_addr(index, tag), bool(self.dirty[index][way])))
         return out
 
     # --- state -------------------------------------------------------------------------
@@ -376,7 +379,7 @@ class Cache:
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Put back a :meth:`get_state` mapping (checked first; nothing changed if refused)."""
         self.check_state(state)
-        self.tags = [list(t) for t in state["tags"]]
-        self.dirty = [[bool(d) for d in row] for row in state["dirty"]]
-        self.repl = [list(r) for r in state["repl"]]
+        self.tags = [array("q", t) for t in state["tags"]]
+        self.dirty = [bytearray(bool(d) for d in row) for row in state["dirty"]]
+        self.repl = [array("h", r) for r in state["repl"]]
         CACHE_COUNTERS.set_state(self, state["counters"])

@@ -443,7 +443,7 @@ class MemoryHierarchy:
         index, tag = data._locate(phys)
         tags = data.tags[index]
         if tag in tags:
-            data.dirty[index][tags.index(tag)] = False
+            data.dirty[index][tags.index(tag)] = 0
 
     def _ad_write(self, phys: int, size: int) -> None:
         self._locked(phys, True, True)
