@@ -31,9 +31,7 @@ rule the Pentium pairing model uses (two accesses in one clock to the same bank 
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Mapping
-from itertools import repeat
 from typing import Any, Final
 
 import attrs
@@ -138,8 +136,10 @@ class Cache:
 
     __slots__ = (
         "_line_shift",
+        "_lru",
         "_set_mask",
         "_set_shift",
+        "_width",
         "config",
         "dirty",
         "fills",
@@ -158,15 +158,20 @@ class Cache:
         self._line_shift = config.line.bit_length() - 1
         self._set_mask = config.sets - 1
         self._set_shift = self._line_shift + config.sets.bit_length() - 1
-        # Per set an array, not a list: thousands of sets per cache and dozens of machines
-        # per job are millions of lists the garbage collector would keep walking.
-        #: Per set: the tag of each way, -1 if invalid.
-        self.tags: list[array[int]] = []
-        #: Per set: the dirty bit of each way (0/1).
-        self.dirty: list[bytearray] = []
-        #: Per set: ``lru`` -- ways from least to most recently used; ``plru`` -- the tree
-        #: bits, bit i = node i of the tree (node 0 = B0, 1 = B1, 2 = B2 for 4 ways).
-        self.repl: list[array[int]] = []
+        self._lru = config.replacement == "lru"
+        #: Entries of ``repl`` per set.
+        self._width = config.ways if self._lru else config.ways - 1
+        # Flat, set after set (set i at [i * ways, (i + 1) * ways)), not a list per set:
+        # thousands of sets per cache and dozens of machines per job would be millions of
+        # lists to build, empty and have the garbage collector walk. See :meth:`lines`.
+        #: The tag of each way, -1 if invalid.
+        self.tags: list[int] = []
+        #: The dirty bit of each way.
+        self.dirty: list[bool] = []
+        #: Per set (``_width`` entries): ``lru`` -- ways from least to most recently used;
+        #: ``plru`` -- the tree bits, bit i = node i of the tree (node 0 = B0, 1 = B1, 2 = B2
+        #: for 4 ways).
+        self.repl: list[int] = []
         self.clear_lines()
         # The counters of CACHE_COUNTERS.
         self.read_hits = self.read_misses = self.write_hits = self.write_misses = 0
@@ -174,17 +179,24 @@ class Cache:
 
     def clear_lines(self) -> None:
         """Every line invalid and clean, replacement state as at reset; counters kept
-        (host-side: nothing is charged or counted). One template per state, copied per set:
-        machines are built by the dozen."""
+        (host-side: nothing is charged or counted)."""
         sets, ways = self.config.sets, self.config.ways
-        self.tags = list(map(array.__copy__, repeat(array("q", [-1] * ways), sets)))
-        self.dirty = list(map(bytearray.copy, repeat(bytearray(ways), sets)))
-        self.repl = list(map(array.__copy__, repeat(self._initial_repl(), sets)))
+        self.tags = [-1] * (sets * ways)
+        self.dirty = [False] * (sets * ways)
+        self.repl = self._initial_repl() * sets
 
-    def _initial_repl(self) -> array[int]:
-        if self.config.replacement == "lru":
-            return array("h", range(self.config.ways))
-        return array("h", [0] * (self.config.ways - 1))
+    def _initial_repl(self) -> list[int]:
+        if self._lru:
+            return list(range(self.config.ways))
+        return [0] * (self.config.ways - 1)
+
+    def lines(self, index: int) -> tuple[list[int], list[bool], list[int]]:
+        """Set ``index`` as copies: the tag of each way, its dirty bits, its replacement
+        state (see the attributes)."""
+        ways, width = self.config.ways, self._width
+        b = index * ways
+        r = index * width
+        return self.tags[b:b + ways], self.dirty[b:b + ways], self.repl[r:r + width]
 
     # --- addresses ---------------------------------------------------------------------
 
@@ -200,37 +212,55 @@ class Cache:
 
     # --- replacement -------------------------------------------------------------------
 
+    def _find(self, index: int, tag: int) -> int:
+        """The way of set ``index`` holding ``tag``, or -1."""
+        ways = self.config.ways
+        b = index * ways
+        if ways == 1:
+            return 0 if self.tags[b] == tag else -1
+        row = self.tags[b:b + ways]
+        return row.index(tag) if tag in row else -1
+
     def _touch(self, index: int, way: int) -> None:
-        r = self.repl[index]
-        if self.config.replacement == "lru":
-            r.remove(way)
-            r.append(way)
+        ways = self.config.ways
+        if self._lru:
+            if ways > 1:
+                b = index * ways
+                order = self.repl[b:b + ways]
+                order.remove(way)
+                order.append(way)
+                self.repl[b:b + ways] = order
             return
+        r = self.repl
+        base = index * self._width
         # Walk the tree from the root: at each node, record which half was used (1 = the
         # lower half, as B0 = 1 for L0/L1 and B1 = 1 for L0).
-        node, lo, width = 0, 0, self.config.ways
+        node, lo, width = 0, 0, ways
         while width > 1:
             half = width // 2
             lower = way < lo + half
-            r[node] = 1 if lower else 0
+            r[base + node] = 1 if lower else 0
             node = 2 * node + (1 if lower else 2)
             if not lower:
                 lo += half
             width = half
 
     def _victim(self, index: int) -> int:
-        tags = self.tags[index]
-        for way, tag in enumerate(tags):
-            if tag < 0:
+        ways = self.config.ways
+        b = index * ways
+        tags = self.tags
+        for way in range(ways):
+            if tags[b + way] < 0:
                 return way
-        r = self.repl[index]
-        if self.config.replacement == "lru":
-            return r[0]
+        r = self.repl
+        if self._lru:
+            return r[b]
+        base = index * self._width
         # A bit of 0 means the lower half was not the last used: replace there.
-        node, lo, width = 0, 0, self.config.ways
+        node, lo, width = 0, 0, ways
         while width > 1:
             half = width // 2
-            if r[node]:
+            if r[base + node]:
                 lo += half
                 node = 2 * node + 2
             else:
@@ -243,22 +273,29 @@ class Cache:
     def probe(self, addr: int) -> bool:
         """Is the line of ``addr`` present? (Changes nothing.)"""
         index, tag = self._locate(addr)
-        return tag in self.tags[index]
+        return self._find(index, tag) >= 0
 
     def is_dirty(self, addr: int) -> bool:
         """Is the line of ``addr`` present and dirty? (Changes nothing.)"""
         index, tag = self._locate(addr)
-        tags = self.tags[index]
-        return tag in tags and bool(self.dirty[index][tags.index(tag)])
+        way = self._find(index, tag)
+        return way >= 0 and self.dirty[index * self.config.ways + way]
+
+    def mark_clean(self, addr: int) -> None:
+        """The line of ``addr``, if present, is clean now (its data went to memory)."""
+        index, tag = self._locate(addr)
+        way = self._find(index, tag)
+        if way >= 0:
+            self.dirty[index * self.config.ways + way] = False
 
     def read(self, addr: int, allocate: bool = True) -> CacheResult:
         """A read of the line of ``addr``: a hit updates the replacement state; a miss fills
         the line (unless ``allocate`` is false: CR0.CD, a locked or uncacheable read)."""
         index, tag = self._locate(addr)
-        tags = self.tags[index]
-        if tag in tags:
+        way = self._find(index, tag)
+        if way >= 0:
             self.read_hits += 1
-            self._touch(index, tags.index(tag))
+            self._touch(index, way)
             return _HIT
         self.read_misses += 1
         if not allocate:
@@ -269,14 +306,13 @@ class Cache:
         """A write to the line of ``addr`` (see the write policy in the module docstring).
         ``through``: write through even in a write-back cache (a page with PWT or PCD)."""
         index, tag = self._locate(addr)
-        tags = self.tags[index]
+        way = self._find(index, tag)
         config = self.config
-        if tag in tags:
+        if way >= 0:
             self.write_hits += 1
-            way = tags.index(tag)
             self._touch(index, way)
             if config.write_back and not through:
-                self.dirty[index][way] = 1
+                self.dirty[index * config.ways + way] = True
                 return _HIT
             return _HIT_THROUGH
         self.write_misses += 1
@@ -284,19 +320,20 @@ class Cache:
             return _MISS_THROUGH
         result = self._fill(index, tag)
         if config.write_back:
-            self.dirty[index][self.tags[index].index(tag)] = 1
+            self.dirty[index * config.ways + self._find(index, tag)] = True
             return result
         return CacheResult(False, True, result.victim, through=True)
 
     def _fill(self, index: int, tag: int) -> CacheResult:
         way = self._victim(index)
-        tags = self.tags[index]
+        at = index * self.config.ways + way
+        tags = self.tags
         victim = -1
-        if tags[way] >= 0 and self.dirty[index][way]:
-            victim = self._line_addr(index, tags[way])
+        if tags[at] >= 0 and self.dirty[at]:
+            victim = self._line_addr(index, tags[at])
             self.writebacks += 1
-        tags[way] = tag
-        self.dirty[index][way] = 0
+        tags[at] = tag
+        self.dirty[at] = False
         self.fills += 1
         self._touch(index, way)
         return _FILL if victim < 0 else CacheResult(False, True, victim)
@@ -307,14 +344,12 @@ class Cache:
         on hardware; here memory already holds it, see the module docstring of the
         hierarchy)."""
         written: list[int] = []
-        for index, tags in enumerate(self.tags):
-            dirty = self.dirty[index]
-            for way, tag in enumerate(tags):
-                if tag >= 0 and dirty[way] and write_back:
-                    written.append(self._line_addr(index, tag))
-                tags[way] = -1
-                dirty[way] = 0
-            self.repl[index] = self._initial_repl()
+        if write_back:
+            ways, dirty = self.config.ways, self.dirty
+            for at, tag in enumerate(self.tags):
+                if tag >= 0 and dirty[at]:
+                    written.append(self._line_addr(at // ways, tag))
+        self.clear_lines()
         self.writebacks += len(written)
         self.invalidations += 1
         return written
@@ -322,10 +357,10 @@ class Cache:
     def contents(self) -> list[tuple[int, bool]]:
         """Every valid line as ``(line address, dirty)``, in set then way order."""
         out = []
-        for index, tags in enumerate(self.tags):
-            for way, tag in enumerate(tags):
-                if tag >= 0:
-                    out.append((self._line_addr(index, tag), bool(self.dirty[index][way])))
+        ways, dirty = self.config.ways, self.dirty
+        for at, tag in enumerate(self.tags):
+            if tag >= 0:
+                out.append((self._line_addr(at // ways, tag), dirty[at]))
         return out
 
     # --- state -------------------------------------------------------------------------
@@ -333,9 +368,10 @@ class Cache:
     def get_state(self) -> dict[str, Any]:
         """Tags, dirty bits, replacement state and counters as JSON-ready data."""
         return {
-            "tags": [list(t) for t in self.tags],
-            "dirty": [[int(d) for d in row] for row in self.dirty],
-            "repl": [list(r) for r in self.repl],
+            "tags": _rows(self.tags, self.config.ways, self.config.sets),
+            "dirty": [[int(d) for d in row]
+                      for row in _rows(self.dirty, self.config.ways, self.config.sets)],
+            "repl": _rows(self.repl, self._width, self.config.sets),
             "counters": CACHE_COUNTERS.get_state(self),
         }
 
@@ -379,7 +415,12 @@ class Cache:
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Put back a :meth:`get_state` mapping (checked first; nothing changed if refused)."""
         self.check_state(state)
-        self.tags = [array("q", t) for t in state["tags"]]
-        self.dirty = [bytearray(bool(d) for d in row) for row in state["dirty"]]
-        self.repl = [array("h", r) for r in state["repl"]]
+        self.tags = [t for row in state["tags"] for t in row]
+        self.dirty = [bool(d) for row in state["dirty"] for d in row]
+        self.repl = [r for row in state["repl"] for r in row]
         CACHE_COUNTERS.set_state(self, state["counters"])
+
+
+def _rows(flat: list[Any], width: int, sets: int) -> list[list[Any]]:
+    """A flat per-set list cut into one list per set."""
+    return [flat[i * width:(i + 1) * width] for i in range(sets)]

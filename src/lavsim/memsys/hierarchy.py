@@ -439,11 +439,7 @@ class MemoryHierarchy:
         self.locked_stall += self._stall_ticks(ticks)
 
     def _clean(self, phys: int) -> None:
-        data = self.data
-        index, tag = data._locate(phys)
-        tags = data.tags[index]
-        if tag in tags:
-            data.dirty[index][tags.index(tag)] = 0
+        self.data.mark_clean(phys)
 
     def _ad_write(self, phys: int, size: int) -> None:
         self._locked(phys, True, True)
