@@ -698,10 +698,16 @@ class Machine:
         before = cpu.tsc
         counted = cpu.instructions + cpu.unretired
         try:
-            cpu.run(
-                None if insn_limit is None else insn_limit - cpu.instructions,
-                None if until >= NEVER else until - before,
-            )
+            if self.mmu.tracing or not (cpu.fast and cpu.decode_cache):
+                # The CPU runs no blocks (see CPU.run): a unit is one step, and step() costs
+                # less than a run() call.
+                cpu._rep_until = until
+                cpu.step()
+            else:
+                cpu.run(
+                    None if insn_limit is None else insn_limit - cpu.instructions,
+                    None if until >= NEVER else until - before,
+                )
         finally:
             # (After a bus error the run's last cycles include the failing instruction's.)
             steps = cpu.instructions + cpu.unretired - counted
