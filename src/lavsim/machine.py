@@ -35,11 +35,25 @@ linear address (CS.base + EIP) and CPL *before* the step, and the two cycle coun
 before and after it. The observer reads whatever else it needs from the machine after the step.
 Observers must not change guest state.
 
+**Block observers** (:class:`BlockObserver`) need per-run facts only: when every observer is
+one and there is no trace hook, ring-0 code is reported once per *run*, consecutive steps of one
+CS that no split point of :meth:`BlockObserver.block_splits` separates, with its step count
+(``observe_run``), and the CPU runs its blocks meanwhile: one block per :meth:`CPU.run` call,
+cut at the splits (:meth:`~lavsim.cpu.core.CPU.set_block_stops`). A run is told before the next
+one starts, so the observer reads the state its last step left. Interrupts, idle time,
+outer-ring code (an instruction that changes CPL is sorted by where it lands), code outside the
+splits' range and each of the splits' single addresses are told one step at a time. A run and
+its steps told one by one must count the same (tests/machine/test_block_runs.py); when any
+other observer or a trace hook is present, block observers are called step by step like the
+others.
+
 **Block execution.** A run with no observer, no breakpoint and no trace hook lets the CPU run
 its cached straight-line blocks (:meth:`CPU.run`), each call bounded by the run's remaining
 budget and by the timer's next event, and steps the devices between calls exactly as the
 per-step loop does: interrupts arrive at the same instruction boundary, and every simulated
-result is the same (``tests/machine/test_machine_blocks.py``). A REP string instruction stops
+result is the same (``tests/machine/test_machine_blocks.py``). With breakpoints (and block
+observers) the CPU runs one block per call, cut at the breakpoints, so a breakpoint inside a
+block is still where the run stops. A REP string instruction stops
 between iterations at the same bound (see :mod:`lavsim.cpu.ops_string`), so a run overshoots its
 cycle budget by at most one iteration and a timer interrupt is taken inside a long copy.
 

@@ -66,6 +66,15 @@ contents in LRU order and statistics):
   stops the running block at once. :meth:`CPU.step` runs one instruction as before
   (specialisations included), so a caller stepping one instruction at a time sees no blocks.
 
+**Block stops** (:meth:`CPU.set_block_stops`, for ``Machine.run``'s block observers and
+breakpoints): :meth:`CPU.run` executes one block (or one instruction) per call, blocks cut at
+given page offsets; :attr:`CPU.unretired` counts the steps that retired nothing (a fault
+delivered, a REP stopped), so the caller knows each call's steps.
+
+**Shared decodes**: a decoded instruction lying in one page is shared with every CPU of the
+process with the same profile and ``fast`` setting, taken only when memory holds the bytes it
+was decoded from (see :func:`_shared_table` for why that is exact).
+
 :meth:`CPU.flush_decode_cache` drops every host-side cache of the CPU (instructions and
 blocks); call it after writing code around the CPU or restoring saved state. The two caches
 together hold at most ``code_cache_limit`` decoded instructions (:data:`CODE_CACHE_LIMIT`):
@@ -80,6 +89,7 @@ the TSC.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from lavsim.cpu.decoder import Fetch, decode, decode_fetched
@@ -142,9 +152,9 @@ _STRING = frozenset({"movs", "stos", "lods", "cmps", "scas"})
 SHARED_DECODES_LIMIT = 1 << 16
 _SHARED_TABLES_MAX = 8
 
-#: Decoded instructions shared by every CPU of this process: (id(profile), fast) -> (the
-#: profile, held so that its id is not reused; (phys << 32 | EIP) -> (insn, its bytes)).
-_shared: dict[tuple[int, bool], tuple[Any, dict[int, tuple[Insn, bytes]]]] = {}
+#: Decoded instructions shared by the CPUs of this process: (id(profile), fast, thread) ->
+#: (the profile, held so that its id is not reused; (phys << 32 | EIP) -> (insn, its bytes)).
+_shared: dict[tuple[int, bool, int], tuple[Any, dict[int, tuple[Insn, bytes]]]] = {}
 
 
 def _shared_table(profile: TimingProfile, fast: bool) -> dict[int, tuple[Insn, bytes]]:
@@ -156,9 +166,11 @@ def _shared_table(profile: TimingProfile, fast: bool) -> dict[int, tuple[Insn, b
     hit is taken only when the bytes in memory now equal the bytes it was decoded from. Its
     one field written after decode, the pairing memo ``vprev``/``vok``, caches
     :func:`~lavsim.cpu.pairing.pairs`, a pure function of two descriptors, so whichever CPU
-    wrote it, it holds the value every CPU would compute. Bounded: a full table is emptied.
+    wrote it, it holds the value every CPU would compute; the table is per thread, so the memo's
+    two fields are never written by one CPU while another reads them. Bounded: a full table is
+    emptied.
     """
-    key = (id(profile), fast)
+    key = (id(profile), fast, get_ident())
     entry = _shared.get(key)
     if entry is None or entry[0] is not profile:
         if len(_shared) >= _SHARED_TABLES_MAX:
