@@ -600,8 +600,8 @@ class Machine:
         blocks = plan is None and not observers and self.trace is None
         cpu.set_block_stops(None if plan is None else plan.offsets)
         # The run being gathered for the block observers: [region, CS, EIP, pc, steps,
-        # cycles before, cycles after] (CPL 0).
-        pending: list[int] | None = None
+        # cycles before, cycles after] (CPL 0), or empty.
+        pending: list[int] = []
         first = True
         reason = ""
         detail = ""
@@ -616,9 +616,8 @@ class Machine:
                     self._advance_devices()
                     event = timer.next_event
                 if cpu.halted:
-                    if pending is not None:
+                    if pending:
                         self._report_run(pending, block_observers)
-                        pending = None
                     if observers:
                         woke = self._idle_observed(cycle_limit, observers)
                     else:
@@ -651,7 +650,7 @@ class Machine:
                     break
                 first = False
                 if plan is not None:
-                    pending = self._run_unit(plan, pending, insn_limit, until)
+                    self._run_unit(plan, pending, insn_limit, until)
                     continue
                 if self.trace is not None:
                     self.trace(self.trace_line())
@@ -667,7 +666,7 @@ class Machine:
             # The bound belongs to this run: a CPU stepped later on its own is not bounded.
             cpu._rep_until = NEVER
             cpu.set_block_stops(None)
-            if pending is not None:
+            if pending:
                 self._report_run(pending, block_observers)
         report = getattr(cpu, "shutdown_report", None) if reason == "triple_fault" else None
         if reason == "triple_fault" and not detail:
@@ -682,10 +681,11 @@ class Machine:
         )
 
     def _run_unit(
-        self, plan: _RunPlan, pending: list[int] | None, insn_limit: int | None, until: int
-    ) -> list[int] | None:
+        self, plan: _RunPlan, pending: list[int], insn_limit: int | None, until: int
+    ) -> None:
         """One CPU dispatch unit (a block cut at the plan's splits, or one instruction) or,
-        where the block observers need it, one step; returns the run now being gathered."""
+        where the block observers need it, one step; ``pending`` (the run being gathered) is
+        updated in place, so a bus error leaves in it the steps that retired."""
         cpu: Any = self.cpu
         observers = self._block_observers
         cs = cpu.seg[CS]
@@ -696,19 +696,18 @@ class Machine:
                           or pc in plan.singles):
             # An interrupt, outer-ring code (where an instruction that changes CPL is sorted
             # by where it lands), code outside the observers' ranges, or a single: one step.
-            if pending is not None:
+            if pending:
                 self._report_run(pending, observers)
             cpu._rep_until = until
             self._step_observed(observers)
-            return None
+            return
         if deliver:
             cpu.step()  # the interrupt alone: a breakpoint at the handler is tested next
-            return pending
+            return
         region = plan.region(pc) if observers else 0
-        if pending is not None and (pending[0] != region or pending[1] != cs.selector):
+        if pending and (pending[0] != region or pending[1] != cs.selector):
             # Told before the next unit runs: observers read the state the run left.
             self._report_run(pending, observers)
-            pending = None
         before = cpu.tsc
         counted = cpu.instructions + cpu.unretired
         try:
@@ -726,17 +725,17 @@ class Machine:
             # (After a bus error the run's last cycles include the failing instruction's.)
             steps = cpu.instructions + cpu.unretired - counted
             if observers and steps:
-                if pending is not None:
+                if pending:
                     pending[4] += steps
                     pending[6] = cpu.tsc
                 else:
-                    pending = [region, cs.selector, eip, pc, steps, before, cpu.tsc]
-        return pending
+                    pending[:] = [region, cs.selector, eip, pc, steps, before, cpu.tsc]
 
     @staticmethod
     def _report_run(run: list[int], observers: tuple[BlockObserver, ...]) -> None:
-        """Tell the block observers a gathered CPL-0 run."""
+        """Tell the block observers a gathered CPL-0 run; ``run`` is emptied."""
         _, selector, eip, pc, steps, before, after = run
+        run.clear()
         for observer in observers:
             observer.observe_run(STEP_INSTRUCTION, selector, eip, pc, 0, steps, before, after)
 

@@ -216,3 +216,33 @@ def test_a_fault_in_a_block_counts_one_step_that_did_not_retire() -> None:
     assert cpu.run() == "stopped"  # add eax, 3 retires; ud2 faults and is delivered
     assert (cpu.instructions - before, cpu.unretired - unretired) == (1, 1)
     assert cpu.eip == UD_AT
+
+
+def test_after_a_bus_error_the_block_observer_has_every_step_that_retired() -> None:
+    # The run at ``next`` is one block: two instructions retire, the third reaches beyond
+    # installed memory.
+    def run(per_step: bool) -> tuple[Any, ...]:
+        m = Machine(MachineConfig(memory_size=1 << 20))
+        code = assemble("""
+            mov ecx, 50
+            jmp next
+        next:
+            add eax, ecx
+            add eax, ecx
+            mov eax, dword ptr [0x200000]
+            hlt
+        """, origin=ENTRY)
+        m.load(ENTRY, code.code)
+        m.setup_flat_protected_mode(entry=ENTRY)
+        rec = Recorder(m, BlockSplits(frozenset({ENTRY, code.symbols["next"]}), frozenset(),
+                                      ENTRY, ENTRY + 0x100))
+        m.add_observer(rec)
+        if per_step:
+            m.add_observer(lambda *step: None)
+        result = m.run()
+        return result.reason, result.instructions, dict(rec.steps), rec.long_runs
+
+    reason, retired, steps, long_runs = run(False)
+    assert (reason, retired, steps) == run(True)[:3]
+    assert (reason, retired, sorted(steps.values())) == ("bus_error", 4, [2, 2])
+    assert long_runs == 2  # mov ecx + jmp, then add + add
