@@ -20,9 +20,11 @@ Events are counted from the addresses executed: kernel entries (a step from an o
 ring 0), system calls (``syscall_entry``), context switches (``switch_to`` with a different
 thread), LDT loads and CR3 loads (the ``lldt`` and ``mov cr3`` of ``switch_to``).
 
-The observer is a :class:`~lavsim.machine.StepObserver`: :meth:`KernelObserver.run` adds it to
+The observer is a :class:`~lavsim.machine.BlockObserver`: :meth:`KernelObserver.run` adds it to
 the machine for the length of one :meth:`lavsim.machine.Machine.run` and counts from the
-machine's per-step reports.
+machine's reports, of one step or of a run of ring-0 steps inside one routine (cut at every
+routine start; each event address above comes as a step of its own, read right after it), so
+the CPU keeps running its blocks under observation.
 """
 
 from __future__ import annotations
