@@ -35,11 +35,25 @@ linear address (CS.base + EIP) and CPL *before* the step, and the two cycle coun
 before and after it. The observer reads whatever else it needs from the machine after the step.
 Observers must not change guest state.
 
+**Block observers** (:class:`BlockObserver`) need per-run facts only: when every observer is
+one and there is no trace hook, ring-0 code is reported once per *run*, consecutive steps of one
+CS that no split point of :meth:`BlockObserver.block_splits` separates, with its step count
+(``observe_run``), and the CPU runs its blocks meanwhile: one block per :meth:`CPU.run` call,
+cut at the splits (:meth:`~lavsim.cpu.core.CPU.set_block_stops`). A run is told before the next
+one starts, so the observer reads the state its last step left. Interrupts, idle time,
+outer-ring code (an instruction that changes CPL is sorted by where it lands), code outside the
+splits' range and each of the splits' single addresses are told one step at a time. A run and
+its steps told one by one must count the same (tests/machine/test_block_runs.py); when any
+other observer or a trace hook is present, block observers are called step by step like the
+others.
+
 **Block execution.** A run with no observer, no breakpoint and no trace hook lets the CPU run
 its cached straight-line blocks (:meth:`CPU.run`), each call bounded by the run's remaining
 budget and by the timer's next event, and steps the devices between calls exactly as the
 per-step loop does: interrupts arrive at the same instruction boundary, and every simulated
-result is the same (``tests/machine/test_machine_blocks.py``). A REP string instruction stops
+result is the same (``tests/machine/test_machine_blocks.py``). With breakpoints (and block
+observers) the CPU runs one block per call, cut at the breakpoints, so a breakpoint inside a
+block is still where the run stops. A REP string instruction stops
 between iterations at the same bound (see :mod:`lavsim.cpu.ops_string`), so a run overshoots its
 cycle budget by at most one iteration and a timer interrupt is taken inside a long copy.
 
@@ -53,8 +67,9 @@ and drops every host-side speed cache.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import Any, Protocol
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -105,6 +120,8 @@ from lavsim.models import CpuModel, get_model
 from lavsim.timing import TimingProfile
 
 __all__ = [
+    "BlockObserver",
+    "BlockSplits",
     "FlatLayout",
     "Machine",
     "MachineConfig",
@@ -137,6 +154,71 @@ class StepObserver(Protocol):
         self, kind: str, cs: int, eip: int, pc: int, cpl: int, cycles_before: int,
         cycles_after: int, /,
     ) -> None: ...
+
+
+@attrs.frozen
+class BlockSplits:
+    """Where a :class:`BlockObserver` needs its runs cut (linear addresses).
+
+    ``starts``: a run never holds an instruction at one of these other than as its first (the
+    edges of whatever the observer sorts by, e.g. routine starts); ``singles``: the instruction
+    at one of these is a run of its own (the observer reads state right after it); only CPL-0
+    code in ``low <= pc < high`` is reported in runs of more than one step.
+    """
+
+    starts: frozenset[int] = frozenset()
+    singles: frozenset[int] = frozenset()
+    low: int = 0
+    high: int = 1 << 32
+
+
+@runtime_checkable
+class BlockObserver(StepObserver, Protocol):
+    """A step observer that needs only per-run facts (see the module docstring).
+
+    Called as a :class:`StepObserver` for one step (when something else makes the run go step
+    by step), else :meth:`observe_run` once per run of consecutive steps of one kind, CS and
+    CPL between the splits of :meth:`block_splits`; a run and its steps reported one by one
+    must count the same.
+    """
+
+    def block_splits(self) -> BlockSplits:
+        """Where runs must be cut (asked at every :meth:`Machine.run`; keep it cheap)."""
+        ...
+
+    def observe_run(
+        self, kind: str, cs: int, eip: int, pc: int, cpl: int, steps: int,
+        cycles_before: int, cycles_after: int, /,
+    ) -> None:
+        """``steps`` steps from CS:EIP (linear ``pc``) at ``cpl``, the TSC around them."""
+        ...
+
+
+class _RunPlan:
+    """The splits of a machine's block observers and breakpoints, merged: the page offsets the
+    CPU cuts its blocks at, and a memo of the region (run edges) each address lies in."""
+
+    def __init__(self, splits: Iterable[BlockSplits], breakpoints: frozenset[int]) -> None:
+        starts: set[int] = set()
+        singles: set[int] = set()
+        self.low, self.high = 0, 1 << 32
+        for split in splits:
+            starts |= split.starts
+            singles |= split.singles
+            self.low = max(self.low, split.low)
+            self.high = min(self.high, split.high)
+        self.singles = frozenset(singles)
+        self.bounds = sorted(starts | {self.low, self.high})
+        self.offsets = frozenset(
+            a & 0xFFF for a in (*starts, *singles, *breakpoints, self.high) if a < 1 << 32)
+        self._regions: dict[int, int] = {}
+
+    def region(self, pc: int) -> int:
+        """The index of the run region holding ``pc`` (same index: no split between)."""
+        r = self._regions.get(pc)
+        if r is None:
+            r = self._regions[pc] = bisect_right(self.bounds, pc)
+        return r
 
 
 def _check_int(field: str, value: object, low: int, high: int | None = None) -> None:
@@ -302,6 +384,9 @@ class Machine:
         self.trace: TraceHook | None = None
         self.idle_cycles = 0
         self._observers: tuple[StepObserver, ...] = ()
+        #: The observers that are all BlockObservers (else ()), and the plan they gave.
+        self._block_observers: tuple[BlockObserver, ...] = ()
+        self._plan: tuple[Any, _RunPlan] | None = None
 
     # --- devices ---------------------------------------------------------------------------
     def _now(self) -> int:
@@ -459,11 +544,25 @@ class Machine:
         """
         if not callable(observer):
             raise ConfigError("observer", "must be callable")
-        self._observers = (*self._observers, observer)
+        self._set_observers((*self._observers, observer))
 
     def remove_observer(self, observer: StepObserver) -> None:
         """Stop calling ``observer`` (no error if it was not added)."""
-        self._observers = tuple(o for o in self._observers if o is not observer)
+        self._set_observers(tuple(o for o in self._observers if o is not observer))
+
+    def _set_observers(self, observers: tuple[StepObserver, ...]) -> None:
+        self._observers = observers
+        blocks = tuple(o for o in observers if isinstance(o, BlockObserver))
+        self._block_observers = blocks if len(blocks) == len(observers) else ()
+
+    def _run_plan(self) -> _RunPlan:
+        """The merged splits of the block observers and breakpoints (rebuilt when they
+        change)."""
+        splits = tuple(o.block_splits() for o in self._block_observers)
+        key = (splits, frozenset(self.breakpoints))
+        if self._plan is None or self._plan[0] != key:
+            self._plan = (key, _RunPlan(splits, key[1]))
+        return self._plan[1]
 
     @property
     def observers(self) -> tuple[StepObserver, ...]:
@@ -491,9 +590,18 @@ class Machine:
         insn_limit = None if max_instructions is None else start_instructions + max_instructions
         timer = self.timer
         observers = self._observers
+        block_observers = self._block_observers
         # Nothing needs control between instructions: run the CPU's blocks (CPU.run), each
-        # call bounded by the next device event and the budget (see _run_blocks).
-        blocks = not observers and not self.breakpoints and self.trace is None
+        # call bounded by the next device event and the budget. Block observers and
+        # breakpoints: the CPU runs one block per call, cut at their splits (see _run_unit).
+        plan: _RunPlan | None = None
+        if self.trace is None and (block_observers or (not observers and self.breakpoints)):
+            plan = self._run_plan()
+        blocks = plan is None and not observers and self.trace is None
+        cpu.set_block_stops(None if plan is None else plan.offsets)
+        # The run being gathered for the block observers: [region, CS, EIP, pc, steps,
+        # cycles before, cycles after] (CPL 0), or empty.
+        pending: list[int] = []
         first = True
         reason = ""
         detail = ""
@@ -508,6 +616,8 @@ class Machine:
                     self._advance_devices()
                     event = timer.next_event
                 if cpu.halted:
+                    if pending:
+                        self._report_run(pending, block_observers)
                     if observers:
                         woke = self._idle_observed(cycle_limit, observers)
                     else:
@@ -539,6 +649,9 @@ class Machine:
                     hit = self.pc
                     break
                 first = False
+                if plan is not None:
+                    self._run_unit(plan, pending, insn_limit, until)
+                    continue
                 if self.trace is not None:
                     self.trace(self.trace_line())
                 cpu._rep_until = until
@@ -552,6 +665,9 @@ class Machine:
         finally:
             # The bound belongs to this run: a CPU stepped later on its own is not bounded.
             cpu._rep_until = NEVER
+            cpu.set_block_stops(None)
+            if pending:
+                self._report_run(pending, block_observers)
         report = getattr(cpu, "shutdown_report", None) if reason == "triple_fault" else None
         if reason == "triple_fault" and not detail:
             detail = str(cpu.shutdown)
@@ -563,6 +679,65 @@ class Machine:
             hit,
             detail,
         )
+
+    def _run_unit(
+        self, plan: _RunPlan, pending: list[int], insn_limit: int | None, until: int
+    ) -> None:
+        """One CPU dispatch unit (a block cut at the plan's splits, or one instruction) or,
+        where the block observers need it, one step; ``pending`` (the run being gathered) is
+        updated in place, so a bus error leaves in it the steps that retired."""
+        cpu: Any = self.cpu
+        observers = self._block_observers
+        cs = cpu.seg[CS]
+        eip = cpu.eip
+        pc = (cs.base + eip) & MASK32
+        deliver = cpu.irq_pending and cpu.eflags & IF
+        if observers and (deliver or cpu.cpl or not plan.low <= pc < plan.high
+                          or pc in plan.singles):
+            # An interrupt, outer-ring code (where an instruction that changes CPL is sorted
+            # by where it lands), code outside the observers' ranges, or a single: one step.
+            if pending:
+                self._report_run(pending, observers)
+            cpu._rep_until = until
+            self._step_observed(observers)
+            return
+        if deliver:
+            cpu.step()  # the interrupt alone: a breakpoint at the handler is tested next
+            return
+        region = plan.region(pc) if observers else 0
+        if pending and (pending[0] != region or pending[1] != cs.selector):
+            # Told before the next unit runs: observers read the state the run left.
+            self._report_run(pending, observers)
+        before = cpu.tsc
+        counted = cpu.instructions + cpu.unretired
+        try:
+            if self.mmu.tracing or not (cpu.fast and cpu.decode_cache):
+                # The CPU runs no blocks (see CPU.run): a unit is one step, and step() costs
+                # less than a run() call.
+                cpu._rep_until = until
+                cpu.step()
+            else:
+                cpu.run(
+                    None if insn_limit is None else insn_limit - cpu.instructions,
+                    None if until >= NEVER else until - before,
+                )
+        finally:
+            # (After a bus error the run's last cycles include the failing instruction's.)
+            steps = cpu.instructions + cpu.unretired - counted
+            if observers and steps:
+                if pending:
+                    pending[4] += steps
+                    pending[6] = cpu.tsc
+                else:
+                    pending[:] = [region, cs.selector, eip, pc, steps, before, cpu.tsc]
+
+    @staticmethod
+    def _report_run(run: list[int], observers: tuple[BlockObserver, ...]) -> None:
+        """Tell the block observers a gathered CPL-0 run; ``run`` is emptied."""
+        _, selector, eip, pc, steps, before, after = run
+        run.clear()
+        for observer in observers:
+            observer.observe_run(STEP_INSTRUCTION, selector, eip, pc, 0, steps, before, after)
 
     def _step_observed(self, observers: tuple[StepObserver, ...]) -> None:
         """One ``cpu.step()`` reported to the observers."""

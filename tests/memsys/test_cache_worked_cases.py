@@ -32,10 +32,10 @@ def test_the_i486_pseudo_lru_fills_invalid_lines_first_then_follows_b0_b1_b2() -
     for k in range(4):  # L0..L3 filled in order (invalid lines first)
         assert cache.read(_line(k)).filled
     # After L3: B0 = 0 (L2/L3 last), B1 = 0 (L1 after L0), B2 = 0 (L3 last).
-    assert cache.repl[0] == [0, 0, 0]
+    assert cache.lines(0)[2] == [0, 0, 0]
     cache.read(_line(4))  # B0 = 0 -> L0/L1, B1 = 0 -> L0 is replaced
-    assert not cache.probe(_line(0)) and cache.tags[0][0] >= 0
-    assert cache.repl[0] == [1, 1, 0]
+    assert not cache.probe(_line(0)) and cache.lines(0)[0][0] >= 0
+    assert cache.lines(0)[2] == [1, 1, 0]
     cache.read(_line(5))  # B0 = 1 -> L2/L3, B2 = 0 -> L2
     assert not cache.probe(_line(2))
 

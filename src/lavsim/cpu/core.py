@@ -66,6 +66,15 @@ contents in LRU order and statistics):
   stops the running block at once. :meth:`CPU.step` runs one instruction as before
   (specialisations included), so a caller stepping one instruction at a time sees no blocks.
 
+**Block stops** (:meth:`CPU.set_block_stops`, for ``Machine.run``'s block observers and
+breakpoints): :meth:`CPU.run` executes one block (or one instruction) per call, blocks cut at
+given page offsets; :attr:`CPU.unretired` counts the steps that retired nothing (a fault
+delivered, a REP stopped), so the caller knows each call's steps.
+
+**Shared decodes**: a decoded instruction lying in one page is shared with every CPU of the
+process with the same profile and ``fast`` setting, taken only when memory holds the bytes it
+was decoded from (see :func:`_shared_table` for why that is exact).
+
 :meth:`CPU.flush_decode_cache` drops every host-side cache of the CPU (instructions and
 blocks); call it after writing code around the CPU or restoring saved state. The two caches
 together hold at most ``code_cache_limit`` decoded instructions (:data:`CODE_CACHE_LIMIT`):
@@ -80,6 +89,7 @@ the TSC.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from lavsim.cpu.decoder import Fetch, decode, decode_fetched
@@ -99,6 +109,7 @@ from lavsim.cpu.pairing import (
     pairs,
 )
 from lavsim.cpu.state import IF, MASK32, NEVER, SS, CpuState
+from lavsim.errors import MemoryAccessError
 from lavsim.faults import SS as SS_VECTOR
 from lavsim.faults import CpuFault, gp
 
@@ -137,6 +148,36 @@ STRAIGHT = frozenset({
 
 _STRING = frozenset({"movs", "stos", "lods", "cmps", "scas"})
 
+#: Most entries of one shared decode table, and most tables (see :func:`_shared_table`).
+SHARED_DECODES_LIMIT = 1 << 16
+_SHARED_TABLES_MAX = 8
+
+#: Decoded instructions shared by the CPUs of this process: (id(profile), fast, thread) ->
+#: (the profile, held so that its id is not reused; (phys << 32 | EIP) -> (insn, its bytes)).
+_shared: dict[tuple[int, bool, int], tuple[Any, dict[int, tuple[Insn, bytes]]]] = {}
+
+
+def _shared_table(profile: TimingProfile, fast: bool) -> dict[int, tuple[Insn, bytes]]:
+    """The shared decodes of ``profile`` with specialisations on or off.
+
+    Why sharing is exact: a decoded instruction that lies in one page is a pure function of
+    its bytes, its EIP, the profile (base cycles, issue descriptor) and ``fast`` (the handler
+    specialisation); the decoder reads no other state for it (faults are never cached). A
+    hit is taken only when the bytes in memory now equal the bytes it was decoded from. Its
+    one field written after decode, the pairing memo ``vprev``/``vok``, caches
+    :func:`~lavsim.cpu.pairing.pairs`, a pure function of two descriptors, so whichever CPU
+    wrote it, it holds the value every CPU would compute; the table is per thread, so the memo's
+    two fields are never written by one CPU while another reads them. Bounded: a full table is
+    emptied.
+    """
+    key = (id(profile), fast, get_ident())
+    entry = _shared.get(key)
+    if entry is None or entry[0] is not profile:
+        if len(_shared) >= _SHARED_TABLES_MAX:
+            _shared.clear()
+        entry = _shared[key] = (profile, {})
+    return entry[1]
+
 
 class CPU(CpuState):
     """An IA-32 core that executes guest code (see the module docstring).
@@ -172,6 +213,13 @@ class CPU(CpuState):
         #: Set by :meth:`request_stop`: the running :meth:`run` returns ``"stopped"`` at the
         #: next instruction boundary it tests (host-side, not simulated state).
         self._stop_run = False
+        #: Host-side: steps that ended without retiring an instruction (a fault delivered,
+        #: a REP stopped between iterations); see set_block_stops.
+        self.unretired = 0
+        #: See :meth:`set_block_stops` (None: run() as usual).
+        self.block_stops: frozenset[int] | None = None
+        #: Page offsets every cached block is cut at (see set_block_stops).
+        self._blocks_cut: frozenset[int] = frozenset()
         mmu.listener = self
         # The issue model (simulated state: checkpointed; see _issue_run).
         self._issue = profile.issue
@@ -521,13 +569,49 @@ class CPU(CpuState):
         return insn
 
     def _decode_miss(self, eip: int, linear: int, phys: int, avail: int) -> Insn:
-        f = Fetch(self, eip, linear, phys, avail)
-        insn = self._specialised(decode_fetched(self, eip, f))
-        if f.phys2 < 0 and (linear & 0xFFF) + insn.length <= 0x1000:
-            self._make_room(1)
-            self._icache[phys] = insn
-            self._code_pages.setdefault(phys >> 12, []).append(phys)
+        insn = self._shared_decode(eip, linear, phys, avail)
+        if insn is not None:
+            if self.mmu.tracing:  # what a fresh decode reports: its fetch, then the insn
+                self.mmu.report_fetch(phys, min(avail, 0x1000 - (linear & 0xFFF)), self.user)
+                self.mmu.report_insn(phys, insn.length, self.user)
+        else:
+            f = Fetch(self, eip, linear, phys, avail)
+            insn = self._specialised(decode_fetched(self, eip, f))
+            if f.phys2 >= 0 or (linear & 0xFFF) + insn.length > 0x1000:
+                return insn
+            self._share(eip, phys, insn, f.buf)
+        self._make_room(1)
+        self._icache[phys] = insn
+        self._code_pages.setdefault(phys >> 12, []).append(phys)
         return insn
+
+    # --- decodes shared between CPUs (see _shared_table) -------------------------------------
+
+    def _shared_decode(self, eip: int, linear: int, phys: int, avail: int) -> Insn | None:
+        """The shared decode of the instruction at CS:``eip`` (``linear`` -> ``phys``, at
+        most ``avail`` bytes by the CS limit), or None: decode it afresh."""
+        if not self.decode_cache:
+            return None
+        hit = _shared_table(self.profile, self.fast).get((phys << 32) | eip)
+        if hit is None:
+            return None
+        insn, code = hit
+        first = min(avail, 0x1000 - (linear & 0xFFF))
+        if insn.length > first:
+            return None
+        try:
+            # The bytes a fresh fetch reads (so a bus error comes from the fresh decode).
+            now = self.mmu.memory.read(phys, first)
+        except MemoryAccessError:
+            return None
+        return insn if now[: insn.length] == code else None
+
+    def _share(self, eip: int, phys: int, insn: Insn, buf: bytes) -> None:
+        """Offer a fresh decode that lies in one page to the other CPUs."""
+        table = _shared_table(self.profile, self.fast)
+        if len(table) >= SHARED_DECODES_LIMIT:
+            table.clear()
+        table[(phys << 32) | eip] = (insn, bytes(buf[: insn.length]))
 
     def _build_block(self, eip: int, linear: int, phys: int) -> Block:
         """Decode the straight-line run of instructions at CS:``eip`` whose first byte's page
@@ -543,15 +627,26 @@ class CPU(CpuState):
         start_phys = phys
         entries: list[tuple[Handler, Insn, int, int]] = []
         end = eip - 1
+        cut = self.block_stops  # [observe] see set_block_stops
+        if cut is None and self._blocks_cut:
+            self._blocks_cut = frozenset()  # this block is not cut
         while len(entries) < MAX_BLOCK:
+            if cut is not None and entries and (linear & 0xFFF) in cut:
+                break
             avail = min(15, cs.max_off - eip + 1, 0x1000 - (linear & 0xFFF))
             if avail <= 0:
                 break
-            f = Fetch(self, eip, linear, phys, avail)
-            try:
-                insn = self._specialised(decode_fetched(self, eip, f))
-            except CpuFault:
-                break
+            shared = self._shared_decode(eip, linear, phys, avail)
+            if shared is not None:
+                insn = shared
+            else:
+                f = Fetch(self, eip, linear, phys, avail)
+                try:
+                    insn = self._specialised(decode_fetched(self, eip, f))
+                except CpuFault:
+                    break
+                if f.phys2 < 0:  # (avail ends at the page: a decode never needs the next)
+                    self._share(eip, phys, insn, f.buf)
             entries.append((insn.handler, insn, insn.cycles, insn.next_eip))
             end = eip + insn.length - 1
             if insn.form.handler not in STRAIGHT:
@@ -567,6 +662,23 @@ class CPU(CpuState):
             self._code_pages.setdefault(start_phys >> 12, []).append(start_phys)
         self._blocks[start_phys] = block
         return block
+
+    # --- [observe] block stops: Machine.run's hook for block observers and breakpoints -----
+
+    def set_block_stops(self, offsets: frozenset[int] | None) -> None:
+        """None (the default): :meth:`run` as documented. A set of page offsets (0..4095):
+        each :meth:`run` call executes one dispatch unit -- one block, or one instruction
+        (retired, faulted or a REP stopped between iterations) -- and returns ``"stopped"``
+        (an interrupt pending at the call is still delivered first), and no block holds an
+        instruction whose linear address has its page offset in ``offsets`` other than as its
+        first. Cutting by page offset, not by address, keeps a block valid wherever its page
+        is mapped. Cached blocks not cut so are dropped. Changes no simulated result; with
+        :attr:`unretired` the caller knows how many steps each call made."""
+        if offsets is not None:
+            if not offsets <= self._blocks_cut:
+                self._blocks.clear()  # rebuilt cut on demand (their _code_pages keys may stay)
+            self._blocks_cut = offsets  # what blocks built from now on are cut at
+        self.block_stops = offsets
 
     # --- execution --------------------------------------------------------------------------
 
@@ -609,9 +721,10 @@ class CPU(CpuState):
         except CpuFault as fault:
             self._fault(fault, eip, lazy, eflags)
         except RepStopped:
-            pass  # stopped between iterations, EIP at it again: not retired
+            self.unretired += 1  # stopped between iterations, EIP at it again: not retired
 
     def _fault(self, fault: CpuFault, eip: int, lazy: tuple[int, ...] | None, eflags: int) -> None:
+        self.unretired += 1
         self.eip = eip
         self.lazy_flags = lazy
         self.eflags = eflags
@@ -657,6 +770,7 @@ class CPU(CpuState):
         rep_until = self._rep_until
         self._rep_until = c_limit
         self._stop_run = False
+        unit = self.block_stops is not None  # [observe] see set_block_stops
         done = 0
         # A tracer must see every instruction's fetch: no blocks, and each hit of the
         # decoded-instruction cache is reported as the fetch a fresh decode would make
@@ -696,6 +810,8 @@ class CPU(CpuState):
                     return "cycle_limit"
                 eip = self.eip
                 cs = seg[_CS]
+                if unit:
+                    self._stop_run = True  # [observe] one dispatch unit per call
                 if blocks_on and cs.min_off <= eip <= cs.max_off and cs.db:
                     linear = (cs.base + eip) & MASK32
                     vpn = linear >> 12
@@ -739,7 +855,7 @@ class CPU(CpuState):
                                 self._fault_counted(fault, insn.addr, lazy, eflags, done)
                                 continue
                             except RepStopped:
-                                pass  # a REP stopped between iterations: the block ends
+                                self.unretired += 1  # a REP stopped: the block ends
                             except BaseException:
                                 # A bus error (or a host interrupt) in the block: the
                                 # instructions before it retired, as on the per-step path.
@@ -786,7 +902,7 @@ class CPU(CpuState):
                 except CpuFault as fault:
                     self._fault_counted(fault, eip, lazy, eflags, done)
                 except RepStopped:
-                    pass  # stopped between iterations, EIP at it again: not retired
+                    self.unretired += 1  # stopped between iterations: not retired
         finally:
             self.instructions += done
             self._rep_until = rep_until

@@ -14,7 +14,10 @@ phase of :data:`PHASE_ORDER` through :data:`lavsim.kernel.ipc.PHASES`, and
 - counts the bytes a call gate copied (from the ring-2 stack depth after the gate) and the
   bytes the client copied into a shared segment (ECX at its ``copy_args`` label).
 
-It reads state only, so observing a run changes none of its cycles.
+It reads state only, so observing a run changes none of its cycles. It is a
+:class:`~lavsim.machine.BlockObserver`: told once per run of kernel code inside one routine, it
+needs one step alone only where k_current changes (switch_to's ``.Lcurrent`` store), as every
+step is sorted by the k_current it leaves.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from lavsim.kernel.observer import (
     StepClassifier,
 )
 from lavsim.kernel.system import LavenderSystem, Process
+from lavsim.machine import BlockSplits
 from lavsim.mmu import descriptors as d
 
 __all__ = ["PHASE_ORDER", "PhaseObserver", "Window"]
@@ -95,6 +99,8 @@ class PhaseObserver:
         self._k_current = system.image.symbol("k_current") - L.KERNEL_BASE
         self._esp2 = L.TSS_PHYS + d.TSS32_ESP2
         self.classify = StepClassifier(system.image)
+        self._splits = self.classify.splits(
+            frozenset({system.image.symbol("switch_to.Lcurrent")}))
         self.reset()
 
     def reset(self) -> None:
@@ -118,9 +124,20 @@ class PhaseObserver:
         self._stalls = hierarchy.stall_cycles
         return stalls
 
+    def block_splits(self) -> BlockSplits:
+        """Routine starts, and the k_current store alone (the BlockObserver protocol)."""
+        return self._splits
+
     def __call__(
         self, kind: str, cs: int, eip: int, pc: int, cpl: int, before: int, after: int, /
     ) -> None:
+        self.observe_run(kind, cs, eip, pc, cpl, 1, before, after)
+
+    def observe_run(
+        self, kind: str, cs: int, eip: int, pc: int, cpl: int, steps: int, before: int,
+        after: int, /,
+    ) -> None:
+        """Sort a run of steps of one row into its phase."""
         cycles = after - before
         mmu = self.mmu
         walk = (mmu.walk_reads - self._reads) * self._walk_read + (

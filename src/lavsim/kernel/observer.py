@@ -20,9 +20,11 @@ Events are counted from the addresses executed: kernel entries (a step from an o
 ring 0), system calls (``syscall_entry``), context switches (``switch_to`` with a different
 thread), LDT loads and CR3 loads (the ``lldt`` and ``mov cr3`` of ``switch_to``).
 
-The observer is a :class:`~lavsim.machine.StepObserver`: :meth:`KernelObserver.run` adds it to
+The observer is a :class:`~lavsim.machine.BlockObserver`: :meth:`KernelObserver.run` adds it to
 the machine for the length of one :meth:`lavsim.machine.Machine.run` and counts from the
-machine's per-step reports.
+machine's reports, of one step or of a run of ring-0 steps inside one routine (cut at every
+routine start; each event address above comes as a step of its own, read right after it), so
+the CPU keeps running its blocks under observation.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from lavsim.kernel.layout import (
     LDT_FIRST_SHARED,
     LDT_OWNER_PHYS,
 )
-from lavsim.machine import STEP_INSTRUCTION, STEP_INTERRUPT, Machine, RunResult
+from lavsim.machine import STEP_INSTRUCTION, STEP_INTERRUPT, BlockSplits, Machine, RunResult
 
 ROW_USER = "<user>"
 ROW_TRAP = "<trap>"
@@ -108,6 +110,13 @@ class StepClassifier:
             row = self.image.routine_at(pc) or f"<kernel {pc:#010x}>"
             self._routines[pc] = row
         return row
+
+    def splits(self, singles: frozenset[int] = frozenset()) -> BlockSplits:
+        """Runs this classifier sorts alike: CPL-0 code of the image from its first routine
+        on, cut at every routine start (plus the observer's ``singles``)."""
+        starts = self.image.routine_starts
+        return BlockSplits(frozenset(starts), singles, starts[0] if starts else self.image.end,
+                           self.image.end)
 
     def __call__(self, kind: str, pc: int, cpl: int, new_cpl: int) -> str:
         if kind == STEP_INSTRUCTION:
@@ -242,6 +251,11 @@ class KernelObserver:
         self._copy_out = image.symbol("ipc_copy_out")
         self.classify = StepClassifier(image)
         self._owner = CodeOwners(machine)
+        # Block observation: the event addresses are read right after their instruction.
+        events = (self._switch_to, self._load_ldt, self._load_cr3, self._lrpc_ldt,
+                  self._lrpc_cr3, self._copy_direct, self._syscall, self._copy_in,
+                  self._copy_out)
+        self._splits = self.classify.splits(frozenset(events))
         # Everything set so far is fixed by the machine and the image; what reset() and the
         # counting set is the observer's state (get_state).
         self._fixed = frozenset(vars(self)) | {"_fixed"}
@@ -377,9 +391,9 @@ class KernelObserver:
             copies_direct=self.copies_direct, bytes_copied_direct=self.bytes_copied_direct,
         )
 
-    def _add(self, row: str, cpl: int, cycles: int) -> None:
+    def _add(self, row: str, cpl: int, cycles: int, steps: int = 1) -> None:
         self.cycles[row] = self.cycles.get(row, 0) + cycles
-        self.steps[row] = self.steps.get(row, 0) + 1
+        self.steps[row] = self.steps.get(row, 0) + steps
         self.by_cpl[cpl] = self.by_cpl.get(cpl, 0) + cycles
 
     def run(self, max_cycles: int | None = None, max_instructions: int | None = None) -> RunResult:
@@ -393,11 +407,24 @@ class KernelObserver:
         finally:
             machine.remove_observer(self)
 
+    def block_splits(self) -> BlockSplits:
+        """Runs are cut at routine starts; each event address is a run of its own (the
+        :class:`~lavsim.machine.BlockObserver` protocol)."""
+        return self._splits
+
     def __call__(
         self, kind: str, cs: int, eip: int, pc: int, cpl: int, cycles_before: int,
         cycles_after: int, /,
     ) -> None:
         """One step of the machine (the :class:`~lavsim.machine.StepObserver` protocol)."""
+        self.observe_run(kind, cs, eip, pc, cpl, 1, cycles_before, cycles_after)
+
+    def observe_run(
+        self, kind: str, cs: int, eip: int, pc: int, cpl: int, steps: int,
+        cycles_before: int, cycles_after: int, /,
+    ) -> None:
+        """``steps`` steps of one row (the :class:`~lavsim.machine.BlockObserver` protocol:
+        an event address always comes as a run of one step)."""
         cycles = cycles_after - cycles_before
         if kind == STEP_INSTRUCTION:
             if cpl == 0:
@@ -431,7 +458,7 @@ class KernelObserver:
                 self.kernel_entries += 1
                 self._add(ROW_TRAP, 0, cycles)
             else:
-                self._add(row, cpl, cycles)
+                self._add(row, cpl, cycles, steps)
             self._stalled(row, pid)
         elif kind == STEP_INTERRUPT:
             self.by_process[0] = self.by_process.get(0, 0) + cycles

@@ -59,6 +59,7 @@ switch_to:
     mov edx, dword ptr [k_current]
     mov dword ptr [edx+TCB_KESP], esp
     # The new thread becomes current; continue on its ring-0 stack.
+.Lcurrent:
     mov dword ptr [k_current], eax
     mov dword ptr [eax+TCB_STATE], THREAD_RUNNING
     mov esp, dword ptr [eax+TCB_KESP]

@@ -135,14 +135,13 @@ class Cache:
     """
 
     __slots__ = (
-        "_empty",
-        "_filled",
         "_hot",
         "_line_shift",
         "_lru",
         "_set_hot",
         "_set_mask",
         "_set_shift",
+        "_width",
         "_write_back",
         "config",
         "dirty",
@@ -164,33 +163,39 @@ class Cache:
         self._set_shift = self._line_shift + config.sets.bit_length() - 1
         self._lru = config.replacement == "lru"
         self._write_back = config.write_back
-        sets, ways = config.sets, config.ways
-        # Every set that was never filled shares one empty row of each kind (a board's L2 has
-        # 16,384 sets and every machine builds its caches): a set gets rows of its own at its
-        # first fill, the only way lines arrive, and a row is changed in place only then or
-        # later (see _fill). ``_empty`` holds the shared rows.
-        self._empty = ([-1] * ways, [False] * ways, self._initial_repl())
-        #: Per set: the tag of each way, -1 if invalid.
-        self.tags: list[list[int]] = [self._empty[0]] * sets
-        #: Per set: the dirty bit of each way.
-        self.dirty: list[list[bool]] = [self._empty[1]] * sets
-        #: Per set: ``lru`` -- ways from least to most recently used; ``plru`` -- the tree
-        #: bits, bit i = node i of the tree (node 0 = B0, 1 = B1, 2 = B2 for 4 ways).
-        self.repl: list[list[int]] = [self._empty[2]] * sets
-        # The sets that may differ from empty and have rows of their own (every other one
-        # holds no line and has its initial replacement state): clearing and invalidating
-        # visit only these.
-        self._filled: set[int] = set()
-        # The counters of CACHE_COUNTERS.
-        self.read_hits = self.read_misses = self.write_hits = self.write_misses = 0
-        self.fills = self.writebacks = self.invalidations = 0
         #: The memo of repeated hits (host-side, not state): line number (``addr >>
         #: line_shift``) -> way of each set's most recently touched line, which is present;
         #: ``_set_hot[index]`` is that line number, or -1 when unknown. A hit on such a line
         #: changes no replacement state (re-touching the last touched way is a no-op for LRU
         #: and for the tree), so it is served from here with the same counters and result.
         self._hot: dict[int, int] = {}
-        self._set_hot: list[int] = [-1] * sets
+        self._set_hot: list[int] = []
+        #: Entries of ``repl`` per set.
+        self._width = config.ways if self._lru else config.ways - 1
+        # Flat, set after set (set i at [i * ways, (i + 1) * ways)), not a list per set:
+        # thousands of sets per cache and dozens of machines per job would be millions of
+        # lists to build, empty and have the garbage collector walk. See :meth:`lines`.
+        #: The tag of each way, -1 if invalid.
+        self.tags: list[int] = []
+        #: The dirty bit of each way.
+        self.dirty: list[bool] = []
+        #: Per set (``_width`` entries): ``lru`` -- ways from least to most recently used;
+        #: ``plru`` -- the tree bits, bit i = node i of the tree (node 0 = B0, 1 = B1, 2 = B2
+        #: for 4 ways).
+        self.repl: list[int] = []
+        self.clear_lines()
+        # The counters of CACHE_COUNTERS.
+        self.read_hits = self.read_misses = self.write_hits = self.write_misses = 0
+        self.fills = self.writebacks = self.invalidations = 0
+
+    def clear_lines(self) -> None:
+        """Every line invalid and clean, replacement state as at reset; counters kept
+        (host-side: nothing is charged or counted)."""
+        sets, ways = self.config.sets, self.config.ways
+        self.tags = [-1] * (sets * ways)
+        self.dirty = [False] * (sets * ways)
+        self.repl = self._initial_repl() * sets
+        self._forget()
 
     def _forget(self) -> None:
         """Empty the memo (after anything that changes lines other than through ``_touch``)."""
@@ -198,9 +203,17 @@ class Cache:
         self._set_hot = [-1] * self.config.sets
 
     def _initial_repl(self) -> list[int]:
-        if self.config.replacement == "lru":
+        if self._lru:
             return list(range(self.config.ways))
         return [0] * (self.config.ways - 1)
+
+    def lines(self, index: int) -> tuple[list[int], list[bool], list[int]]:
+        """Set ``index`` as copies: the tag of each way, its dirty bits, its replacement
+        state (see the attributes)."""
+        ways, width = self.config.ways, self._width
+        b = index * ways
+        r = index * width
+        return self.tags[b:b + ways], self.dirty[b:b + ways], self.repl[r:r + width]
 
     # --- addresses ---------------------------------------------------------------------
 
@@ -216,25 +229,40 @@ class Cache:
 
     # --- replacement -------------------------------------------------------------------
 
+    def _find(self, index: int, tag: int) -> int:
+        """The way of set ``index`` holding ``tag``, or -1."""
+        ways = self.config.ways
+        b = index * ways
+        if ways == 1:
+            return 0 if self.tags[b] == tag else -1
+        row = self.tags[b:b + ways]
+        return row.index(tag) if tag in row else -1
+
     def _touch(self, index: int, way: int) -> None:
-        r = self.repl[index]
+        ways = self.config.ways
         if self._lru:
-            r.remove(way)
-            r.append(way)
+            if ways > 1:
+                b = index * ways
+                order = self.repl[b:b + ways]
+                order.remove(way)
+                order.append(way)
+                self.repl[b:b + ways] = order
         else:
+            r = self.repl
+            base = index * self._width
             # Walk the tree from the root: at each node, record which half was used (1 = the
             # lower half, as B0 = 1 for L0/L1 and B1 = 1 for L0).
-            node, lo, width = 0, 0, self.config.ways
+            node, lo, width = 0, 0, ways
             while width > 1:
                 half = width // 2
                 lower = way < lo + half
-                r[node] = 1 if lower else 0
+                r[base + node] = 1 if lower else 0
                 node = 2 * node + (1 if lower else 2)
                 if not lower:
                     lo += half
                 width = half
         # This line is now the set's last touched one: the memo's entry for the set.
-        line = (self.tags[index][way] << (self._set_shift - self._line_shift)) | index
+        line = (self.tags[index * ways + way] << (self._set_shift - self._line_shift)) | index
         old = self._set_hot[index]
         if old != line:
             if old >= 0:
@@ -243,18 +271,21 @@ class Cache:
             self._set_hot[index] = line
 
     def _victim(self, index: int) -> int:
-        tags = self.tags[index]
-        for way, tag in enumerate(tags):
-            if tag < 0:
+        ways = self.config.ways
+        b = index * ways
+        tags = self.tags
+        for way in range(ways):
+            if tags[b + way] < 0:
                 return way
-        r = self.repl[index]
-        if self.config.replacement == "lru":
-            return r[0]
+        r = self.repl
+        if self._lru:
+            return r[b]
+        base = index * self._width
         # A bit of 0 means the lower half was not the last used: replace there.
-        node, lo, width = 0, 0, self.config.ways
+        node, lo, width = 0, 0, ways
         while width > 1:
             half = width // 2
-            if r[node]:
+            if r[base + node]:
                 lo += half
                 node = 2 * node + 2
             else:
@@ -267,13 +298,20 @@ class Cache:
     def probe(self, addr: int) -> bool:
         """Is the line of ``addr`` present? (Changes nothing.)"""
         index, tag = self._locate(addr)
-        return tag in self.tags[index]
+        return self._find(index, tag) >= 0
 
     def is_dirty(self, addr: int) -> bool:
         """Is the line of ``addr`` present and dirty? (Changes nothing.)"""
         index, tag = self._locate(addr)
-        tags = self.tags[index]
-        return tag in tags and self.dirty[index][tags.index(tag)]
+        way = self._find(index, tag)
+        return way >= 0 and self.dirty[index * self.config.ways + way]
+
+    def mark_clean(self, addr: int) -> None:
+        """The line of ``addr``, if present, is clean now (its data went to memory)."""
+        index, tag = self._locate(addr)
+        way = self._find(index, tag)
+        if way >= 0:
+            self.dirty[index * self.config.ways + way] = False
 
     def read(self, addr: int, allocate: bool = True) -> CacheResult:
         """A read of the line of ``addr``: a hit updates the replacement state; a miss fills
@@ -282,10 +320,10 @@ class Cache:
             self.read_hits += 1  # the set's last touched line: touching it changes nothing
             return _HIT
         index, tag = self._locate(addr)
-        tags = self.tags[index]
-        if tag in tags:
+        way = self._find(index, tag)
+        if way >= 0:
             self.read_hits += 1
-            self._touch(index, tags.index(tag))
+            self._touch(index, way)
             return _HIT
         self.read_misses += 1
         if not allocate:
@@ -295,22 +333,22 @@ class Cache:
     def write(self, addr: int, allocate: bool = True, through: bool = False) -> CacheResult:
         """A write to the line of ``addr`` (see the write policy in the module docstring).
         ``through``: write through even in a write-back cache (a page with PWT or PCD)."""
-        way = self._hot.get(addr >> self._line_shift)
-        if way is not None:  # the set's last touched line: touching it changes nothing
+        line = addr >> self._line_shift
+        hot = self._hot.get(line)
+        if hot is not None:  # the set's last touched line: touching it changes nothing
             self.write_hits += 1
             if self._write_back and not through:
-                self.dirty[(addr >> self._line_shift) & self._set_mask][way] = True
+                self.dirty[(line & self._set_mask) * self.config.ways + hot] = True
                 return _HIT
             return _HIT_THROUGH
         index, tag = self._locate(addr)
-        tags = self.tags[index]
+        way = self._find(index, tag)
         config = self.config
-        if tag in tags:
+        if way >= 0:
             self.write_hits += 1
-            way = tags.index(tag)
             self._touch(index, way)
             if config.write_back and not through:
-                self.dirty[index][way] = True
+                self.dirty[index * config.ways + way] = True
                 return _HIT
             return _HIT_THROUGH
         self.write_misses += 1
@@ -318,25 +356,20 @@ class Cache:
             return _MISS_THROUGH
         result = self._fill(index, tag)
         if config.write_back:
-            self.dirty[index][self.tags[index].index(tag)] = True
+            self.dirty[index * config.ways + self._find(index, tag)] = True
             return result
         return CacheResult(False, True, result.victim, through=True)
 
     def _fill(self, index: int, tag: int) -> CacheResult:
-        if index not in self._filled:
-            # The set's first line: rows of its own instead of the shared empty ones.
-            self._filled.add(index)
-            self.tags[index] = self._empty[0].copy()
-            self.dirty[index] = self._empty[1].copy()
-            self.repl[index] = self._empty[2].copy()
         way = self._victim(index)
-        tags = self.tags[index]
+        at = index * self.config.ways + way
+        tags = self.tags
         victim = -1
-        if tags[way] >= 0 and self.dirty[index][way]:
-            victim = self._line_addr(index, tags[way])
+        if tags[at] >= 0 and self.dirty[at]:
+            victim = self._line_addr(index, tags[at])
             self.writebacks += 1
-        tags[way] = tag
-        self.dirty[index][way] = False
+        tags[at] = tag
+        self.dirty[at] = False
         self.fills += 1
         self._touch(index, way)
         return _FILL if victim < 0 else CacheResult(False, True, victim)
@@ -348,34 +381,22 @@ class Cache:
         hierarchy)."""
         written: list[int] = []
         if write_back:
-            for index in sorted(self._filled):  # set then way order; other sets hold nothing
-                dirty = self.dirty[index]
-                for way, tag in enumerate(self.tags[index]):
-                    if tag >= 0 and dirty[way]:
-                        written.append(self._line_addr(index, tag))
+            ways, dirty = self.config.ways, self.dirty
+            for at, tag in enumerate(self.tags):
+                if tag >= 0 and dirty[at]:
+                    written.append(self._line_addr(at // ways, tag))
         self.clear_lines()
         self.writebacks += len(written)
         self.invalidations += 1
         return written
 
-    def clear_lines(self) -> None:
-        """Empty every line and reset the replacement state without counting anything (a
-        host-side reset, see :meth:`lavsim.memsys.hierarchy.MemoryHierarchy.clear`)."""
-        empty_tags, empty_dirty, empty_repl = self._empty
-        for index in self._filled:
-            self.tags[index] = empty_tags
-            self.dirty[index] = empty_dirty
-            self.repl[index] = empty_repl
-        self._filled.clear()
-        self._forget()
-
     def contents(self) -> list[tuple[int, bool]]:
         """Every valid line as ``(line address, dirty)``, in set then way order."""
         out = []
-        for index, tags in enumerate(self.tags):
-            for way, tag in enumerate(tags):
-                if tag >= 0:
-                    out.append((self._line_addr(index, tag), self.dirty[index][way]))
+        ways, dirty = self.config.ways, self.dirty
+        for at, tag in enumerate(self.tags):
+            if tag >= 0:
+                out.append((self._line_addr(at // ways, tag), dirty[at]))
         return out
 
     # --- state -------------------------------------------------------------------------
@@ -383,9 +404,10 @@ class Cache:
     def get_state(self) -> dict[str, Any]:
         """Tags, dirty bits, replacement state and counters as JSON-ready data."""
         return {
-            "tags": [list(t) for t in self.tags],
-            "dirty": [[int(d) for d in row] for row in self.dirty],
-            "repl": [list(r) for r in self.repl],
+            "tags": _rows(self.tags, self.config.ways, self.config.sets),
+            "dirty": [[int(d) for d in row]
+                      for row in _rows(self.dirty, self.config.ways, self.config.sets)],
+            "repl": _rows(self.repl, self._width, self.config.sets),
             "counters": CACHE_COUNTERS.get_state(self),
         }
 
@@ -429,12 +451,13 @@ class Cache:
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Put back a :meth:`get_state` mapping (checked first; nothing changed if refused)."""
         self.check_state(state)
-        self.tags = [list(t) for t in state["tags"]]
-        self.dirty = [[bool(d) for d in row] for row in state["dirty"]]
-        self.repl = [list(r) for r in state["repl"]]
-        # Every row is the set's own now: any set may be marked filled, these need to be.
-        initial = self._empty[2]
-        self._filled = {i for i, (tags, repl) in enumerate(zip(self.tags, self.repl, strict=True))
-                        if repl != initial or max(tags) >= 0}
+        self.tags = [t for row in state["tags"] for t in row]
+        self.dirty = [bool(d) for row in state["dirty"] for d in row]
+        self.repl = [r for row in state["repl"] for r in row]
         self._forget()
         CACHE_COUNTERS.set_state(self, state["counters"])
+
+
+def _rows(flat: list[Any], width: int, sets: int) -> list[list[Any]]:
+    """A flat per-set list cut into one list per set."""
+    return [flat[i * width:(i + 1) * width] for i in range(sets)]

@@ -390,7 +390,7 @@ class MemoryHierarchy:
                 # A write-back hit on the set's last touched line of a page without PCD/PWT:
                 # the line turns dirty, nothing goes to the bus (as the general path below).
                 data.write_hits += 1
-                data.dirty[line & data._set_mask][way] = True
+                data.dirty[(line & data._set_mask) * data.config.ways + way] = True
                 return
         nw = self.controls.cr0 & _CR0_NW
         line_size = data.config.line
@@ -494,11 +494,7 @@ class MemoryHierarchy:
         self.locked_stall += self._stall_ticks(ticks)
 
     def _clean(self, phys: int) -> None:
-        data = self.data
-        index, tag = data._locate(phys)
-        tags = data.tags[index]
-        if tag in tags:
-            data.dirty[index][tags.index(tag)] = False
+        self.data.mark_clean(phys)
 
     def _ad_write(self, phys: int, size: int) -> None:
         self._locked(phys, True, True)
