@@ -10,7 +10,16 @@ import json
 import struct
 
 import pytest
-from faultkit import MASK, TIMEOUT, counter_cluster, lookup_run, procedure_log, run_calls, ship_run
+from faultkit import (
+    LATENCY,
+    MASK,
+    TIMEOUT,
+    counter_cluster,
+    lookup_run,
+    procedure_log,
+    run_calls,
+    ship_run,
+)
 
 from lavsim.cluster import NET_OP_CALL, NET_OP_REPLY, Cluster
 from lavsim.errors import ConfigError
@@ -382,3 +391,20 @@ def test_a_lookup_passes_over_a_host_that_never_answers() -> None:
     dropped, _ = lookup_run(NetworkFaults(drop=1.0), call_retries=1)
     assert dropped.reason == "until" and dropped.values["status"] == L.E_NOENT & MASK
     assert _counter(dropped.cluster, 1, NX_GAVE_UP) == 1
+
+
+# --- the figures' harness (lavsim.remote.measure_faulty_calls) -----------------------------------
+
+
+def test_the_faulty_call_figures_count_what_happened() -> None:
+    from lavsim.remote import measure_faulty_calls
+
+    clean = measure_faulty_calls(None, latency=LATENCY, calls=4, call_timeout=TIMEOUT)
+    assert clean.ok == 4 and clean.errors == {} and clean.retransmissions == 0
+    assert 2 * LATENCY < clean.mean <= clean.worst < TIMEOUT
+    lost = measure_faulty_calls(NetworkFaults(drop=1.0), latency=LATENCY, calls=2,
+                                call_timeout=TIMEOUT)
+    assert lost.ok == 0 and lost.errors == {L.E_NET_TIMEOUT: 2}
+    # The warm-up call and the two timed ones: four attempts each.
+    assert lost.retransmissions == 9 and lost.gave_up == 3
+    assert 4 * TIMEOUT < lost.failed_mean < 4 * TIMEOUT + 10_000
