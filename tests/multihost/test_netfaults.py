@@ -408,3 +408,67 @@ def test_the_faulty_call_figures_count_what_happened() -> None:
     # The warm-up call and the two timed ones: four attempts each.
     assert lost.retransmissions == 9 and lost.gave_up == 3
     assert 4 * TIMEOUT < lost.failed_mean < 4 * TIMEOUT + 10_000
+
+
+# --- net_recv_timed, called by a thread of the network server -----------------------------------
+
+#: A probe thread in host 1's network server: net_recv_timed with a bad timeout (0, then
+#: NET_TIMEOUT_MAX + 1), then timed waits of 5,000 cycles on the reply queue: the status and the
+#: cycles each took at PROBE + 8k.
+PROBE = f"""
+probe:
+    mov esi, 0
+    call probe_once
+    mov dword ptr [PROBE], eax
+    mov esi, {L.NET_TIMEOUT_MAX + 1}
+    call probe_once
+    mov dword ptr [PROBE+4], eax
+    mov edi, PROBE+8
+.Lprobe_again:
+    rdtsc
+    push eax
+    mov esi, 5000
+    call probe_once
+    mov dword ptr [edi], eax
+    rdtsc
+    pop ecx
+    sub eax, ecx
+    mov dword ptr [edi+4], eax
+    add edi, 8
+    cmp edi, PROBE+24
+    jne .Lprobe_again
+    mov eax, 0
+    mov ebx, 0
+    int 0x30
+probe_once:
+    mov eax, {L.SYS_NET_RECV_TIMED}
+    mov ebx, 1
+    mov ecx, PROBE+64
+    mov edx, 64
+    int 0x30
+    ret
+"""
+PROBE_AT = 0x2A00
+
+
+def test_net_recv_timed_refuses_a_bad_timeout_and_waits_about_the_timeout() -> None:
+    cluster = Cluster(2, network=NetworkModel(latency=LATENCY),
+                      netserver_extra=f".equ PROBE, {PROBE_AT}\n" + PROBE)
+    h1 = cluster.host(1)
+    assert h1.netserver is not None
+    thread = h1.system.create_thread(h1.netserver, "probe")
+
+    def second_wait_begun() -> bool:
+        return h1.read_netserver(PROBE_AT + 8, 4) != b"\x00" * 4
+
+    # The first wait times out; during the second a reply-queue frame arrives after ~1,000.
+    cluster.run(until=second_wait_begun, max_cycles=200_000)
+    cluster.network.send(2, 1, struct.pack("<5I", 1, 1, 2, 0, 0), cluster.time)
+    outcome = cluster.run(until=lambda: h1.system.thread_state(thread).state == "dead",
+                          max_cycles=200_000)
+    assert outcome.reason == "until"
+    words = struct.unpack("<6I", h1.read_netserver(PROBE_AT, 24))
+    assert words[0] == words[1] == L.E_INVAL & MASK
+    assert words[2] == TIMED_OUT and 5_000 <= words[3] <= 6_000
+    assert words[4] == 20 and words[5] < 5_000
+    assert h1.nic.next_timer() is None and h1.nic.stats.timeouts == 1
