@@ -257,7 +257,8 @@ class Cluster:
     ``faults`` (:class:`~lavsim.network.NetworkFaults`) makes the network lose, delay, reorder
     and duplicate frames and crash hosts, from a seed. The network servers survive it: each
     remote request waits ``call_timeout`` cycles for its reply (None: two round trips of the
-    largest frame plus ``CALL_TIMEOUT_WORK`` cycles for the remote side), is sent again with
+    largest frame plus ``CALL_TIMEOUT_WORK`` cycles for the remote side, at most
+    ``MAX_CALL_TIMEOUT``), is sent again with
     the same request id up to ``call_retries`` times, and then fails with ``E_NET_TIMEOUT``;
     with ``at_most_once`` (the default) the serving side runs each call at most once, answering
     a repeated request id from its table (False: the server of before issue 19, which runs
@@ -296,7 +297,8 @@ class Cluster:
                 raise ConfigError("faults.crashes", f"host {host_id} is not in a cluster of "
                                                     f"{hosts}")
         if call_timeout is None:
-            call_timeout = 2 * 2 * network.frame_cycles(network.mtu) + CALL_TIMEOUT_WORK
+            call_timeout = min(2 * 2 * network.frame_cycles(network.mtu) + CALL_TIMEOUT_WORK,
+                               MAX_CALL_TIMEOUT)
         _check_int("call_timeout", call_timeout, 1, MAX_CALL_TIMEOUT)
         _check_int("call_retries", call_retries, 0, MAX_CALL_RETRIES)
         self.call_timeout = call_timeout
