@@ -96,6 +96,17 @@ def test_bad_cluster_fault_options_are_refused_naming_the_field(kwargs: dict, fi
     assert error.value.field == field
 
 
+def test_the_default_call_timeout_follows_the_network_and_stays_in_range() -> None:
+    from lavsim.cluster import CALL_TIMEOUT_WORK, MAX_CALL_TIMEOUT
+
+    model = NetworkModel(latency=2_000)
+    assert Cluster(1, network=model, name_servers=False).call_timeout == (
+        4 * model.frame_cycles(model.mtu) + CALL_TIMEOUT_WORK)
+    huge = Cluster(1, network=NetworkModel(latency=1 << 35), network_servers=False,
+                   name_servers=False)
+    assert huge.call_timeout == MAX_CALL_TIMEOUT
+
+
 # --- the wire ---------------------------------------------------------------------------------
 
 
