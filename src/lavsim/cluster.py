@@ -126,8 +126,7 @@ class Host:
     def __init__(self, host_id: int, system: LavenderSystem, network: Network) -> None:
         self.id = host_id
         self.system = system
-        #: Set by :meth:`Cluster.crash`: the machine no longer runs.
-        self.crashed = False
+        self._network = network
         machine = system.machine
 
         def raise_irq() -> None:
@@ -197,6 +196,12 @@ class Host:
         return self.system.machine.cpu.tsc
 
     @property
+    def crashed(self) -> bool:
+        """The host has crashed (:meth:`Cluster.crash`): its machine no longer runs. Read from
+        the network's fault state, the one place a snapshot finds it."""
+        return self.id in self._network.faults.crashed
+
+    @property
     def stopped(self) -> bool:
         return self.crashed or self.system.status in (L.STATUS_DONE, L.STATUS_PANIC)
 
@@ -258,11 +263,10 @@ class Cluster:
     and duplicate frames and crash hosts, from a seed. The network servers survive it: each
     remote request waits ``call_timeout`` cycles for its reply (None: two round trips of the
     largest frame plus ``CALL_TIMEOUT_WORK`` cycles for the remote side, at most
-    ``MAX_CALL_TIMEOUT``), is sent again with
-    the same request id up to ``call_retries`` times, and then fails with ``E_NET_TIMEOUT``;
-    with ``at_most_once`` (the default) the serving side runs each call at most once, answering
-    a repeated request id from its table (False: the server of before issue 19, which runs
-    every CALL frame it receives).
+    ``MAX_CALL_TIMEOUT``), is sent again with the same request id up to ``call_retries``
+    times, and then fails with ``E_NET_TIMEOUT``; with ``at_most_once`` (the default) the
+    serving side runs each call at most once, answering a repeated request id from its table
+    (False: the server of before issue 19, which runs every CALL frame it receives).
     """
 
     def __init__(
@@ -306,8 +310,6 @@ class Cluster:
         self.at_most_once = at_most_once
         self.model = network
         self.network = Network(network, faults)
-        #: (global cycle, host id) of the crashes still to come, earliest first.
-        self._crashes = sorted((cycle, host) for host, cycle in self.network.faults.config.crashes)
         self.hosts: list[Host] = []
         for host_id in range(1, hosts + 1):
             system = LavenderSystem(profile, memory_size, timer_period, observe=observe)
@@ -372,9 +374,14 @@ class Cluster:
         flight to it are lost and sending to it reports "host down". Crashing it again does
         nothing."""
         _check_int("host_id", host_id, 1, len(self.hosts))
-        host = self.host(host_id)
-        host.crashed = True
         self.network.crash(host_id)
+
+    def _next_crash(self) -> tuple[int, int] | None:
+        """(global cycle, host id) of the earliest scheduled crash still to come, or None."""
+        state = self.network.faults
+        pending = [(cycle, host) for host, cycle in state.config.crashes
+                   if host not in state.crashed]
+        return min(pending) if pending else None
 
     # --- running ----------------------------------------------------------------------------
     def run(
@@ -386,8 +393,10 @@ class Cluster:
         end = self.time + max_cycles
         step = self.model.step
         while True:
-            while self._crashes and self._crashes[0][0] <= self.time:
-                self.crash(self._crashes.pop(0)[1])
+            crash = self._next_crash()
+            while crash is not None and crash[0] <= self.time:
+                self.crash(crash[1])
+                crash = self._next_crash()
             if until is not None and until():
                 return self._outcome("until")
             for host in self.hosts:
@@ -400,8 +409,8 @@ class Cluster:
             if self.time >= end:
                 return self._outcome("cycle_limit")
             target = min(self.time + step, end)
-            if self._crashes:
-                target = min(target, self._crashes[0][0])
+            if crash is not None:
+                target = min(target, crash[0])
             for host in self.hosts:
                 self._advance(host, target)
             self.time = target

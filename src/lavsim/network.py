@@ -399,7 +399,7 @@ class Network:
         link = (source, destination)
         held = state.held.pop(link, None)
         if held is not None:
-            self._overtaken(held, arrival + 1)
+            self._overtaken(held, arrival + 1, config.reorder_hold)
         seq = self._next_seq()
         if reorder < config.reorder:
             self._put(Frame(arrival + config.reorder_hold, seq, source, destination, data))
@@ -420,15 +420,17 @@ class Network:
     def _put(self, frame: Frame) -> None:
         bisect.insort(self._in_flight, frame)
 
-    def _overtaken(self, seq: int, arrival: int) -> None:
-        """The frame ``seq`` held back on its link now arrives at ``arrival`` (after the frame
-        that overtook it), unless it is gone or due sooner anyway. Moving it earlier is safe: a
-        later frame's arrival is at least a latency after the current quantum began."""
+    def _overtaken(self, seq: int, arrival: int, hold: int) -> None:
+        """The frame ``seq`` held back ``hold`` cycles on its link now arrives at ``arrival``
+        (after the frame that overtook it), but never before it would have without the hold,
+        and not at all if it has arrived already. Moving it earlier is safe: a later frame's
+        arrival is at least a latency after the current quantum began."""
         for k, frame in enumerate(self._in_flight):
             if frame.seq == seq:
-                if frame.arrival > arrival:
+                released = max(arrival, frame.arrival - hold)
+                if frame.arrival > released:
                     del self._in_flight[k]
-                    self._put(attrs.evolve(frame, arrival=arrival))
+                    self._put(attrs.evolve(frame, arrival=released))
                 return
 
     def crash(self, host: int) -> None:

@@ -153,6 +153,14 @@ def test_a_held_frame_is_overtaken_by_the_next_frame_on_its_link() -> None:
     assert network.faults.counters.reordered == 2
 
 
+def test_a_released_frame_never_arrives_before_its_own_fault_free_arrival() -> None:
+    network = Network(NetworkModel(latency=100, per_byte=1),
+                      NetworkFaults(reorder=1.0, reorder_hold=1_000))
+    network.send(1, 2, b"L" * 1_000, 0)  # 1,100 without the hold
+    network.send(1, 2, b"s" * 12, 1)  # overtakes: 113 (then held itself)
+    assert [f.arrival for f in network.take_arrived(2, 1 << 40)] == [1_100, 1_113]
+
+
 def test_a_held_frame_with_no_follower_arrives_hold_cycles_late() -> None:
     network = _wire(reorder=1.0, reorder_hold=1_000)
     network.send(1, 2, b"alone".ljust(12), 0)
