@@ -159,14 +159,22 @@ serve:
     # {at-most-once
 .Lserve_done_before:
     # The same id: the reply was lost or the request duplicated; answer again from the table.
+    # (Ids start at 1: 0 is the table's "no call run yet", never answered.)
     jne .Lserve_stale
+    test eax, eax
+    jz .Lserve_stale
     inc dword ptr [NX_REPLAYED]
-    mov dword ptr [NX_RP+20], 0
+    # (Written compactly, XOR/PUSH/POP, so that the code after this block stays where it was
+    # before the id 0 check: on the Pentium a branch's address decides what it shares of the
+    # branch target buffer, and the fault-free path's figures with it.)
+    xor ecx, ecx
+    mov dword ptr [NX_RP+20], ecx
     mov eax, dword ptr [NX_DONE_RESULT+edx*8]
     mov dword ptr [NX_RP+24], eax
     mov eax, dword ptr [NX_DONE_RESULT+edx*8+4]
     mov dword ptr [NX_RP+28], eax
-    mov ecx, 32
+    push 32
+    pop ecx
     jmp .Lserve_send
 .Lserve_stale:
     # An older id: its sender has given up on it (or had its answer); no reply.
