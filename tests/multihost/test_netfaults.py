@@ -505,3 +505,11 @@ def test_many_seeds_of_mixed_faults_never_run_a_call_twice_nor_hang(seed: int) -
     run.check_at_most_once()
     ship = ship_run(faults, max_cycles=CALL_BOUND)
     assert ship.reason == "until" and len(ship.cluster.host(1).shipped()) <= 1
+
+
+def test_timeouts_need_no_timer_tick() -> None:
+    """With timer_period=0 a waiting host idles in HLT with no tick to come: only the
+    interface's receive timer ends the wait."""
+    run = run_calls(NetworkFaults(drop=1.0), calls=1, call_retries=1, timer_period=0)
+    assert run.reason == "until" and run.calls == [(TIMED_OUT, TIMED_OUT)]
+    assert 2 * TIMEOUT <= run.cluster.time <= 2 * TIMEOUT + 10_000
