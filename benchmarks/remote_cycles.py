@@ -11,7 +11,18 @@ from __future__ import annotations
 
 import argparse
 
-from lavsim.remote import measure_lookup, measure_remote
+from lavsim.network import NetworkFaults
+from lavsim.remote import measure_faulty_calls, measure_lookup, measure_remote
+
+#: One fault kind at a time (seed 1), for the table of remote calls on a faulty network.
+FAULTS = (
+    ("none", None),
+    ("drop 0.1", NetworkFaults(seed=1, drop=0.1)),
+    ("duplicate 0.1", NetworkFaults(seed=1, duplicate=0.1)),
+    ("delay 0.1 (1..10,000)", NetworkFaults(seed=1, delay=0.1)),
+    ("reorder 0.1 (hold 20,000)", NetworkFaults(seed=1, reorder=0.1)),
+    ("drop 1.0", NetworkFaults(seed=1, drop=1.0)),
+)
 
 
 def main() -> None:
@@ -45,6 +56,20 @@ def main() -> None:
                 lk = measure_lookup(profile, latency=latency, per_byte=1, hosts=hosts)
                 print(f"{profile:8} {latency:>8} {hosts:>6} {lk.local:>11} {lk.remote:>10} "
                       f"{lk.missing:>9}")
+    print()
+    print("remote calls on a faulty network (latency 2000, default call timeout, 3 retries; "
+          "50 calls, each timed)")
+    header = (f"{'profile':8} {'faults':26} {'ok':>4} {'mean ok':>9} {'worst ok':>9} "
+              f"{'mean failed':>12} {'resent':>7} {'replayed':>9} {'gave up':>8}")
+    print(header)
+    print("-" * len(header))
+    for profile in ("i486", "pentium"):
+        for label, faults in FAULTS if not args.quick or profile == "i486" else ():
+            f = measure_faulty_calls(faults, profile, calls=10 if label == "drop 1.0" else 50)
+            print(f"{profile:8} {label:26} {f.ok:>4} {f.mean:>9.1f} {f.worst:>9} "
+                  f"{f.failed_mean:>12.1f} {f.retransmissions:>7} {f.replayed:>9} "
+                  f"{f.gave_up:>8}")
+    print(f"call timeout {f.timeout} cycles (two round trips of the largest frame + 100,000)")
 
 
 if __name__ == "__main__":

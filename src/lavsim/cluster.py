@@ -48,6 +48,9 @@ from lavsim.kernel.netproto import (
     NET_PORT,
     NX_DATA_SIZE,
     NX_HOSTS,
+    NX_MAX_HOSTS,
+    NX_RETRIES,
+    NX_TIMEOUT,
     netserver_source,
     remote_stub_source,
 )
@@ -55,7 +58,14 @@ from lavsim.kernel.system import LavenderSystem, Process, ProcessGroup, Thread
 from lavsim.kernel.tables import read_descriptor, write_descriptor
 from lavsim.mmu import descriptors as d
 from lavsim.models import ModelSpec
-from lavsim.network import NIC_IRQ, NIC_PORTS, Network, NetworkInterface, NetworkModel
+from lavsim.network import (
+    NIC_IRQ,
+    NIC_PORTS,
+    Network,
+    NetworkFaults,
+    NetworkInterface,
+    NetworkModel,
+)
 
 __all__ = [
     "NET_OP_CALL", "NET_OP_FETCH", "NET_OP_LOOKUP", "NET_OP_REPLY", "NET_OP_SHIP", "NET_PORT",
@@ -66,6 +76,13 @@ MiB = 1 << 20
 
 #: Pages of the shipping area (resident space) on each host.
 SHIP_PAGES = 16
+
+#: Cycles the default call timeout allows the remote side for its work (the procedure
+#: included), on top of two round trips of the largest frame.
+CALL_TIMEOUT_WORK = 100_000
+#: Bounds of Cluster(call_timeout=, call_retries=): the guest compares TSC low dwords.
+MAX_CALL_TIMEOUT = 1 << 30
+MAX_CALL_RETRIES = 255
 
 
 #: A one-shot registrar (Host.register_procedure): the request at DS:0, the reply at DS:64,
@@ -111,6 +128,7 @@ class Host:
     def __init__(self, host_id: int, system: LavenderSystem, network: Network) -> None:
         self.id = host_id
         self.system = system
+        self._network = network
         machine = system.machine
 
         def raise_irq() -> None:
@@ -180,8 +198,14 @@ class Host:
         return self.system.machine.cpu.tsc
 
     @property
+    def crashed(self) -> bool:
+        """The host has crashed (:meth:`Cluster.crash`): its machine no longer runs. Read from
+        the network's fault state, the one place a snapshot finds it."""
+        return self.id in self._network.faults.crashed
+
+    @property
     def stopped(self) -> bool:
-        return self.system.status in (L.STATUS_DONE, L.STATUS_PANIC)
+        return self.crashed or self.system.status in (L.STATUS_DONE, L.STATUS_PANIC)
 
     def shipped(self) -> list[int]:
         """Gate selectors of the procedures installed by shipping on this host."""
@@ -236,6 +260,15 @@ class Cluster:
 
     ``timer_period`` is each kernel's time slice (0: no preemption; hosts then idle without a
     timer while they wait for the network). ``observe`` attributes cycles per host (slower).
+
+    ``faults`` (:class:`~lavsim.network.NetworkFaults`) makes the network lose, delay, reorder
+    and duplicate frames and crash hosts, from a seed. The network servers survive it: each
+    remote request waits ``call_timeout`` cycles for its reply (None: two round trips of the
+    largest frame plus ``CALL_TIMEOUT_WORK`` cycles for the remote side, at most
+    ``MAX_CALL_TIMEOUT``), is sent again with the same request id up to ``call_retries``
+    times, and then fails with ``E_NET_TIMEOUT``; with ``at_most_once`` (the default) the
+    serving side runs each call at most once, answering a repeated request id from its table
+    (False: the server of before issue 19, which runs every CALL frame it receives).
     """
 
     def __init__(
@@ -250,17 +283,35 @@ class Cluster:
         network_servers: bool = True,
         name_servers: bool = True,
         netserver_extra: str | Callable[[Host], str] = "",
+        faults: NetworkFaults | None = None,
+        call_timeout: int | None = None,
+        call_retries: int = 3,
+        at_most_once: bool = True,
     ) -> None:
-        _check_int("hosts", hosts, 1, 64)
+        _check_int("hosts", hosts, 1, NX_MAX_HOSTS)
         for field, flag in (("observe", observe), ("network_servers", network_servers),
-                            ("name_servers", name_servers)):
+                            ("name_servers", name_servers), ("at_most_once", at_most_once)):
             _check_bool(field, flag)
         if network is None:
             network = NetworkModel()
         if not isinstance(network, NetworkModel):
             raise ConfigError("network", "must be a NetworkModel")
+        if faults is not None and not isinstance(faults, NetworkFaults):
+            raise ConfigError("faults", "must be a NetworkFaults")
+        for host_id, _ in faults.crashes if faults is not None else ():
+            if host_id > hosts:
+                raise ConfigError("faults.crashes", f"host {host_id} is not in a cluster of "
+                                                    f"{hosts}")
+        if call_timeout is None:
+            call_timeout = min(2 * 2 * network.frame_cycles(network.mtu) + CALL_TIMEOUT_WORK,
+                               MAX_CALL_TIMEOUT)
+        _check_int("call_timeout", call_timeout, 1, MAX_CALL_TIMEOUT)
+        _check_int("call_retries", call_retries, 0, MAX_CALL_RETRIES)
+        self.call_timeout = call_timeout
+        self.call_retries = call_retries
+        self.at_most_once = at_most_once
         self.model = network
-        self.network = Network(network)
+        self.network = Network(network, faults)
         self.hosts: list[Host] = []
         for host_id in range(1, hosts + 1):
             system = LavenderSystem(profile, memory_size, timer_period, observe=observe)
@@ -276,7 +327,8 @@ class Cluster:
 
     def _start_netserver(self, host: Host, extra: str) -> None:
         process = host.system.create_resident_process(
-            netserver_source(extra), data_size=NX_DATA_SIZE, max_threads=4, name="netserver",
+            netserver_source(extra, at_most_once=self.at_most_once), data_size=NX_DATA_SIZE,
+            max_threads=4, name="netserver",
         )  # fmt: skip
         host.netserver = process
         # Boot-loader setup: this process, and no other, may become the network server
@@ -285,6 +337,8 @@ class Cluster:
                                    process.pcb_linear)
         # How many hosts a lookup may ask.
         host.system.sharing.write_data(process, NX_HOSTS, len(self.hosts).to_bytes(4, "little"))
+        host.system.sharing.write_data(process, NX_TIMEOUT, self.call_timeout.to_bytes(4, "little"))
+        host.system.sharing.write_data(process, NX_RETRIES, self.call_retries.to_bytes(4, "little"))
         host.netserver_threads.append(host.system.create_thread(process, "serve"))
         host.netserver_threads.append(host.system.create_thread(process, "forward"))
 
@@ -310,10 +364,26 @@ class Cluster:
         """Take a host off the network (frames to it are refused as unreachable) or back."""
         _check_int("host_id", host_id, 1, len(self.hosts))
         _check_bool("is_down", is_down)
+        if not is_down and self.host(host_id).crashed:
+            raise ConfigError("host_id", f"host {host_id} has crashed; it cannot come back")
         if is_down:
             self.network.down.add(host_id)
         else:
             self.network.down.discard(host_id)
+
+    def crash(self, host_id: int) -> None:
+        """Crash a host now: its machine stops for good (its state stays readable), frames in
+        flight to it are lost and sending to it reports "host down". Crashing it again does
+        nothing."""
+        _check_int("host_id", host_id, 1, len(self.hosts))
+        self.network.crash(host_id)
+
+    def _next_crash(self) -> tuple[int, int] | None:
+        """(global cycle, host id) of the earliest scheduled crash still to come, or None."""
+        state = self.network.faults
+        pending = [(cycle, host) for host, cycle in state.config.crashes
+                   if host not in state.crashed]
+        return min(pending) if pending else None
 
     # --- running ----------------------------------------------------------------------------
     def run(
@@ -325,6 +395,10 @@ class Cluster:
         end = self.time + max_cycles
         step = self.model.step
         while True:
+            crash = self._next_crash()
+            while crash is not None and crash[0] <= self.time:
+                self.crash(crash[1])
+                crash = self._next_crash()
             if until is not None and until():
                 return self._outcome("until")
             for host in self.hosts:
@@ -337,22 +411,29 @@ class Cluster:
             if self.time >= end:
                 return self._outcome("cycle_limit")
             target = min(self.time + step, end)
+            if crash is not None:
+                target = min(target, crash[0])
             for host in self.hosts:
                 self._advance(host, target)
             self.time = target
 
     def _advance(self, host: Host, target: int) -> None:
         """Run ``host`` until its cycle counter reaches ``target``, handing it every frame at
-        its arrival cycle."""
+        its arrival cycle and firing its interface's receive timers at their expiry."""
         system = host.system
         cpu = system.machine.cpu
+        nic = host.nic
         while not host.stopped:
             for frame in self.network.take_arrived(host.id, cpu.tsc):
-                host.nic.deliver(frame)
+                nic.deliver(frame)
+            # After the frames: one arriving in the same cycle disarms its queue's timer.
+            nic.expire_timers(cpu.tsc)
             if cpu.tsc >= target:
                 return
-            arrival = self.network.next_arrival(host.id)
-            stop = target if arrival is None else min(target, arrival)
+            stop = target
+            for event in (self.network.next_arrival(host.id), nic.next_timer()):
+                if event is not None and event < stop:
+                    stop = event
             if stop > cpu.tsc:
                 system.run(max_cycles=stop - cpu.tsc)
             if cpu.tsc < stop and cpu.halted and cpu.eflags & IF and not cpu.irq_pending:

@@ -35,6 +35,11 @@ port      register       meaning
                          to 0 (the driver writes it after the ring addresses)
 0x320     RX_DROPPED     read: frames dropped (the next slot still owned by the driver, or
                          the frame longer than a slot)
+0x324     RX0_TIMER      write n > 0: arm queue 0's receive timer to expire n cycles from now;
+0x328     RX1_TIMER      write 0: disarm it. The next frame put in the queue disarms it; if
+                         none comes first, at expiry the interface sets STATUS bit q and
+                         raises NIC_IRQ with nothing in the ring (a receive timeout, as a
+                         UART's character timeout). Read: cycles left, 0 when disarmed
 ========= ============== ====================================================================
 
 A frame (built by the sender in its memory, little-endian dwords)::
@@ -50,11 +55,22 @@ the frame's queue (if its length is 0), then its length, advances to the next sl
 sets STATUS bit q and raises ``NIC_IRQ``. The driver copies the frame out and writes 0 to the
 length to give the slot back. Two queues let a driver wake the thread waiting for requests and
 the one waiting for replies separately, as multi-queue interfaces steer frames by a header field.
+
+**Faults** (:class:`NetworkFaults`, a frozen checked configuration; its mutable part, the random
+generator and the counters, is one :class:`FaultState`): each frame put on the wire by
+:meth:`Network.send` may be dropped, delayed by extra cycles, held back so that the next frame
+on the same link overtakes it (reordered), and duplicated, each with its own probability, all
+drawn from one seeded generator in a fixed order, so that the same seed and the same program
+give the same cycles bit for bit. Delayed, held and duplicated frames are ordinary frames in
+flight. A crashed host (:meth:`Network.crash`) is unreachable from then on (TX_STATUS 1) and the
+frames in flight to it are lost; the cluster stops running its machine.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
+import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -69,8 +85,11 @@ __all__ = [
     "NIC_PORTS",
     "RX_QUEUES",
     "RX_SLOT_SIZE",
+    "FaultCounters",
+    "FaultState",
     "Frame",
     "Network",
+    "NetworkFaults",
     "NetworkInterface",
     "NetworkModel",
 ]
@@ -85,8 +104,10 @@ NIC_RX0_RING = NIC_BASE + 0x14
 NIC_RX1_RING = NIC_BASE + 0x18
 NIC_RX_SLOTS = NIC_BASE + 0x1C
 NIC_RX_DROPPED = NIC_BASE + 0x20
+NIC_RX0_TIMER = NIC_BASE + 0x24
+NIC_RX1_TIMER = NIC_BASE + 0x28
 NIC_PORTS = (NIC_ID, NIC_STATUS, NIC_TX_ADDR, NIC_TX_LEN, NIC_TX_STATUS, NIC_RX0_RING,
-             NIC_RX1_RING, NIC_RX_SLOTS, NIC_RX_DROPPED)
+             NIC_RX1_RING, NIC_RX_SLOTS, NIC_RX_DROPPED, NIC_RX0_TIMER, NIC_RX1_TIMER)
 NIC_IRQ = 3
 RX_QUEUES = 2
 #: Bytes of one receive-ring slot: a length dword and at most RX_SLOT_SIZE - 4 frame bytes.
@@ -181,15 +202,180 @@ class LinkStats:
     bytes_received: int = 0
     frames_dropped: int = 0
     unreachable: int = 0
+    timeouts: int = 0
+
+
+def _probability(field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(field, f"must be a probability (a float in 0..1), not "
+                                 f"{type(value).__name__}")
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise ConfigError(field, f"must be a probability in 0..1, got {value!r}")
+
+
+#: The largest extra delay or hold of a frame, in cycles.
+MAX_FAULT_CYCLES = 1 << 30
+
+
+@attrs.frozen
+class NetworkFaults:
+    """What the network does wrong, deterministically from ``seed``.
+
+    For every frame put on the wire, in this order: ``drop`` (probability that it is lost),
+    ``delay`` (probability that it arrives ``delay_cycles`` = (low, high) extra cycles late,
+    uniform, inclusive), ``reorder`` (probability that it is held back until the next frame on
+    the same link, same source and destination, overtakes it: the held frame then arrives one
+    cycle after that frame, or ``reorder_hold`` cycles late if none follows in time),
+    ``duplicate`` (probability that a copy follows it, ``delay_cycles`` later). ``crashes``:
+    (host id, global cycle) pairs: the host crashes at that cycle of :meth:`Cluster.run
+    <lavsim.cluster.Cluster.run>` (it stops, frames to it are lost, sending to it reports
+    "host down"), each host at most once.
+    """
+
+    seed: int = 0
+    drop: float = 0.0
+    duplicate: float = 0.0
+    delay: float = 0.0
+    delay_cycles: tuple[int, int] = (1, 10_000)
+    reorder: float = 0.0
+    reorder_hold: int = 20_000
+    crashes: tuple[tuple[int, int], ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        _positive("seed", self.seed, 0, (1 << 64) - 1)
+        for field in ("drop", "duplicate", "delay", "reorder"):
+            _probability(field, getattr(self, field))
+        pair = self.delay_cycles
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ConfigError("delay_cycles", "must be a (low, high) tuple of two ints")
+        _positive("delay_cycles", pair[0], 0, MAX_FAULT_CYCLES)
+        _positive("delay_cycles", pair[1], pair[0], MAX_FAULT_CYCLES)
+        _positive("reorder_hold", self.reorder_hold, 1, MAX_FAULT_CYCLES)
+        if not isinstance(self.crashes, tuple):
+            raise ConfigError("crashes", "must be a tuple of (host id, cycle) pairs")
+        seen: set[int] = set()
+        for entry in self.crashes:
+            if not isinstance(entry, tuple) or len(entry) != 2:
+                raise ConfigError("crashes", f"each entry must be a (host id, cycle) pair, "
+                                             f"got {entry!r}")
+            _positive("crashes", entry[0], 1, 0xFFFF)
+            _positive("crashes", entry[1], 0)
+            if entry[0] in seen:
+                raise ConfigError("crashes", f"host {entry[0]} is listed twice")
+            seen.add(entry[0])
+
+    @property
+    def frame_faults(self) -> bool:
+        """Whether any per-frame fault can happen (else no random number is drawn)."""
+        return bool(self.drop or self.duplicate or self.delay or self.reorder)
+
+
+@attrs.define
+class FaultCounters:
+    """What the faults did: frames ``dropped``, ``delayed``, ``reordered`` (held back for the
+    next frame on their link to overtake), ``duplicated`` (copies made), ``lost`` (in flight to,
+    or sent to, a host that crashed)."""
+
+    dropped: int = 0
+    delayed: int = 0
+    reordered: int = 0
+    duplicated: int = 0
+    lost: int = 0
+
+
+_COUNTERS = tuple(f.name for f in attrs.fields(FaultCounters))
+#: Random.getstate(): version 3, 624 words of the Mersenne twister and its position, no gauss.
+_MT_WORDS = 625
+
+
+class FaultState:
+    """The fault model's mutable state, in one place so that a snapshot can save it: the random
+    generator, the counters, the frames held back for reordering (by link, the held frame's
+    ``seq``) and the hosts that have crashed. :meth:`get_state` gives a JSON-ready dict,
+    :meth:`check_state` refuses a bad one naming the key, :meth:`set_state` installs one."""
+
+    def __init__(self, config: NetworkFaults) -> None:
+        self.config = config
+        self.rng = random.Random(config.seed)
+        self.counters = FaultCounters()
+        self.held: dict[tuple[int, int], int] = {}
+        self.crashed: set[int] = set()
+
+    def get_state(self) -> dict[str, object]:
+        version, words, gauss = self.rng.getstate()
+        return {
+            "rng": [version, list(words), gauss],
+            "counters": attrs.asdict(self.counters),
+            "held": [[src, dst, seq] for (src, dst), seq in sorted(self.held.items())],
+            "crashed": sorted(self.crashed),
+        }
+
+    @staticmethod
+    def check_state(state: object) -> None:
+        """Raise :class:`ConfigError` (its field the offending key) unless ``state`` is what
+        :meth:`get_state` gives."""
+        if not isinstance(state, dict) or set(state) != {"rng", "counters", "held", "crashed"}:
+            raise ConfigError("faults", "must be a dict with keys rng, counters, held, crashed")
+        rng = state["rng"]
+        if (not isinstance(rng, list) or len(rng) != 3 or rng[0] != 3 or rng[2] is not None
+                or not isinstance(rng[1], list) or len(rng[1]) != _MT_WORDS):
+            raise ConfigError("faults.rng", "must be [3, 625 words, None] (Random.getstate)")
+        for word in rng[1][:-1]:
+            _positive("faults.rng", word, 0, 0xFFFFFFFF)
+        _positive("faults.rng", rng[1][-1], 1, _MT_WORDS - 1)
+        counters = state["counters"]
+        if not isinstance(counters, dict) or set(counters) != set(_COUNTERS):
+            raise ConfigError("faults.counters", f"must have exactly the keys {_COUNTERS}")
+        for name in _COUNTERS:
+            _positive(f"faults.counters.{name}", counters[name], 0)
+        held = state["held"]
+        if not isinstance(held, list):
+            raise ConfigError("faults.held", "must be a list of [source, destination, seq]")
+        links = set()
+        for entry in held:
+            if not isinstance(entry, list) or len(entry) != 3:
+                raise ConfigError("faults.held", f"bad entry {entry!r}")
+            for value in entry:
+                _positive("faults.held", value, 0)
+            links.add((entry[0], entry[1]))
+        if len(links) != len(held):
+            raise ConfigError("faults.held", "a link is listed twice")
+        crashed = state["crashed"]
+        if not isinstance(crashed, list):
+            raise ConfigError("faults.crashed", "must be a list of host ids")
+        for host in crashed:
+            _positive("faults.crashed", host, 1, 0xFFFF)
+
+    def set_state(self, state: dict[str, object]) -> None:
+        """Install a state from :meth:`get_state` (checked first: a bad one changes nothing)."""
+        self.check_state(state)
+        rng = state["rng"]
+        assert isinstance(rng, list)
+        counters = state["counters"]
+        assert isinstance(counters, dict)
+        held = state["held"]
+        assert isinstance(held, list)
+        crashed = state["crashed"]
+        assert isinstance(crashed, list)
+        self.rng.setstate((rng[0], tuple(rng[1]), rng[2]))
+        self.counters = FaultCounters(**counters)
+        self.held = {(src, dst): seq for src, dst, seq in held}
+        self.crashed = set(crashed)
 
 
 class Network:
-    """The wire: frames in flight between the interfaces attached to it, ordered by arrival."""
+    """The wire: frames in flight between the interfaces attached to it, ordered by arrival;
+    ``faults`` (default: none) says what goes wrong on it (:class:`NetworkFaults`)."""
 
-    def __init__(self, model: NetworkModel) -> None:
+    def __init__(self, model: NetworkModel, faults: NetworkFaults | None = None) -> None:
         if not isinstance(model, NetworkModel):
             raise ConfigError("network", "must be a NetworkModel")
+        if faults is None:
+            faults = NetworkFaults()
+        if not isinstance(faults, NetworkFaults):
+            raise ConfigError("faults", "must be a NetworkFaults")
         self.model = model
+        self.faults = FaultState(faults)
         self.interfaces: dict[int, NetworkInterface] = {}
         self.down: set[int] = set()
         self._in_flight: list[Frame] = []
@@ -201,14 +387,75 @@ class Network:
         self.interfaces[interface.host_id] = interface
 
     def reachable(self, host: int) -> bool:
-        return host in self.interfaces and host not in self.down
+        return (host in self.interfaces and host not in self.down
+                and host not in self.faults.crashed)
 
-    def send(self, source: int, destination: int, data: bytes, departure: int) -> int:
-        """Put a frame on the wire; returns its arrival cycle."""
+    def send(self, source: int, destination: int, data: bytes, departure: int) -> int | None:
+        """Put a frame on the wire; returns its arrival cycle, or None if the network lost it
+        (dropped by a fault, or its destination has crashed)."""
+        state = self.faults
+        if destination in state.crashed:
+            state.counters.lost += 1
+            return None
         arrival = departure + self.model.frame_cycles(len(data))
-        self._seq += 1
-        bisect.insort(self._in_flight, Frame(arrival, self._seq, source, destination, data))
+        config = state.config
+        if not config.frame_faults:
+            self._put(Frame(arrival, self._next_seq(), source, destination, data))
+            return arrival
+        # Four draws per frame whatever happens, so that one fault's probability does not
+        # shift the others' random streams.
+        rng = state.rng
+        drop, delay, reorder, duplicate = (rng.random() for _ in range(4))
+        if drop < config.drop:
+            state.counters.dropped += 1
+            return None
+        if delay < config.delay:
+            arrival += rng.randint(*config.delay_cycles)
+            state.counters.delayed += 1
+        link = (source, destination)
+        held = state.held.pop(link, None)
+        if held is not None:
+            self._overtaken(held, arrival + 1, config.reorder_hold)
+        seq = self._next_seq()
+        if reorder < config.reorder:
+            self._put(Frame(arrival + config.reorder_hold, seq, source, destination, data))
+            state.held[link] = seq
+            state.counters.reordered += 1
+        else:
+            self._put(Frame(arrival, seq, source, destination, data))
+        if duplicate < config.duplicate:
+            lag = rng.randint(*config.delay_cycles)
+            self._put(Frame(arrival + lag, self._next_seq(), source, destination, data))
+            state.counters.duplicated += 1
         return arrival
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _put(self, frame: Frame) -> None:
+        bisect.insort(self._in_flight, frame)
+
+    def _overtaken(self, seq: int, arrival: int, hold: int) -> None:
+        """The frame ``seq`` held back ``hold`` cycles on its link now arrives at ``arrival``
+        (after the frame that overtook it), but never before it would have without the hold,
+        and not at all if it has arrived already. Moving it earlier is safe: a later frame's
+        arrival is at least a latency after the current quantum began."""
+        for k, frame in enumerate(self._in_flight):
+            if frame.seq == seq:
+                released = max(arrival, frame.arrival - hold)
+                if frame.arrival > released:
+                    del self._in_flight[k]
+                    self._put(attrs.evolve(frame, arrival=released))
+                return
+
+    def crash(self, host: int) -> None:
+        """``host`` crashes: unreachable from now on, the frames in flight to it are lost."""
+        state = self.faults
+        state.crashed.add(host)
+        kept = [f for f in self._in_flight if f.destination != host]
+        state.counters.lost += len(self._in_flight) - len(kept)
+        self._in_flight = kept
 
     def next_arrival(self, host: int) -> int | None:
         """The earliest arrival cycle of a frame in flight to ``host``, or None."""
@@ -331,6 +578,8 @@ class NetworkInterface:
         self.rx_next = [0] * RX_QUEUES
         #: Cycle at which the wire is free again after the last transmission.
         self.tx_free = 0
+        #: Per queue: the cycle its receive timer expires, None when disarmed.
+        self.rx_deadline: list[int | None] = [None] * RX_QUEUES
         self.stats = LinkStats()
         network.attach(self)
 
@@ -352,6 +601,9 @@ class NetworkInterface:
             return self.rx_slots
         if port == NIC_RX_DROPPED:
             return self.stats.frames_dropped
+        if port in (NIC_RX0_TIMER, NIC_RX1_TIMER):
+            deadline = self.rx_deadline[(port - NIC_RX0_TIMER) // 4]
+            return 0 if deadline is None else max(0, deadline - self.clock()) & 0xFFFFFFFF
         return 0xFFFFFFFF
 
     def io_write(self, port: int, size: int, value: int) -> None:
@@ -366,6 +618,25 @@ class NetworkInterface:
         elif port == NIC_RX_SLOTS:
             self.rx_slots = value
             self.rx_next = [0] * RX_QUEUES
+        elif port in (NIC_RX0_TIMER, NIC_RX1_TIMER):
+            self.rx_deadline[(port - NIC_RX0_TIMER) // 4] = (
+                self.clock() + value if value else None)
+
+    # --- receive timers ----------------------------------------------------------------------
+    def next_timer(self) -> int | None:
+        """The earliest cycle a receive timer expires, or None."""
+        armed = [d for d in self.rx_deadline if d is not None]
+        return min(armed) if armed else None
+
+    def expire_timers(self, now: int) -> None:
+        """Fire every receive timer due at or before ``now``: STATUS bit q and the interrupt,
+        with nothing put in the ring."""
+        for queue, deadline in enumerate(self.rx_deadline):
+            if deadline is not None and deadline <= now:
+                self.rx_deadline[queue] = None
+                self.stats.timeouts += 1
+                self.status |= 1 << queue
+                self.raise_irq()
 
     # --- checkpoints -----------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -374,7 +645,7 @@ class NetworkInterface:
             "host_id": self.host_id, "status": self.status, "tx_addr": self.tx_addr,
             "tx_status": self.tx_status, "rx_rings": list(self.rx_rings),
             "rx_slots": self.rx_slots, "rx_next": list(self.rx_next), "tx_free": self.tx_free,
-            "stats": attrs.asdict(self.stats),
+            "rx_deadline": list(self.rx_deadline), "stats": attrs.asdict(self.stats),
         }  # fmt: skip
 
     def check_state(self, state: object, memory_size: int | None = None) -> None:
@@ -383,7 +654,7 @@ class NetworkInterface:
         the machine's ``memory_size``, every ring that is set inside installed memory (the
         Lavender driver places its rings in the kernel's network area)."""
         keys = {"host_id", "status", "tx_addr", "tx_status", "rx_rings", "rx_slots", "rx_next",
-                "tx_free", "stats"}
+                "tx_free", "rx_deadline", "stats"}
         if not isinstance(state, dict) or set(state) != keys:
             raise ValueError(f"nic: must have exactly the keys {sorted(keys)}")
         if state["host_id"] != self.host_id:
@@ -394,6 +665,12 @@ class NetworkInterface:
         _state_int("nic.tx_status", state["tx_status"], TX_OK, TX_BAD_LENGTH)
         slots = _state_int("nic.rx_slots", state["rx_slots"], 0, 0xFFFFFFFF)
         _state_int("nic.tx_free", state["tx_free"], 0, _MAX_STATE)
+        deadlines = state["rx_deadline"]
+        if not isinstance(deadlines, list) or len(deadlines) != RX_QUEUES:
+            raise ValueError(f"nic.rx_deadline: must be a list of {RX_QUEUES} cycles or nulls")
+        for q, deadline in enumerate(deadlines):
+            if deadline is not None:
+                _state_int(f"nic.rx_deadline[{q}]", deadline, 0, _MAX_STATE)
         for name in ("rx_rings", "rx_next"):
             if not isinstance(state[name], list) or len(state[name]) != RX_QUEUES:
                 raise ValueError(f"nic.{name}: must be a list of {RX_QUEUES} ints")
@@ -421,6 +698,7 @@ class NetworkInterface:
         self.rx_slots = state["rx_slots"]
         self.rx_next = list(state["rx_next"])
         self.tx_free = state["tx_free"]
+        self.rx_deadline = list(state["rx_deadline"])
         self.stats = LinkStats(**state["stats"])
 
     # --- the wire --------------------------------------------------------------------------
@@ -467,6 +745,7 @@ class NetworkInterface:
             self.stats.frames_dropped += 1
             return False
         self.rx_next[queue] = (self.rx_next[queue] + 1) % self.rx_slots
+        self.rx_deadline[queue] = None
         self.stats.frames_received += 1
         self.stats.bytes_received += len(data)
         self.status |= 1 << queue

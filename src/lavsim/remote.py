@@ -15,6 +15,7 @@ instruction runs for them) and the idle cycles a host spends in HLT waiting for 
 ``break_even`` = the smallest n with n * remote >= shipping + n * shipped.
 
 :func:`measure_lookup` times ``lav_lookup`` by name: local, on another host, known nowhere.
+:func:`measure_faulty_calls` times remote calls one by one on a network with faults (issue 19).
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ import math
 import attrs
 
 from lavsim.cluster import Cluster
+from lavsim.errors import check_int
 from lavsim.kernel import layout as L
 from lavsim.kernel.sharing import AddressStructure, lav_call_source
 from lavsim.kernel.system import ThreadState
 from lavsim.models import ModelSpec, get_model
-from lavsim.network import NetworkModel
+from lavsim.network import NetworkFaults, NetworkModel
 
-__all__ = ["LookupCost", "RemoteCost", "measure_lookup", "measure_remote", "rpc_rows"]
+__all__ = [
+    "FaultyCallCost", "LookupCost", "RemoteCost", "measure_faulty_calls", "measure_lookup",
+    "measure_remote", "rpc_rows",
+]  # fmt: skip
 
 #: The procedure: a * b + c, padded with ``pad`` bytes of code that never runs.
 PROCEDURE = """
@@ -361,6 +366,112 @@ def measure_lookup(
         raise RuntimeError(f"unexpected lookup statuses {statuses}")
     return LookupCost(get_model(profile).name, latency, hosts, _delta(read(0x80), read(0x84)),
                       _delta(read(0x84), read(0x88)), _delta(read(0x88), read(0x8C)), statuses)
+
+
+#: Calls 1..n of the address at DS:0, each timed: (cycles, status) at 0x400 + 8k.
+FAULTY_CLIENT = """
+main:
+    call one_call
+    mov esi, 1
+.Lloop:
+    rdtsc
+    mov edi, eax
+    call one_call
+    rdtsc
+    sub eax, edi
+    mov dword ptr [0x400+esi*8], eax
+    mov dword ptr [0x404+esi*8], ecx
+    inc esi
+    cmp esi, {calls}+1
+    jne .Lloop
+    mov eax, 0
+    mov ebx, 0
+    int 0x30
+one_call:
+    push 3
+    push 2
+    push 1
+    push 3
+    push 0
+    call lav_call
+    add esp, 20
+    ret
+"""
+
+
+@attrs.frozen
+class FaultyCallCost:
+    """Remote calls timed one by one (after one warm-up call) on a network with ``faults``:
+    ``ok`` of ``calls`` returned the procedure's result (the others an error: ``errors`` by
+    code); ``mean``/``worst``: cycles per successful call, ``failed_mean`` per failed one
+    (NaN when none); ``retransmissions`` and
+    ``replayed`` (answered from the at-most-once table), ``stale`` (old ids dropped) and
+    ``gave_up`` (E_NET_TIMEOUT) from the network servers' counters; ``timeout`` the
+    cluster's call timeout."""
+
+    profile: str
+    latency: int
+    timeout: int
+    calls: int
+    ok: int
+    mean: float
+    worst: int
+    failed_mean: float
+    errors: dict[int, int]
+    retransmissions: int
+    replayed: int
+    stale: int
+    gave_up: int
+
+
+def measure_faulty_calls(
+    faults: NetworkFaults | None, profile: ModelSpec = "i486", latency: int = 2_000,
+    calls: int = 50, call_timeout: int | None = None, timer_period: int = 200_000,
+) -> FaultyCallCost:
+    """Time ``calls`` remote calls of the 3-argument procedure from host 1 to host 2."""
+    from lavsim.kernel import netproto as P
+
+    check_int("calls", calls, 1, 400)
+    model = NetworkModel(latency=latency, per_byte=1)
+    cluster = Cluster(2, network=model, profile=profile, timer_period=timer_period,
+                      faults=faults, call_timeout=call_timeout)
+    h1, h2 = cluster.host(1), cluster.host(2)
+    owner = h2.system.create_resident_process("nop\n", name="library")
+    export = h2.system.sharing.export_procedure(owner, PROCEDURE.format(pad=0), params=3)
+    group = h1.system.create_group()
+    client = h1.system.create_process(
+        group, FAULTY_CLIENT.format(calls=calls) + lav_call_source(group, net_buffer=0x200),
+        data_size=8192,
+    )  # fmt: skip
+    h1.system.sharing.write_address(client, 0, AddressStructure(
+        2, L.ADDR_GROUP_RESIDENT, export.gate_selector, export.entry, 0))
+    thread = h1.system.create_thread(client, "main")
+    outcome = cluster.run(until=lambda: h1.system.thread_state(thread).state == "dead",
+                          max_cycles=2_000_000_000)
+    _check_finished("faulty remote call", outcome, h1.system.thread_state(thread))
+    cycles: list[int] = []
+    failed: list[int] = []
+    errors: dict[int, int] = {}
+    for k in range(1, calls + 1):
+        status = h1.system.read_data32(client, 0x404 + 8 * k)
+        spent = h1.system.read_data32(client, 0x400 + 8 * k)
+        if status == 0:
+            cycles.append(spent)
+        else:
+            failed.append(spent)
+            code = status - (1 << 32) if status & 0x80000000 else status
+            errors[code] = errors.get(code, 0) + 1
+
+    def counter(host: int, offset: int) -> int:
+        return int.from_bytes(cluster.host(host).read_netserver(offset, 4), "little")
+
+    return FaultyCallCost(
+        get_model(profile).name, latency, cluster.call_timeout, calls, len(cycles),
+        sum(cycles) / len(cycles) if cycles else math.nan, max(cycles, default=0),
+        sum(failed) / len(failed) if failed else math.nan, errors,
+        counter(1, P.NX_RETRANSMITS), counter(2, P.NX_REPLAYED), counter(2, P.NX_STALE),
+        counter(1, P.NX_GAVE_UP),
+    )  # fmt: skip
 
 
 def rpc_rows(profile: ModelSpec = "i486", latency: int = 2_000, per_byte: int = 1) -> list[

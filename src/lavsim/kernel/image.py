@@ -33,7 +33,7 @@ from lavsim.kernel.layout import (
 #: The kernel's guest sources, in image order.
 KERNEL_SOURCES = (
     "boot.s", "entry.s", "sched.s", "syscall.s", "migrate.s", "net.s", "ipc.s", "threads.s",
-    "l4ipc.s", "lrpc.s", "data.s", "timeout.s",
+    "l4ipc.s", "lrpc.s", "data.s", "netwait.s", "timeout.s",
 )
 
 

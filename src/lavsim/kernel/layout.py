@@ -275,12 +275,15 @@ SYS_NET_SEND = 49
 SYS_NET_RECV = 50
 SYS_NET_INSTALL = 51
 SYS_NET_FETCH = 52
+SYS_NET_RECV_TIMED = 53
+#: net_recv_timed's longest wait, in cycles (the network server compares TSC low dwords).
+NET_TIMEOUT_MAX = 1 << 30
 #: The kernel routine of each network-server call, by number: the one place the order of
 #: ``net_syscall_table`` (net.s) is written (kernel/image.py generates the table from it).
 NET_SYSCALLS: dict[int, str] = {
     SYS_NET_ATTACH: "sys_net_attach", SYS_NET_SEND: "sys_net_send",
     SYS_NET_RECV: "sys_net_recv", SYS_NET_INSTALL: "sys_net_install",
-    SYS_NET_FETCH: "sys_net_fetch",
+    SYS_NET_FETCH: "sys_net_fetch", SYS_NET_RECV_TIMED: "sys_net_recv_timed",
 }  # fmt: skip
 NET_SYSCALL_COUNT = len(NET_SYSCALLS)
 NET_SYSCALL_NAMES = tuple(
@@ -309,6 +312,7 @@ GDT_SHIP_FIRST = 960
 E_HOST_UNREACHABLE = -48
 E_NO_PROCEDURE = -49
 E_NET_PERM = -50  # a network call from a process that is not the network server
+E_NET_TIMEOUT = -51  # net_recv's wait ran out; a remote request got no reply (issue 19)
 
 
 def net_asm_constants() -> dict[str, int]:
@@ -318,7 +322,7 @@ def net_asm_constants() -> dict[str, int]:
            and isinstance(value, int)}  # fmt: skip
     out.update({name: getattr(network, name) for name in dir(network) if name.startswith("NIC_")
                 and isinstance(getattr(network, name), int)})
-    for name in ("E_HOST_UNREACHABLE", "E_NO_PROCEDURE", "E_NET_PERM"):
+    for name in ("E_HOST_UNREACHABLE", "E_NO_PROCEDURE", "E_NET_PERM", "E_NET_TIMEOUT"):
         out[name] = globals()[name] & 0xFFFFFFFF
     out.update(GDT_EXPORT_FIRST=GDT_EXPORT_FIRST, GDT_ENTRIES=GDT_ENTRIES,
                GDT_SHIP_FIRST=GDT_SHIP_FIRST)

@@ -5,7 +5,8 @@
 # NIC_IRQ. Only the network server process may send and receive frames, install shipped
 # procedures and fetch shippable ones: the process the boot loader designated
 # (k_net_designated), once it has called net_attach. System calls
-# NET_SYSCALL_FIRST.. are dispatched from syscall_entry through net_syscall_table.
+# NET_SYSCALL_FIRST.. are dispatched from syscall_entry through net_syscall_table. The wait with
+# a timeout (net_recv_timed) is in netwait.s, at the end of the kernel's code.
 
 # --- the interface's interrupt ----------------------------------------------------------------
 isr_nic:
@@ -203,7 +204,8 @@ net_e_fault:
 
 # net_recv(EBX = queue, ECX = offset, EDX = room) : wait for the next frame of the queue and
 # copy it to the caller's DS. Returns its length; E_INVAL (frame longer than the room, or bad
-# queue) or E_FAULT (buffer) drop the frame; E_NET_PERM (not the network server).
+# queue) or E_FAULT (buffer) drop the frame; E_NET_PERM (not the network server). The same
+# with a timeout: net_recv_timed (netwait.s).
 sys_net_recv:
     call net_is_server
     jne net_e_perm
@@ -221,14 +223,16 @@ sys_net_recv:
     add eax, ecx
     mov ecx, dword ptr [eax]
     test ecx, ecx
-    jnz .Lnr_frame
+    jnz net_recv_copy
     # Empty: block until the interface interrupts (switch_to keeps EBX ESI EDI).
     mov edx, dword ptr [k_current]
     mov dword ptr [k_net_waiter+ebx*4], edx
     mov dword ptr [edx+TCB_STATE], THREAD_BLOCKED
     call schedule
     jmp .Lnr_look
-.Lnr_frame:
+# net_recv_copy: EAX = the slot, ECX = its frame's length, EBX = the queue, EDI = the caller's
+# offset, ESI = the room (also entered from net_recv_timed, netwait.s).
+net_recv_copy:
     push ebx
     push eax
     cmp ecx, esi
@@ -450,10 +454,10 @@ sys_net_fetch:
 # System calls NET_SYSCALL_FIRST .. NET_SYSCALL_FIRST + NET_SYSCALL_COUNT - 1.
 net_syscall_table:  # generated from layout.NET_SYSCALLS
 
-# Written by the boot loader (lavsim.cluster) before the first run.
+# Written by the boot loader (lavsim.cluster) before the first run (also k_net_designated, in
+# netwait.s).
 k_net_area:       .long 0      # kernel address of ring 0; ring 1 and the transmit buffer follow
 k_net_server:     .long 0      # PCB of the network server, 0 before net_attach
-k_net_designated: .long 0      # PCB the boot loader designated as the network server, 0: none
 k_net_tail:       .long 0, 0   # per queue: the slot the driver takes next
 k_net_waiter:     .long 0, 0   # per queue: the TCB blocked in net_recv, 0 for none
 k_ship_next:      .long 0      # kernel-window address of the next free byte of the shipping area

@@ -7,7 +7,8 @@
 # LAV_NET_BUF (in DS) and makes a message call to the local network server's port; the
 # network server forwards it and the remote one migrates into the procedure. Returns as
 # lav_call: ECX = 0, EAX and EDX the results; or ECX = EAX = an error (E_HOST_UNREACHABLE,
-# E_NO_PROCEDURE, an IPC error). Keeps EBX ESI EDI EBP.
+# E_NO_PROCEDURE, E_NET_TIMEOUT: no reply to any attempt, an IPC error). The procedure ran
+# exactly once when ECX = 0, at most once otherwise. Keeps EBX ESI EDI EBP.
 lav_remote:
     push ebx
     push esi
@@ -64,7 +65,8 @@ lav_remote:
 # shippable, ask the local network server to fetch the procedure's code, install it in this
 # host's resident space and give back its local address structure, which replaces the
 # argument's contents: later lav_calls through it migrate locally. Returns EAX = 0 (shipped,
-# or nothing to do: already local or not shippable) or an error. Keeps EBX ESI EDI EBP.
+# or nothing to do: already local or not shippable) or an error (E_HOST_UNREACHABLE,
+# E_NET_TIMEOUT, E_NO_PROCEDURE...; nothing installed). Keeps EBX ESI EDI EBP.
 #
 # lav_ship_as(address, name, length): the same, and the shipped copy is registered with this
 # host's name server under the name (length 1..NS_NAME_MAX bytes at DS:name) as a resident
@@ -146,7 +148,9 @@ lav_ship_inval:
 # on a miss, the local network server, which asks the other hosts' name servers through their
 # network servers, in ascending host id, the first that knows the name answering (resident
 # procedures only; the address carries that host's id). Returns EAX = 0, or E_NOENT (known
-# nowhere), E_INVAL (name too long) or an IPC error; the address is written only on success.
+# by no host that answered: one that is down or does not answer within the network server's
+# retries is passed over), E_INVAL (name too long) or an IPC error; the address is written
+# only on success.
 # Keeps EBX ESI EDI EBP.
 lav_lookup:
     push ebp

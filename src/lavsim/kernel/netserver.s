@@ -22,9 +22,19 @@
 #   reply    +12 op | NET_OP_REPLY, +16 request id, +20 status (0 or an error), +24 results
 #            (CALL: EAX, EDX; FETCH: entry, parameter count, code; LOOKUP: address structure)
 #
+# Faults (issue 19): "forward" waits for each reply at most NX_TIMEOUT cycles, then sends the
+# same request (same id) again, at most NX_RETRIES times, then answers E_NET_TIMEOUT; a host
+# that goes down meanwhile gives E_HOST_UNREACHABLE. "serve" runs each CALL at most once: per
+# requester host it keeps the id of the last call it ran and that call's EAX and EDX
+# (NX_DONE_ID, NX_DONE_RESULT; every forward thread has one request outstanding at a time and
+# numbers them upwards, so the last one is all a retransmission can ask for). A CALL whose id
+# is that id is answered from the table without running the procedure again; an older id was
+# abandoned by its sender and is dropped. FETCH and LOOKUP only read, and simply run again.
+#
 # Data segment: NX_RQ request buffer, NX_RP reply buffer, NX_FAR a far pointer, NX_HOST the
-# host id, NX_HOSTS the number of hosts (written by the boot loader), NX_NS_RQ/NX_NS_RP the
-# serve thread's name-server request and reply; the forward thread's buffers follow (NX_FW*).
+# host id, NX_HOSTS the number of hosts, NX_TIMEOUT and NX_RETRIES (written by the boot
+# loader), NX_NS_RQ/NX_NS_RP the serve thread's name-server request and reply, the
+# at-most-once table, counters; the forward thread's buffers follow (NX_FW*).
 
 serve:
     mov eax, SYS_NET_ATTACH
@@ -60,6 +70,13 @@ serve:
     jmp .Lserve_status
 
 .Lserve_call:
+    # {at-most-once
+    # A call this requester numbered no higher than the last one run for it is not run.
+    mov edx, dword ptr [NX_RQ+8]
+    mov eax, dword ptr [NX_RQ+16]
+    cmp eax, dword ptr [NX_DONE_ID+edx*4]
+    jbe .Lserve_done_before
+    # at-most-once}
     # Only a present call gate this process can name (LAR: P, S = 0, type 0xC) is called.
     mov ebx, dword ptr [NX_RQ+20]
     lar eax, ebx
@@ -122,7 +139,48 @@ serve:
     mov eax, SYS_NET_SEND
     mov ebx, NX_RP
     int 0x30
+    # {at-most-once
+    # A call that ran: its id and results go into the table (after the reply has left, off
+    # the caller's critical path; this thread serves one request at a time).
+    cmp dword ptr [NX_RP+12], NET_OP_CALL|NET_OP_REPLY
+    jne .Lserve_next
+    cmp dword ptr [NX_RP+20], 0
+    jne .Lserve_next
+    mov edx, dword ptr [NX_RQ+8]
+    mov eax, dword ptr [NX_RQ+16]
+    mov dword ptr [NX_DONE_ID+edx*4], eax
+    mov eax, dword ptr [NX_RP+24]
+    mov dword ptr [NX_DONE_RESULT+edx*8], eax
+    mov eax, dword ptr [NX_RP+28]
+    mov dword ptr [NX_DONE_RESULT+edx*8+4], eax
+    # at-most-once}
     jmp .Lserve_next
+
+    # {at-most-once
+.Lserve_done_before:
+    # The same id: the reply was lost or the request duplicated; answer again from the table.
+    # (Ids start at 1: 0 is the table's "no call run yet", never answered.)
+    jne .Lserve_stale
+    test eax, eax
+    jz .Lserve_stale
+    inc dword ptr [NX_REPLAYED]
+    # (Written compactly, XOR/PUSH/POP, so that the code after this block stays where it was
+    # before the id 0 check: on the Pentium a branch's address decides what it shares of the
+    # branch target buffer, and the fault-free path's figures with it.)
+    xor ecx, ecx
+    mov dword ptr [NX_RP+20], ecx
+    mov eax, dword ptr [NX_DONE_RESULT+edx*8]
+    mov dword ptr [NX_RP+24], eax
+    mov eax, dword ptr [NX_DONE_RESULT+edx*8+4]
+    mov dword ptr [NX_RP+28], eax
+    push 32
+    pop ecx
+    jmp .Lserve_send
+.Lserve_stale:
+    # An older id: its sender has given up on it (or had its answer); no reply.
+    inc dword ptr [NX_STALE]
+    jmp .Lserve_next
+    # at-most-once}
 
 # ns_lookup_local: the LOOKUP request in NX_RQ, asked of this host's name server; on success
 # the address structure is at NX_RP+24 and EAX = 0, else EAX = the error (E_NOENT: no such
@@ -369,26 +427,60 @@ forward:
     jmp .Lforward_reply_wait
 
 # forward_exchange: send the request frame NX_FW_RQ (ECX bytes) and wait for its reply in
-# NX_FW_RP (replies to earlier requests are dropped). Returns EAX = the reply's status, or the
-# transmission's error (E_HOST_UNREACHABLE).
+# NX_FW_RP (replies to earlier requests are dropped). No reply within NX_TIMEOUT cycles: the
+# same frame again, at most NX_RETRIES times. Returns EAX = the reply's status, or an error:
+# E_HOST_UNREACHABLE (the transmission's, also when the host goes down between attempts),
+# E_NET_TIMEOUT (no reply to any attempt). Everything between a transmission and the wait runs
+# while the frame is on the wire.
 forward_exchange:
     mov eax, SYS_NET_SEND
     mov ebx, NX_FW_RQ
     int 0x30
     test eax, eax
     jnz .Lexchange_done
+    mov dword ptr [NX_FW_RQ_LEN], ecx
+    mov eax, dword ptr [NX_RETRIES]
+    mov dword ptr [NX_FW_TRIES], eax
+.Lexchange_arm:
+    rdtsc
+    add eax, dword ptr [NX_TIMEOUT]
+    mov dword ptr [NX_FW_DEADLINE], eax
 .Lexchange_wait:
-    mov eax, SYS_NET_RECV
+    # The cycles left until the deadline (low TSC halves: the timeout is below 2^31).
+    rdtsc
+    mov esi, dword ptr [NX_FW_DEADLINE]
+    sub esi, eax
+    jle .Lexchange_timeout
+    mov eax, SYS_NET_RECV_TIMED
     mov ebx, 1
     mov ecx, NX_FW_RP
     mov edx, NX_BUFFER
     int 0x30
     test eax, eax
-    js .Lexchange_wait
+    js .Lexchange_error
     mov dword ptr [NX_FW_RPLEN], eax
     mov eax, dword ptr [NX_FW_RP+16]
     cmp eax, dword ptr [NX_FW_RQ+16]
     jne .Lexchange_wait
     mov eax, dword ptr [NX_FW_RP+20]
 .Lexchange_done:
+    ret
+.Lexchange_error:
+    # A frame too long for the buffer was dropped: keep waiting; the time is up: retransmit.
+    cmp eax, E_NET_TIMEOUT
+    jne .Lexchange_wait
+.Lexchange_timeout:
+    dec dword ptr [NX_FW_TRIES]
+    js .Lexchange_give_up
+    inc dword ptr [NX_RETRANSMITS]
+    mov eax, SYS_NET_SEND
+    mov ebx, NX_FW_RQ
+    mov ecx, dword ptr [NX_FW_RQ_LEN]
+    int 0x30
+    test eax, eax
+    jz .Lexchange_arm
+    ret
+.Lexchange_give_up:
+    inc dword ptr [NX_GAVE_UP]
+    mov eax, E_NET_TIMEOUT
     ret
