@@ -158,8 +158,13 @@ class CPU(CpuState):
         self.fast = fast
         self._icache: dict[int, Insn] = {}
         self._blocks: dict[int, Block] = {}
-        #: Physical page -> keys of ``_icache`` and ``_blocks`` decoded from it.
-        self._code_pages: dict[int, list[int]] = {}
+        #: Physical page -> {key of ``_icache``/``_blocks`` decoded from it: physical end
+        #: (exclusive) of the bytes that entry was decoded from} (see :meth:`physical_written`).
+        self._code_pages: dict[int, dict[int, int]] = {}
+        #: Physical page -> a byte map of the page, 1 where some cached entry was decoded
+        #: from (a superset: bytes stay marked until the page holds no entry), so a write
+        #: beside code is told from a write over code without scanning the entries.
+        self._code_cover: dict[int, bytearray] = {}
         #: Decoded instructions held by ``_icache`` and ``_blocks`` (and keys recorded in
         #: ``_code_pages``), at most ``code_cache_limit`` (see :data:`CODE_CACHE_LIMIT`).
         self._cached = 0
@@ -258,7 +263,7 @@ class CPU(CpuState):
             e = mmu.data_page(linear >> 12)
             if e is not None and (linear & 0xFFF) <= 0x1000 - size:
                 if (e.base >> 12) in self._code_pages:
-                    self.physical_written(e.base, 0x1000)
+                    self.physical_written(e.base | (linear & 0xFFF), size)
             else:
                 self._linear_written(linear, size)
 
@@ -437,6 +442,7 @@ class CPU(CpuState):
         self._icache.clear()
         self._blocks.clear()
         self._code_pages.clear()
+        self._code_cover.clear()
         self._cached = 0
         self._smc += 1
 
@@ -448,32 +454,66 @@ class CPU(CpuState):
             self.flush_decode_cache()
         self._cached += n
 
+    def _note_code(self, phys: int, length: int) -> None:
+        """Record that a cached entry keyed by ``phys`` was decoded from the ``length`` bytes
+        there (inside one page), so that a write over any of them drops it."""
+        page = phys >> 12
+        keys = self._code_pages.get(page)
+        if keys is None:
+            keys = self._code_pages[page] = {}
+            cover = self._code_cover[page] = bytearray(0x1000)
+        else:
+            cover = self._code_cover[page]
+        end = phys + max(1, length)
+        if keys.get(phys, 0) < end:
+            keys[phys] = end
+        lo = phys & 0xFFF
+        cover[lo : lo + (end - phys)] = b"\x01" * (end - phys)
+
     def physical_written(self, phys: int, n: int) -> None:
-        """Physical bytes ``phys .. phys+n-1`` were written: drop cached code there."""
+        """Physical bytes ``phys .. phys+n-1`` were written: drop the cached instructions and
+        blocks decoded from any of those bytes (only those: code and data may share a page),
+        and stop a running block if one was dropped."""
         pages = self._code_pages
-        if not pages:
+        if not pages or n <= 0:
             return
-        for page in range(phys >> 12, ((phys + n - 1) >> 12) + 1):
-            keys = pages.pop(page, None)
-            if keys is not None:
-                self._smc += 1
-                cache = self._icache
-                blocks = self._blocks
-                for k in keys:
-                    cache.pop(k, None)
-                    blocks.pop(k, None)
+        end = phys + n
+        for page in range(phys >> 12, ((end - 1) >> 12) + 1):
+            keys = pages.get(page)
+            if keys is None:
+                continue
+            lo = max(phys, page << 12)
+            hi = min(end, (page + 1) << 12)
+            if 1 not in self._code_cover[page][lo & 0xFFF : ((hi - 1) & 0xFFF) + 1]:
+                continue  # beside the code: nothing decoded from these bytes
+            hit = [k for k, kend in keys.items() if k < hi and kend > lo]
+            if not hit:
+                continue
+            self._smc += 1
+            cache = self._icache
+            blocks = self._blocks
+            for k in hit:
+                del keys[k]
+                cache.pop(k, None)
+                blocks.pop(k, None)
+            if not keys:
+                del pages[page]
+                del self._code_cover[page]
 
     def _linear_written(self, linear: int, size: int) -> None:
-        """A data write at ``linear`` succeeded: find its frame(s) without touching the
-        modelled TLB and drop cached code there."""
-        last = (linear + size - 1) & MASK32
-        for lin in (linear, last) if (last ^ linear) >> 12 else (linear,):
+        """A data write of ``size`` bytes at ``linear`` succeeded: find its frame(s) without
+        touching the modelled TLB and drop cached code decoded from the bytes written."""
+        first = min(size, 0x1000 - (linear & 0xFFF))
+        pieces = [(linear, first)]
+        if first < size:
+            pieces.append(((linear + first) & MASK32, size - first))
+        for lin, k in pieces:
             phys = self._physical_of_written(lin)
             if phys is None:
                 self.flush_decode_cache()
                 return
             if (phys >> 12) in self._code_pages:
-                self.physical_written(phys, 1)
+                self.physical_written(phys, k)
 
     def _physical_of_written(self, linear: int) -> int | None:
         """The frame a just-written linear address maps to, read from the MMU's host-side
@@ -526,7 +566,7 @@ class CPU(CpuState):
         if f.phys2 < 0 and (linear & 0xFFF) + insn.length <= 0x1000:
             self._make_room(1)
             self._icache[phys] = insn
-            self._code_pages.setdefault(phys >> 12, []).append(phys)
+            self._note_code(phys, insn.length)
         return insn
 
     def _build_block(self, eip: int, linear: int, phys: int) -> Block:
@@ -563,8 +603,8 @@ class CPU(CpuState):
                 break  # the next instruction starts on another page
         block = Block(entries[0][1].addr if entries else eip, end, tuple(entries))
         self._make_room(max(1, len(entries)))
-        if self._blocks.get(start_phys) is None:
-            self._code_pages.setdefault(start_phys >> 12, []).append(start_phys)
+        # The bytes its instructions were decoded from (an empty block: its first byte).
+        self._note_code(start_phys, end - block.addr + 1)
         self._blocks[start_phys] = block
         return block
 
