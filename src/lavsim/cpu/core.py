@@ -99,6 +99,8 @@ from lavsim.cpu.pairing import (
     pairs,
 )
 from lavsim.cpu.state import IF, MASK32, NEVER, SS, CpuState
+from lavsim.cpu.translate import Key, Translated, entry_key
+from lavsim.cpu.translate import translate as translate_block
 from lavsim.faults import SS as SS_VECTOR
 from lavsim.faults import CpuFault, gp
 
@@ -137,6 +139,17 @@ STRAIGHT = frozenset({
 
 _STRING = frozenset({"movs", "stos", "lods", "cmps", "scas"})
 
+#: A block is translated on its entry after this many (compiling costs about as much as
+#: running a short block a few hundred times; code run once or twice stays in the block loop).
+TRANSLATE_AFTER = 16
+
+#: Most translations of one block (one per issue state it is entered with).
+TRANSLATIONS_PER_BLOCK = 4
+
+#: What one translated instruction counts for against ``code_cache_limit`` (a compiled
+#: function holds several times the host memory of a decoded instruction).
+TRANSLATION_WEIGHT = 4
+
 
 class CPU(CpuState):
     """An IA-32 core that executes guest code (see the module docstring).
@@ -146,7 +159,12 @@ class CPU(CpuState):
     """
 
     def __init__(
-        self, mmu: MMU, profile: TimingProfile, decode_cache: bool = True, fast: bool = True
+        self,
+        mmu: MMU,
+        profile: TimingProfile,
+        decode_cache: bool = True,
+        fast: bool = True,
+        translate: bool = True,
     ) -> None:
         super().__init__(mmu, profile)
         #: One-line report once a triple fault has shut the processor down (else None).
@@ -156,6 +174,11 @@ class CPU(CpuState):
         self.decode_cache = decode_cache
         #: Decode-time fast specialisations and block execution (see the module docstring).
         self.fast = fast
+        #: Hot blocks compiled into Python functions (:mod:`lavsim.cpu.translate`; needs
+        #: ``fast``); False runs them through the block loop, with the same results.
+        self.translate = translate
+        #: Instructions a translated block retired before a host exception left it.
+        self._xl_ran = 0
         self._icache: dict[int, Insn] = {}
         self._blocks: dict[int, Block] = {}
         #: Physical page -> {key of ``_icache``/``_blocks`` decoded from it: physical end
@@ -446,6 +469,21 @@ class CPU(CpuState):
         self._cached = 0
         self._smc += 1
 
+    def _translation(self, block: Block, phys: int) -> Translated | None:
+        """The translation of ``block`` (cached at ``phys``) for the current issue state,
+        compiled on first use; None when the block already has :data:`TRANSLATIONS_PER_BLOCK`
+        translations for other states (it then runs in the block loop)."""
+        key = entry_key(self)
+        xl = block.xl.get(key)
+        if xl is None:
+            if len(block.xl) >= TRANSLATIONS_PER_BLOCK:
+                return None
+            self._make_room(TRANSLATION_WEIGHT * len(block.entries))
+            if self._blocks.get(phys) is not block:
+                return None  # making room dropped it: decoded again at the next entry
+            xl = block.xl[key] = translate_block(self, block, key, STRAIGHT)
+        return xl
+
     def _make_room(self, n: int) -> None:
         """Before caching ``n`` more decoded instructions: drop everything if they would pass
         ``code_cache_limit`` (a host-side bound; every dropped entry is decoded again on
@@ -704,6 +742,7 @@ class CPU(CpuState):
         tracing = mmu.tracing
         cached = self.decode_cache
         blocks_on = cached and self.fast and not tracing
+        translate_on = self.translate
         cache = self._icache
         blocks = self._blocks
         seg = self.seg
@@ -747,13 +786,29 @@ class CPU(CpuState):
                         if block is None or block.addr != eip:
                             block = self._build_block(eip, linear, phys)
                         if block.entries and block.end <= cs.max_off:
+                            # --- How this block runs: decided here, and only here. ---
+                            # Translated when it is hot, the issue log is off and the run
+                            # may retire the whole block; else the block loop below.
+                            left = n_limit - done
+                            if (translate_on and left >= len(block.entries)
+                                    and self.issue_log is None):
+                                block.runs += 1
+                                xl = (self._translation(block, phys)
+                                      if block.runs > TRANSLATE_AFTER else None)
+                                if xl is not None:
+                                    self._xl_ran = 0
+                                    try:
+                                        done += xl(self, e, vpn, left, c_limit, self._smc, done)
+                                    except BaseException:
+                                        done += self._xl_ran
+                                        raise
+                                    continue
                             # The block: each instruction is fetched as the per-instruction
                             # path below fetches it -- one ITLB lookup, served by the same
                             # host page-map entry (so credited to the same TLB) as long as
                             # that entry is still there; the limits are tested after each.
                             owner = e.owner
                             smc = self._smc
-                            left = n_limit - done
                             ran = 0
                             insn = block.entries[0][1]
                             lazy = self.lazy_flags
@@ -847,7 +902,7 @@ class Block:
     start here" (the first instruction needs the next page or does not decode).
     """
 
-    __slots__ = ("addr", "end", "entries")
+    __slots__ = ("addr", "end", "entries", "runs", "xl")
 
     def __init__(
         self, addr: int, end: int, entries: tuple[tuple[Handler, Insn, int, int], ...]
@@ -855,3 +910,8 @@ class Block:
         self.addr = addr
         self.end = end
         self.entries = entries
+        #: Entries into the block while translation could have run it (see
+        #: :data:`TRANSLATE_AFTER`).
+        self.runs = 0
+        #: Its translations (:mod:`lavsim.cpu.translate`) by entry issue state.
+        self.xl: dict[Key, Translated] = {}
