@@ -15,6 +15,7 @@ network card's DMA, by a page-table remap) is never run stale.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -84,7 +85,8 @@ def test_translated_programs_across_a_page_run_identically(
 def test_translated_self_modifying_code_runs_identically(d: st.DataObject, seed: int) -> None:
     body = generated(d)
     k = d.draw(st.integers(0, max(0, len(body) - 1)))
-    store = b"\xc6\x05" + (CODE + 10 + k).to_bytes(4, "little") + bytes([d.draw(st.integers(0, 255))])
+    value = bytes([d.draw(st.integers(0, 255))])
+    store = b"\xc6\x05" + (CODE + 10 + k).to_bytes(4, "little") + value
     same3(store + b"\x90" * 3 + body, seed=seed, config=d.draw(st.sampled_from(sorted(CONFIGS))))
 
 
@@ -227,7 +229,7 @@ def test_code_rewritten_by_the_network_cards_dma_is_never_run_stale() -> None:
         m.load(ring + 4 + 12, src_loop)  # the code lies inside the receive slot's data
         m.cpu.regs[1] = 200
         m.run(max_cycles=300)
-        nic = NetworkInterface(1, Network(NetworkModel()), lambda: m.cpu.tsc,
+        nic = NetworkInterface(1, Network(NetworkModel()), partial(getattr, m.cpu, "tsc"),
                                m.memory.read, m.load, lambda: None)
         nic.rx_rings[0], nic.rx_slots = ring, 1
         # The frame's bytes 12.. land on the loop: 'inc ebx' becomes 'inc edx'.

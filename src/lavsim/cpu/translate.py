@@ -384,7 +384,7 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
             g.set_flags(f"(LOGIC, 4, {r})", "0", f"({r} == 0)")
         return
     if name in ("inc_r", "dec_r"):
-        r = insn.reg if ops[0] == "+rv" else insn.rm
+        reg = insn.reg if ops[0] == "+rv" else insn.rm
         cf = f"f{j}"
         if g.cf is not None:
             b(3, f"{cf} = {g.cf}")
@@ -398,7 +398,8 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
             b(3, f"else: {cf} = {g.const('carry', _carry)}(cpu)")
         inc = name == "inc_r"
         a, v = f"a{j}", f"r{j}"
-        b(3, f"{a} = regs[{r}]; {v} = ({a} {'+' if inc else '-'} 1) & {MASK32}; regs[{r}] = {v}")
+        b(3, f"{a} = regs[{reg}]; {v} = ({a} {'+' if inc else '-'} 1) & {MASK32}; "
+             f"regs[{reg}] = {v}")
         g.set_flags(f"({'INC' if inc else 'DEC'}, 4, {v}, {a}, {cf})", cf, f"({v} == 0)")
         return
     if name in ("mov_load", "mov_load_abs", "mov_store", "mov_store_abs"):
