@@ -80,7 +80,7 @@ the TSC.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lavsim.cpu.decoder import Fetch, decode, decode_fetched
 from lavsim.cpu.fast import specialise
@@ -179,6 +179,8 @@ class CPU(CpuState):
         self.translate = translate
         #: Instructions a translated block retired before a host exception left it.
         self._xl_ran = 0
+        #: (EIP, linear, physical) of a fetch a traced translation made and left to run.
+        self._xl_fetched: tuple[int, int, int] | None = None
         self._icache: dict[int, Insn] = {}
         self._blocks: dict[int, Block] = {}
         #: Physical page -> {key of ``_icache``/``_blocks`` decoded from it: physical end
@@ -469,11 +471,13 @@ class CPU(CpuState):
         self._cached = 0
         self._smc += 1
 
-    def _translation(self, block: Block, phys: int) -> Translated | None:
-        """The translation of ``block`` (cached at ``phys``) for the current issue state,
-        compiled on first use; None when the block already has :data:`TRANSLATIONS_PER_BLOCK`
-        translations for other states (it then runs in the block loop)."""
-        key = entry_key(self)
+    def _translation(self, block: Block, phys: int, traced: bool = False) -> Translated | None:
+        """The translation of ``block`` (cached at ``phys``) for the current issue state
+        (``traced``: the variant for a run with tracers, see
+        :func:`lavsim.cpu.translate.translate`), compiled on first use; None when the block
+        already has :data:`TRANSLATIONS_PER_BLOCK` translations for other states (it then
+        runs in the block loop, or one instruction at a time under tracing)."""
+        key = (traced, entry_key(self))
         xl = block.xl.get(key)
         if xl is None:
             if len(block.xl) >= TRANSLATIONS_PER_BLOCK:
@@ -481,8 +485,23 @@ class CPU(CpuState):
             self._make_room(TRANSLATION_WEIGHT * len(block.entries))
             if self._blocks.get(phys) is not block:
                 return None  # making room dropped it: decoded again at the next entry
-            xl = block.xl[key] = translate_block(self, block, key, STRAIGHT)
+            xl = block.xl[key] = translate_block(self, block, key[1], STRAIGHT, traced, phys)
         return xl
+
+    def _traced_translation(self, eip: int, linear: int, phys: int, left: int
+                            ) -> Translated | None:
+        """Under tracing, the translation to run from CS:``eip``, whose fetch (``linear`` ->
+        ``phys``) the per-instruction path has just made; None: run one instruction."""
+        block = self._blocks.get(phys)
+        if block is None or block.addr != eip:
+            block = self._build_block(eip, linear, phys)
+        if (not block.entries or block.end > self.seg[_CS].max_off
+                or left < len(block.entries)):
+            return None
+        block.runs += 1
+        if block.runs <= TRANSLATE_AFTER:
+            return None
+        return self._translation(block, phys, traced=True)
 
     def _make_room(self, n: int) -> None:
         """Before caching ``n`` more decoded instructions: drop everything if they would pass
@@ -621,13 +640,16 @@ class CPU(CpuState):
         start_phys = phys
         entries: list[tuple[Handler, Insn, int, int]] = []
         end = eip - 1
+        # Decoding ahead is not a fetch: with tracers attached it reads memory unreported
+        # (each instruction reports its fetch when it runs).
+        view = cast(CpuState, _Untraced(self)) if self.mmu.tracing else self
         while len(entries) < MAX_BLOCK:
             avail = min(15, cs.max_off - eip + 1, 0x1000 - (linear & 0xFFF))
             if avail <= 0:
                 break
-            f = Fetch(self, eip, linear, phys, avail)
+            f = Fetch(view, eip, linear, phys, avail)
             try:
-                insn = self._specialised(decode_fetched(self, eip, f))
+                insn = self._specialised(decode_fetched(view, eip, f))
             except CpuFault:
                 break
             entries.append((insn.handler, insn, insn.cycles, insn.next_eip))
@@ -743,13 +765,20 @@ class CPU(CpuState):
         cached = self.decode_cache
         blocks_on = cached and self.fast and not tracing
         translate_on = self.translate
+        # Under tracing, translated blocks start from the per-instruction path's fetch.
+        traced_on = cached and self.fast and tracing and translate_on
+        #: A fetch a traced translation made but did not run (see _traced_translation).
+        pre: tuple[int, int, int] | None = None
         cache = self._icache
         blocks = self._blocks
         seg = self.seg
         translate = mmu.translate
         try:
             while True:
-                if self.irq_pending or self.halted or self.shutdown is not None or self._stop_run:
+                if pre is not None:
+                    pass  # the fetch of the next instruction is made: it runs now
+                elif (self.irq_pending or self.halted or self.shutdown is not None
+                      or self._stop_run):
                     if self.shutdown is not None:
                         return "shutdown"
                     if self._stop_run:
@@ -769,9 +798,9 @@ class CPU(CpuState):
                         continue
                     if self.halted:
                         return "halted"
-                if done >= n_limit:
+                if pre is None and done >= n_limit:
                     return "instruction_limit"
-                if self.tsc >= c_limit:
+                if pre is None and self.tsc >= c_limit:
                     return "cycle_limit"
                 eip = self.eip
                 cs = seg[_CS]
@@ -846,7 +875,10 @@ class CPU(CpuState):
                 lazy = self.lazy_flags
                 eflags = self.eflags
                 try:
-                    if cached and cs.min_off <= eip <= cs.max_off and cs.db:
+                    if pre is not None:
+                        _, linear, phys = pre
+                        pre = None
+                    elif cached and cs.min_off <= eip <= cs.max_off and cs.db:
                         linear = (cs.base + eip) & MASK32
                         # The MMU's translate() fast path, inlined: a hit on the host page
                         # map credits the owning TLB one hit, exactly as translate() does.
@@ -856,6 +888,19 @@ class CPU(CpuState):
                             phys = e.base | (linear & 0xFFF)
                         else:
                             phys = translate(linear, False, self.user, True)
+                        if traced_on and self.issue_log is None:
+                            xl = self._traced_translation(eip, linear, phys, n_limit - done)
+                            if xl is not None:
+                                self._xl_ran = 0
+                                try:
+                                    done += xl(self, None, linear >> 12, n_limit - done,
+                                               c_limit, self._smc, done)
+                                except BaseException:
+                                    done += self._xl_ran
+                                    raise
+                                pre, self._xl_fetched = self._xl_fetched, None
+                                continue
+                    if cached and cs.min_off <= eip <= cs.max_off and cs.db:
                         hit = cache.get(phys)
                         if (hit is None or hit.addr != eip
                                 or eip + hit.length - 1 > cs.max_off):
@@ -913,5 +958,36 @@ class Block:
         #: Entries into the block while translation could have run it (see
         #: :data:`TRANSLATE_AFTER`).
         self.runs = 0
-        #: Its translations (:mod:`lavsim.cpu.translate`) by entry issue state.
-        self.xl: dict[Key, Translated] = {}
+        #: Its translations (:mod:`lavsim.cpu.translate`) by (traced, entry issue state).
+        self.xl: dict[tuple[bool, Key], Translated] = {}
+
+
+class _Untraced:
+    """The CPU as the decoder sees it while a block is decoded ahead under tracing: the same
+    CPU, whose MMU reads the instruction bytes from memory without reporting them."""
+
+    __slots__ = ("cpu", "mmu")
+
+    def __init__(self, cpu: CPU) -> None:
+        self.cpu = cpu
+        self.mmu = _UntracedFetches(cpu.mmu)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cpu, name)
+
+
+class _UntracedFetches:
+    """The MMU's decoder-facing side without reports (see :class:`_Untraced`)."""
+
+    __slots__ = ("mmu",)
+
+    tracing = False
+
+    def __init__(self, mmu: MMU) -> None:
+        self.mmu = mmu
+
+    def fetch_physical(self, phys: int, n: int, user: bool) -> bytes:
+        return self.mmu.memory.read(phys, n)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.mmu, name)

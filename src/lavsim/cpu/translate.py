@@ -160,10 +160,22 @@ def _data_linear(g: _Gen, insn: Insn, d: Issue) -> str:
 State = tuple[Any, int | None, int | None, int, int]
 
 
-def translate(cpu: CPU, block: Block, key: Key, straight: frozenset[str]) -> Translated:
+def translate(
+    cpu: CPU, block: Block, key: Key, straight: frozenset[str], traced: bool = False,
+    phys: int = 0,
+) -> Translated:
     """Compile ``block`` for entry issue state ``key`` (see the module docstring);
     ``straight``: the handler names that may sit inside a block
-    (:data:`lavsim.cpu.core.STRAIGHT`), which leave CS, the issue state and the TLBs alone."""
+    (:data:`lavsim.cpu.core.STRAIGHT`), which leave CS, the issue state and the TLBs alone.
+
+    ``traced``: for a run with tracers on the MMU, the translation of the block at physical
+    ``phys``: each instruction is fetched as the per-instruction path fetches it (a modelled
+    ITLB lookup, then ``report_fetch`` and ``report_insn``; the caller has made the first
+    instruction's lookup) and every data access goes through the handler (the MMU's
+    accessors report it). Called with ``e`` None. When an instruction's page now translates
+    elsewhere the function stops before running it and leaves ``cpu._xl_fetched`` =
+    ``(eip, linear, physical)`` of that fetch, for the executor to run the instruction from.
+    """
     g = _Gen()
     b = g.w
     entries = block.entries
@@ -191,6 +203,8 @@ def translate(cpu: CPU, block: Block, key: Key, straight: frozenset[str]) -> Tra
         final = j == n - 1
         I = g.const(f"I{j}", insn)
         H = g.const(f"H{j}", insn.handler)
+        if traced:
+            _traced_fetch(g, j, insn, phys + insn.addr - block.addr)
         d = insn.issue
         mis = 0
         in_v = False
@@ -234,10 +248,11 @@ def translate(cpu: CPU, block: Block, key: Key, straight: frozenset[str]) -> Tra
             """The handler, with everything it may read written back first, then the
             checks that only a call can make fail."""
             g.flush_flags(depth)
-            b(depth, f"i = {j}; lz = cpu.lazy_flags; ef = cpu.eflags")
+            b(depth, f"i = {j}; si = {j + 1}; lz = cpu.lazy_flags; ef = cpu.eflags")
             b(depth, f"cpu.tsc = t; cpu.eip = {insn.next_eip}")
             if final and final_sync:
-                b(depth, f"o.hits += {n}")
+                if not traced:
+                    b(depth, f"o.hits += {n}")
                 _write_state(g, depth, j + 1, issue)
             if mis:
                 b(depth, f"cpu._mis_cur = {mis}")
@@ -249,9 +264,10 @@ def translate(cpu: CPU, block: Block, key: Key, straight: frozenset[str]) -> Tra
                 b(depth, "ip = cpu.eip")
             if not (final and final_sync):
                 # Only a call can have demoted the fetch's page-map entry or dropped code.
-                b(depth, f"if cp(vpn) is not e or cpu._smc != smc: k = {j + 1}; break")
+                check = "cpu._smc != smc" if traced else "cp(vpn) is not e or cpu._smc != smc"
+                b(depth, f"if {check}: k = {j + 1}; break")
 
-        _body(g, j, insn, call, taken_extra)
+        _body(g, j, insn, call, taken_extra, inline_memory=not traced)
         if d is not None and model is not None and d.branch:
             D = g.const(f"D{j}", d)
             if final and final_sync:
@@ -279,11 +295,16 @@ def translate(cpu: CPU, block: Block, key: Key, straight: frozenset[str]) -> Tra
     del g.lines[body_start:]
 
     b(0, "def xl(cpu, e, vpn, left, c_limit, smc, done):")
-    for line in ("cp = cpu.mmu.code_page", "dp = cpu.mmu.data_page", "o = e.owner",
+    for line in ("cp = cpu.mmu.code_page", "dp = cpu.mmu.data_page",
                  "regs = cpu.regs", "seg = cpu.seg", "pages = cpu._code_pages",
                  "ur = 1 << cpu.user", "uw = 4 << cpu.user", "t = cpu.tsc", "ran = 0",
-                 "k = 0", "i = 0", "lz = ef = None", f"ip = {last.next_eip}"):
+                 "k = 0", "i = si = 0", "lz = ef = None", f"ip = {last.next_eip}"):
         b(1, line)
+    if traced:
+        b(1, "mmu = cpu.mmu; tr = mmu.translate; rf = mmu.report_fetch; ri = mmu.report_insn")
+        b(1, f"us = cpu.user; csmax = seg[1].max_off; l0 = (vpn << 12) | {phys & 0xFFF}")
+    else:
+        b(1, "o = e.owner")
     for sg in sorted(g.segs):
         b(1, f"s{sg} = seg[{sg}]; s{sg}b = s{sg}.base; s{sg}lo = s{sg}.min_off; "
              f"s{sg}hi = s{sg}.max_off - 3; s{sg}r = s{sg}.readable; s{sg}w = s{sg}.writable")
@@ -307,8 +328,9 @@ def translate(cpu: CPU, block: Block, key: Key, straight: frozenset[str]) -> Tra
             # The last instruction's fetch and state were written before it ran.
             b(2, f"if i < {n - 1}:")
             depth = 3
-        b(depth, "o.hits += ran + i + 1")
-        _write_state(g, depth, "i + 1", issue)
+        if not traced:
+            b(depth, "o.hits += ran + i + 1")
+        _write_state(g, depth, "si", issue)
         b(2, "ran += i")
         if exc.startswith("CpuFault"):
             b(2, "cpu._xl_ran = ran")  # if the delivery itself ends in a bus error
@@ -325,7 +347,8 @@ def translate(cpu: CPU, block: Block, key: Key, straight: frozenset[str]) -> Tra
     b(1, "ran += k")
     b(1, "cpu.tsc = t")
     b(1, f"cpu.eip = ip if k == {n} else ADDRS[k]")
-    b(1, "o.hits += ran")
+    if not traced:
+        b(1, "o.hits += ran")
     _write_state(g, 1, "k", issue)
     b(1, "return ran")
 
@@ -358,9 +381,34 @@ def _write_state(g: _Gen, depth: int, index: int | str, issue: bool) -> None:
     g.w(depth, "cpu._pair_u_data = ud")
 
 
-def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra: int) -> None:
+def _traced_fetch(g: _Gen, j: int, insn: Insn, phys: int) -> None:
+    """Emit instruction ``j``'s fetch as the per-instruction path makes it under tracing:
+    the ITLB lookup through the host page map or ``MMU.translate`` (which may fault or
+    charge a page walk), then the fetch and instruction reports."""
+    b = g.w
+    depth = 3
+    if j == 0:
+        b(3, "if ran:")  # from the second pass on (the caller fetched the first)
+        depth = 4
+    g.flush_flags(depth)
+    delta = insn.addr - g.env["ADDRS"][0]
+    off = phys & 0xFFF
+    b(depth, f"i = {j}; si = {j}; lz = cpu.lazy_flags; ef = cpu.eflags")
+    b(depth, "ce = cp(vpn)")
+    b(depth, f"if ce is not None and ce.mask & ur: ce.owner.hits += 1; ph = ce.base | {off}")
+    b(depth, f"else: cpu.tsc = t; cpu.eip = {insn.addr}; ph = tr(l0 + {delta}, False, us, True); "
+             "t = cpu.tsc")
+    b(depth, f"if ph != {phys}: cpu._xl_fetched = ({insn.addr}, l0 + {delta}, ph); k = {j}; break")
+    # A tracer may read and charge the clock (a board's hierarchy stalls the CPU).
+    b(3, f"cpu.tsc = t; rf({phys}, min({min(15, 0x1000 - off)}, csmax - {insn.addr} + 1), us); "
+         f"ri({phys}, {insn.length}, us); t = cpu.tsc")
+
+
+def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra: int,
+          inline_memory: bool = True) -> None:
     """Emit the instruction's semantics: inline for the forms :mod:`lavsim.cpu.fast`
-    specialises (same fast-case conditions, the handler as the fall-back), else a call."""
+    specialises (same fast-case conditions, the handler as the fall-back), else a call;
+    memory accesses only with ``inline_memory``."""
     b = g.w
     name = insn.handler.__name__
     ops = insn.form.operands
@@ -402,7 +450,7 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
              f"regs[{reg}] = {v}")
         g.set_flags(f"({'INC' if inc else 'DEC'}, 4, {v}, {a}, {cf})", cf, f"({v} == 0)")
         return
-    if name in ("mov_load", "mov_load_abs", "mov_store", "mov_store_abs"):
+    if inline_memory and name in ("mov_load", "mov_load_abs", "mov_store", "mov_store_abs"):
         load = name.startswith("mov_load")
         sg = insn.seg
         g.seg_base(sg)
