@@ -480,9 +480,10 @@ class CPU(CpuState):
         key = (traced, entry_key(self))
         xl = block.xl.get(key)
         if xl is None:
-            if len(block.xl) >= TRANSLATIONS_PER_BLOCK:
+            weight = TRANSLATION_WEIGHT * len(block.entries)
+            if len(block.xl) >= TRANSLATIONS_PER_BLOCK or weight > self.code_cache_limit:
                 return None
-            self._make_room(TRANSLATION_WEIGHT * len(block.entries))
+            self._make_room(weight)
             if self._blocks.get(phys) is not block:
                 return None  # making room dropped it: decoded again at the next entry
             xl = block.xl[key] = translate_block(self, block, key[1], STRAIGHT, traced, phys)
