@@ -96,10 +96,26 @@ class _Gen:
             "ADD": ADD, "SUB": SUB, "LOGIC": LOGIC, "INC": INC, "DEC": DEC,
         }
         self.segs = set()
+        self.hoisted = []
         self.pending = self.cf = self.zf = None
+        #: Added to every line's depth (a pass emitted inside a branch).
+        self.base = 0
+        #: In an unchecked pass: static cycles charged so far but not yet added to ``t``
+        #: (the machine's TSC is ``t + dt`` wherever it is read).
+        self.dt = 0
+
+    def tsc_out(self) -> str:
+        return f"cpu.tsc = t + {self.dt}" if self.dt else "cpu.tsc = t"
+
+    def tsc_in(self) -> str:
+        return f"t = cpu.tsc - {self.dt}" if self.dt else "t = cpu.tsc"
+
+    def t_exit(self) -> str:
+        """Source that makes ``t`` the TSC before leaving the pass (or nothing)."""
+        return f" t += {self.dt};" if self.dt else ""
 
     def w(self, depth: int, text: str) -> None:
-        self.lines.append("    " * depth + text)
+        self.lines.append("    " * (depth + self.base) + text)
 
     def const(self, name: str, value: Any) -> str:
         self.env[name] = value
@@ -108,6 +124,12 @@ class _Gen:
     # Segment registers whose cache the function reads once at entry (no instruction that
     # may sit before a block's end loads a segment register).
     segs: set[int]
+    #: Lines run once at the function's entry (facts that cannot change inside a block).
+    hoisted: list[str]
+
+    def hoist(self, line: str) -> None:
+        if line not in self.hoisted:
+            self.hoisted.append(line)
 
     def seg_base(self, sg: int) -> str:
         self.segs.add(sg)
@@ -185,107 +207,144 @@ def translate(
     last = insns[-1]
     g.const("ADDRS", (*(i.addr for i in insns), last.next_eip))
 
-    # The issue model's static state through the block: ST[j] is the state after j
-    # instructions (the one a fault in instruction j leaves is ST[j + 1]).
-    u, cu, ust, agp, agc = key if key is not None else (None, None, None, 0, 0)
-    ud_none = False  # is the pending U's data address (``ud``) known to be -1?
-    states: list[State] = [(u, cu, ust, agp, agc)]
     issue = model is not None
-
     taken_extra = cpu.profile.table["jcc.taken"] - cpu.profile.table["jcc.not_taken"]
     # The last instruction may be anything (a far transfer, an interrupt, a system
     # instruction): everything is written back before it runs and nothing after.
     final_sync = last.form.handler not in straight and last.form.handler not in _BRANCH_FORMS
     loops = last.form.handler in _BRANCH_FORMS and last.imm == block.addr
+    #: The most cycles each instruction can add without calling out (filled by a pass).
+    most: list[int] = [0] * n
+
+    def emit_pass(checked: bool) -> list[State]:
+        """Emit one pass through the block; returns the issue states ST[0..n]. ``checked``:
+        test the cycle limit after every instruction; else only after calls out, and then
+        against what the rest of the pass can add (the caller runs an unchecked pass only
+        when the whole pass cannot reach the limit without calling out, so stopping early
+        at an instruction boundary is the only difference, and the executor resumes there)."""
+        # The issue model's static state through the block: ST[j] is the state after j
+        # instructions (the one a fault in instruction j leaves is ST[j + 1]).
+        u, cu, ust, agp, agc = key if key is not None else (None, None, None, 0, 0)
+        ud_none = False  # is the pending U's data address (``ud``) known to be -1?
+        states: list[State] = [(u, cu, ust, agp, agc)]
+        g.forget_flags()
+        for j, insn in enumerate(insns):
+            final = j == n - 1
+            rest = sum(most[j + 1:])
+            I = g.const(f"I{j}", insn)
+            H = g.const(f"H{j}", insn.handler)
+            if traced:
+                _traced_fetch(g, j, insn, phys + insn.addr - block.addr)
+            d = insn.issue
+            mis = 0
+            in_v = False
+            bank = 0
+            if d is not None and model is not None:
+                c = insn.cycles
+                if u is not None and pairs(u, d):
+                    assert cu is not None
+                    in_v = True
+                    both_rmw = u.rmw and d.rmw
+                    total = cu + c - 1 if both_rmw else max(cu, c)
+                    stall = model.agi if not ust and d.addr & agp else 0
+                    if d.data and not both_rmw and not ud_none and model.bank_conflict:
+                        bank = model.bank_conflict
+                        b(3, f"if ud >= 0 and not (({_data_linear(g, insn, d)}) ^ ud) & 0x1C: "
+                             f"t += {bank}")
+                    agc |= d.agi_writes
+                    u = None
+                    add = total - cu + stall
+                    mis = model.misaligned
+                else:
+                    agp = agc
+                    agc = d.agi_writes
+                    stall = model.agi if d.addr & agp else 0
+                    prefix = d.prefixes * model.prefix
+                    if model.pairing and (d.cls == UV or d.cls == PU):
+                        u, cu, ust = d, c, stall
+                        ud_none = d.data == DATA_NONE
+                        b(3, "ud = -1" if ud_none else f"ud = {_data_linear(g, insn, d)}")
+                    else:
+                        u = None
+                    add = c + stall + prefix
+                    mis = 0 if insn.form.handler in _STRING else model.misaligned
+                states.append((u, cu, ust, agp, agc))
+            else:
+                add = insn.cycles
+                states.append(states[-1])
+            if not checked:
+                g.dt += add  # added once, at the end of the pass
+            elif add:
+                b(3, f"t += {add}")
+            most[j] = add + bank + (taken_extra if insn.form.handler == "jcc" else 0)
+
+            def call(depth: int, final: bool = final, j: int = j, mis: int = mis,
+                     I: str = I, H: str = H, insn: Insn = insn, rest: int = rest) -> None:
+                """The handler, with everything it may read written back first, then the
+                checks that only a call can make fail."""
+                g.flush_flags(depth)
+                b(depth, f"i = {j}; si = {j + 1}; lz = cpu.lazy_flags; ef = cpu.eflags")
+                b(depth, f"{g.tsc_out()}; cpu.eip = {insn.next_eip}")
+                if final and final_sync:
+                    if not traced:
+                        b(depth, f"o.hits += {n}")
+                    _write_state(g, depth, j + 1, issue)
+                if mis:
+                    b(depth, f"cpu._mis_cur = {mis}")
+                b(depth, f"{H}(cpu, {I})")
+                if mis:
+                    b(depth, "cpu._mis_cur = 0")
+                b(depth, g.tsc_in())
+                if final:
+                    b(depth, "ip = cpu.eip")
+                if not (final and final_sync):
+                    # Only a call can have demoted the fetch's page-map entry, dropped code
+                    # or (in an unchecked pass) added cycles beyond the pass's static bound.
+                    check = "cpu._smc != smc"
+                    if not traced:
+                        check = "cp(vpn) is not e or " + check
+                    if not checked:
+                        check = f"t + {g.dt + rest} >= c_limit or " + check
+                    b(depth, f"if {check}:{g.t_exit()} k = {j + 1}; break")
+
+            _body(g, j, insn, call, taken_extra, inline_memory=not traced)
+            if d is not None and model is not None and d.branch:
+                D = g.const(f"D{j}", d)
+                if final and final_sync:
+                    # A far transfer may change CS (whose base the BTB index reads).
+                    b(3, "cpu.tsc = t; cpu.eip = ip")
+                    b(3, f"cpu._predict({I}, {D}, {in_v})")
+                    b(3, "t = cpu.tsc")
+                else:
+                    _predict(g, insn, I, D, in_v, None if checked else j + 1)
+            if final and final_sync:
+                b(3, f"k = {n}; break")
+            elif checked:
+                b(3, f"if t >= c_limit:{g.flags_now()} k = {j + 1}; break")
+        g.flush_flags(3)
+        if g.dt:
+            b(3, f"t += {g.dt}")
+            g.dt = 0
+        return states
 
     body_start = len(g.lines)
-    for j, insn in enumerate(insns):
-        final = j == n - 1
-        I = g.const(f"I{j}", insn)
-        H = g.const(f"H{j}", insn.handler)
-        if traced:
-            _traced_fetch(g, j, insn, phys + insn.addr - block.addr)
-        d = insn.issue
-        mis = 0
-        in_v = False
-        if d is not None and model is not None:
-            c = insn.cycles
-            if u is not None and pairs(u, d):
-                assert cu is not None
-                in_v = True
-                both_rmw = u.rmw and d.rmw
-                total = cu + c - 1 if both_rmw else max(cu, c)
-                stall = model.agi if not ust and d.addr & agp else 0
-                if d.data and not both_rmw and not ud_none and model.bank_conflict:
-                    b(3, f"if ud >= 0 and not (({_data_linear(g, insn, d)}) ^ ud) & 0x1C: "
-                         f"t += {model.bank_conflict}")
-                agc |= d.agi_writes
-                u = None
-                add = total - cu + stall
-                mis = model.misaligned
-            else:
-                agp = agc
-                agc = d.agi_writes
-                stall = model.agi if d.addr & agp else 0
-                prefix = d.prefixes * model.prefix
-                if model.pairing and (d.cls == UV or d.cls == PU):
-                    u, cu, ust = d, c, stall
-                    ud_none = d.data == DATA_NONE
-                    b(3, "ud = -1" if ud_none else f"ud = {_data_linear(g, insn, d)}")
-                else:
-                    u = None
-                add = c + stall + prefix
-                mis = 0 if insn.form.handler in _STRING else model.misaligned
-            states.append((u, cu, ust, agp, agc))
-        else:
-            add = insn.cycles
-            states.append(states[-1])
-        if add:
-            b(3, f"t += {add}")
-
-        def call(depth: int, final: bool = final, j: int = j, mis: int = mis,
-                 I: str = I, H: str = H, insn: Insn = insn) -> None:
-            """The handler, with everything it may read written back first, then the
-            checks that only a call can make fail."""
-            g.flush_flags(depth)
-            b(depth, f"i = {j}; si = {j + 1}; lz = cpu.lazy_flags; ef = cpu.eflags")
-            b(depth, f"cpu.tsc = t; cpu.eip = {insn.next_eip}")
-            if final and final_sync:
-                if not traced:
-                    b(depth, f"o.hits += {n}")
-                _write_state(g, depth, j + 1, issue)
-            if mis:
-                b(depth, f"cpu._mis_cur = {mis}")
-            b(depth, f"{H}(cpu, {I})")
-            if mis:
-                b(depth, "cpu._mis_cur = 0")
-            b(depth, "t = cpu.tsc")
-            if final:
-                b(depth, "ip = cpu.eip")
-            if not (final and final_sync):
-                # Only a call can have demoted the fetch's page-map entry or dropped code.
-                check = "cpu._smc != smc" if traced else "cp(vpn) is not e or cpu._smc != smc"
-                b(depth, f"if {check}: k = {j + 1}; break")
-
-        _body(g, j, insn, call, taken_extra, inline_memory=not traced)
-        if d is not None and model is not None and d.branch:
-            D = g.const(f"D{j}", d)
-            if final and final_sync:
-                # A far transfer may change CS (whose base the BTB index reads).
-                b(3, "cpu.tsc = t; cpu.eip = ip")
-                b(3, f"cpu._predict({I}, {D}, {in_v})")
-                b(3, "t = cpu.tsc")
-            else:
-                _predict(g, insn, I, D, in_v)
-        if final and final_sync:
-            b(3, f"k = {n}; break")
-        else:
-            b(3, f"if t >= c_limit:{g.flags_now()} k = {j + 1}; break")
+    states = emit_pass(True)
     # End of a pass.
-    g.flush_flags(3)
     if loops and _same_entry(states[-1], states[0]):
-        b(3, f"if ip != {block.addr} or ran + {2 * n} > left or cpu.irq_pending "
-             f"or cpu._stop_run: k = {n}; break")
+        checked_pass = g.lines[body_start:]
+        del g.lines[body_start:]
+        # Only instructions that end blocks without looping can raise an interrupt request
+        # or a stop request, so neither is tested here.
+        if traced:
+            g.lines.extend(checked_pass)
+        else:
+            b(3, f"if t + {sum(most)} < c_limit:")
+            g.base = 1
+            emit_pass(False)
+            g.base = 0
+            b(3, "else:")
+            g.lines.extend("    " + line for line in checked_pass)
+        b(3, f"if ip != {block.addr} or ran + {2 * n} > left: k = {n}; break")
         b(3, f"ran += {n}")
         if issue:
             b(3, "stt = ST2")
@@ -308,6 +367,8 @@ def translate(
     for sg in sorted(g.segs):
         b(1, f"s{sg} = seg[{sg}]; s{sg}b = s{sg}.base; s{sg}lo = s{sg}.min_off; "
              f"s{sg}hi = s{sg}.max_off - 3; s{sg}r = s{sg}.readable; s{sg}w = s{sg}.writable")
+    for line in g.hoisted:
+        b(1, line)
     if issue:
         b(1, "ud = cpu._pair_u_data")
         b(1, "stt = ST")
@@ -435,7 +496,7 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
         reg = insn.reg if ops[0] == "+rv" else insn.rm
         cf = f"f{j}"
         if g.cf is not None:
-            b(3, f"{cf} = {g.cf}")
+            cf = g.cf  # an expression over the previous instruction's locals
         else:
             b(3, "lf = cpu.lazy_flags")
             b(3, f"if lf is None: {cf} = cpu.eflags & 1")
@@ -454,8 +515,12 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
         load = name.startswith("mov_load")
         sg = insn.seg
         g.seg_base(sg)
-        off = (f"(regs[{insn.base}] + {insn.disp}) & {MASK32}" if insn.base >= 0
-               else str(insn.disp & MASK32))
+        if insn.base < 0:
+            off = str(insn.disp & MASK32)
+        elif insn.disp:
+            off = f"(regs[{insn.base}] + {insn.disp}) & {MASK32}"
+        else:
+            off = f"regs[{insn.base}]"  # registers always hold 32-bit values
         b(3, f"of = {off}")
         b(3, f"if s{sg}{'r' if load else 'w'} and s{sg}lo <= of <= s{sg}hi:")
         b(4, f"ln = (s{sg}b + of) & {MASK32}")
@@ -468,7 +533,7 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
             b(5, f"pe.dwords[(ln & 0xFFF) >> 2] = regs[{insn.reg}]")
             b(5, "if pages and (pe.base >> 12) in pages:")
             b(6, "cpu.physical_written(pe.base | (ln & 0xFFF), 4)")
-            b(6, f"if cpu._smc != smc:{g.flags_now()} k = {j + 1}; break")
+            b(6, f"if cpu._smc != smc:{g.flags_now()}{g.t_exit()} k = {j + 1}; break")
         b(4, "else:")
         keep = g.snapshot_flags()
         call(5)
@@ -480,7 +545,7 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
     if name in ("jz_jnz", "jcc") and insn.form.handler == "jcc":
         cc = insn.cc
         if cc in (4, 5) and g.zf is not None:
-            b(3, f"tk = {g.zf} == {cc == 4}")
+            b(3, f"tk = {g.zf}" if cc == 4 else f"tk = not {g.zf}")
         elif name == "jz_jnz":
             g.flush_flags(3)
             b(3, "lf = cpu.lazy_flags")
@@ -490,8 +555,8 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
             g.flush_flags(3)
             b(3, f"tk = condition(cpu, {cc})")
         b(3, "if tk:")
-        b(4, "cs = seg[1]")
-        b(4, f"if {insn.imm} > cs.max_off or {insn.imm} < cs.min_off:")
+        b(4, f"if not cs{j}:")
+        g.hoist(f"cs{j} = seg[1].min_off <= {insn.imm} <= seg[1].max_off")
         keep = g.snapshot_flags()
         call(5)  # raises #GP(0)
         g.restore_flags(keep)
@@ -504,7 +569,7 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
     g.forget_flags()
 
 
-def _predict(g: _Gen, insn: Insn, I: str, D: str, in_v: bool) -> None:
+def _predict(g: _Gen, insn: Insn, I: str, D: str, in_v: bool, stop: int | None) -> None:
     """The BTB lookup after a branch (``CPU._predict``): inline when the branch's entry is the
     most recently used of its set and already saturated in the outcome's direction (the lookup
     then changes nothing but the lookup count), else the executor's method."""
@@ -514,6 +579,8 @@ def _predict(g: _Gen, insn: Insn, I: str, D: str, in_v: bool) -> None:
     b(4, "bt.lookups += 1")
     b(3, "else:")
     g.flush_flags(4)
-    b(4, "cpu.tsc = t; cpu.eip = ip")
+    b(4, f"{g.tsc_out()}; cpu.eip = ip")
     b(4, f"cpu._predict({I}, {D}, {in_v})")
-    b(4, "t = cpu.tsc")
+    b(4, g.tsc_in())
+    if stop is not None:  # an unchecked pass: a mispredict penalty may reach the limit
+        b(4, f"if t + {g.dt} >= c_limit:{g.t_exit()} k = {stop}; break")
