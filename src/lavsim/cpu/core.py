@@ -35,14 +35,15 @@ the profile changes. It never holds an instruction that crosses a page. The fetc
 is made on every instruction, hit or miss, so the modelled TLB sees exactly what it sees
 without the cache. Guest writes made through :meth:`CPU.write_mem` (every instruction's data
 writes), the REP bulk path, far-transfer and interrupt stack frames and the processor's
-Accessed/busy-bit write-backs drop the cached instructions of the physical page written, so
-self-modifying code is seen at the next fetch. Writes made around the CPU (host-side loaders
+Accessed/busy-bit write-backs drop the cached instructions, blocks and translations decoded
+from any byte written (only those: data may share a page with code), so self-modifying code
+is seen at the next fetch. Writes made around the CPU (host-side loaders
 writing :class:`~lavsim.memory.PhysicalMemory`, page-table A/D updates) must be followed by
 :meth:`CPU.flush_decode_cache` if they can change code that has already run. While a tracer
-is attached to the MMU (:meth:`lavsim.mmu.mmu.MMU.add_tracer`) blocks are off and each cache
-hit is reported to it as the fetch window a fresh decode would read (the cache holds no
-instruction that crosses a page, so that is one window on one page), so the tracer sees every
-instruction's fetch (tested at each :meth:`CPU.run` call).
+is attached to the MMU (:meth:`lavsim.mmu.mmu.MMU.add_tracer`) only traced translations run
+blocks, and each cache hit is reported to it as the fetch window a fresh decode would read
+(the cache holds no instruction that crosses a page, so that is one window on one page), so
+the tracer sees every instruction's fetch (tested at each :meth:`CPU.run` call).
 
 **Fast paths** (``CPU(fast=True)``, the default; ``fast=False`` turns them off, with the same
 simulated results -- tests/cpu/test_fast_paths.py compares cycles, registers, memory, faults, TLB
@@ -65,6 +66,11 @@ contents in LRU order and statistics):
   (self-modifying code, also through an alias, the REP bulk path or ``physical_written``)
   stops the running block at once. :meth:`CPU.step` runs one instruction as before
   (specialisations included), so a caller stepping one instruction at a time sees no blocks.
+* *translations* (``translate=True``, the default, with ``fast``): a block entered more than
+  :data:`TRANSLATE_AFTER` times runs as one compiled Python function
+  (:mod:`lavsim.cpu.translate`, which says what it checks and what invalidates it); under
+  tracing a traced variant starts from the per-instruction path's fetch. The single place
+  deciding how a block runs is marked in :meth:`CPU.run`.
 
 :meth:`CPU.flush_decode_cache` drops every host-side cache of the CPU (instructions and
 blocks); call it after writing code around the CPU or restoring saved state. The two caches
