@@ -112,6 +112,7 @@ from lavsim.faults import CpuFault, gp
 
 if TYPE_CHECKING:
     from lavsim.mmu.mmu import MMU
+    from lavsim.mmu.segmentation import SegmentCache
     from lavsim.timing import TimingProfile
 
 _CS = 1
@@ -495,6 +496,13 @@ class CPU(CpuState):
             xl = block.xl[key] = translate_block(self, block, key[1], STRAIGHT, traced, phys)
         return xl
 
+    def _runs_as_block(self, block: Block, cs: SegmentCache) -> bool:
+        """May ``block`` run as a block now (in the block loop or translated)? The one place
+        this is decided, for both the untraced and the traced path: it has instructions and
+        CS still covers all of them (whatever else must end a block before an instruction
+        belongs here too)."""
+        return bool(block.entries) and block.end <= cs.max_off
+
     def _traced_translation(self, eip: int, linear: int, phys: int, left: int
                             ) -> Translated | None:
         """Under tracing, the translation to run from CS:``eip``, whose fetch (``linear`` ->
@@ -502,8 +510,7 @@ class CPU(CpuState):
         block = self._blocks.get(phys)
         if block is None or block.addr != eip:
             block = self._build_block(eip, linear, phys)
-        if (not block.entries or block.end > self.seg[_CS].max_off
-                or left < len(block.entries)):
+        if not self._runs_as_block(block, self.seg[_CS]) or left < len(block.entries):
             return None
         block.runs += 1
         if block.runs <= TRANSLATE_AFTER:
@@ -821,8 +828,7 @@ class CPU(CpuState):
                         block = blocks.get(phys)
                         if block is None or block.addr != eip:
                             block = self._build_block(eip, linear, phys)
-                        if block.entries and block.end <= cs.max_off:
-                            # --- How this block runs: decided here, and only here. ---
+                        if self._runs_as_block(block, cs):
                             # Translated when it is hot, the issue log is off and the run
                             # may retire the whole block; else the block loop below.
                             left = n_limit - done
