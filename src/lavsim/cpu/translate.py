@@ -48,6 +48,7 @@ the CS base or limit, or CPL, which it reads at run time.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from lavsim.cpu.fast import _carry
@@ -69,6 +70,11 @@ Translated = Callable[[Any, Any, int, int, int, int, int], int]
 #: its AGI stall or None, AGI registers of the previous and current issue group); cycles and
 #: stall are None when no U is pending (they are then carried through unchanged at run time).
 Key = tuple[Any, int | None, int | None, int, int] | None
+
+#: Most compiled code objects kept by their source (machines running the same code at the
+#: same addresses generate the same source; compiling is most of a translation's cost).
+CODE_MEMO_LIMIT = 4096
+_CODE: dict[str, CodeType] = {}
 
 _STRING = frozenset({"movs", "stos", "lods", "cmps", "scas"})
 _ALU_RR = {"add_rr": "+", "sub_rr": "-", "cmp_rr": "-", "xor_rr": "^", "or_rr": "|",
@@ -418,7 +424,11 @@ def translate(
     g.const("ST2", tuple(st if st[1] is not None else (st[0], end[1], end[2], *st[3:])
                          for st in states))
     source = "\n".join(g.lines) + "\n"
-    code = compile(source, f"<lavsim block {block.addr:#x}>", "exec")
+    code = _CODE.get(source)
+    if code is None:
+        if len(_CODE) >= CODE_MEMO_LIMIT:
+            _CODE.clear()
+        code = _CODE[source] = compile(source, f"<lavsim block {block.addr:#x}>", "exec")
     exec(code, g.env)
     fn: Translated = g.env["xl"]
     return fn
