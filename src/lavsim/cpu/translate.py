@@ -344,13 +344,15 @@ def translate(
         if traced:
             g.lines.extend(checked_pass)
         else:
-            b(3, f"if t + {sum(most)} < c_limit:")
+            g.hoist(f"unchecked = c_limit - {sum(most)}")
+            b(3, "if t < unchecked:")
             g.base = 1
             emit_pass(False)
             g.base = 0
             b(3, "else:")
             g.lines.extend("    " + line for line in checked_pass)
-        b(3, f"if ip != {block.addr} or ran + {2 * n} > left: k = {n}; break")
+        g.hoist(f"last_pass = left - {2 * n}")
+        b(3, f"if ip != {block.addr} or ran > last_pass: k = {n}; break")
         b(3, f"ran += {n}")
         if issue:
             b(3, "stt = ST2")
