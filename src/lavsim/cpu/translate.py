@@ -18,19 +18,27 @@ compiles it. What the function saves over the loop:
 * the hottest forms (32-bit register ALU, INC/DEC, aligned MOV loads and stores through the
   MMU's host page map, Jcc) are inlined, with the same fast-case conditions as
   :mod:`lavsim.cpu.fast` and the instruction's own handler as the fall-back;
-* the TSC and the instruction-fetch TLB hits are kept in locals and written back before every
-  call that could read them and at every exit;
+* the TSC, the instruction-fetch TLB hits and the lazy flags are kept in locals and written
+  back before every call that could read them and at every exit (the carry and zero flags a
+  following INC/DEC or Jcc reads come from the previous instruction's locals);
 * a block whose last instruction is a direct branch back to its own first instruction, and
-  whose issue state at the branch is its entry state again, loops inside the function.
+  whose issue state at the branch is its entry state again, loops inside the function; a pass
+  that cannot reach the cycle limit without calling out (its static cycles, bank conflicts and
+  taken-branch extras are below what is left) runs unchecked: its static cycles are added
+  once, and the limit is tested only after a call, against what the rest of the pass may add
+  (stopping early at an instruction boundary, where the executor resumes exactly).
 
-Every check the executor makes is made, in the same order, before the instruction commits: the
-fetch's host page-map entry is still the one the block started from (re-tested after anything
-that could have touched the TLBs), the cycle limit after every instruction, the instruction
-limit before every pass, the executor's self-modifying-code counter after every store, and
-pending interrupts and stop requests before looping. An instruction whose fast case does not
-apply runs its handler, which repeats the checks and raises the architectural fault; the
-function then puts back the lazy flags, EFLAGS and the issue state exactly as the block loop
-leaves them and hands the fault to the executor (``CPU._fault_counted``).
+Every check the executor makes is made before the instruction commits: the fetch's host
+page-map entry is still the one the block started from (re-tested after every call, the only
+thing that can touch the TLBs), the cycle limit after every instruction (or as above), the
+instruction limit before every pass, and the executor's self-modifying-code counter after every
+store into a code page and every call. Interrupt and stop requests are raised only by
+instructions that end a block without looping, so a loop does not test them. An instruction
+whose fast case does not apply runs its handler, which repeats the checks and raises the
+architectural fault; the function then puts back the lazy flags, EFLAGS and the issue state
+exactly as the block loop leaves them and hands the fault to the executor
+(``CPU._fault_counted``). With tracers attached the traced variant (see :func:`translate`)
+fetches every instruction as the per-instruction path does and inlines no memory access.
 
 The generated function is called as ``fn(cpu, e, vpn, left, c_limit, smc, done)`` (``e``: the
 code page's host page-map entry, ``vpn`` its linear page number, ``left`` instructions the run
@@ -42,7 +50,8 @@ the instructions retired before it and re-raises.
 A translation depends on the block (so on the bytes it was decoded from, its EIP, a 32-bit CS
 and the timing profile: the executor drops blocks when any of them changes) and on the issue
 state it is entered with (its key, see :func:`entry_key`); it does not depend on CR0, CR3, CR4,
-the CS base or limit, or CPL, which it reads at run time.
+the CS base or limit, or CPL, which it reads at run time. Compiled code objects are memoised
+by their source (:data:`CODE_MEMO_LIMIT`), so machines running the same code compile it once.
 """
 
 from __future__ import annotations
