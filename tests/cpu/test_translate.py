@@ -122,14 +122,29 @@ def test_translated_runs_cut_by_cycle_limits_with_interrupts_run_identically(
 
 
 @given(st.data(), st.integers(0, 2**32 - 1), st.sampled_from(sorted(CONFIGS)),
-       st.sampled_from([None, 7, 40]))
+       st.sampled_from([None, 7, 40]), st.sampled_from(sorted(PROFILES)))
 @settings(max_examples=40)
 def test_traced_runs_report_the_same_accesses_translated(
-    d: st.DataObject, seed: int, config: str, chunk: int | None
+    d: st.DataObject, seed: int, config: str, chunk: int | None, profile: str
 ) -> None:
     """Every fetch, instruction and data access reaches the tracer exactly as on the
     per-instruction path, in the same order, and nothing else changes."""
-    same3(generated(d), seed=seed, config=config, chunk=chunk, trace=True)
+    same3(generated(d), seed=seed, config=config, chunk=chunk, trace=True,
+          profile=PROFILES[profile])
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("trace", [False, True])
+def test_blocks_ending_in_a_system_instruction_translate_with_every_profile(
+    profile: str, trace: bool, translations: list[int]
+) -> None:
+    # L: inc ebx ; dec ecx ; jnz next ; next: add eax, ebx ; cpuid-free system end: cli ;
+    # ... sti ; dec edx ; jnz L ; ud2 (blocks that end in CLI/STI, not in a branch).
+    code = (b"\xb9\x03\x00\x00\x00\xba\x20\x00\x00\x00"  # mov ecx, 3 ; mov edx, 32
+            + b"\x43\x01\xd8\xfa\x43\xfb\x4a\x75\xf7")   # L: inc ebx; add eax, ebx; cli;
+    #                                                      inc ebx; sti; dec edx; jnz L
+    same3(code, trace=trace, profile=PROFILES[profile])
+    assert translations
 
 
 def test_the_looping_block_is_translated_under_tracing(translations: list[int]) -> None:

@@ -402,7 +402,7 @@ def translate(
         b(1, f"except {exc}:")
         b(2, "cpu._mis_cur = 0")
         depth = 2
-        if final_sync:
+        if final_sync and (issue or not traced):
             # The last instruction's fetch and state were written before it ran.
             b(2, f"if i < {n - 1}:")
             depth = 3
