@@ -67,8 +67,12 @@ from lavsim.cpu.pairing import DATA_NONE, DATA_OPERAND, DATA_PUSH, PU, UV, pairs
 from lavsim.faults import CpuFault
 
 if TYPE_CHECKING:
-    from lavsim.cpu.core import CPU, Block
     from lavsim.cpu.insn import Insn, Issue
+
+#: The executor (:class:`lavsim.cpu.core.CPU`) and its blocks (:class:`lavsim.cpu.core.Block`),
+#: typed loosely to keep this module below the executor in the import order.
+CPU = Any
+Block = Any
 
 MASK32 = 0xFFFFFFFF
 
