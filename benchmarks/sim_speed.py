@@ -1,17 +1,22 @@
-"""Simulator speed: simulated MIPS (instructions per host second) on two guest loops, in
-32-bit protected mode with paging on and the TLB model on (Pentium TLBs, Pentium timing):
+"""Simulator speed: simulated MIPS (instructions per host second) on the guest loops of
+issue 15, each as a ratio to the floor measured in the same run. Protected mode, paging on,
+the TLB model on (Pentium TLBs):
 
-1. load / add / store / inc / cmp / branch, flat ring 0:
+1. load / add / store / inc / cmp / branch, flat ring 0, ideal memory (the Pentium's table
+   figures, sequential issue):
        L: mov eax, [esi] ; add eax, ebx ; mov [esi], eax ; inc ecx ; cmp ecx, edx ; jne L
-2. call-gate round trips to an inner ring: ring 3 pushes two parameters and calls through a
+2. the same loop with the Pentium issue model (U/V pairing, AGI, BTB), ideal memory;
+3. the same loop on the default Pentium board ``p100`` (its L1/L2/DRAM hierarchy attached to
+   the MMU as a tracer) with the issue model;
+4. call-gate round trips to an inner ring: ring 3 pushes two parameters and calls through a
    DPL 3 call gate (parameter count 2) into a DPL 2 code segment, whose procedure returns with
-   ``retf 8`` (stack switch from the TSS's SS2:ESP2 on the way in, back to ring 3 on the way out):
+   ``retf 8`` (Pentium issue model, ideal memory):
        L: push eax ; push ebx ; call far GATE:0 ; dec ecx ; jnz L        PROC: retf 8
 
-Each loop is measured with the executor's fast paths on (``CPU(fast=True)``: decode-time
-specialisations and block execution) and off (``fast=False``, the decoded-instruction cache
-still on), in the same run, and the ratio is printed. Simulated results are identical either
-way (tests/cpu/test_fast_paths.py); only the host time differs.
+Each loop runs three ways in the same run: interpreted (``CPU(fast=False)``: no
+specialisations, no blocks), the block loop (``translate=False``) and translated (the
+default). Simulated results are identical every way (tests/cpu/test_fast_paths.py,
+tests/cpu/test_translate.py); only the host time differs. The floor is :func:`floor_mips`.
 
 Run: ``python benchmarks/sim_speed.py [--instructions N] [--repeat R]`` (the best of R runs).
 """
@@ -22,6 +27,7 @@ import argparse
 import time
 from collections.abc import Callable
 
+from lavsim.boards import get_board
 from lavsim.cpu.core import CPU
 from lavsim.cpu.state import CR0_ET, CR0_PE, CR0_PG, CS, DS, ES, ESP, FS, GS, SS
 from lavsim.memory import PhysicalMemory
@@ -38,7 +44,8 @@ from lavsim.mmu.descriptors import (
 )
 from lavsim.mmu.mmu import MMU, MMUConfig
 from lavsim.mmu.segmentation import SegmentCache
-from lavsim.timing import PENTIUM
+from lavsim.timing import PENTIUM, TimingProfile
+from lavsim.timing.pentium import PENTIUM_SEQUENTIAL
 
 PAGE_DIR, PAGE_TABLE, GDT, TSS = 0x1000, 0x2000, 0x5000, 0x6000
 CODE, PROC, DATA = 0x100000, 0x101000, 0x200000
@@ -50,14 +57,54 @@ CODE0, DATA0, GATE, CODE2, DATA2, CODE3, DATA3, TSS_SEL = (
 )
 
 
-def machine(fast: bool) -> CPU:
-    """A CPU in flat ring-0 protected mode, the first 4 MiB identity-mapped (user, writable)."""
+#: The benchmark's clock: CPU time of this process (floor.py uses wall time; on a shared host
+#: other processes' load then moves both figures of one run differently, CPU time does not).
+CLOCK = time.process_time
+
+#: How a loop is run: (CPU fast paths, translator).
+MODES = {"interpreted": (False, False), "blocks": (True, False), "translated": (True, True)}
+
+
+def floor_mips(seconds: float = 1.5) -> float:
+    """The workplace floor (``floor.py`` beside the project's benchmarks: a toy ISA, one
+    dict-dispatched call per instruction), mirrored here so that every run measures its own
+    reference: MIPS of that loop on this host, now. Timed like the loops below, in this
+    process's CPU time (:data:`CLOCK`)."""
+    r = [0] * 8
+    m = 0xFFFFFFFF
+
+    def add(a: int, b: int, c: int) -> None:
+        r[a] = (r[b] + r[c]) & m
+
+    def addi(a: int, b: int, c: int) -> None:
+        r[a] = (r[b] + c) & m
+
+    ops = {0: add, 1: addi}
+    prog = [(0, 2, 2, 1), (1, 4, 2, 3), (0, 5, 5, 4), (1, 1, 1, 1), (0, 6, 1, 5)]
+    n = 0
+    t0 = CLOCK()
+    while CLOCK() - t0 < seconds:
+        for _ in range(20000):
+            for op, a, b, c in prog:
+                ops[op](a, b, c)
+            n += 6  # the loop's branch counts as the sixth instruction
+    return n / (CLOCK() - t0) / 1e6
+
+
+def machine(mode: str, profile: TimingProfile = PENTIUM, board: str | None = None) -> CPU:
+    """A CPU in flat ring-0 protected mode, the first 4 MiB identity-mapped (user, writable);
+    ``board``: attach that board's memory hierarchy to the MMU."""
     mem = PhysicalMemory(4 << 20)
     mem.write32(PAGE_DIR, PAGE_TABLE | 7)
     for page in range(1024):
         mem.write32(PAGE_TABLE + 4 * page, (page << 12) | 7)
     mmu = MMU(mem, MMUConfig.pentium())
-    cpu = CPU(mmu, PENTIUM, fast=fast)
+    fast, translate = MODES[mode]
+    cpu = CPU(mmu, profile, fast=fast, translate=translate)
+    if board is not None:
+        hierarchy = get_board(board).build(cpu, mmu)
+        assert hierarchy is not None
+        mmu.add_tracer(hierarchy)
     cpu.cr0 = CR0_PE | CR0_ET | CR0_PG
     cpu.cr3 = PAGE_DIR
     mmu.load_cr3(PAGE_DIR)
@@ -71,16 +118,17 @@ def machine(fast: bool) -> CPU:
 
 
 def measure(cpu: CPU, instructions: int) -> float:
-    start = time.perf_counter()
+    start = CLOCK()
     reason = cpu.run(max_instructions=instructions)
-    elapsed = time.perf_counter() - start
+    elapsed = CLOCK() - start
     if reason != "instruction_limit":
         raise RuntimeError(f"benchmark loop stopped early: {reason}")
     return instructions / elapsed / 1e6
 
 
-def alu_loop(fast: bool, instructions: int) -> float:
-    cpu = machine(fast)
+def alu_loop(mode: str, instructions: int, profile: TimingProfile = PENTIUM,
+             board: str | None = None) -> float:
+    cpu = machine(mode, profile, board)
     cpu.mmu.memory.write(CODE, bytes([0x8B, 0x06, 0x01, 0xD8, 0x89, 0x06, 0x41, 0x39, 0xD1,
                                       0x75, 0xF5]))
     cpu.regs[6], cpu.regs[3], cpu.regs[2] = DATA, 1, 0xFFFFFFFF
@@ -92,10 +140,10 @@ def _flat(dpl: int, code: bool) -> SegmentDescriptor:
                              g=True)
 
 
-def gate_loop(fast: bool, instructions: int) -> float:
+def gate_loop(mode: str, instructions: int) -> float:
     import lavsim.cpu.far  # noqa: F401  (registers the far-transfer semantics)
 
-    cpu = machine(fast)
+    cpu = machine(mode)
     mem = cpu.mmu.memory
     tss = SystemDescriptor(TSS, TSS32_SIZE - 1, SYS_TSS32_AVAILABLE)
     entries = {
@@ -124,8 +172,8 @@ def gate_loop(fast: bool, instructions: int) -> float:
     return measure(cpu, instructions)
 
 
-def best(fn: Callable[[bool, int], float], fast: bool, n: int, repeat: int) -> float:
-    return max(fn(fast, n) for _ in range(repeat))
+def best(fn: Callable[[str, int], float], mode: str, n: int, repeat: int) -> float:
+    return max(fn(mode, n) for _ in range(repeat))
 
 
 def main() -> None:
@@ -134,15 +182,26 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     n, r = args.instructions, args.repeat
-    rows = [
-        ("load/add/store/inc/cmp/jne (ring 0)", alu_loop, n),
-        ("call gate 3->2, 2 params, retf 8", gate_loop, max(n // 10, 1000)),
+    rows: list[tuple[str, Callable[[str, int], float], int, float]] = [
+        ("ring 0 loop, ideal, sequential issue",
+         lambda mode, k: alu_loop(mode, k, PENTIUM_SEQUENTIAL), n, 1.0),
+        ("ring 0 loop, ideal, Pentium pairing", alu_loop, n, 0.0),
+        ("ring 0 loop, p100 board, pairing",
+         lambda mode, k: alu_loop(mode, k, PENTIUM, "p100"), max(n // 4, 1000), 0.5),
+        ("call gate 3->2, 2 params, retf 8", gate_loop, max(n // 10, 1000), 0.1),
     ]
-    print(f"{'loop':38} {'fast on':>9} {'fast off':>9} {'ratio':>7}   (simulated MIPS)")
-    for name, fn, count in rows:
-        on = best(fn, True, count, r)
-        off = best(fn, False, count, r)
-        print(f"{name:38} {on:>9.3f} {off:>9.3f} {on / off:>6.2f}x")
+    floor = floor_mips()
+    print(f"floor (same run): {floor:.3f} MIPS")
+    head = "".join(f"{m:>19}" for m in MODES)
+    print(f"{'loop':38}{head}   target   (simulated MIPS, x floor)")
+    for name, fn, count, target in rows:
+        cells = ""
+        for mode in MODES:
+            mips = best(fn, mode, count, r)
+            cells += f"{mips:>9.3f} {mips / floor:>6.3f}x  "
+        goal = f">= {target}x" if target else "-"
+        print(f"{name:38}{cells} {goal}")
+    print(f"floor (same run, again): {floor_mips():.3f} MIPS")
 
 
 if __name__ == "__main__":

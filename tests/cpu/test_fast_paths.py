@@ -36,7 +36,7 @@ from lavsim.mmu.descriptors import DATA_READ_WRITE_ACCESSED
 from lavsim.mmu.mmu import MMUConfig
 from lavsim.mmu.segmentation import SegmentCache
 from lavsim.mmu.tlb import TLBConfig
-from lavsim.timing import PENTIUM
+from lavsim.timing import PENTIUM, TimingProfile
 
 CONFIGS = {
     "pentium": MMUConfig.pentium(),
@@ -92,12 +92,21 @@ def run_program(
     unmapped: tuple[int, ...] = (),
     chunk: int | None = None,
     max_instructions: int = 5_000,
+    translate: bool = True,
+    profile: TimingProfile = PENTIUM,
+    trace: bool = False,
 ) -> tuple[object, ...]:
-    """Run ``code`` (then UD2) at ``at`` and return everything simulated."""
+    """Run ``code`` (then UD2) at ``at`` and return everything simulated (``translate``:
+    the block translator, on by default with ``fast``; see tests/cpu/test_translate.py;
+    ``trace``: with a tracer on the MMU, whose events are returned too)."""
     regs, eflags, data, _stack = random_state(seed)
     # The Pentium with its issue model: blocks and cuts must not change a pair either.
-    b = Bare(decode_cache=fast, config=CONFIGS[config], unmapped=unmapped, profile=PENTIUM)
+    b = Bare(decode_cache=fast, config=CONFIGS[config], unmapped=unmapped, profile=profile)
     b.cpu.fast = fast
+    b.cpu.translate = translate
+    events: list[tuple[int, int, int, bool]] = []
+    if trace:
+        b.mmu.add_tracer(Recorder(events))
     b.mem.write(at, code + b"\x0f\x0b")
     b.mem.write(DATA, data)
     b.cpu.regs[:] = regs
@@ -120,8 +129,19 @@ def run_program(
             stops.append(f"bus_error {error}")
     cpu = b.cpu
     tlbs = tuple((n, t.contents()) for n, t in b.mmu.tlbs.items())
+    btb = None if cpu.btb is None else cpu.btb.get_state()
     return (list(cpu.regs), cpu.get_eflags(), cpu.eip, cpu.tsc, cpu.instructions,
-            b.mem.digest(), b.mmu.stats, tlbs, faults, stops)
+            b.mem.digest(), b.mmu.stats, tlbs, faults, stops, cpu.issue_state(), btb, events)
+
+
+class Recorder:
+    """A memory tracer that records every access the MMU reports."""
+
+    def __init__(self, events: list[tuple[int, int, int, bool]]) -> None:
+        self.events = events
+
+    def on_access(self, kind: Any, phys: int, size: int, user: bool) -> None:
+        self.events.append((int(kind), phys, size, user))
 
 
 def _run(b: Bare, code: bytes, at: int, chunk: int | None, max_instructions: int,

@@ -5,8 +5,10 @@ cycles, registers, memory, statistics and console)."""
 
 from __future__ import annotations
 
+import pytest
 from test_machine_blocks import everything, kernel
 
+from lavsim.cpu import core
 from lavsim.cpu.asm import assemble
 from lavsim.cpu.core import CODE_CACHE_LIMIT, CPU
 from lavsim.machine import Machine, MachineConfig
@@ -97,3 +99,25 @@ def test_the_base_cost_memo_holds_a_bounded_number_of_profiles() -> None:
         m.setup_flat_protected_mode(entry=ENTRY)
         assert m.run().reason == "halted"
         assert len(decoder._key_caches) <= decoder.KEY_CACHE_PROFILES
+
+
+def test_translated_nop_sleds_stay_within_the_bound_with_identical_results(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With every block translated at its first entry (translations count
+    ``TRANSLATION_WEIGHT`` per instruction against the bound), the sled attack stays under
+    the bound, tiny or default, and gives the results of the untranslated run."""
+    monkeypatch.setattr(core, "TRANSLATE_AFTER", 0)
+    out = []
+    for limit, translate in ((CODE_CACHE_LIMIT, True), (1024, True), (CODE_CACHE_LIMIT, False)):
+        m = nop_sleds(cells=40)
+        m.cpu.code_cache_limit = limit
+        m.cpu.translate = translate
+        results = []
+        for c in (777, 20_000, 60_000):
+            results.append(m.run(max_cycles=c))
+            assert m.cpu._cached <= limit
+        if translate:
+            assert any(b.xl for b in m.cpu._blocks.values())
+        out.append(everything(m, results))
+    assert out[0] == out[1] == out[2]

@@ -35,14 +35,15 @@ the profile changes. It never holds an instruction that crosses a page. The fetc
 is made on every instruction, hit or miss, so the modelled TLB sees exactly what it sees
 without the cache. Guest writes made through :meth:`CPU.write_mem` (every instruction's data
 writes), the REP bulk path, far-transfer and interrupt stack frames and the processor's
-Accessed/busy-bit write-backs drop the cached instructions of the physical page written, so
-self-modifying code is seen at the next fetch. Writes made around the CPU (host-side loaders
+Accessed/busy-bit write-backs drop the cached instructions, blocks and translations decoded
+from any byte written (only those: data may share a page with code), so self-modifying code
+is seen at the next fetch. Writes made around the CPU (host-side loaders
 writing :class:`~lavsim.memory.PhysicalMemory`, page-table A/D updates) must be followed by
 :meth:`CPU.flush_decode_cache` if they can change code that has already run. While a tracer
-is attached to the MMU (:meth:`lavsim.mmu.mmu.MMU.add_tracer`) blocks are off and each cache
-hit is reported to it as the fetch window a fresh decode would read (the cache holds no
-instruction that crosses a page, so that is one window on one page), so the tracer sees every
-instruction's fetch (tested at each :meth:`CPU.run` call).
+is attached to the MMU (:meth:`lavsim.mmu.mmu.MMU.add_tracer`) only traced translations run
+blocks, and each cache hit is reported to it as the fetch window a fresh decode would read
+(the cache holds no instruction that crosses a page, so that is one window on one page), so
+the tracer sees every instruction's fetch (tested at each :meth:`CPU.run` call).
 
 **Fast paths** (``CPU(fast=True)``, the default; ``fast=False`` turns them off, with the same
 simulated results -- tests/cpu/test_fast_paths.py compares cycles, registers, memory, faults, TLB
@@ -65,6 +66,11 @@ contents in LRU order and statistics):
   (self-modifying code, also through an alias, the REP bulk path or ``physical_written``)
   stops the running block at once. :meth:`CPU.step` runs one instruction as before
   (specialisations included), so a caller stepping one instruction at a time sees no blocks.
+* *translations* (``translate=True``, the default, with ``fast``): a block entered more than
+  :data:`TRANSLATE_AFTER` times runs as one compiled Python function
+  (:mod:`lavsim.cpu.translate`, which says what it checks and what invalidates it); under
+  tracing a traced variant starts from the per-instruction path's fetch. The single place
+  deciding how a block runs is marked in :meth:`CPU.run`.
 
 **Block stops** (:meth:`CPU.set_block_stops`, for ``Machine.run``'s block observers and
 breakpoints): :meth:`CPU.run` executes one block (or one instruction) per call, blocks cut at
@@ -90,7 +96,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from threading import get_ident
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lavsim.cpu.decoder import Fetch, decode, decode_fetched
 from lavsim.cpu.fast import specialise
@@ -109,12 +115,15 @@ from lavsim.cpu.pairing import (
     pairs,
 )
 from lavsim.cpu.state import IF, MASK32, NEVER, SS, CpuState
+from lavsim.cpu.translate import Key, Translated, entry_key
+from lavsim.cpu.translate import translate as translate_block
 from lavsim.errors import MemoryAccessError
 from lavsim.faults import SS as SS_VECTOR
 from lavsim.faults import CpuFault, gp
 
 if TYPE_CHECKING:
     from lavsim.mmu.mmu import MMU
+    from lavsim.mmu.segmentation import SegmentCache
     from lavsim.timing import TimingProfile
 
 _CS = 1
@@ -179,6 +188,18 @@ def _shared_table(profile: TimingProfile, fast: bool) -> dict[int, tuple[Insn, b
     return entry[1]
 
 
+#: A block is translated on its entry after this many (compiling costs about as much as
+#: running a short block a few hundred times; code run once or twice stays in the block loop).
+TRANSLATE_AFTER = 16
+
+#: Most translations of one block (one per issue state it is entered with).
+TRANSLATIONS_PER_BLOCK = 4
+
+#: What one translated instruction counts for against ``code_cache_limit`` (a compiled
+#: function holds several times the host memory of a decoded instruction).
+TRANSLATION_WEIGHT = 4
+
+
 class CPU(CpuState):
     """An IA-32 core that executes guest code (see the module docstring).
 
@@ -187,7 +208,12 @@ class CPU(CpuState):
     """
 
     def __init__(
-        self, mmu: MMU, profile: TimingProfile, decode_cache: bool = True, fast: bool = True
+        self,
+        mmu: MMU,
+        profile: TimingProfile,
+        decode_cache: bool = True,
+        fast: bool = True,
+        translate: bool = True,
     ) -> None:
         super().__init__(mmu, profile)
         #: One-line report once a triple fault has shut the processor down (else None).
@@ -197,10 +223,22 @@ class CPU(CpuState):
         self.decode_cache = decode_cache
         #: Decode-time fast specialisations and block execution (see the module docstring).
         self.fast = fast
+        #: Hot blocks compiled into Python functions (:mod:`lavsim.cpu.translate`; needs
+        #: ``fast``); False runs them through the block loop, with the same results.
+        self.translate = translate
+        #: Instructions a translated block retired before a host exception left it.
+        self._xl_ran = 0
+        #: (EIP, linear, physical) of a fetch a traced translation made and left to run.
+        self._xl_fetched: tuple[int, int, int] | None = None
         self._icache: dict[int, Insn] = {}
         self._blocks: dict[int, Block] = {}
-        #: Physical page -> keys of ``_icache`` and ``_blocks`` decoded from it.
-        self._code_pages: dict[int, list[int]] = {}
+        #: Physical page -> {key of ``_icache``/``_blocks`` decoded from it: physical end
+        #: (exclusive) of the bytes that entry was decoded from} (see :meth:`physical_written`).
+        self._code_pages: dict[int, dict[int, int]] = {}
+        #: Physical page -> a byte map of the page, 1 where some cached entry was decoded
+        #: from (a superset: bytes stay marked until the page holds no entry), so a write
+        #: beside code is told from a write over code without scanning the entries.
+        self._code_cover: dict[int, bytearray] = {}
         #: Decoded instructions held by ``_icache`` and ``_blocks`` (and keys recorded in
         #: ``_code_pages``), at most ``code_cache_limit`` (see :data:`CODE_CACHE_LIMIT`).
         self._cached = 0
@@ -306,7 +344,7 @@ class CPU(CpuState):
             e = mmu.data_page(linear >> 12)
             if e is not None and (linear & 0xFFF) <= 0x1000 - size:
                 if (e.base >> 12) in self._code_pages:
-                    self.physical_written(e.base, 0x1000)
+                    self.physical_written(e.base | (linear & 0xFFF), size)
             else:
                 self._linear_written(linear, size)
 
@@ -485,8 +523,48 @@ class CPU(CpuState):
         self._icache.clear()
         self._blocks.clear()
         self._code_pages.clear()
+        self._code_cover.clear()
         self._cached = 0
         self._smc += 1
+
+    def _translation(self, block: Block, phys: int, traced: bool = False) -> Translated | None:
+        """The translation of ``block`` (cached at ``phys``) for the current issue state
+        (``traced``: the variant for a run with tracers, see
+        :func:`lavsim.cpu.translate.translate`), compiled on first use; None when the block
+        already has :data:`TRANSLATIONS_PER_BLOCK` translations for other states (it then
+        runs in the block loop, or one instruction at a time under tracing)."""
+        key = (traced, entry_key(self))
+        xl = block.xl.get(key)
+        if xl is None:
+            weight = TRANSLATION_WEIGHT * len(block.entries)
+            if len(block.xl) >= TRANSLATIONS_PER_BLOCK or weight > self.code_cache_limit:
+                return None
+            self._make_room(weight)
+            if self._blocks.get(phys) is not block:
+                return None  # making room dropped it: decoded again at the next entry
+            xl = block.xl[key] = translate_block(self, block, key[1], STRAIGHT, traced, phys)
+        return xl
+
+    def _runs_as_block(self, block: Block, cs: SegmentCache) -> bool:
+        """May ``block`` run as a block now (in the block loop or translated)? The one place
+        this is decided, for both the untraced and the traced path: it has instructions and
+        CS still covers all of them (whatever else must end a block before an instruction
+        belongs here too)."""
+        return bool(block.entries) and block.end <= cs.max_off
+
+    def _traced_translation(self, eip: int, linear: int, phys: int, left: int
+                            ) -> Translated | None:
+        """Under tracing, the translation to run from CS:``eip``, whose fetch (``linear`` ->
+        ``phys``) the per-instruction path has just made; None: run one instruction."""
+        block = self._blocks.get(phys)
+        if block is None or block.addr != eip:
+            block = self._build_block(eip, linear, phys)
+        if not self._runs_as_block(block, self.seg[_CS]) or left < len(block.entries):
+            return None
+        block.runs += 1
+        if block.runs <= TRANSLATE_AFTER:
+            return None
+        return self._translation(block, phys, traced=True)
 
     def _make_room(self, n: int) -> None:
         """Before caching ``n`` more decoded instructions: drop everything if they would pass
@@ -496,32 +574,66 @@ class CPU(CpuState):
             self.flush_decode_cache()
         self._cached += n
 
+    def _note_code(self, phys: int, length: int) -> None:
+        """Record that a cached entry keyed by ``phys`` was decoded from the ``length`` bytes
+        there (inside one page), so that a write over any of them drops it."""
+        page = phys >> 12
+        keys = self._code_pages.get(page)
+        if keys is None:
+            keys = self._code_pages[page] = {}
+            cover = self._code_cover[page] = bytearray(0x1000)
+        else:
+            cover = self._code_cover[page]
+        end = phys + max(1, length)
+        if keys.get(phys, 0) < end:
+            keys[phys] = end
+        lo = phys & 0xFFF
+        cover[lo : lo + (end - phys)] = b"\x01" * (end - phys)
+
     def physical_written(self, phys: int, n: int) -> None:
-        """Physical bytes ``phys .. phys+n-1`` were written: drop cached code there."""
+        """Physical bytes ``phys .. phys+n-1`` were written: drop the cached instructions and
+        blocks decoded from any of those bytes (only those: code and data may share a page),
+        and stop a running block if one was dropped."""
         pages = self._code_pages
-        if not pages:
+        if not pages or n <= 0:
             return
-        for page in range(phys >> 12, ((phys + n - 1) >> 12) + 1):
-            keys = pages.pop(page, None)
-            if keys is not None:
-                self._smc += 1
-                cache = self._icache
-                blocks = self._blocks
-                for k in keys:
-                    cache.pop(k, None)
-                    blocks.pop(k, None)
+        end = phys + n
+        for page in range(phys >> 12, ((end - 1) >> 12) + 1):
+            keys = pages.get(page)
+            if keys is None:
+                continue
+            lo = max(phys, page << 12)
+            hi = min(end, (page + 1) << 12)
+            if 1 not in self._code_cover[page][lo & 0xFFF : ((hi - 1) & 0xFFF) + 1]:
+                continue  # beside the code: nothing decoded from these bytes
+            hit = [k for k, kend in keys.items() if k < hi and kend > lo]
+            if not hit:
+                continue
+            self._smc += 1
+            cache = self._icache
+            blocks = self._blocks
+            for k in hit:
+                del keys[k]
+                cache.pop(k, None)
+                blocks.pop(k, None)
+            if not keys:
+                del pages[page]
+                del self._code_cover[page]
 
     def _linear_written(self, linear: int, size: int) -> None:
-        """A data write at ``linear`` succeeded: find its frame(s) without touching the
-        modelled TLB and drop cached code there."""
-        last = (linear + size - 1) & MASK32
-        for lin in (linear, last) if (last ^ linear) >> 12 else (linear,):
+        """A data write of ``size`` bytes at ``linear`` succeeded: find its frame(s) without
+        touching the modelled TLB and drop cached code decoded from the bytes written."""
+        first = min(size, 0x1000 - (linear & 0xFFF))
+        pieces = [(linear, first)]
+        if first < size:
+            pieces.append(((linear + first) & MASK32, size - first))
+        for lin, k in pieces:
             phys = self._physical_of_written(lin)
             if phys is None:
                 self.flush_decode_cache()
                 return
             if (phys >> 12) in self._code_pages:
-                self.physical_written(phys, 1)
+                self.physical_written(phys, k)
 
     def _physical_of_written(self, linear: int) -> int | None:
         """The frame a just-written linear address maps to, read from the MMU's host-side
@@ -582,7 +694,7 @@ class CPU(CpuState):
             self._share(eip, phys, insn, f.buf)
         self._make_room(1)
         self._icache[phys] = insn
-        self._code_pages.setdefault(phys >> 12, []).append(phys)
+        self._note_code(phys, insn.length)
         return insn
 
     # --- decodes shared between CPUs (see _shared_table) -------------------------------------
@@ -630,6 +742,9 @@ class CPU(CpuState):
         cut = self.block_stops  # [observe] see set_block_stops
         if cut is None and self._blocks_cut:
             self._blocks_cut = frozenset()  # this block is not cut
+        # Decoding ahead is not a fetch: with tracers attached it reads memory unreported
+        # (each instruction reports its fetch when it runs).
+        view = cast(CpuState, _Untraced(self)) if self.mmu.tracing else self
         while len(entries) < MAX_BLOCK:
             if cut is not None and entries and (linear & 0xFFF) in cut:
                 break
@@ -640,9 +755,9 @@ class CPU(CpuState):
             if shared is not None:
                 insn = shared
             else:
-                f = Fetch(self, eip, linear, phys, avail)
+                f = Fetch(view, eip, linear, phys, avail)
                 try:
-                    insn = self._specialised(decode_fetched(self, eip, f))
+                    insn = self._specialised(decode_fetched(view, eip, f))
                 except CpuFault:
                     break
                 if f.phys2 < 0:  # (avail ends at the page: a decode never needs the next)
@@ -658,8 +773,8 @@ class CPU(CpuState):
                 break  # the next instruction starts on another page
         block = Block(entries[0][1].addr if entries else eip, end, tuple(entries))
         self._make_room(max(1, len(entries)))
-        if self._blocks.get(start_phys) is None:
-            self._code_pages.setdefault(start_phys >> 12, []).append(start_phys)
+        # The bytes its instructions were decoded from (an empty block: its first byte).
+        self._note_code(start_phys, end - block.addr + 1)
         self._blocks[start_phys] = block
         return block
 
@@ -778,13 +893,23 @@ class CPU(CpuState):
         tracing = mmu.tracing
         cached = self.decode_cache
         blocks_on = cached and self.fast and not tracing
+        translate_on = self.translate
+        # Under tracing, translated blocks start from the per-instruction path's fetch. Not
+        # in units (block stops): a traced translation may end having made the next
+        # instruction's fetch, which then runs in the same call, past a stop.
+        traced_on = cached and self.fast and tracing and translate_on and not unit
+        #: A fetch a traced translation made but did not run (see _traced_translation).
+        pre: tuple[int, int, int] | None = None
         cache = self._icache
         blocks = self._blocks
         seg = self.seg
         translate = mmu.translate
         try:
             while True:
-                if self.irq_pending or self.halted or self.shutdown is not None or self._stop_run:
+                if pre is not None:
+                    pass  # the fetch of the next instruction is made: it runs now
+                elif (self.irq_pending or self.halted or self.shutdown is not None
+                      or self._stop_run):
                     if self.shutdown is not None:
                         return "shutdown"
                     if self._stop_run:
@@ -804,9 +929,9 @@ class CPU(CpuState):
                         continue
                     if self.halted:
                         return "halted"
-                if done >= n_limit:
+                if pre is None and done >= n_limit:
                     return "instruction_limit"
-                if self.tsc >= c_limit:
+                if pre is None and self.tsc >= c_limit:
                     return "cycle_limit"
                 eip = self.eip
                 cs = seg[_CS]
@@ -822,14 +947,31 @@ class CPU(CpuState):
                         block = blocks.get(phys)
                         if block is None or block.addr != eip:
                             block = self._build_block(eip, linear, phys)
-                        if block.entries and block.end <= cs.max_off:
+                        if self._runs_as_block(block, cs):
+                            # Translated when it is hot, the issue log is off and the run
+                            # may retire the whole block; else the block loop below.
+                            left = n_limit - done
+                            if unit:  # one pass of a self-looping block: a unit ends at a stop
+                                left = min(left, len(block.entries))
+                            if (translate_on and left >= len(block.entries)
+                                    and self.issue_log is None):
+                                block.runs += 1
+                                xl = (self._translation(block, phys)
+                                      if block.runs > TRANSLATE_AFTER else None)
+                                if xl is not None:
+                                    self._xl_ran = 0
+                                    try:
+                                        done += xl(self, e, vpn, left, c_limit, self._smc, done)
+                                    except BaseException:
+                                        done += self._xl_ran
+                                        raise
+                                    continue
                             # The block: each instruction is fetched as the per-instruction
                             # path below fetches it -- one ITLB lookup, served by the same
                             # host page-map entry (so credited to the same TLB) as long as
                             # that entry is still there; the limits are tested after each.
                             owner = e.owner
                             smc = self._smc
-                            left = n_limit - done
                             ran = 0
                             insn = block.entries[0][1]
                             lazy = self.lazy_flags
@@ -867,7 +1009,10 @@ class CPU(CpuState):
                 lazy = self.lazy_flags
                 eflags = self.eflags
                 try:
-                    if cached and cs.min_off <= eip <= cs.max_off and cs.db:
+                    if pre is not None:
+                        _, linear, phys = pre
+                        pre = None
+                    elif cached and cs.min_off <= eip <= cs.max_off and cs.db:
                         linear = (cs.base + eip) & MASK32
                         # The MMU's translate() fast path, inlined: a hit on the host page
                         # map credits the owning TLB one hit, exactly as translate() does.
@@ -877,6 +1022,19 @@ class CPU(CpuState):
                             phys = e.base | (linear & 0xFFF)
                         else:
                             phys = translate(linear, False, self.user, True)
+                        if traced_on and self.issue_log is None:
+                            xl = self._traced_translation(eip, linear, phys, n_limit - done)
+                            if xl is not None:
+                                self._xl_ran = 0
+                                try:
+                                    done += xl(self, None, linear >> 12, n_limit - done,
+                                               c_limit, self._smc, done)
+                                except BaseException:
+                                    done += self._xl_ran
+                                    raise
+                                pre, self._xl_fetched = self._xl_fetched, None
+                                continue
+                    if cached and cs.min_off <= eip <= cs.max_off and cs.db:
                         hit = cache.get(phys)
                         if (hit is None or hit.addr != eip
                                 or eip + hit.length - 1 > cs.max_off):
@@ -923,7 +1081,7 @@ class Block:
     start here" (the first instruction needs the next page or does not decode).
     """
 
-    __slots__ = ("addr", "end", "entries")
+    __slots__ = ("addr", "end", "entries", "runs", "xl")
 
     def __init__(
         self, addr: int, end: int, entries: tuple[tuple[Handler, Insn, int, int], ...]
@@ -931,3 +1089,39 @@ class Block:
         self.addr = addr
         self.end = end
         self.entries = entries
+        #: Entries into the block while translation could have run it (see
+        #: :data:`TRANSLATE_AFTER`).
+        self.runs = 0
+        #: Its translations (:mod:`lavsim.cpu.translate`) by (traced, entry issue state).
+        self.xl: dict[tuple[bool, Key], Translated] = {}
+
+
+class _Untraced:
+    """The CPU as the decoder sees it while a block is decoded ahead under tracing: the same
+    CPU, whose MMU reads the instruction bytes from memory without reporting them."""
+
+    __slots__ = ("cpu", "mmu")
+
+    def __init__(self, cpu: CPU) -> None:
+        self.cpu = cpu
+        self.mmu = _UntracedFetches(cpu.mmu)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cpu, name)
+
+
+class _UntracedFetches:
+    """The MMU's decoder-facing side without reports (see :class:`_Untraced`)."""
+
+    __slots__ = ("mmu",)
+
+    tracing = False
+
+    def __init__(self, mmu: MMU) -> None:
+        self.mmu = mmu
+
+    def fetch_physical(self, phys: int, n: int, user: bool) -> bytes:
+        return self.mmu.memory.read(phys, n)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.mmu, name)

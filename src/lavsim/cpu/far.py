@@ -169,7 +169,8 @@ def write_stack_block(
                     view[off] = value & MASK32
                     off += 1
                 if code_pages and (e.base >> 12) in code_pages:
-                    cpu.physical_written(e.base, 0x1000)  # type: ignore[attr-defined]
+                    cpu.physical_written(  # type: ignore[attr-defined]
+                        e.base | (linear & 0xFFF), 4 * n)
                 return
         # MMU.write of 4 bytes is exactly write32.
         write32 = mmu.write32

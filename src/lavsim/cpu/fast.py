@@ -75,7 +75,7 @@ def store32(cpu: Any, sreg: int, off: int, value: int) -> bool:
     e.dwords[(lin & 0xFFF) >> 2] = value & MASK32
     pages = cpu._code_pages
     if pages and (e.base >> 12) in pages:
-        cpu.physical_written(e.base, 0x1000)
+        cpu.physical_written(e.base | (lin & 0xFFF), 4)
     return True
 
 
@@ -170,7 +170,7 @@ def _mov(i: Insn) -> Fn | None:
                     e.dwords[(lin & 0xFFF) >> 2] = regs[r]
                     pages = cpu._code_pages
                     if pages and (e.base >> 12) in pages:
-                        cpu.physical_written(e.base, 0x1000)
+                        cpu.physical_written(e.base | (lin & 0xFFF), 4)
                     return
         generic(cpu, ins)
 

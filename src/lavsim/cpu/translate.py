@@ -1,0 +1,612 @@
+"""Block translation: a cached block of straight-line guest code compiled into one Python
+function (a simulator-speed cache; it changes no simulated result).
+
+:func:`translate` takes a :class:`~lavsim.cpu.core.Block` (the decoded instructions of a
+straight-line run inside one page) and the issue model's state at its entry, generates the
+source of a function that does what the executor's block loop does for those instructions, and
+compiles it. What the function saves over the loop:
+
+* no per-instruction dispatch: the instructions are unrolled, each with its handler, decoded
+  instruction and constants bound as globals of the function;
+* the Pentium issue model (:meth:`lavsim.cpu.core.CPU._issue_run`) is resolved at translation
+  time for everything that depends only on the instruction sequence and the entry state (which
+  pipe, pairing, AGI stalls, prefix clocks, the pair's charge); what depends on run-time values
+  stays in the generated code: bank conflicts (data addresses), misalignment penalties (the
+  accessors charge them) and the BTB (a branch whose BTB entry is the most recently used of its
+  set and strongly predicts the outcome is updated inline; any other case calls the executor's
+  ``_predict``);
+* the hottest forms (32-bit register ALU, INC/DEC, aligned MOV loads and stores through the
+  MMU's host page map, Jcc) are inlined, with the same fast-case conditions as
+  :mod:`lavsim.cpu.fast` and the instruction's own handler as the fall-back;
+* the TSC, the instruction-fetch TLB hits and the lazy flags are kept in locals and written
+  back before every call that could read them and at every exit (the carry and zero flags a
+  following INC/DEC or Jcc reads come from the previous instruction's locals);
+* a block whose last instruction is a direct branch back to its own first instruction, and
+  whose issue state at the branch is its entry state again, loops inside the function; a pass
+  that cannot reach the cycle limit without calling out (its static cycles, bank conflicts and
+  taken-branch extras are below what is left) runs unchecked: its static cycles are added
+  once, and the limit is tested only after a call, against what the rest of the pass may add
+  (stopping early at an instruction boundary, where the executor resumes exactly).
+
+Every check the executor makes is made before the instruction commits: the fetch's host
+page-map entry is still the one the block started from (re-tested after every call, the only
+thing that can touch the TLBs), the cycle limit after every instruction (or as above), the
+instruction limit before every pass, and the executor's self-modifying-code counter after every
+store into a code page and every call. Interrupt and stop requests are raised only by
+instructions that end a block without looping, so a loop does not test them. An instruction
+whose fast case does not apply runs its handler, which repeats the checks and raises the
+architectural fault; the function then puts back the lazy flags, EFLAGS and the issue state
+exactly as the block loop leaves them and hands the fault to the executor
+(``CPU._fault_counted``). With tracers attached the traced variant (see :func:`translate`)
+fetches every instruction as the per-instruction path does and inlines no memory access.
+
+The generated function is called as ``fn(cpu, e, vpn, left, c_limit, smc, done)`` (``e``: the
+code page's host page-map entry, ``vpn`` its linear page number, ``left`` instructions the run
+may still retire, at least the block's length; ``c_limit`` the run's cycle limit; ``smc`` the
+executor's counter of dropped code; ``done`` instructions the run retired before) and returns
+the instructions it retired. On a bus error (or any host exception) it sets ``cpu._xl_ran`` to
+the instructions retired before it and re-raises.
+
+A translation depends on the block (so on the bytes it was decoded from, its EIP, a 32-bit CS
+and the timing profile: the executor drops blocks when any of them changes) and on the issue
+state it is entered with (its key, see :func:`entry_key`); it does not depend on CR0, CR3, CR4,
+the CS base or limit, or CPL, which it reads at run time. Compiled code objects are memoised
+by their source (:data:`CODE_MEMO_LIMIT`), so machines running the same code compile it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import CodeType
+from typing import TYPE_CHECKING, Any
+
+from lavsim.cpu.fast import _carry
+from lavsim.cpu.flags import ADD, DEC, INC, LOGIC, SUB, condition
+from lavsim.cpu.ops_string import RepStopped
+from lavsim.cpu.pairing import DATA_NONE, DATA_OPERAND, DATA_PUSH, PU, UV, pairs
+from lavsim.faults import CpuFault
+
+if TYPE_CHECKING:
+    from lavsim.cpu.insn import Insn, Issue
+
+#: The executor (:class:`lavsim.cpu.core.CPU`) and its blocks (:class:`lavsim.cpu.core.Block`),
+#: typed loosely to keep this module below the executor in the import order.
+CPU = Any
+Block = Any
+
+MASK32 = 0xFFFFFFFF
+
+#: A translated block (see the module docstring for its arguments).
+Translated = Callable[[Any, Any, int, int, int, int, int], int]
+
+#: The issue state a translation is specialised for: (pending U descriptor, its cycles or None,
+#: its AGI stall or None, AGI registers of the previous and current issue group); cycles and
+#: stall are None when no U is pending (they are then carried through unchanged at run time).
+Key = tuple[Any, int | None, int | None, int, int] | None
+
+#: Most compiled code objects kept by their source (machines running the same code at the
+#: same addresses generate the same source; compiling is most of a translation's cost).
+CODE_MEMO_LIMIT = 4096
+_CODE: dict[str, CodeType] = {}
+
+_STRING = frozenset({"movs", "stos", "lods", "cmps", "scas"})
+_ALU_RR = {"add_rr": "+", "sub_rr": "-", "cmp_rr": "-", "xor_rr": "^", "or_rr": "|",
+           "and_rr": "&"}
+_BRANCH_FORMS = frozenset({"jcc", "jmp_rel"})
+
+
+def entry_key(cpu: CPU) -> Key:
+    """The key of the translation to use for the CPU's current issue state."""
+    if cpu._issue is None:
+        return None
+    u = cpu._pair_u
+    if u is None:
+        return (None, None, None, cpu._agi_prev, cpu._agi_cur)
+    return (u, cpu._pair_u_cycles, cpu._pair_u_stall, cpu._agi_prev, cpu._agi_cur)
+
+
+class _Gen:
+    """Source being generated, with the globals it refers to."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.env: dict[str, Any] = {
+            "CpuFault": CpuFault, "RepStopped": RepStopped, "condition": condition,
+            "ADD": ADD, "SUB": SUB, "LOGIC": LOGIC, "INC": INC, "DEC": DEC,
+        }
+        self.segs = set()
+        self.hoisted = []
+        self.pending = self.cf = self.zf = None
+        #: Added to every line's depth (a pass emitted inside a branch).
+        self.base = 0
+        #: In an unchecked pass: static cycles charged so far but not yet added to ``t``
+        #: (the machine's TSC is ``t + dt`` wherever it is read).
+        self.dt = 0
+
+    def tsc_out(self) -> str:
+        return f"cpu.tsc = t + {self.dt}" if self.dt else "cpu.tsc = t"
+
+    def tsc_in(self) -> str:
+        return f"t = cpu.tsc - {self.dt}" if self.dt else "t = cpu.tsc"
+
+    def t_exit(self) -> str:
+        """Source that makes ``t`` the TSC before leaving the pass (or nothing)."""
+        return f" t += {self.dt};" if self.dt else ""
+
+    def w(self, depth: int, text: str) -> None:
+        self.lines.append("    " * (depth + self.base) + text)
+
+    def const(self, name: str, value: Any) -> str:
+        self.env[name] = value
+        return name
+
+    # Segment registers whose cache the function reads once at entry (no instruction that
+    # may sit before a block's end loads a segment register).
+    segs: set[int]
+    #: Lines run once at the function's entry (facts that cannot change inside a block).
+    hoisted: list[str]
+
+    def hoist(self, line: str) -> None:
+        if line not in self.hoisted:
+            self.hoisted.append(line)
+
+    def seg_base(self, sg: int) -> str:
+        self.segs.add(sg)
+        return f"s{sg}b"
+
+    # The lazy flags the last inlined instruction produced, not yet stored in
+    # ``cpu.lazy_flags`` (``pending``), with its CF and ZF as expressions over the locals.
+    pending: str | None
+    cf: str | None
+    zf: str | None
+
+    def set_flags(self, lazy: str, cf: str | None, zf: str | None) -> None:
+        self.pending, self.cf, self.zf = lazy, cf, zf
+
+    def flags_now(self) -> str:
+        """Source that stores the pending flags before an exit (or nothing)."""
+        return f" cpu.lazy_flags = {self.pending};" if self.pending else ""
+
+    def flush_flags(self, depth: int) -> None:
+        """Store the pending flags (before a call, or at the end of a pass)."""
+        if self.pending:
+            self.w(depth, f"cpu.lazy_flags = {self.pending}")
+
+    def snapshot_flags(self) -> tuple[str | None, str | None, str | None]:
+        return self.pending, self.cf, self.zf
+
+    def restore_flags(self, keep: tuple[str | None, str | None, str | None]) -> None:
+        self.pending, self.cf, self.zf = keep
+
+    def forget_flags(self) -> None:
+        self.pending = self.cf = self.zf = None
+
+
+def _data_linear(g: _Gen, insn: Insn, d: Issue) -> str:
+    """Source of :func:`lavsim.cpu.pairing.data_linear` for this instruction."""
+    if d.data == DATA_OPERAND:
+        parts = [g.seg_base(insn.seg)]
+        if insn.disp:
+            parts.append(str(insn.disp))
+        if insn.base >= 0:
+            parts.append(f"regs[{insn.base}]")
+        if insn.index >= 0:
+            parts.append(f"regs[{insn.index}] * {insn.scale}")
+        return f"({' + '.join(parts)}) & {MASK32}"
+    if d.data == DATA_PUSH:
+        return f"({g.seg_base(2)} + regs[4] - {insn.size}) & {MASK32}"
+    return f"({g.seg_base(2)} + regs[4]) & {MASK32}"
+
+
+State = tuple[Any, int | None, int | None, int, int]
+
+
+def translate(
+    cpu: CPU, block: Block, key: Key, straight: frozenset[str], traced: bool = False,
+    phys: int = 0,
+) -> Translated:
+    """Compile ``block`` for entry issue state ``key`` (see the module docstring);
+    ``straight``: the handler names that may sit inside a block
+    (:data:`lavsim.cpu.core.STRAIGHT`), which leave CS, the issue state and the TLBs alone.
+
+    ``traced``: for a run with tracers on the MMU, the translation of the block at physical
+    ``phys``: each instruction is fetched as the per-instruction path fetches it (a modelled
+    ITLB lookup, then ``report_fetch`` and ``report_insn``; the caller has made the first
+    instruction's lookup) and every data access goes through the handler (the MMU's
+    accessors report it). Called with ``e`` None. When an instruction's page now translates
+    elsewhere the function stops before running it and leaves ``cpu._xl_fetched`` =
+    ``(eip, linear, physical)`` of that fetch, for the executor to run the instruction from.
+    """
+    g = _Gen()
+    b = g.w
+    entries = block.entries
+    n = len(entries)
+    model = cpu._issue
+    insns = [ent[1] for ent in entries]
+    last = insns[-1]
+    g.const("ADDRS", (*(i.addr for i in insns), last.next_eip))
+
+    issue = model is not None
+    taken_extra = cpu.profile.table["jcc.taken"] - cpu.profile.table["jcc.not_taken"]
+    # The last instruction may be anything (a far transfer, an interrupt, a system
+    # instruction): everything is written back before it runs and nothing after.
+    final_sync = last.form.handler not in straight and last.form.handler not in _BRANCH_FORMS
+    loops = last.form.handler in _BRANCH_FORMS and last.imm == block.addr
+    #: The most cycles each instruction can add without calling out (filled by a pass).
+    most: list[int] = [0] * n
+
+    def emit_pass(checked: bool) -> list[State]:
+        """Emit one pass through the block; returns the issue states ST[0..n]. ``checked``:
+        test the cycle limit after every instruction; else only after calls out, and then
+        against what the rest of the pass can add (the caller runs an unchecked pass only
+        when the whole pass cannot reach the limit without calling out, so stopping early
+        at an instruction boundary is the only difference, and the executor resumes there)."""
+        # The issue model's static state through the block: ST[j] is the state after j
+        # instructions (the one a fault in instruction j leaves is ST[j + 1]).
+        u, cu, ust, agp, agc = key if key is not None else (None, None, None, 0, 0)
+        ud_none = False  # is the pending U's data address (``ud``) known to be -1?
+        states: list[State] = [(u, cu, ust, agp, agc)]
+        g.forget_flags()
+        for j, insn in enumerate(insns):
+            final = j == n - 1
+            rest = sum(most[j + 1:])
+            I = g.const(f"I{j}", insn)
+            H = g.const(f"H{j}", insn.handler)
+            if traced:
+                _traced_fetch(g, j, insn, phys + insn.addr - block.addr)
+            d = insn.issue
+            mis = 0
+            in_v = False
+            bank = 0
+            if d is not None and model is not None:
+                c = insn.cycles
+                if u is not None and pairs(u, d):
+                    assert cu is not None
+                    in_v = True
+                    both_rmw = u.rmw and d.rmw
+                    total = cu + c - 1 if both_rmw else max(cu, c)
+                    stall = model.agi if not ust and d.addr & agp else 0
+                    if d.data and not both_rmw and not ud_none and model.bank_conflict:
+                        bank = model.bank_conflict
+                        b(3, f"if ud >= 0 and not (({_data_linear(g, insn, d)}) ^ ud) & 0x1C: "
+                             f"t += {bank}")
+                    agc |= d.agi_writes
+                    u = None
+                    add = total - cu + stall
+                    mis = model.misaligned
+                else:
+                    agp = agc
+                    agc = d.agi_writes
+                    stall = model.agi if d.addr & agp else 0
+                    prefix = d.prefixes * model.prefix
+                    if model.pairing and (d.cls == UV or d.cls == PU):
+                        u, cu, ust = d, c, stall
+                        ud_none = d.data == DATA_NONE
+                        b(3, "ud = -1" if ud_none else f"ud = {_data_linear(g, insn, d)}")
+                    else:
+                        u = None
+                    add = c + stall + prefix
+                    mis = 0 if insn.form.handler in _STRING else model.misaligned
+                states.append((u, cu, ust, agp, agc))
+            else:
+                add = insn.cycles
+                states.append(states[-1])
+            if not checked:
+                g.dt += add  # added once, at the end of the pass
+            elif add:
+                b(3, f"t += {add}")
+            most[j] = add + bank + (taken_extra if insn.form.handler == "jcc" else 0)
+
+            def call(depth: int, final: bool = final, j: int = j, mis: int = mis,
+                     I: str = I, H: str = H, insn: Insn = insn, rest: int = rest) -> None:
+                """The handler, with everything it may read written back first, then the
+                checks that only a call can make fail."""
+                g.flush_flags(depth)
+                b(depth, f"i = {j}; si = {j + 1}; lz = cpu.lazy_flags; ef = cpu.eflags")
+                b(depth, f"{g.tsc_out()}; cpu.eip = {insn.next_eip}")
+                if final and final_sync:
+                    if not traced:
+                        b(depth, f"o.hits += {n}")
+                    _write_state(g, depth, j + 1, issue)
+                if mis:
+                    b(depth, f"cpu._mis_cur = {mis}")
+                b(depth, f"{H}(cpu, {I})")
+                if mis:
+                    b(depth, "cpu._mis_cur = 0")
+                b(depth, g.tsc_in())
+                if final:
+                    b(depth, "ip = cpu.eip")
+                if not (final and final_sync):
+                    # Only a call can have demoted the fetch's page-map entry, dropped code
+                    # or (in an unchecked pass) added cycles beyond the pass's static bound.
+                    check = "cpu._smc != smc"
+                    if not traced:
+                        check = "cp(vpn) is not e or " + check
+                    if not checked:
+                        check = f"t + {g.dt + rest} >= c_limit or " + check
+                    b(depth, f"if {check}:{g.t_exit()} k = {j + 1}; break")
+
+            _body(g, j, insn, call, taken_extra, inline_memory=not traced)
+            if d is not None and model is not None and d.branch:
+                D = g.const(f"D{j}", d)
+                if final and final_sync:
+                    # A far transfer may change CS (whose base the BTB index reads).
+                    b(3, "cpu.tsc = t; cpu.eip = ip")
+                    b(3, f"cpu._predict({I}, {D}, {in_v})")
+                    b(3, "t = cpu.tsc")
+                else:
+                    _predict(g, insn, I, D, in_v, None if checked else j + 1)
+            if final and final_sync:
+                b(3, f"k = {n}; break")
+            elif checked:
+                b(3, f"if t >= c_limit:{g.flags_now()} k = {j + 1}; break")
+        g.flush_flags(3)
+        if g.dt:
+            b(3, f"t += {g.dt}")
+            g.dt = 0
+        return states
+
+    body_start = len(g.lines)
+    states = emit_pass(True)
+    # End of a pass.
+    if loops and _same_entry(states[-1], states[0]):
+        checked_pass = g.lines[body_start:]
+        del g.lines[body_start:]
+        # Only instructions that end blocks without looping can raise an interrupt request
+        # or a stop request, so neither is tested here.
+        if traced:
+            g.lines.extend(checked_pass)
+        else:
+            g.hoist(f"unchecked = c_limit - {sum(most)}")
+            b(3, "if t < unchecked:")
+            g.base = 1
+            emit_pass(False)
+            g.base = 0
+            b(3, "else:")
+            g.lines.extend("    " + line for line in checked_pass)
+        g.hoist(f"last_pass = left - {2 * n}")
+        b(3, f"if ip != {block.addr} or ran > last_pass: k = {n}; break")
+        b(3, f"ran += {n}")
+        if issue:
+            b(3, "stt = ST2")
+    elif not final_sync:
+        b(3, f"k = {n}; break")
+    body = g.lines[body_start:]
+    del g.lines[body_start:]
+
+    b(0, "def xl(cpu, e, vpn, left, c_limit, smc, done):")
+    for line in ("cp = cpu.mmu.code_page", "dp = cpu.mmu.data_page",
+                 "regs = cpu.regs", "seg = cpu.seg", "pages = cpu._code_pages",
+                 "ur = 1 << cpu.user", "uw = 4 << cpu.user", "t = cpu.tsc", "ran = 0",
+                 "k = 0", "i = si = 0", "lz = ef = None", f"ip = {last.next_eip}"):
+        b(1, line)
+    if traced:
+        b(1, "mmu = cpu.mmu; tr = mmu.translate; rf = mmu.report_fetch; ri = mmu.report_insn")
+        b(1, f"us = cpu.user; csmax = seg[1].max_off; l0 = (vpn << 12) | {phys & 0xFFF}")
+    else:
+        b(1, "o = e.owner")
+    for sg in sorted(g.segs):
+        b(1, f"s{sg} = seg[{sg}]; s{sg}b = s{sg}.base; s{sg}lo = s{sg}.min_off; "
+             f"s{sg}hi = s{sg}.max_off - 3; s{sg}r = s{sg}.readable; s{sg}w = s{sg}.writable")
+    for line in g.hoisted:
+        b(1, line)
+    if issue:
+        b(1, "ud = cpu._pair_u_data")
+        b(1, "stt = ST")
+    if issue and last.issue is not None and last.issue.branch and not final_sync:
+        b(1, "bt = cpu.btb")
+        b(1, f"bl = (seg[1].base + {last.addr}) & {MASK32}")
+        b(1, "bw = bt._table[bl & (bt.sets - 1)] if bt is not None else None")
+    b(1, "try:")
+    b(2, "while True:")
+    g.lines.extend(body)
+    # Exits. A fault, a stopped REP or a host exception in instruction i: i instructions of
+    # this pass retired, i + 1 fetched.
+    for exc in ("CpuFault as f", "RepStopped", "BaseException"):
+        b(1, f"except {exc}:")
+        b(2, "cpu._mis_cur = 0")
+        depth = 2
+        if final_sync and (issue or not traced):
+            # The last instruction's fetch and state were written before it ran.
+            b(2, f"if i < {n - 1}:")
+            depth = 3
+        if not traced:
+            b(depth, "o.hits += ran + i + 1")
+        _write_state(g, depth, "si", issue)
+        b(2, "ran += i")
+        if exc.startswith("CpuFault"):
+            b(2, "cpu._xl_ran = ran")  # if the delivery itself ends in a bus error
+            b(2, "cpu._fault_counted(f, ADDRS[i], lz, ef, done + ran)")
+            b(2, "return ran")
+        elif exc == "RepStopped":
+            b(2, "cpu.unretired += 1")  # a step that retired nothing (CPU.unretired)
+            b(2, "return ran")
+        else:
+            b(2, "cpu._xl_ran = ran")
+            b(2, "raise")
+    if final_sync:
+        b(1, f"if k == {n}:")
+        b(2, f"return {n}")
+    b(1, "ran += k")
+    b(1, "cpu.tsc = t")
+    b(1, f"cpu.eip = ip if k == {n} else ADDRS[k]")
+    if not traced:
+        b(1, "o.hits += ran")
+    _write_state(g, 1, "k", issue)
+    b(1, "return ran")
+
+    g.const("ST", tuple(states))
+    end = states[-1]
+    g.const("ST2", tuple(st if st[1] is not None else (st[0], end[1], end[2], *st[3:])
+                         for st in states))
+    source = "\n".join(g.lines) + "\n"
+    code = _CODE.get(source)
+    if code is None:
+        if len(_CODE) >= CODE_MEMO_LIMIT:
+            _CODE.clear()
+        code = _CODE[source] = compile(source, f"<lavsim block {block.addr:#x}>", "exec")
+    exec(code, g.env)
+    fn: Translated = g.env["xl"]
+    return fn
+
+
+def _same_entry(a: State, b: State) -> bool:
+    """Whether issue state ``a`` at a block's end selects the translation entered with ``b``
+    (without a pending U, its cycles and stall do not matter to any decision)."""
+    if a[0] is not b[0] or a[3:] != b[3:]:
+        return False
+    return a[0] is None or a[1:3] == b[1:3]
+
+
+def _write_state(g: _Gen, depth: int, index: int | str, issue: bool) -> None:
+    """Write the issue state ``stt[index]`` (and the pending U's data address) back."""
+    if not issue:
+        return
+    g.w(depth, f"st = stt[{index}]")
+    g.w(depth, "cpu._pair_u = st[0]; cpu._agi_prev = st[3]; cpu._agi_cur = st[4]")
+    g.w(depth, "if st[1] is not None: cpu._pair_u_cycles = st[1]; cpu._pair_u_stall = st[2]")
+    g.w(depth, "cpu._pair_u_data = ud")
+
+
+def _traced_fetch(g: _Gen, j: int, insn: Insn, phys: int) -> None:
+    """Emit instruction ``j``'s fetch as the per-instruction path makes it under tracing:
+    the ITLB lookup through the host page map or ``MMU.translate`` (which may fault or
+    charge a page walk), then the fetch and instruction reports."""
+    b = g.w
+    depth = 3
+    if j == 0:
+        b(3, "if ran:")  # from the second pass on (the caller fetched the first)
+        depth = 4
+    g.flush_flags(depth)
+    delta = insn.addr - g.env["ADDRS"][0]
+    off = phys & 0xFFF
+    b(depth, f"i = {j}; si = {j}; lz = cpu.lazy_flags; ef = cpu.eflags")
+    b(depth, "ce = cp(vpn)")
+    b(depth, f"if ce is not None and ce.mask & ur: ce.owner.hits += 1; ph = ce.base | {off}")
+    b(depth, f"else: cpu.tsc = t; cpu.eip = {insn.addr}; ph = tr(l0 + {delta}, False, us, True); "
+             "t = cpu.tsc")
+    b(depth, f"if ph != {phys}: cpu._xl_fetched = ({insn.addr}, l0 + {delta}, ph); k = {j}; break")
+    # A tracer may read and charge the clock (a board's hierarchy stalls the CPU).
+    b(3, f"cpu.tsc = t; rf({phys}, min({min(15, 0x1000 - off)}, csmax - {insn.addr} + 1), us); "
+         f"ri({phys}, {insn.length}, us); t = cpu.tsc")
+
+
+def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra: int,
+          inline_memory: bool = True) -> None:
+    """Emit the instruction's semantics: inline for the forms :mod:`lavsim.cpu.fast`
+    specialises (same fast-case conditions, the handler as the fall-back), else a call;
+    memory accesses only with ``inline_memory``."""
+    b = g.w
+    name = insn.handler.__name__
+    ops = insn.form.operands
+    if name in _ALU_RR:
+        d, s = (insn.rm, insn.reg) if ops == ("r/mv", "rv") else (insn.reg, insn.rm)
+        op = _ALU_RR[name]
+        a, c, r = f"a{j}", f"c{j}", f"r{j}"
+        b(3, f"{a} = regs[{d}]; {c} = regs[{s}]")
+        if op in "+-":
+            b(3, f"{r} = ({a} {op} {c}) & {MASK32}")
+            if name != "cmp_rr":
+                b(3, f"regs[{d}] = {r}")
+            kind = "ADD" if op == "+" else "SUB"
+            g.set_flags(f"({kind}, 4, {r}, {a}, {c})",
+                        f"(1 if {r} < {a} else 0)" if op == "+" else f"(1 if {a} < {c} else 0)",
+                        f"({a} == {c})" if op == "-" else None)
+        else:
+            b(3, f"{r} = {a} {op} {c}")
+            if insn.form.handler != "test":
+                b(3, f"regs[{d}] = {r}")
+            g.set_flags(f"(LOGIC, 4, {r})", "0", f"({r} == 0)")
+        return
+    if name in ("inc_r", "dec_r"):
+        reg = insn.reg if ops[0] == "+rv" else insn.rm
+        cf = f"f{j}"
+        if g.cf is not None:
+            cf = g.cf  # an expression over the previous instruction's locals
+        else:
+            b(3, "lf = cpu.lazy_flags")
+            b(3, f"if lf is None: {cf} = cpu.eflags & 1")
+            b(3, f"elif lf[0] == SUB: {cf} = 1 if lf[3] < lf[4] else 0")
+            b(3, f"elif lf[0] == ADD: {cf} = 1 if lf[2] < lf[3] else 0")
+            b(3, f"elif lf[0] == INC or lf[0] == DEC: {cf} = int(lf[4])")
+            b(3, f"elif lf[0] == LOGIC: {cf} = 0")
+            b(3, f"else: {cf} = {g.const('carry', _carry)}(cpu)")
+        inc = name == "inc_r"
+        a, v = f"a{j}", f"r{j}"
+        b(3, f"{a} = regs[{reg}]; {v} = ({a} {'+' if inc else '-'} 1) & {MASK32}; "
+             f"regs[{reg}] = {v}")
+        g.set_flags(f"({'INC' if inc else 'DEC'}, 4, {v}, {a}, {cf})", cf, f"({v} == 0)")
+        return
+    if inline_memory and name in ("mov_load", "mov_load_abs", "mov_store", "mov_store_abs"):
+        load = name.startswith("mov_load")
+        sg = insn.seg
+        g.seg_base(sg)
+        if insn.base < 0:
+            off = str(insn.disp & MASK32)
+        elif insn.disp:
+            off = f"(regs[{insn.base}] + {insn.disp}) & {MASK32}"
+        else:
+            off = f"regs[{insn.base}]"  # registers always hold 32-bit values
+        b(3, f"of = {off}")
+        b(3, f"if s{sg}{'r' if load else 'w'} and s{sg}lo <= of <= s{sg}hi:")
+        b(4, f"ln = (s{sg}b + of) & {MASK32}")
+        b(4, "pe = None if ln & 3 else dp(ln >> 12)")
+        b(4, f"if pe is not None and pe.mask & {'ur' if load else 'uw'}:")
+        b(5, "pe.owner.hits += 1")
+        if load:
+            b(5, f"regs[{insn.reg}] = pe.dwords[(ln & 0xFFF) >> 2]")
+        else:
+            b(5, f"pe.dwords[(ln & 0xFFF) >> 2] = regs[{insn.reg}]")
+            b(5, "if pages and (pe.base >> 12) in pages:")
+            b(6, "cpu.physical_written(pe.base | (ln & 0xFFF), 4)")
+            b(6, f"if cpu._smc != smc:{g.flags_now()}{g.t_exit()} k = {j + 1}; break")
+        b(4, "else:")
+        keep = g.snapshot_flags()
+        call(5)
+        g.restore_flags(keep)  # MOV leaves the flags alone on either path
+        b(3, "else:")
+        call(4)
+        g.restore_flags(keep)
+        return
+    if name in ("jz_jnz", "jcc") and insn.form.handler == "jcc":
+        cc = insn.cc
+        if cc in (4, 5) and g.zf is not None:
+            b(3, f"tk = {g.zf}" if cc == 4 else f"tk = not {g.zf}")
+        elif name == "jz_jnz":
+            g.flush_flags(3)
+            b(3, "lf = cpu.lazy_flags")
+            b(3, f"if lf is not None and lf[0] == SUB: tk = (lf[3] == lf[4]) == {cc == 4}")
+            b(3, f"else: tk = condition(cpu, {cc})")
+        else:
+            g.flush_flags(3)
+            b(3, f"tk = condition(cpu, {cc})")
+        b(3, "if tk:")
+        b(4, f"if not cs{j}:")
+        g.hoist(f"cs{j} = seg[1].min_off <= {insn.imm} <= seg[1].max_off")
+        keep = g.snapshot_flags()
+        call(5)  # raises #GP(0)
+        g.restore_flags(keep)
+        b(4, "else:")
+        b(5, f"ip = {insn.imm}" + (f"; t += {taken_extra}" if taken_extra else ""))
+        b(3, "else:")
+        b(4, f"ip = {insn.next_eip}")
+        return
+    call(3)
+    g.forget_flags()
+
+
+def _predict(g: _Gen, insn: Insn, I: str, D: str, in_v: bool, stop: int | None) -> None:
+    """The BTB lookup after a branch (``CPU._predict``): inline when the branch's entry is the
+    most recently used of its set and already saturated in the outcome's direction (the lookup
+    then changes nothing but the lookup count), else the executor's method."""
+    b = g.w
+    b(3, f"tk = ip != {insn.next_eip}")
+    b(3, "if bw and bw[-1][0] == bl and bw[-1][1] == (3 if tk else 0):")
+    b(4, "bt.lookups += 1")
+    b(3, "else:")
+    g.flush_flags(4)
+    b(4, f"{g.tsc_out()}; cpu.eip = ip")
+    b(4, f"cpu._predict({I}, {D}, {in_v})")
+    b(4, g.tsc_in())
+    if stop is not None:  # an unchecked pass: a mispredict penalty may reach the limit
+        b(4, f"if t + {g.dt} >= c_limit:{g.t_exit()} k = {stop}; break")

@@ -1,0 +1,343 @@
+"""The block translator (``cpu/translate.py``) is a simulator-speed cache: a run with it gives
+exactly the run of the block loop (``CPU.translate = False``) and of the straightforward path
+(``fast=False``): cycles, registers, EFLAGS, EIP, instructions, memory, faults, every TLB's
+contents in LRU order with statistics, the issue model's state and the BTB.
+
+Every test here translates each block at its first entry (``TRANSLATE_AFTER = 0``), so short
+programs run translated; a spy checks that translations were made. Then: generated programs
+(the unicorn differential generator) on every TLB shape, with and without the Pentium issue
+model; placed across a page; patching their own code; faulting in the middle of a block; cut
+at every instruction and cycle budget; and code changed under translated blocks in every way
+the issue lists (rewritten between and within runs, through an aliasing segment, by the
+network card's DMA, by a page-table remap) is never run stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import pytest
+from cpu_harness import CODE, DATA, PAGE_TABLES, Bare
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_fast_paths import CONFIGS, LOOP, generated, run_program
+
+from lavsim.cpu import core
+from lavsim.cpu.state import DS
+from lavsim.machine import Machine, MachineConfig
+from lavsim.mmu.descriptors import DATA_READ_WRITE_ACCESSED
+from lavsim.mmu.segmentation import SegmentCache
+from lavsim.network import Frame, Network, NetworkInterface, NetworkModel
+from lavsim.timing import PENTIUM
+from lavsim.timing.pentium import PENTIUM_SEQUENTIAL
+
+PROFILES = {"pentium": PENTIUM, "sequential": PENTIUM_SEQUENTIAL}
+
+
+@pytest.fixture(autouse=True)
+def translations(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Translate every block at its first entry; yields the addresses translated."""
+    made: list[int] = []
+    real = core.translate_block
+
+    def spy(cpu: Any, block: Any, *args: Any) -> Any:
+        made.append(block.addr)
+        return real(cpu, block, *args)
+
+    monkeypatch.setattr(core, "TRANSLATE_AFTER", 0)
+    monkeypatch.setattr(core, "translate_block", spy)
+    yield made
+
+
+def same3(code: bytes, **kw: Any) -> tuple[object, ...]:
+    """Translated, block loop and straightforward path agree; returns the translated run."""
+    on = run_program(code, True, **kw)
+    assert on == run_program(code, True, translate=False, **kw)
+    assert on == run_program(code, False, **kw)
+    return on
+
+
+# --- generated programs ---------------------------------------------------------------------
+
+
+@given(st.data(), st.integers(0, 2**32 - 1), st.sampled_from(sorted(CONFIGS)),
+       st.sampled_from(sorted(PROFILES)))
+@settings(max_examples=60)
+def test_generated_programs_run_identically_translated(
+    d: st.DataObject, seed: int, config: str, profile: str
+) -> None:
+    same3(generated(d), seed=seed, config=config, profile=PROFILES[profile])
+
+
+@given(st.data(), st.integers(0, 2**32 - 1), st.integers(0x1000 - 24, 0x1000 - 1))
+@settings(max_examples=30)
+def test_translated_programs_across_a_page_run_identically(
+    d: st.DataObject, seed: int, start: int
+) -> None:
+    same3(generated(d), seed=seed, at=CODE + start,
+          config=d.draw(st.sampled_from(sorted(CONFIGS))))
+
+
+@given(st.data(), st.integers(0, 2**32 - 1))
+@settings(max_examples=30)
+def test_translated_self_modifying_code_runs_identically(d: st.DataObject, seed: int) -> None:
+    body = generated(d)
+    k = d.draw(st.integers(0, max(0, len(body) - 1)))
+    value = bytes([d.draw(st.integers(0, 255))])
+    store = b"\xc6\x05" + (CODE + 10 + k).to_bytes(4, "little") + value
+    same3(store + b"\x90" * 3 + body, seed=seed, config=d.draw(st.sampled_from(sorted(CONFIGS))))
+
+
+@given(st.data(), st.integers(0, 2**32 - 1))
+@settings(max_examples=40)
+def test_faults_in_the_middle_of_a_translated_block_run_identically(
+    d: st.DataObject, seed: int
+) -> None:
+    code = generated(d)
+    kw: dict[str, Any] = {"seed": seed, "config": d.draw(st.sampled_from(sorted(CONFIGS))),
+                          "profile": PROFILES[d.draw(st.sampled_from(sorted(PROFILES)))]}
+    which = d.draw(st.sampled_from(["ds", "ss", "cs", "page"]))
+    if which == "ds":
+        kw["ds_limit"] = DATA + d.draw(st.integers(0, 0xFFF))
+    elif which == "ss":
+        kw["ss_limit"] = d.draw(st.sampled_from([0x2FF000, 0x2FFF00, 0x2FFFE0]))
+    elif which == "cs":
+        kw["cs_limit"] = CODE + d.draw(st.integers(0, max(0, len(code) + 2)))
+    else:
+        kw["unmapped"] = (DATA >> 12,)
+    same3(code, **kw)
+
+
+@given(st.data(), st.integers(0, 2**32 - 1), st.integers(1, 60))
+@settings(max_examples=30)
+def test_translated_runs_cut_by_cycle_limits_with_interrupts_run_identically(
+    d: st.DataObject, seed: int, chunk: int
+) -> None:
+    same3(generated(d), seed=seed, chunk=chunk, config=d.draw(st.sampled_from(sorted(CONFIGS))))
+
+
+# --- with a tracer on the MMU ---------------------------------------------------------------
+
+
+@given(st.data(), st.integers(0, 2**32 - 1), st.sampled_from(sorted(CONFIGS)),
+       st.sampled_from([None, 7, 40]), st.sampled_from(sorted(PROFILES)))
+@settings(max_examples=40)
+def test_traced_runs_report_the_same_accesses_translated(
+    d: st.DataObject, seed: int, config: str, chunk: int | None, profile: str
+) -> None:
+    """Every fetch, instruction and data access reaches the tracer exactly as on the
+    per-instruction path, in the same order, and nothing else changes."""
+    same3(generated(d), seed=seed, config=config, chunk=chunk, trace=True,
+          profile=PROFILES[profile])
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("trace", [False, True])
+def test_blocks_ending_in_a_system_instruction_translate_with_every_profile(
+    profile: str, trace: bool, translations: list[int]
+) -> None:
+    # L: inc ebx ; dec ecx ; jnz next ; next: add eax, ebx ; cpuid-free system end: cli ;
+    # ... sti ; dec edx ; jnz L ; ud2 (blocks that end in CLI/STI, not in a branch).
+    code = (b"\xb9\x03\x00\x00\x00\xba\x20\x00\x00\x00"  # mov ecx, 3 ; mov edx, 32
+            + b"\x43\x01\xd8\xfa\x43\xfb\x4a\x75\xf7")   # L: inc ebx; add eax, ebx; cli;
+    #                                                      inc ebx; sti; dec edx; jnz L
+    same3(code, trace=trace, profile=PROFILES[profile])
+    assert translations
+
+
+def test_the_looping_block_is_translated_under_tracing(translations: list[int]) -> None:
+    on = same3(SETUP + LOOP, trace=True)
+    assert translations.count(CODE + len(SETUP)) == 1
+    events = on[-1]
+    assert isinstance(events, list) and len(events) > 5 * 64  # fetch, insn, data per pass
+
+
+def test_a_board_hierarchy_sees_the_same_run_translated() -> None:
+    """The p100 board's caches (a tracer charging the TSC) end in the same state."""
+    from lavsim.boards import get_board
+
+    out = []
+    for fast, translate in ((True, True), (True, False), (False, False)):
+        b = Bare(profile=PENTIUM, decode_cache=fast)
+        b.cpu.fast, b.cpu.translate = fast, translate
+        hierarchy = get_board("p100").build(b.cpu, b.mmu)
+        assert hierarchy is not None
+        b.mmu.add_tracer(hierarchy)
+        b.load(SETUP + LOOP + b"\x0f\x0b")
+        b.run(max_instructions=2_000)
+        out.append((_state(b), hierarchy.get_state()))
+    assert out[0] == out[1] == out[2]
+
+
+# --- every budget inside a looping block ----------------------------------------------------
+
+#: The benchmark's loop, 64 times round (ECX counts up to EDX), then UD2.
+SETUP = b"\xbe" + DATA.to_bytes(4, "little") + b"\xb9\x00\x00\x00\x00" + b"\xba\x40\x00\x00\x00"
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_the_looping_block_cut_at_every_instruction_budget_runs_identically(
+    profile: str, translations: list[int]
+) -> None:
+    for n in range(1, 60):
+        same3(SETUP + LOOP, max_instructions=n, profile=PROFILES[profile])
+    assert translations
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_the_looping_block_cut_at_every_cycle_budget_runs_identically(profile: str) -> None:
+    for chunk in range(1, 40):
+        same3(SETUP + LOOP, chunk=chunk, profile=PROFILES[profile])
+
+
+def test_the_looping_block_runs_whole_passes_inside_its_translation(
+    translations: list[int]
+) -> None:
+    on = same3(SETUP + LOOP, config="pentium")
+    assert on[4] == 3 + 6 * 64  # setup, 64 passes (UD2 faults: not retired)
+    assert translations.count(CODE + len(SETUP)) == 1  # one translation ran every pass
+
+
+# --- invalidation ---------------------------------------------------------------------------
+
+
+def _loop_machine(translate: bool) -> Bare:
+    b = Bare(profile=PENTIUM)
+    b.cpu.translate = translate
+    # L: inc ebx ; dec ecx ; jnz L ; ud2
+    b.load(b"\x43\x49\x75\xfc\x0f\x0b")
+    return b
+
+
+def _state(b: Bare) -> tuple[object, ...]:
+    cpu = b.cpu
+    return (list(cpu.regs), cpu.tsc, cpu.eip, cpu.instructions, b.mem.digest(), b.mmu.stats,
+            [(f.vector, e) for f, e in b.faults], cpu.issue_state())
+
+
+def test_code_rewritten_between_runs_is_never_run_stale() -> None:
+    out = []
+    for translate in (True, False):
+        b = _loop_machine(translate)
+        b.cpu.regs[1] = 1000
+        b.run(max_instructions=300)
+        b.mem.write8(CODE, 0x42)  # inc ebx -> inc edx, written by a loader
+        b.cpu.physical_written(CODE, 1)
+        b.run(max_instructions=300)
+        out.append(_state(b))
+    assert out[0] == out[1]
+    regs = out[0][0]
+    assert isinstance(regs, list) and regs[2] == 100 and regs[3] == 100
+
+
+def test_code_rewritten_by_its_own_loop_within_a_run_is_never_run_stale() -> None:
+    # L: mov byte [CODE+13], 0x42 (the second pass turns 'inc ebx' into 'inc edx')
+    #    ... inc ebx ; dec ecx ; jnz L
+    code = (b"\xc6\x05" + (CODE + 7).to_bytes(4, "little") + b"\x42"
+            + b"\x43\x49\x75\xf5\x0f\x0b")
+    out = []
+    for translate in (True, False):
+        b = Bare(profile=PENTIUM)
+        b.cpu.translate = translate
+        b.load(code)
+        b.cpu.regs[1] = 10
+        b.run()
+        out.append(_state(b))
+    assert out[0] == out[1]
+    regs = out[0][0]
+    assert isinstance(regs, list) and regs[3] == 0 and regs[2] == 10
+
+
+def test_code_rewritten_through_an_aliasing_segment_is_never_run_stale() -> None:
+    # DS based at CODE - 0x1000: [0x1000 + k] is code byte k. The loop stores 0x42 over its
+    # own 'inc ebx' through that alias on the first pass.
+    alias = SegmentCache(0x10, CODE - 0x1000, 0xFFFFFFFF - (CODE - 0x1000),
+                         DATA_READ_WRITE_ACCESSED, True, 0, True, True, False)
+    code = (b"\xc6\x05" + (0x1000 + 7).to_bytes(4, "little") + b"\x42"
+            + b"\x43\x49\x75\xf5\x0f\x0b")
+    out = []
+    for translate in (True, False):
+        b = Bare(profile=PENTIUM)
+        b.cpu.translate = translate
+        b.load(code)
+        b.cpu.seg[DS] = alias
+        b.cpu.regs[1] = 10
+        b.run()
+        out.append(_state(b))
+    assert out[0] == out[1]
+    regs = out[0][0]
+    assert isinstance(regs, list) and regs[3] == 0 and regs[2] == 10
+
+
+def test_code_rewritten_by_the_network_cards_dma_is_never_run_stale() -> None:
+    src_loop = b"\x43\x49\x75\xfc\xf4"  # L: inc ebx ; dec ecx ; jnz L ; hlt
+    out = []
+    for translate in (True, False):
+        m = Machine(MachineConfig(memory_size=1 << 20))
+        m.cpu.translate = translate
+        ring = 0x20000
+        m.setup_flat_protected_mode(entry=ring + 4 + 12)
+        m.load(ring + 4 + 12, src_loop)  # the code lies inside the receive slot's data
+        m.cpu.regs[1] = 200
+        m.run(max_cycles=300)
+        nic = NetworkInterface(1, Network(NetworkModel()), partial(getattr, m.cpu, "tsc"),
+                               m.memory.read, m.load, lambda: None)
+        nic.rx_rings[0], nic.rx_slots = ring, 1
+        # The frame's bytes 12.. land on the loop: 'inc ebx' becomes 'inc edx'.
+        frame = bytes(12) + b"\x42\x49\x75\xfc\xf4"
+        assert nic.deliver(Frame(0, 0, 2, 1, frame))
+        m.run(max_cycles=100_000)
+        out.append((list(m.cpu.regs), m.cpu.tsc, m.cpu.instructions, m.memory.digest()))
+    assert out[0] == out[1]
+    assert out[0][0][2] > 0 and out[0][0][3] > 0  # both versions of the loop ran
+
+
+def test_a_page_table_remap_of_translated_code_is_never_run_stale() -> None:
+    other = 0x180000
+    out = []
+    for translate in (True, False):
+        b = _loop_machine(translate)
+        b.mem.write(other, b"\x42\x49\x75\xfc\x0f\x0b")  # the same loop with inc edx
+        b.cpu.regs[1] = 1000
+        b.run(max_instructions=300)
+        b.mem.write32(PAGE_TABLES + 4 * (CODE >> 12), other | 7)
+        b.mmu.invlpg(CODE)
+        b.run(max_instructions=300)
+        out.append(_state(b))
+    assert out[0] == out[1]
+    regs = out[0][0]
+    assert isinstance(regs, list) and regs[2] == 100 and regs[3] == 100
+
+
+def test_stores_to_data_beside_translated_code_keep_its_translation(
+    translations: list[int]
+) -> None:
+    # L: mov [CODE+0x800], ecx ; dec ecx ; jnz L: the data word shares the code's page.
+    code = b"\x89\x0d" + (CODE + 0x800).to_bytes(4, "little") + b"\x49\x75\xf7\x0f\x0b"
+    out = []
+    for translate in (True, False):
+        b = Bare(profile=PENTIUM)
+        b.cpu.translate = translate
+        b.load(code)
+        b.cpu.regs[1] = 500
+        b.run()
+        out.append(_state(b))
+    assert out[0] == out[1]
+    assert translations.count(CODE) == 1  # translated once, never dropped by the stores
+
+
+def test_a_store_over_one_instruction_drops_only_the_code_it_overlaps() -> None:
+    b = Bare(profile=PENTIUM)
+    b.load(b"\x90" * 32 + b"\x0f\x0b")
+    b.run(max_instructions=5)
+    cpu = b.cpu
+    keys = dict(cpu._code_pages[CODE >> 12])
+    assert keys[CODE] == CODE + 1 and any(k < CODE + 20 < end for k, end in keys.items())
+    cpu.physical_written(CODE + 0x100, 4)  # beside the code: nothing dropped
+    assert cpu._code_pages[CODE >> 12] == keys
+    cpu.physical_written(CODE + 20, 1)  # inside the block after the first NOP
+    left = cpu._code_pages[CODE >> 12]
+    assert left == {k: end for k, end in keys.items() if not k <= CODE + 20 < end}
+    assert CODE in left and CODE in cpu._icache
