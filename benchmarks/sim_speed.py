@@ -27,6 +27,7 @@ import argparse
 import time
 from collections.abc import Callable
 
+import floorref  # the same-run floor, beside this script
 from lavsim.boards import get_board
 from lavsim.cpu.core import CPU
 from lavsim.cpu.state import CR0_ET, CR0_PE, CR0_PG, CS, DS, ES, ESP, FS, GS, SS
@@ -66,29 +67,9 @@ MODES = {"interpreted": (False, False), "blocks": (True, False), "translated": (
 
 
 def floor_mips(seconds: float = 1.5) -> float:
-    """The workplace floor (``floor.py`` beside the project's benchmarks: a toy ISA, one
-    dict-dispatched call per instruction), mirrored here so that every run measures its own
-    reference: MIPS of that loop on this host, now. Timed like the loops below, in this
-    process's CPU time (:data:`CLOCK`)."""
-    r = [0] * 8
-    m = 0xFFFFFFFF
-
-    def add(a: int, b: int, c: int) -> None:
-        r[a] = (r[b] + r[c]) & m
-
-    def addi(a: int, b: int, c: int) -> None:
-        r[a] = (r[b] + c) & m
-
-    ops = {0: add, 1: addi}
-    prog = [(0, 2, 2, 1), (1, 4, 2, 3), (0, 5, 5, 4), (1, 1, 1, 1), (0, 6, 1, 5)]
-    n = 0
-    t0 = CLOCK()
-    while CLOCK() - t0 < seconds:
-        for _ in range(20000):
-            for op, a, b, c in prog:
-                ops[op](a, b, c)
-            n += 6  # the loop's branch counts as the sixth instruction
-    return n / (CLOCK() - t0) / 1e6
+    """The floor's MIPS (:mod:`floorref`), timed like the loops below, in this process's CPU
+    time (:data:`CLOCK`)."""
+    return floorref.floor_mips(seconds, CLOCK)
 
 
 def machine(mode: str, profile: TimingProfile = PENTIUM, board: str | None = None) -> CPU:
