@@ -666,9 +666,11 @@ class CPU(CpuState):
         phys = self.mmu.translate(linear, False, self.user, True)
         insn = self._icache.get(phys)
         if insn is not None and insn.addr == eip and eip + insn.length - 1 <= cs.max_off:
-            if self.mmu.tracing:
-                self.mmu.report_fetch(phys, _window(eip, linear, cs.max_off), self.user)
-                self.mmu.report_insn(phys, insn.length, self.user)
+            mmu = self.mmu
+            if mmu.tracing:
+                if mmu.traces_fetch:
+                    mmu.report_fetch(phys, _window(eip, linear, cs.max_off), self.user)
+                mmu.report_insn(phys, insn.length, self.user)
             return insn
         return self._decode_miss(eip, linear, phys, min(15, cs.max_off - eip + 1))
 
@@ -683,9 +685,11 @@ class CPU(CpuState):
     def _decode_miss(self, eip: int, linear: int, phys: int, avail: int) -> Insn:
         insn = self._shared_decode(eip, linear, phys, avail)
         if insn is not None:
-            if self.mmu.tracing:  # what a fresh decode reports: its fetch, then the insn
-                self.mmu.report_fetch(phys, min(avail, 0x1000 - (linear & 0xFFF)), self.user)
-                self.mmu.report_insn(phys, insn.length, self.user)
+            mmu = self.mmu
+            if mmu.tracing:  # what a fresh decode reports: its fetch, then the insn
+                if mmu.traces_fetch:
+                    mmu.report_fetch(phys, min(avail, 0x1000 - (linear & 0xFFF)), self.user)
+                mmu.report_insn(phys, insn.length, self.user)
         else:
             f = Fetch(self, eip, linear, phys, avail)
             insn = self._specialised(decode_fetched(self, eip, f))
@@ -1044,9 +1048,10 @@ class CPU(CpuState):
                         else:
                             insn = hit
                             if tracing:
-                                mmu.report_fetch(
-                                    phys, _window(eip, linear, cs.max_off), self.user
-                                )
+                                if mmu.traces_fetch:
+                                    mmu.report_fetch(
+                                        phys, _window(eip, linear, cs.max_off), self.user
+                                    )
                                 mmu.report_insn(phys, hit.length, self.user)
                     else:
                         insn = self._specialised(decode(self, eip))
