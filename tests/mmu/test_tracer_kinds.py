@@ -111,3 +111,14 @@ def test_a_board_hierarchy_consumes_every_kind_but_the_fetch_window() -> None:
     assert hierarchy.access_kinds == frozenset(Access) - {Access.FETCH}
     m.mmu.add_tracer(hierarchy)
     assert not m.mmu.traces_fetch
+
+
+def test_fetch_page_keeps_the_fast_fetch_lookup_while_a_tracer_is_attached() -> None:
+    m = Machine()
+    m.load(0x10000, assemble(LOOP, origin=0x10000).code)
+    m.setup_flat_protected_mode(entry=0x10000)
+    m.mmu.add_tracer(_Recorder())
+    m.cpu.run(max_instructions=100)
+    assert m.mmu.code_page(0x10) is None  # inlined fast paths would report nothing
+    page = m.mmu.fetch_page(0x10)
+    assert page is not None and page.base == 0x10000

@@ -663,7 +663,13 @@ class CPU(CpuState):
         if eip < cs.min_off or eip > cs.max_off or not cs.db:
             return decode(self, eip)  # raises the architectural fault
         linear = (cs.base + eip) & MASK32
-        phys = self.mmu.translate(linear, False, self.user, True)
+        # translate()'s fast hit, inlined (fetch_page: the fetches are reported below).
+        e = self.mmu.fetch_page(linear >> 12)
+        if e is not None and e.mask & (1 << self.user):
+            e.owner.hits += 1
+            phys = e.base | (linear & 0xFFF)
+        else:
+            phys = self.mmu.translate(linear, False, self.user, True)
         insn = self._icache.get(phys)
         if insn is not None and insn.addr == eip and eip + insn.length - 1 <= cs.max_off:
             mmu = self.mmu
@@ -1019,8 +1025,9 @@ class CPU(CpuState):
                     elif cached and cs.min_off <= eip <= cs.max_off and cs.db:
                         linear = (cs.base + eip) & MASK32
                         # The MMU's translate() fast path, inlined: a hit on the host page
-                        # map credits the owning TLB one hit, exactly as translate() does.
-                        e = mmu.code_page(linear >> 12)
+                        # map credits the owning TLB one hit, exactly as translate() does
+                        # (fetch_page: with tracers too, the fetch is reported below).
+                        e = mmu.fetch_page(linear >> 12)
                         if e is not None and e.mask & (1 << self.user):
                             e.owner.hits += 1
                             phys = e.base | (linear & 0xFFF)

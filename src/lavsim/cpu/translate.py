@@ -376,7 +376,9 @@ def translate(
     del g.lines[body_start:]
 
     b(0, "def xl(cpu, e, vpn, left, c_limit, smc, done):")
-    for line in ("cp = cpu.mmu.code_page", "dp = cpu.mmu.data_page",
+    # Traced: the fetch lookup kept with tracers (each fetch is reported after it).
+    code_page = "fetch_page" if traced else "code_page"
+    for line in (f"cp = cpu.mmu.{code_page}", "dp = cpu.mmu.data_page",
                  "regs = cpu.regs", "seg = cpu.seg", "pages = cpu._code_pages",
                  "ur = 1 << cpu.user", "uw = 4 << cpu.user", "t = cpu.tsc", "ran = 0",
                  "k = 0", "i = si = 0", "lz = ef = None", f"ip = {last.next_eip}"):

@@ -456,6 +456,7 @@ class MMU:
         "cr4",
         "data_page",
         "dirty_walks",
+        "fetch_page",
         "flushes",
         "invlpgs",
         "large_page_cache",
@@ -510,6 +511,10 @@ class MMU:
         self.data_page: PageLookup = self._dfast.get
         #: The same for instruction fetches (the ITLB's pages when the TLBs are split).
         self.code_page: PageLookup = self._ifast.get
+        #: The same as ``code_page`` while no tracer is attached, and with tracers too: for a
+        #: caller that reports each fetch itself (``report_fetch``/``report_insn``) right after
+        #: a hit, which is then exactly ``translate(linear, False, user, True)``.
+        self.fetch_page: PageLookup = self._ifast.get
         self._tracers: tuple[MemoryTracer, ...] = ()
         #: Reports one access to every tracer: the tracer's own ``on_access`` when there is
         #: one (a call less per access), else :meth:`_trace`.
@@ -600,6 +605,7 @@ class MMU:
             self._ifast = self._ifast_paged
         else:
             self._dfast = self._ifast = self._identity
+        self.fetch_page = self._ifast.get
         if self._tracers:
             self.data_page = self.code_page = self._nofast.get
         else:
