@@ -663,16 +663,16 @@ class CPU(CpuState):
         if eip < cs.min_off or eip > cs.max_off or not cs.db:
             return decode(self, eip)  # raises the architectural fault
         linear = (cs.base + eip) & MASK32
+        mmu = self.mmu
         # translate()'s fast hit, inlined (fetch_page: the fetches are reported below).
-        e = self.mmu.fetch_page(linear >> 12)
+        e = mmu.fetch_page(linear >> 12)
         if e is not None and e.mask & (1 << self.user):
             e.owner.hits += 1
             phys = e.base | (linear & 0xFFF)
         else:
-            phys = self.mmu.translate(linear, False, self.user, True)
+            phys = mmu.translate(linear, False, self.user, True)
         insn = self._icache.get(phys)
         if insn is not None and insn.addr == eip and eip + insn.length - 1 <= cs.max_off:
-            mmu = self.mmu
             if mmu.tracing:
                 if mmu.traces_fetch:
                     mmu.report_fetch(phys, _window(eip, linear, cs.max_off), self.user)

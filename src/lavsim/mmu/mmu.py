@@ -464,6 +464,7 @@ class MMU:
         "page_cache",
         "page_faults",
         "traces_fetch",
+        "tracing",
         "walk_reads",
         "walks",
     )
@@ -524,6 +525,10 @@ class MMU:
         #: Does an attached tracer want ``FETCH``? (Read only; while False no fetch window is
         #: reported, so a caller may skip working one out for ``report_fetch``.)
         self.traces_fetch = False
+        #: Is a tracer attached (``data_page`` / ``code_page`` then answer None, so that code
+        #: inlining the fast path takes the MMU's accessors, which report every access)? Read
+        #: only (an attribute, not a property: the executor tests it per instruction).
+        self.tracing = False
         self._walk_memory = _TracedWalkMemory(self)
         #: PCD/PWT of the pages that have them (``PCD | PWT`` bits as in the entry), by frame:
         #: 4 KiB frame number (phys >> 12) here, 4 MiB frame number (phys >> 22) in
@@ -1076,12 +1081,6 @@ class MMU:
     # --- tracers -------------------------------------------------------------------------
 
     @property
-    def tracing(self) -> bool:
-        """Is a tracer attached (``data_page`` / ``code_page`` then answer None, so that code
-        inlining the fast path takes the MMU's accessors, which report every access)?"""
-        return bool(self._tracers)
-
-    @property
     def tracers(self) -> tuple[MemoryTracer, ...]:
         """The attached tracers, in attach order."""
         return self._tracers
@@ -1141,6 +1140,7 @@ class MMU:
             for kind in sorted(Access)
         )
         self.traces_fetch = bool(self._routes[Access.FETCH])
+        self.tracing = bool(self._tracers)
         # One tracer wanting every kind that is emitted unguarded: called directly.
         direct = len(wants) == 1 and wants[0] >= _ALL_BUT_FETCH
         self._emit = self._tracers[0].on_access if direct else self._trace
