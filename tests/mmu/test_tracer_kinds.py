@@ -122,3 +122,44 @@ def test_fetch_page_keeps_the_fast_fetch_lookup_while_a_tracer_is_attached() -> 
     assert m.mmu.code_page(0x10) is None  # inlined fast paths would report nothing
     page = m.mmu.fetch_page(0x10)
     assert page is not None and page.base == 0x10000
+
+
+#: Code that rewrites the immediate of an instruction it then runs (through the data side).
+SMC = """
+    mov ecx, 50
+again:
+    mov byte ptr [patch+1], cl
+patch:
+    mov eax, 0
+    add ebx, eax
+    dec ecx
+    jnz again
+    hlt
+"""
+
+
+@pytest.mark.parametrize("translate", [True, False])
+def test_code_rewritten_under_tracing_is_never_run_stale(translate: bool) -> None:
+    outcomes = []
+    for tracers in ((), (_Recorder(frozenset({Access.INSN, Access.WRITE})),)):
+        m = Machine()
+        m.cpu.translate = translate
+        m.load(0x10000, assemble(SMC, origin=0x10000).code)
+        m.setup_flat_protected_mode(entry=0x10000)
+        for tracer in tracers:
+            m.mmu.add_tracer(tracer)
+        m.cpu.run(max_instructions=1_000)
+        assert m.cpu.halted and m.cpu.regs[3] == sum(range(1, 51))  # EBX
+        outcomes.append((m.cpu.tsc, m.cpu.instructions, m.memory.digest(), m.mmu.stats))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_frame_page_keeps_the_data_page_map_while_a_tracer_is_attached() -> None:
+    m = Machine()
+    m.load(0x10000, assemble(LOOP, origin=0x10000).code)
+    m.setup_flat_protected_mode(entry=0x10000)
+    m.mmu.add_tracer(_Recorder())
+    m.cpu.run(max_instructions=100)
+    assert m.mmu.data_page(0x20) is None
+    page = m.mmu.frame_page(0x20)
+    assert page is not None and page.base == 0x20000

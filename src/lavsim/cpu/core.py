@@ -340,8 +340,9 @@ class CPU(CpuState):
             self.tsc += self._mis_cur
             self._note("misaligned", self._mis_cur)
         if self._code_pages:
-            # Inline fast case of _linear_written: the MMU's host page map knows the frame.
-            e = mmu.data_page(linear >> 12)
+            # Inline fast case of _linear_written: the MMU's host page map knows the frame
+            # (frame_page: also while tracers are attached, the write is made and reported).
+            e = mmu.frame_page(linear >> 12)
             if e is not None and (linear & 0xFFF) <= 0x1000 - size:
                 if (e.base >> 12) in self._code_pages:
                     self.physical_written(e.base | (linear & 0xFFF), size)
@@ -640,7 +641,7 @@ class CPU(CpuState):
         page map, else from the data TLB's entry (it is the MRU entry of its set after the
         write, so probing it changes nothing); None if neither knows."""
         mmu = self.mmu
-        e = mmu.data_page(linear >> 12)
+        e = mmu.frame_page(linear >> 12)
         if e is not None:
             return e.base | (linear & 0xFFF)
         if not mmu.cr0 & _PG:

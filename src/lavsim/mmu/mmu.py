@@ -458,6 +458,7 @@ class MMU:
         "dirty_walks",
         "fetch_page",
         "flushes",
+        "frame_page",
         "invlpgs",
         "large_page_cache",
         "memory",
@@ -516,6 +517,9 @@ class MMU:
         #: caller that reports each fetch itself (``report_fetch``/``report_insn``) right after
         #: a hit, which is then exactly ``translate(linear, False, user, True)``.
         self.fetch_page: PageLookup = self._ifast.get
+        #: The data side's page map, kept with tracers too: for a caller that only wants the
+        #: frame of a data access already made (it credits nothing and accesses nothing).
+        self.frame_page: PageLookup = self._dfast.get
         self._tracers: tuple[MemoryTracer, ...] = ()
         #: Reports one access to every tracer: the tracer's own ``on_access`` when there is
         #: one (a call less per access), else :meth:`_trace`.
@@ -611,6 +615,7 @@ class MMU:
         else:
             self._dfast = self._ifast = self._identity
         self.fetch_page = self._ifast.get
+        self.frame_page = self._dfast.get
         if self._tracers:
             self.data_page = self.code_page = self._nofast.get
         else:
