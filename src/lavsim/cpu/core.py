@@ -340,8 +340,9 @@ class CPU(CpuState):
             self.tsc += self._mis_cur
             self._note("misaligned", self._mis_cur)
         if self._code_pages:
-            # Inline fast case of _linear_written: the MMU's host page map knows the frame.
-            e = mmu.data_page(linear >> 12)
+            # Inline fast case of _linear_written: the MMU's host page map knows the frame
+            # (frame_page: also while tracers are attached, the write is made and reported).
+            e = mmu.frame_page(linear >> 12)
             if e is not None and (linear & 0xFFF) <= 0x1000 - size:
                 if (e.base >> 12) in self._code_pages:
                     self.physical_written(e.base | (linear & 0xFFF), size)
@@ -640,7 +641,7 @@ class CPU(CpuState):
         page map, else from the data TLB's entry (it is the MRU entry of its set after the
         write, so probing it changes nothing); None if neither knows."""
         mmu = self.mmu
-        e = mmu.data_page(linear >> 12)
+        e = mmu.frame_page(linear >> 12)
         if e is not None:
             return e.base | (linear & 0xFFF)
         if not mmu.cr0 & _PG:
@@ -663,12 +664,20 @@ class CPU(CpuState):
         if eip < cs.min_off or eip > cs.max_off or not cs.db:
             return decode(self, eip)  # raises the architectural fault
         linear = (cs.base + eip) & MASK32
-        phys = self.mmu.translate(linear, False, self.user, True)
+        mmu = self.mmu
+        # translate()'s fast hit, inlined (fetch_page: the fetches are reported below).
+        e = mmu.fetch_page(linear >> 12)
+        if e is not None and e.mask & (1 << self.user):
+            e.owner.hits += 1
+            phys = e.base | (linear & 0xFFF)
+        else:
+            phys = mmu.translate(linear, False, self.user, True)
         insn = self._icache.get(phys)
         if insn is not None and insn.addr == eip and eip + insn.length - 1 <= cs.max_off:
-            if self.mmu.tracing:
-                self.mmu.report_fetch(phys, _window(eip, linear, cs.max_off), self.user)
-                self.mmu.report_insn(phys, insn.length, self.user)
+            if mmu.tracing:
+                if mmu.traces_fetch:
+                    mmu.report_fetch(phys, _window(eip, linear, cs.max_off), self.user)
+                mmu.report_insn(phys, insn.length, self.user)
             return insn
         return self._decode_miss(eip, linear, phys, min(15, cs.max_off - eip + 1))
 
@@ -683,9 +692,11 @@ class CPU(CpuState):
     def _decode_miss(self, eip: int, linear: int, phys: int, avail: int) -> Insn:
         insn = self._shared_decode(eip, linear, phys, avail)
         if insn is not None:
-            if self.mmu.tracing:  # what a fresh decode reports: its fetch, then the insn
-                self.mmu.report_fetch(phys, min(avail, 0x1000 - (linear & 0xFFF)), self.user)
-                self.mmu.report_insn(phys, insn.length, self.user)
+            mmu = self.mmu
+            if mmu.tracing:  # what a fresh decode reports: its fetch, then the insn
+                if mmu.traces_fetch:
+                    mmu.report_fetch(phys, min(avail, 0x1000 - (linear & 0xFFF)), self.user)
+                mmu.report_insn(phys, insn.length, self.user)
         else:
             f = Fetch(self, eip, linear, phys, avail)
             insn = self._specialised(decode_fetched(self, eip, f))
@@ -1015,8 +1026,9 @@ class CPU(CpuState):
                     elif cached and cs.min_off <= eip <= cs.max_off and cs.db:
                         linear = (cs.base + eip) & MASK32
                         # The MMU's translate() fast path, inlined: a hit on the host page
-                        # map credits the owning TLB one hit, exactly as translate() does.
-                        e = mmu.code_page(linear >> 12)
+                        # map credits the owning TLB one hit, exactly as translate() does
+                        # (fetch_page: with tracers too, the fetch is reported below).
+                        e = mmu.fetch_page(linear >> 12)
                         if e is not None and e.mask & (1 << self.user):
                             e.owner.hits += 1
                             phys = e.base | (linear & 0xFFF)
@@ -1044,9 +1056,10 @@ class CPU(CpuState):
                         else:
                             insn = hit
                             if tracing:
-                                mmu.report_fetch(
-                                    phys, _window(eip, linear, cs.max_off), self.user
-                                )
+                                if mmu.traces_fetch:
+                                    mmu.report_fetch(
+                                        phys, _window(eip, linear, cs.max_off), self.user
+                                    )
                                 mmu.report_insn(phys, hit.length, self.user)
                     else:
                         insn = self._specialised(decode(self, eip))

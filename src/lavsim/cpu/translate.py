@@ -211,11 +211,12 @@ def translate(
 
     ``traced``: for a run with tracers on the MMU, the translation of the block at physical
     ``phys``: each instruction is fetched as the per-instruction path fetches it (a modelled
-    ITLB lookup, then ``report_fetch`` and ``report_insn``; the caller has made the first
-    instruction's lookup) and every data access goes through the handler (the MMU's
-    accessors report it). Called with ``e`` None. When an instruction's page now translates
-    elsewhere the function stops before running it and leaves ``cpu._xl_fetched`` =
-    ``(eip, linear, physical)`` of that fetch, for the executor to run the instruction from.
+    ITLB lookup, then ``report_fetch`` (when a tracer wants ``FETCH``) and ``report_insn``; the
+    caller has made the first instruction's lookup) and every data access goes through the
+    handler (the MMU's accessors report it). Called with ``e`` None. When an instruction's page
+    now translates elsewhere the function stops before running it and leaves
+    ``cpu._xl_fetched`` = ``(eip, linear, physical)`` of that fetch, for the executor to run the
+    instruction from.
     """
     g = _Gen()
     b = g.w
@@ -375,13 +376,16 @@ def translate(
     del g.lines[body_start:]
 
     b(0, "def xl(cpu, e, vpn, left, c_limit, smc, done):")
-    for line in ("cp = cpu.mmu.code_page", "dp = cpu.mmu.data_page",
+    # Traced: the fetch lookup kept with tracers (each fetch is reported after it).
+    code_page = "fetch_page" if traced else "code_page"
+    for line in (f"cp = cpu.mmu.{code_page}", "dp = cpu.mmu.data_page",
                  "regs = cpu.regs", "seg = cpu.seg", "pages = cpu._code_pages",
                  "ur = 1 << cpu.user", "uw = 4 << cpu.user", "t = cpu.tsc", "ran = 0",
                  "k = 0", "i = si = 0", "lz = ef = None", f"ip = {last.next_eip}"):
         b(1, line)
     if traced:
-        b(1, "mmu = cpu.mmu; tr = mmu.translate; rf = mmu.report_fetch; ri = mmu.report_insn")
+        b(1, "mmu = cpu.mmu; tr = mmu.translate; ri = mmu.report_insn")
+        b(1, "rf = mmu.report_fetch if mmu.traces_fetch else None")
         b(1, f"us = cpu.user; csmax = seg[1].max_off; l0 = (vpn << 12) | {phys & 0xFFF}")
     else:
         b(1, "o = e.owner")
@@ -487,8 +491,10 @@ def _traced_fetch(g: _Gen, j: int, insn: Insn, phys: int) -> None:
              "t = cpu.tsc")
     b(depth, f"if ph != {phys}: cpu._xl_fetched = ({insn.addr}, l0 + {delta}, ph); k = {j}; break")
     # A tracer may read and charge the clock (a board's hierarchy stalls the CPU).
-    b(3, f"cpu.tsc = t; rf({phys}, min({min(15, 0x1000 - off)}, csmax - {insn.addr} + 1), us); "
-         f"ri({phys}, {insn.length}, us); t = cpu.tsc")
+    b(3, "cpu.tsc = t")
+    window = f"min({min(15, 0x1000 - off)}, csmax - {insn.addr} + 1)"
+    b(3, f"if rf is not None: rf({phys}, {window}, us)")  # None: no tracer wants FETCH
+    b(3, f"ri({phys}, {insn.length}, us); t = cpu.tsc")
 
 
 def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra: int,

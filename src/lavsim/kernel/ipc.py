@@ -189,6 +189,11 @@ def _walk(memory: PhysicalMemory, head: int, link: int, what: str) -> list[int]:
     return out
 
 
+def port_open(memory: PhysicalMemory, port: int) -> bool:
+    """Is ``port`` open (``port_info(memory, port).open``, without reading the rest)?"""
+    return memory.read32(_port_phys(port) + L.PORT_STATE) == L.PORT_OPEN
+
+
 def port_info(memory: PhysicalMemory, port: int) -> PortInfo:
     """The state of ``port``: open or not, owner, queued messages, waiting receivers."""
     entry = _port_phys(port)

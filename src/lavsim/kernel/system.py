@@ -64,7 +64,7 @@ from lavsim.kernel import layout as L
 from lavsim.kernel.addrspace import PageDirectory, PageTables
 from lavsim.kernel.frames import FrameAllocator
 from lavsim.kernel.image import KernelImage, kernel_image
-from lavsim.kernel.ipc import PortInfo, check_ipc, init_ipc, port_info
+from lavsim.kernel.ipc import PortInfo, check_ipc, init_ipc, port_info, port_open
 from lavsim.kernel.observer import KernelObserver, KernelStats
 from lavsim.kernel.sharing import Sharing
 from lavsim.kernel.tables import (
@@ -1148,9 +1148,9 @@ class LavenderSystem:
         receivers: dict[int, int] = {}
         callers: dict[int, PortInfo] = {}
         for port in range(L.IPC_MAX_PORTS):
+            if not port_open(self.memory, port):
+                continue  # (most are closed: this runs at the end of every run)
             info = port_info(self.memory, port)
-            if not info.open:
-                continue
             for tid in info.waiting_tids:
                 receivers[tid] = port
             for message in info.messages:

@@ -230,6 +230,8 @@ class MemoryHierarchy:
         self._handlers: list[Callable[[int, int], None] | None] = [
             dispatch.get(kind) for kind in sorted(Access)
         ]
+        #: The kinds it consumes (the MMU's tracer protocol): no fetch windows are reported.
+        self.access_kinds = frozenset(kind for kind in Access if kind in dispatch)
         t = timing
         line_d = self.data.config.line
         line_c = self.code.config.line

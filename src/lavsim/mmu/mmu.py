@@ -50,7 +50,9 @@ processor makes, before the access is done (after its translation succeeded), wi
   limit or the end of the page, whichever comes first, plus, only when the instruction
   continues into the next page, the rest of the window there. Every executed instruction is
   fetched: the executor reports the window of each hit in its decoded-instruction cache
-  (:meth:`MMU.report_fetch`) and runs no blocks while a tracer is attached;
+  (:meth:`MMU.report_fetch`) and runs no blocks while a tracer is attached. A tracer that
+  names its ``access_kinds`` without ``FETCH`` (a board's memory hierarchy) is not sent
+  windows: none is reported, or worked out, while no attached tracer wants them;
 * the executed instruction's exact bytes (``INSN``), reported once its length is known
   (after the decode, or at a hit in the decoded-instruction cache), one event per page it
   lies in: what a code cache must see (the fetch window reaches past the instruction). A
@@ -176,9 +178,19 @@ class MemoryTracer(Protocol):
     hierarchy charges the TSC and nothing else, see the module docstring); it may read
     :class:`~lavsim.memory.PhysicalMemory` (the access has not been done yet: a write's old
     bytes are still there).
+
+    A tracer may have an ``access_kinds`` attribute, the collection of :class:`Access` kinds
+    it consumes (read once, at ``add_tracer``): ``on_access`` is then called for those kinds
+    only, and no fetch window is reported at all while no attached tracer wants ``FETCH``.
+    Without the attribute it sees every kind.
     """
 
     def on_access(self, kind: Access, phys: int, size: int, user: bool) -> None: ...
+
+
+#: Every kind except the decoder's look-ahead window: a tracer with these kinds (or all)
+#: is called directly, with no filtering call in between.
+_ALL_BUT_FETCH = frozenset(Access) - {Access.FETCH}
 
 
 class MMUListener(Protocol):
@@ -427,6 +439,7 @@ class MMU:
         "_paging",
         "_pge",
         "_pse",
+        "_routes",
         "_side_of",
         "_tlb",
         "_tlbs",
@@ -443,12 +456,16 @@ class MMU:
         "cr4",
         "data_page",
         "dirty_walks",
+        "fetch_page",
         "flushes",
+        "frame_page",
         "invlpgs",
         "large_page_cache",
         "memory",
         "page_cache",
         "page_faults",
+        "traces_fetch",
+        "tracing",
         "walk_reads",
         "walks",
     )
@@ -496,10 +513,26 @@ class MMU:
         self.data_page: PageLookup = self._dfast.get
         #: The same for instruction fetches (the ITLB's pages when the TLBs are split).
         self.code_page: PageLookup = self._ifast.get
+        #: The same as ``code_page`` while no tracer is attached, and with tracers too: for a
+        #: caller that reports each fetch itself (``report_fetch``/``report_insn``) right after
+        #: a hit, which is then exactly ``translate(linear, False, user, True)``.
+        self.fetch_page: PageLookup = self._ifast.get
+        #: The data side's page map, kept with tracers too: for a caller that only wants the
+        #: frame of a data access already made (it credits nothing and accesses nothing).
+        self.frame_page: PageLookup = self._dfast.get
         self._tracers: tuple[MemoryTracer, ...] = ()
         #: Reports one access to every tracer: the tracer's own ``on_access`` when there is
         #: one (a call less per access), else :meth:`_trace`.
         self._emit: Callable[[Access, int, int, bool], None] = self._trace
+        #: By kind value: the ``on_access`` of each tracer that wants that kind.
+        self._routes: tuple[tuple[Callable[[Access, int, int, bool], None], ...], ...] = ()
+        #: Does an attached tracer want ``FETCH``? (Read only; while False no fetch window is
+        #: reported, so a caller may skip working one out for ``report_fetch``.)
+        self.traces_fetch = False
+        #: Is a tracer attached (``data_page`` / ``code_page`` then answer None, so that code
+        #: inlining the fast path takes the MMU's accessors, which report every access)? Read
+        #: only (an attribute, not a property: the executor tests it per instruction).
+        self.tracing = False
         self._walk_memory = _TracedWalkMemory(self)
         #: PCD/PWT of the pages that have them (``PCD | PWT`` bits as in the entry), by frame:
         #: 4 KiB frame number (phys >> 12) here, 4 MiB frame number (phys >> 22) in
@@ -581,6 +614,8 @@ class MMU:
             self._ifast = self._ifast_paged
         else:
             self._dfast = self._ifast = self._identity
+        self.fetch_page = self._ifast.get
+        self.frame_page = self._dfast.get
         if self._tracers:
             self.data_page = self.code_page = self._nofast.get
         else:
@@ -833,7 +868,7 @@ class MMU:
             e.owner.hits += 1
             return e.frame[linear & 0xFFF]
         p = self._translate(linear, False, user, True)
-        if self._tracers:
+        if self.traces_fetch:
             self._emit(Access.FETCH, p, 1, user)
         return self.memory.read8(p)
 
@@ -917,7 +952,7 @@ class MMU:
         first = 0x1000 - (linear & 0xFFF)
         if size <= first:
             p = self.translate(linear, False, user, fetch)
-            if self._tracers:
+            if self._tracers and (self.traces_fetch or not fetch):
                 self._emit(Access.FETCH if fetch else Access.READ, p, size, user)
             if size == 4:
                 return self.memory.read32(p)
@@ -927,7 +962,7 @@ class MMU:
         # Crosses into the next page (wrapping at 4 GiB): translate the pages in order.
         p1 = self.translate(linear, False, user, fetch)
         p2 = self.translate((linear + first) & _MASK32, False, user, fetch)
-        if self._tracers:
+        if self._tracers and (self.traces_fetch or not fetch):
             kind = Access.FETCH if fetch else Access.READ
             self._emit(kind, p1, first, user)
             self._emit(kind, p2, size - first, user)
@@ -979,7 +1014,7 @@ class MMU:
         if n < 0:
             raise ConfigError("n", f"must not be negative, got {n}")
         pieces = self._pieces(linear, n, False, user, fetch)
-        if self._tracers:
+        if self._tracers and (self.traces_fetch or not fetch):
             for p, _, k in pieces:
                 self._emit(Access.FETCH if fetch else Access.READ, p, k, user)
         return b"".join(self.memory.read(p, k) for p, _, k in pieces)
@@ -999,14 +1034,14 @@ class MMU:
     def fetch_physical(self, phys: int, n: int, user: bool) -> bytes:
         """The decoder's instruction fetch: ``n`` bytes at physical ``phys`` (already
         translated as a fetch), reported as :attr:`Access.FETCH`."""
-        if self._tracers:
+        if self.traces_fetch:
             self._emit(Access.FETCH, phys, n, user)
         return self.memory.read(phys, n)
 
     def report_fetch(self, phys: int, n: int, user: bool) -> None:
         """Report an instruction fetch the executor served from its decoded-instruction cache:
         the ``n`` bytes at ``phys`` a fresh decode would read (nothing is read)."""
-        if self._tracers:
+        if self.traces_fetch:
             self._emit(Access.FETCH, phys, n, user)
 
     def report_insn(self, phys: int, n: int, user: bool) -> None:
@@ -1051,12 +1086,6 @@ class MMU:
     # --- tracers -------------------------------------------------------------------------
 
     @property
-    def tracing(self) -> bool:
-        """Is a tracer attached (``data_page`` / ``code_page`` then answer None, so that code
-        inlining the fast path takes the MMU's accessors, which report every access)?"""
-        return bool(self._tracers)
-
-    @property
     def tracers(self) -> tuple[MemoryTracer, ...]:
         """The attached tracers, in attach order."""
         return self._tracers
@@ -1069,8 +1098,14 @@ class MMU:
             raise ConfigError("tracer", "must have an on_access(kind, phys, size, user) method")
         if tracer in self._tracers:
             raise ConfigError("tracer", "is already attached")
+        kinds = getattr(tracer, "access_kinds", None)
+        if kinds is not None and not (
+            isinstance(kinds, (set, frozenset, tuple, list))
+            and all(isinstance(k, Access) for k in kinds)
+        ):
+            raise ConfigError("tracer", "access_kinds must be a collection of Access kinds")
         self._tracers = (*self._tracers, tracer)
-        self._emit = tracer.on_access if len(self._tracers) == 1 else self._trace
+        self._route()
         if type(self) is MMU:
             self.__class__ = _TracingMMU
         elif type(self) is not _TracingMMU:
@@ -1085,7 +1120,7 @@ class MMU:
         if tracer not in self._tracers:
             raise ConfigError("tracer", "is not attached")
         self._tracers = tuple(t for t in self._tracers if t is not tracer)
-        self._emit = self._tracers[0].on_access if len(self._tracers) == 1 else self._trace
+        self._route()
         if not self._tracers:
             traced = type(self) is _TracingMMU  # a plain test: mypy would narrow self
             if traced:
@@ -1102,9 +1137,22 @@ class MMU:
             if invalidate is not None:
                 invalidate(write_back)
 
+    def _route(self) -> None:
+        """Work out who gets each kind from the tracers' ``access_kinds`` (MemoryTracer)."""
+        wants = [frozenset(getattr(t, "access_kinds", Access)) for t in self._tracers]
+        self._routes = tuple(
+            tuple(t.on_access for t, w in zip(self._tracers, wants, strict=True) if kind in w)
+            for kind in sorted(Access)
+        )
+        self.traces_fetch = bool(self._routes[Access.FETCH])
+        self.tracing = bool(self._tracers)
+        # One tracer wanting every kind that is emitted unguarded: called directly.
+        direct = len(wants) == 1 and wants[0] >= _ALL_BUT_FETCH
+        self._emit = self._tracers[0].on_access if direct else self._trace
+
     def _trace(self, kind: Access, phys: int, size: int, user: bool) -> None:
-        for tracer in self._tracers:
-            tracer.on_access(kind, phys, size, user)
+        for on_access in self._routes[kind]:
+            on_access(kind, phys, size, user)
 
     def drop_fast_path(self) -> None:
         """Empty the host fast path (it refills from the modelled TLBs as pages are touched).
@@ -1225,7 +1273,8 @@ class _TracingMMU(MMU):
         if e is not None and e.mask & (1 << user):
             e.owner.hits += 1
             off = linear & 0xFFF
-            self._emit(Access.FETCH, e.base | off, 1, user)
+            if self.traces_fetch:
+                self._emit(Access.FETCH, e.base | off, 1, user)
             return e.frame[off]
         return self._read_slow(linear, 1, user, True)
 
@@ -1234,7 +1283,8 @@ class _TracingMMU(MMU):
         if e is not None and e.mask & (1 << user) and (linear & 0xFFF) != 0xFFF:
             e.owner.hits += 1
             off = linear & 0xFFF
-            self._emit(Access.FETCH, e.base | off, 2, user)
+            if self.traces_fetch:
+                self._emit(Access.FETCH, e.base | off, 2, user)
             return int(_unpack16(e.frame, off)[0])
         return self._read_slow(linear, 2, user, True)
 
@@ -1243,7 +1293,8 @@ class _TracingMMU(MMU):
         if e is not None and e.mask & (1 << user) and (linear & 0xFFF) <= 0xFFC:
             e.owner.hits += 1
             off = linear & 0xFFF
-            self._emit(Access.FETCH, e.base | off, 4, user)
+            if self.traces_fetch:
+                self._emit(Access.FETCH, e.base | off, 4, user)
             return int(_unpack32(e.frame, off)[0])
         return self._read_slow(linear, 4, user, True)
 
