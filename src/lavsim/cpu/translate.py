@@ -65,6 +65,7 @@ from lavsim.cpu.flags import ADD, DEC, INC, LOGIC, SUB, condition
 from lavsim.cpu.ops_string import RepStopped
 from lavsim.cpu.pairing import DATA_NONE, DATA_OPERAND, DATA_PUSH, PU, UV, pairs
 from lavsim.faults import CpuFault
+from lavsim.mmu.mmu import FastWay
 
 if TYPE_CHECKING:
     from lavsim.cpu.insn import Insn, Issue
@@ -94,6 +95,26 @@ _ALU_RR = {"add_rr": "+", "sub_rr": "-", "cmp_rr": "-", "xor_rr": "^", "or_rr": 
            "and_rr": "&"}
 _BRANCH_FORMS = frozenset({"jcc", "jmp_rel"})
 
+#: Placeholders in a looped block's source for what is known only once the whole block is
+#: generated (:func:`_loop_locals` fills them in): the statements before a call out (followed
+#: by ``; ``) and after it (preceded by ``; ``).
+SYNC_OUT = "\x00out\x00"
+SYNC_IN = "\x00in\x00"
+
+
+class _Sink:
+    """Takes the counts of a memo that holds nothing yet (``hits``) or of a machine without a
+    BTB (``lookups``), so the generated code credits them without a test."""
+
+    __slots__ = ("hits", "lookups")
+
+    def __init__(self) -> None:
+        self.hits = self.lookups = 0
+
+
+#: The one sink (what it is credited is never read).
+SINK = _Sink()
+
 
 def entry_key(cpu: CPU) -> Key:
     """The key of the translation to use for the CPU's current issue state."""
@@ -113,6 +134,7 @@ class _Gen:
         self.env: dict[str, Any] = {
             "CpuFault": CpuFault, "RepStopped": RepStopped, "condition": condition,
             "ADD": ADD, "SUB": SUB, "LOGIC": LOGIC, "INC": INC, "DEC": DEC,
+            "FW": FastWay, "SINK": SINK,
         }
         self.segs = set()
         self.hoisted = []
@@ -122,6 +144,36 @@ class _Gen:
         #: In an unchecked pass: static cycles charged so far but not yet added to ``t``
         #: (the machine's TSC is ``t + dt`` wherever it is read).
         self.dt = 0
+        #: A self-looping untraced block (see :func:`_loop_locals`): registers live in locals
+        #: ``R<n>`` (``used``: read or written, ``written``: written), data pages and BTB
+        #: lookups are memoised between calls out.
+        self.looped = False
+        self.used: set[int] = set()
+        self.written: set[int] = set()
+        self.memo = self.btb_memo = False
+
+    def reg(self, n: int) -> str:
+        """Source naming general register ``n`` (read)."""
+        if not self.looped:
+            return f"regs[{n}]"
+        self.used.add(n)
+        return f"R{n}"
+
+    def reg_w(self, n: int) -> str:
+        """Source naming general register ``n`` as an assignment target."""
+        if self.looped:
+            self.written.add(n)
+        return self.reg(n)
+
+    def sync_out(self) -> str:
+        """Before a call out of a looped block: the register locals written back, the
+        memoised hit counts credited (filled in by :func:`_loop_locals`)."""
+        return SYNC_OUT if self.looped else ""
+
+    def sync_in(self) -> str:
+        """After a call out of a looped block: the register locals read again, the memos
+        forgotten (filled in by :func:`_loop_locals`)."""
+        return SYNC_IN if self.looped else ""
 
     def tsc_out(self) -> str:
         return f"cpu.tsc = t + {self.dt}" if self.dt else "cpu.tsc = t"
@@ -189,13 +241,13 @@ def _data_linear(g: _Gen, insn: Insn, d: Issue) -> str:
         if insn.disp:
             parts.append(str(insn.disp))
         if insn.base >= 0:
-            parts.append(f"regs[{insn.base}]")
+            parts.append(g.reg(insn.base))
         if insn.index >= 0:
-            parts.append(f"regs[{insn.index}] * {insn.scale}")
+            parts.append(f"{g.reg(insn.index)} * {insn.scale}")
         return f"({' + '.join(parts)}) & {MASK32}"
     if d.data == DATA_PUSH:
-        return f"({g.seg_base(2)} + regs[4] - {insn.size}) & {MASK32}"
-    return f"({g.seg_base(2)} + regs[4]) & {MASK32}"
+        return f"({g.seg_base(2)} + {g.reg(4)} - {insn.size}) & {MASK32}"
+    return f"({g.seg_base(2)} + {g.reg(4)}) & {MASK32}"
 
 
 State = tuple[Any, int | None, int | None, int, int]
@@ -233,21 +285,31 @@ def translate(
     # instruction): everything is written back before it runs and nothing after.
     final_sync = last.form.handler not in straight and last.form.handler not in _BRANCH_FORMS
     loops = last.form.handler in _BRANCH_FORMS and last.imm == block.addr
+    g.looped = loops and not traced
     #: The most cycles each instruction can add without calling out (filled by a pass).
     most: list[int] = [0] * n
 
-    def emit_pass(checked: bool) -> list[State]:
+    #: The lazy flags pending at the end of the last pass emitted (see ``carry``).
+    end_flags: list[tuple[str | None, str | None, str | None]] = []
+
+    def emit_pass(checked: bool, carry: tuple[str | None, str | None, str | None] | None = None
+                  ) -> list[State]:
         """Emit one pass through the block; returns the issue states ST[0..n]. ``checked``:
         test the cycle limit after every instruction; else only after calls out, and then
         against what the rest of the pass can add (the caller runs an unchecked pass only
         when the whole pass cannot reach the limit without calling out, so stopping early
-        at an instruction boundary is the only difference, and the executor resumes there)."""
+        at an instruction boundary is the only difference, and the executor resumes there).
+        ``carry``: the pass follows a pass of this call, whose flags (these, over its locals)
+        it starts from and leaves pending at its end (they are stored at an exit or a call)."""
         # The issue model's static state through the block: ST[j] is the state after j
         # instructions (the one a fault in instruction j leaves is ST[j + 1]).
         u, cu, ust, agp, agc = key if key is not None else (None, None, None, 0, 0)
         ud_none = False  # is the pending U's data address (``ud``) known to be -1?
         states: list[State] = [(u, cu, ust, agp, agc)]
-        g.forget_flags()
+        if carry is None:
+            g.forget_flags()
+        else:
+            g.restore_flags(carry)
         for j, insn in enumerate(insns):
             final = j == n - 1
             rest = sum(most[j + 1:])
@@ -303,7 +365,8 @@ def translate(
                 """The handler, with everything it may read written back first, then the
                 checks that only a call can make fail."""
                 g.flush_flags(depth)
-                b(depth, f"i = {j}; si = {j + 1}; lz = cpu.lazy_flags; ef = cpu.eflags")
+                b(depth, f"{g.sync_out()}i = {j}; si = {j + 1}; lz = cpu.lazy_flags; "
+                         "ef = cpu.eflags")
                 b(depth, f"{g.tsc_out()}; cpu.eip = {insn.next_eip}")
                 if final and final_sync:
                     if not traced:
@@ -314,7 +377,7 @@ def translate(
                 b(depth, f"{H}(cpu, {I})")
                 if mis:
                     b(depth, "cpu._mis_cur = 0")
-                b(depth, g.tsc_in())
+                b(depth, g.tsc_in() + g.sync_in())
                 if final:
                     b(depth, "ip = cpu.eip")
                 if not (final and final_sync):
@@ -341,7 +404,9 @@ def translate(
                 b(3, f"k = {n}; break")
             elif checked:
                 b(3, f"if t >= c_limit:{g.flags_now()} k = {j + 1}; break")
-        g.flush_flags(3)
+        end_flags[:] = [g.snapshot_flags()]
+        if carry is None:
+            g.flush_flags(3)
         if g.dt:
             b(3, f"t += {g.dt}")
             g.dt = 0
@@ -355,18 +420,35 @@ def translate(
         del g.lines[body_start:]
         # Only instructions that end blocks without looping can raise an interrupt request
         # or a stop request, so neither is tested here.
+        carry: tuple[str | None, str | None, str | None] | None = None
         if traced:
             g.lines.extend(checked_pass)
         else:
             g.hoist(f"unchecked = c_limit - {sum(most)}")
-            b(3, "if t < unchecked:")
+            # A looped block's unchecked pass after a pass of this call starts from that
+            # pass's flags in locals and leaves its own there (the same expressions, or it
+            # stores them as the checked pass does).
+            last_flags = end_flags[0]
+            carry = last_flags if g.looped and last_flags[0] is not None else None
+            mark = len(g.lines)
+            b(3, "if t < unchecked and ran:" if carry else "if t < unchecked:")
             g.base = 1
-            emit_pass(False)
+            emit_pass(False, carry)
+            if carry is not None and end_flags[0] != carry:
+                del g.lines[mark:]
+                carry = None
+                g.base = 0
+                b(3, "if t < unchecked:")
+                g.base = 1
+                emit_pass(False)
             g.base = 0
             b(3, "else:")
+            if carry is not None:
+                b(4, f"if ran: cpu.lazy_flags = {carry[0]}")  # after an unchecked pass
             g.lines.extend("    " + line for line in checked_pass)
         g.hoist(f"last_pass = left - {2 * n}")
-        b(3, f"if ip != {block.addr} or ran > last_pass: k = {n}; break")
+        store = f" cpu.lazy_flags = {carry[0]};" if carry is not None else ""
+        b(3, f"if ip != {block.addr} or ran > last_pass:{store} k = {n}; break")
         b(3, f"ran += {n}")
         if issue:
             b(3, "stt = ST2")
@@ -388,7 +470,10 @@ def translate(
         b(1, "rf = mmu.report_fetch if mmu.traces_fetch else None")
         b(1, f"us = cpu.user; csmax = seg[1].max_off; l0 = (vpn << 12) | {phys & 0xFFF}")
     else:
+        # The first fetch of an entry that is not the MRU of its set makes it so (a count
+        # and an LRU update); the fetches after it are counts, credited in bulk.
         b(1, "o = e.owner")
+        b(1, "if o.__class__ is FW: o.hits += 1; e = cp(vpn); o = e.owner; o.hits -= 1")
     for sg in sorted(g.segs):
         b(1, f"s{sg} = seg[{sg}]; s{sg}b = s{sg}.base; s{sg}lo = s{sg}.min_off; "
              f"s{sg}hi = s{sg}.max_off - 3; s{sg}r = s{sg}.readable; s{sg}w = s{sg}.writable")
@@ -401,6 +486,7 @@ def translate(
         b(1, "bt = cpu.btb")
         b(1, f"bl = (seg[1].base + {last.addr}) & {MASK32}")
         b(1, "bw = bt._table[bl & (bt.sets - 1)] if bt is not None else None")
+    sync_out, sync_in = _loop_locals(g)
     b(1, "try:")
     b(2, "while True:")
     g.lines.extend(body)
@@ -431,7 +517,7 @@ def translate(
     if final_sync:
         b(1, f"if k == {n}:")
         b(2, f"return {n}")
-    b(1, "ran += k")
+    b(1, f"{g.sync_out()}ran += k")
     b(1, "cpu.tsc = t")
     b(1, f"cpu.eip = ip if k == {n} else ADDRS[k]")
     if not traced:
@@ -444,6 +530,8 @@ def translate(
     g.const("ST2", tuple(st if st[1] is not None else (st[0], end[1], end[2], *st[3:])
                          for st in states))
     source = "\n".join(g.lines) + "\n"
+    if g.looped:
+        source = source.replace(SYNC_OUT, sync_out).replace(SYNC_IN, sync_in)
     code = _CODE.get(source)
     if code is None:
         if len(_CODE) >= CODE_MEMO_LIMIT:
@@ -460,6 +548,37 @@ def _same_entry(a: State, b: State) -> bool:
     if a[0] is not b[0] or a[3:] != b[3:]:
         return False
     return a[0] is None or a[1:3] == b[1:3]
+
+
+def _loop_locals(g: _Gen) -> tuple[str, str]:
+    """A looped block's locals, initialised at the function's entry, and the statements
+    that replace :data:`SYNC_OUT` and :data:`SYNC_IN`.
+
+    Between calls out nothing but the block's own code runs, so: its general registers live
+    in locals ``R<n>`` (written back to ``cpu.regs`` before every call and at every exit, read
+    again after every call); each kind of inline access (``mr``: loads, ``mw``: stores)
+    memoises the last host page it used whose hit is only a count (owner not a
+    :class:`~lavsim.mmu.mmu.FastWay`: the entry is the MRU of its set, so the hit changes no
+    LRU order; for stores also not a code page): the page's linear base (``ml``, -1 for none),
+    dword view (``md``), owner (``mo``) and the hits not yet credited to it (``mh``); and the
+    BTB lookups of the closing branch count in ``bh``. A call out may fill, evict or demote
+    TLB entries (or change the BTB): the memos are forgotten after it. A hit through a
+    FastWay (its entry becomes the MRU, which may demote a memoised entry) forgets them too.
+    """
+    lines = [f"R{n} = regs[{n}]" for n in sorted(g.used)]
+    out = [f"regs[{n}] = R{n}" for n in sorted(g.written)]
+    back = [f"R{n} = regs[{n}]" for n in sorted(g.used)]
+    if g.memo:
+        lines.append("mrl = mwl = -1; mrd = mwd = None; mrh = mwh = 0; mro = mwo = SINK")
+        out.append("mro.hits += mrh; mwo.hits += mwh; mrh = mwh = 0")
+        back.append("mrl = mwl = -1")
+    if g.btb_memo:
+        lines.append("bok = False; bh = 0; bq = bt if bt is not None else SINK")
+        out.append("bq.lookups += bh; bh = 0")
+        back.append("bok = False")
+    for line in lines:
+        g.w(1, line)
+    return "".join(f"{x}; " for x in out), "".join(f"; {x}" for x in back)
 
 
 def _write_state(g: _Gen, depth: int, index: int | str, issue: bool) -> None:
@@ -509,11 +628,11 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
         d, s = (insn.rm, insn.reg) if ops == ("r/mv", "rv") else (insn.reg, insn.rm)
         op = _ALU_RR[name]
         a, c, r = f"a{j}", f"c{j}", f"r{j}"
-        b(3, f"{a} = regs[{d}]; {c} = regs[{s}]")
+        b(3, f"{a} = {g.reg(d)}; {c} = {g.reg(s)}")
         if op in "+-":
             b(3, f"{r} = ({a} {op} {c}) & {MASK32}")
             if name != "cmp_rr":
-                b(3, f"regs[{d}] = {r}")
+                b(3, f"{g.reg_w(d)} = {r}")
             kind = "ADD" if op == "+" else "SUB"
             g.set_flags(f"({kind}, 4, {r}, {a}, {c})",
                         f"(1 if {r} < {a} else 0)" if op == "+" else f"(1 if {a} < {c} else 0)",
@@ -521,7 +640,7 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
         else:
             b(3, f"{r} = {a} {op} {c}")
             if insn.form.handler != "test":
-                b(3, f"regs[{d}] = {r}")
+                b(3, f"{g.reg_w(d)} = {r}")
             g.set_flags(f"(LOGIC, 4, {r})", "0", f"({r} == 0)")
         return
     if name in ("inc_r", "dec_r"):
@@ -539,11 +658,14 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
             b(3, f"else: {cf} = {g.const('carry', _carry)}(cpu)")
         inc = name == "inc_r"
         a, v = f"a{j}", f"r{j}"
-        b(3, f"{a} = regs[{reg}]; {v} = ({a} {'+' if inc else '-'} 1) & {MASK32}; "
-             f"regs[{reg}] = {v}")
+        b(3, f"{a} = {g.reg(reg)}; {v} = ({a} {'+' if inc else '-'} 1) & {MASK32}; "
+             f"{g.reg_w(reg)} = {v}")
         g.set_flags(f"({'INC' if inc else 'DEC'}, 4, {v}, {a}, {cf})", cf, f"({v} == 0)")
         return
     if inline_memory and name in ("mov_load", "mov_load_abs", "mov_store", "mov_store_abs"):
+        if g.looped:
+            _memo_access(g, j, insn, name.startswith("mov_load"), call)
+            return
         load = name.startswith("mov_load")
         sg = insn.seg
         g.seg_base(sg)
@@ -558,7 +680,7 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
         b(4, f"ln = (s{sg}b + of) & {MASK32}")
         b(4, "pe = None if ln & 3 else dp(ln >> 12)")
         b(4, f"if pe is not None and pe.mask & {'ur' if load else 'uw'}:")
-        b(5, "pe.owner.hits += 1")
+        b(5, "po = pe.owner; po.hits += 1")
         if load:
             b(5, f"regs[{insn.reg}] = pe.dwords[(ln & 0xFFF) >> 2]")
         else:
@@ -566,6 +688,10 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
             b(5, "if pages and (pe.base >> 12) in pages:")
             b(6, "cpu.physical_written(pe.base | (ln & 0xFFF), 4)")
             b(6, f"if cpu._smc != smc:{g.flags_now()}{g.t_exit()} k = {j + 1}; break")
+        # A hit through a FastWay makes its entry the MRU of its set: in a unified TLB that
+        # may demote the code page's entry, whose next fetch must then update the LRU order.
+        b(5, f"if po.__class__ is FW and cp(vpn) is not e:{g.flags_now()}{g.t_exit()} "
+             f"k = {j + 1}; break")
         b(4, "else:")
         keep = g.snapshot_flags()
         call(5)
@@ -607,12 +733,86 @@ def _predict(g: _Gen, insn: Insn, I: str, D: str, in_v: bool, stop: int | None) 
     then changes nothing but the lookup count), else the executor's method."""
     b = g.w
     b(3, f"tk = ip != {insn.next_eip}")
-    b(3, "if bw and bw[-1][0] == bl and bw[-1][1] == (3 if tk else 0):")
-    b(4, "bt.lookups += 1")
+    if g.looped:
+        g.btb_memo = True
+        # ``bok``: the last lookup found the branch's entry MRU and saturated taken; only a
+        # call out (``_predict`` among them) can change that. The lookups count in ``bh``.
+        b(3, "if tk and bok:")
+        b(4, "bh += 1")
+        b(3, "elif bw and bw[-1][0] == bl and bw[-1][1] == (3 if tk else 0):")
+        b(4, "bh += 1; bok = tk")
+    else:
+        b(3, "if bw and bw[-1][0] == bl and bw[-1][1] == (3 if tk else 0):")
+        b(4, "bt.lookups += 1")
     b(3, "else:")
     g.flush_flags(4)
     b(4, f"{g.tsc_out()}; cpu.eip = ip")
     b(4, f"cpu._predict({I}, {D}, {in_v})")
-    b(4, g.tsc_in())
+    b(4, g.tsc_in() + ("; bok = False" if g.looped else ""))
     if stop is not None:  # an unchecked pass: a mispredict penalty may reach the limit
         b(4, f"if t + {g.dt} >= c_limit:{g.t_exit()} k = {stop}; break")
+
+
+def _memo_access(g: _Gen, j: int, insn: Insn, load: bool, call: Callable[[int], None]) -> None:
+    """An aligned MOV load or store in a looped block (see :func:`_loop_locals`): through the
+    data-page memo of its kind when the access falls in the memoised page, else through the
+    host page map, whose page becomes the memo when a hit on it is only a count."""
+    b = g.w
+    sg = insn.seg
+    g.seg_base(sg)
+    if insn.base < 0:
+        off = str(insn.disp & MASK32)
+    elif insn.disp:
+        off = f"({g.reg(insn.base)} + {insn.disp}) & {MASK32}"
+    else:
+        off = g.reg(insn.base)  # registers always hold 32-bit values
+    m = "mr" if load else "mw"  # the memo: linear page (or -1), dword view, hits, owner
+    g.memo = True
+    lo, hi = (f"s{sg}rlo", f"s{sg}rhi") if load else (f"s{sg}wlo", f"s{sg}whi")
+    ok = "r" if load else "w"
+    g.hoist(f"{lo}, {hi} = (s{sg}lo, s{sg}hi) if s{sg}{ok} else (1, 0)")
+    reg = insn.reg
+    item = "(ln & 0xFFF) >> 2"
+    stop = f"{g.flags_now()}{g.t_exit()} k = {j + 1}; break"
+    b(3, f"of = {off}")
+    b(3, f"if {lo} <= of <= {hi}:")
+    b(4, f"ln = (s{sg}b + of) & {MASK32}")
+    b(4, f"if ln & 0xFFFFF003 == {m}l:")
+    if load:
+        b(5, f"{g.reg_w(reg)} = {m}d[{item}]; {m}h += 1")
+    else:
+        b(5, f"{m}d[{item}] = {g.reg(reg)}; {m}h += 1")
+    b(4, "else:")
+    b(5, "pe = None if ln & 3 else dp(ln >> 12)")
+    b(5, f"if pe is not None and pe.mask & {'ur' if load else 'uw'}:")
+    b(6, "po = pe.owner")
+    # A hit through a FastWay makes its entry MRU, which may demote a memoised page or (in a
+    # unified TLB) the code page's entry; a store into a code page must reach the executor.
+    plain = "po.__class__ is not FW"
+    if not load:
+        plain += " and not (pages and (pe.base >> 12) in pages)"
+    b(6, f"if {plain}:")
+    b(7, f"{m}o.hits += {m}h; {m}o = po; {m}h = 1; {m}l = ln & 0xFFFFF000; {m}d = pe.dwords")
+    if load:
+        b(7, f"{g.reg_w(reg)} = {m}d[{item}]")
+    else:
+        b(7, f"{m}d[{item}] = {g.reg(reg)}")
+    b(6, "else:")
+    b(7, "po.hits += 1")
+    if load:
+        b(7, f"{g.reg_w(reg)} = pe.dwords[{item}]")
+    else:
+        b(7, f"pe.dwords[{item}] = {g.reg(reg)}")
+    b(7, "mrl = mwl = -1")
+    if not load:
+        b(7, "if pages and (pe.base >> 12) in pages:")
+        b(8, f"{g.sync_out()}cpu.physical_written(pe.base | (ln & 0xFFF), 4)")
+        b(8, f"if cpu._smc != smc:{stop}")
+    b(7, f"if cp(vpn) is not e:{stop}")
+    b(5, "else:")
+    keep = g.snapshot_flags()
+    call(6)
+    g.restore_flags(keep)  # MOV leaves the flags alone on either path
+    b(3, "else:")
+    call(4)
+    g.restore_flags(keep)
