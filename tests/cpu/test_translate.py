@@ -341,3 +341,129 @@ def test_a_store_over_one_instruction_drops_only_the_code_it_overlaps() -> None:
     left = cpu._code_pages[CODE >> 12]
     assert left == {k: end for k, end in keys.items() if not k <= CODE + 20 < end}
     assert CODE in left and CODE in cpu._icache
+
+
+# --- a looped block's locals: registers, data-page memos, flags carried across passes ------
+
+
+def _mov(reg: int, value: int) -> bytes:
+    """mov reg32, imm32."""
+    return bytes([0xB8 + reg]) + (value & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize("config", ["i486", "tiny"])
+def test_the_looping_block_on_a_unified_tlb_cut_at_every_budget_runs_identically(
+    config: str, translations: list[int]
+) -> None:
+    """Code and data pages share a set of the unified TLB (i486: 4 ways; tiny: 1), so every
+    data hit through a non-MRU way demotes the code page's entry, whose next fetch must make
+    it MRU again: the LRU order at every instruction and cycle budget is the interpreter's."""
+    for n in range(1, 60):
+        same3(SETUP + LOOP, max_instructions=n, config=config, profile=PENTIUM_SEQUENTIAL)
+    for chunk in range(1, 25):
+        same3(SETUP + LOOP, chunk=chunk, config=config)
+    assert translations
+
+
+#: Setup, then L: mov eax,[esi]; add eax,ebx; mov [esi],eax; add esi,edi; inc ecx;
+#: cmp ecx,edx; jne L -- the benchmark's loop walking through memory by EDI.
+def _walk(start: int, stride: int, passes: int = 64) -> bytes:
+    return (_mov(6, start) + _mov(7, stride) + _mov(1, 0) + _mov(2, passes)
+            + b"\x8b\x06\x01\xd8\x89\x06\x01\xfe\x41\x39\xd1\x75\xf3")
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("stride", [0x40, 0x41, 0xFFC])
+@pytest.mark.parametrize("fault", ["none", "page", "ds"])
+def test_a_looped_block_walking_into_faults_keeps_registers_and_memos_exact(
+    config: str, stride: int, fault: str, translations: list[int]
+) -> None:
+    """The loop's registers live in locals and its data pages are memoised: a walk across
+    pages (the memo replaced), misaligned accesses (handed to the handler: registers written
+    back and read again around the call) and a #PF or #GP in the middle of a pass (restarted
+    by the handler) end exactly as interpreted."""
+    kw: dict[str, Any] = {"config": config}
+    if fault == "page":
+        kw["unmapped"] = ((DATA >> 12) + 1, (DATA >> 12) + 3)
+    elif fault == "ds":
+        kw["ds_limit"] = DATA + 0x1000 + 0x80
+    on = same3(_walk(DATA + 0xF00, stride), **kw)
+    regs = on[0]
+    assert isinstance(regs, list) and regs[1] == 64  # every pass ran
+    faults = on[8]
+    assert isinstance(faults, list)
+    assert any(f[0] != 6 for f in faults) == (fault != "none")  # vector 6: the final UD2
+    assert translations
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("flush", [b"", b"\x0f\x01\x3e", b"\x0f\x20\xd8\x0f\x22\xd8"])
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_a_data_page_remapped_and_evicted_by_called_out_instructions_is_not_used_stale(
+    config: str, flush: bytes, profile: str
+) -> None:
+    """Each pass loads and stores through ESI's page D (inline, memoised), touches four pages
+    of D's TLB set with called-out ``add [ebp+disp], eax`` (so D's entry is evicted every
+    pass: five pages cycling through four ways, or one) and moves D's page-table entry to
+    the next frame with a called-out ``add [ebx], edx`` (optionally also INVLPG [esi] or a
+    CR3 reload): after each call the memo is forgotten and D is reached through whatever the
+    TLB now holds, the new frame after a refill, exactly as interpreted."""
+    d_vpn = (DATA >> 12) + 1
+    setup = (_mov(6, DATA + 0x1000) + _mov(3, PAGE_TABLES + 4 * d_vpn) + _mov(2, 0x1000)
+             + _mov(5, DATA + 0x1000) + _mov(1, 20))
+    touch = b"".join(b"\x01\x85" + (k << 16).to_bytes(4, "little") for k in range(1, 5))
+
+    def loop(remap: bytes) -> bytes:
+        body = b"\x8b\x06\x89\x0e" + touch + remap + flush + b"\x49"
+        return setup + body + b"\x75" + bytes([(-(len(body) + 2)) & 0xFF])
+
+    kw: dict[str, Any] = {"config": config, "profile": PROFILES[profile]}
+    on = same3(loop(b"\x01\x13"), **kw)
+    regs, memory_digest, stats = on[0], on[5], on[6]
+    assert isinstance(regs, list) and regs[1] == 0  # every pass ran
+    assert memory_digest != same3(loop(b"\x90\x90"), **kw)[5]  # the remap mattered
+    assert stats.walks > 20 * 5  # type: ignore[attr-defined]  # D and the four missed every pass
+
+
+def test_a_looped_store_into_its_own_code_page_is_seen_every_pass(
+    translations: list[int]
+) -> None:
+    """The loop increments the immediate of its own ``add edi, imm32`` through an inline
+    load and store: the write memo never holds a code page, so every store reaches the
+    executor, which drops the block; no pass runs the stale immediate."""
+    setup = _mov(6, 0) + _mov(1, 0) + _mov(2, 16) + _mov(3, 1) + _mov(7, 0)
+    loop = CODE + len(setup)
+    head = b"\x8b\x06\x01\xd8\x89\x06"  # mov eax,[esi]; add eax,ebx; mov [esi],eax
+    pad = (-(loop + len(head) + 2)) % 4
+    imm = loop + len(head) + pad + 2  # the aligned immediate of add edi, imm32
+    body = head + b"\x90" * pad + b"\x81\xc7\x00\x00\x00\x00" + b"\x41\x39\xd1"
+    code = (_mov(6, imm) + setup[5:] + body + b"\x75" + bytes([(-(len(body) + 2)) & 0xFF]))
+    on = same3(code)
+    regs = on[0]
+    assert isinstance(regs, list) and regs[1] == 16 and regs[7] == sum(range(1, 17))
+    assert translations.count(loop) > 1  # translated again after each store over it
+
+
+def test_a_looped_store_beside_its_code_keeps_the_translation(
+    translations: list[int]
+) -> None:
+    """The benchmark's loop with its data word in its own code page (beside the code): every
+    store goes to the executor's code-page check, which drops nothing; one translation runs
+    every pass."""
+    setup = _mov(6, CODE + 0x800) + _mov(1, 0) + _mov(2, 64)
+    on = same3(setup + LOOP)
+    assert on[0][1] == 64  # type: ignore[index]
+    assert translations.count(CODE + len(setup)) == 1
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_flags_carried_into_the_next_pass_of_a_looped_block_are_exact(profile: str) -> None:
+    """L: inc ebx; sbb eax, eax; add edx, esi; dec ecx; jnz L: the INC at the top of each
+    pass reads the carry the previous pass's ADD left (kept in its locals, not stored; it
+    varies from pass to pass), and the called-out SBB reads the flags the INC made from it;
+    cut at every budget."""
+    code = _mov(1, 30) + _mov(6, 0x9E3779B9) + b"\x43\x19\xc0\x01\xf2\x49\x75\xf8"
+    for n in range(1, 40):
+        same3(code, max_instructions=n, profile=PROFILES[profile])
+    for chunk in range(1, 30):
+        same3(code, chunk=chunk, profile=PROFILES[profile])
