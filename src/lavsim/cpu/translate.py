@@ -100,6 +100,8 @@ _BRANCH_FORMS = frozenset({"jcc", "jmp_rel"})
 #: by ``; ``) and after it (preceded by ``; ``).
 SYNC_OUT = "\x00out\x00"
 SYNC_IN = "\x00in\x00"
+#: And a statement (preceded by `` ``) forgetting every memo.
+FORGET = "\x00forget\x00"
 
 
 class _Sink:
@@ -150,7 +152,8 @@ class _Gen:
         self.looped = False
         self.used: set[int] = set()
         self.written: set[int] = set()
-        self.memo = self.btb_memo = False
+        self.memos: set[str] = set()
+        self.btb_memo = False
 
     def reg(self, n: int) -> str:
         """Source naming general register ``n`` (read)."""
@@ -424,14 +427,15 @@ def translate(
         if traced:
             g.lines.extend(checked_pass)
         else:
-            g.hoist(f"unchecked = c_limit - {sum(most)}")
-            # A looped block's unchecked pass after a pass of this call starts from that
-            # pass's flags in locals and leaves its own there (the same expressions, or it
-            # stores them as the checked pass does).
+            # A looped block's unchecked pass follows a pass of this call: it starts from
+            # that pass's flags in locals and leaves its own there (the same expressions, or
+            # it stores them as the checked pass does). So the first pass is a checked one,
+            # which sets the bound the unchecked passes test.
             last_flags = end_flags[0]
             carry = last_flags if g.looped and last_flags[0] is not None else None
+            bound = f"c_limit - {sum(most)}"
             mark = len(g.lines)
-            b(3, "if t < unchecked and ran:" if carry else "if t < unchecked:")
+            b(3, "if t < unchecked:")
             g.base = 1
             emit_pass(False, carry)
             if carry is not None and end_flags[0] != carry:
@@ -446,6 +450,12 @@ def translate(
             if carry is not None:
                 b(4, f"if ran: cpu.lazy_flags = {carry[0]}")  # after an unchecked pass
             g.lines.extend("    " + line for line in checked_pass)
+            if carry is not None:
+                g.hoist("unchecked = -1")
+                g.hoist(f"unch = {bound}")
+                b(4, "unchecked = unch")
+            else:
+                g.hoist(f"unchecked = {bound}")
         g.hoist(f"last_pass = left - {2 * n}")
         store = f" cpu.lazy_flags = {carry[0]};" if carry is not None else ""
         b(3, f"if ip != {block.addr} or ran > last_pass:{store} k = {n}; break")
@@ -531,7 +541,9 @@ def translate(
                          for st in states))
     source = "\n".join(g.lines) + "\n"
     if g.looped:
-        source = source.replace(SYNC_OUT, sync_out).replace(SYNC_IN, sync_in)
+        forget = " " + " = ".join(f"{m}x" for m in sorted(g.memos)) + " = -1"
+        source = (source.replace(SYNC_OUT, sync_out).replace(SYNC_IN, sync_in)
+                  .replace(FORGET, forget))
     code = _CODE.get(source)
     if code is None:
         if len(_CODE) >= CODE_MEMO_LIMIT:
@@ -568,10 +580,14 @@ def _loop_locals(g: _Gen) -> tuple[str, str]:
     lines = [f"R{n} = regs[{n}]" for n in sorted(g.used)]
     out = [f"regs[{n}] = R{n}" for n in sorted(g.written)]
     back = [f"R{n} = regs[{n}]" for n in sorted(g.used)]
-    if g.memo:
-        lines.append("mrl = mwl = -1; mrd = mwd = None; mrh = mwh = 0; mro = mwo = SINK")
-        out.append("mro.hits += mrh; mwo.hits += mwh; mrh = mwh = 0")
-        back.append("mrl = mwl = -1")
+    memos = sorted(g.memos)
+    if memos:
+        lines.append(" = ".join(f"{m}x" for m in memos) + " = -1")
+        lines.append(" = ".join(f"{m}h" for m in memos) + " = 0")
+        lines.append(" = ".join(f"{m}o" for m in memos) + " = SINK")
+        out.append("; ".join(f"{m}o.hits += {m}h" for m in memos))
+        out.append(" = ".join(f"{m}h" for m in memos) + " = 0")
+        back.append(" = ".join(f"{m}x" for m in memos) + " = -1")
     if g.btb_memo:
         lines.append("bok = False; bh = 0; bq = bt if bt is not None else SINK")
         out.append("bq.lookups += bh; bh = 0")
@@ -755,8 +771,9 @@ def _predict(g: _Gen, insn: Insn, I: str, D: str, in_v: bool, stop: int | None) 
 
 def _memo_access(g: _Gen, j: int, insn: Insn, load: bool, call: Callable[[int], None]) -> None:
     """An aligned MOV load or store in a looped block (see :func:`_loop_locals`): through the
-    data-page memo of its kind when the access falls in the memoised page, else through the
-    host page map, whose page becomes the memo when a hit on it is only a count."""
+    memo of its kind and segment when the offset falls in the memoised page, else through the
+    segment check and the host page map, whose page becomes the memo when a hit on it is only
+    a count and the whole page lies inside the segment's limits."""
     b = g.w
     sg = insn.seg
     g.seg_base(sg)
@@ -766,52 +783,50 @@ def _memo_access(g: _Gen, j: int, insn: Insn, load: bool, call: Callable[[int], 
         off = f"({g.reg(insn.base)} + {insn.disp}) & {MASK32}"
     else:
         off = g.reg(insn.base)  # registers always hold 32-bit values
-    m = "mr" if load else "mw"  # the memo: linear page (or -1), dword view, hits, owner
-    g.memo = True
-    lo, hi = (f"s{sg}rlo", f"s{sg}rhi") if load else (f"s{sg}wlo", f"s{sg}whi")
+    # The memo: offset of the page (-1: none), its dword view, owner and uncredited hits.
+    m = f"m{'r' if load else 'w'}{sg}"
+    g.memos.add(m)
     ok = "r" if load else "w"
+    lo, hi = f"s{sg}{ok}lo", f"s{sg}{ok}hi"
     g.hoist(f"{lo}, {hi} = (s{sg}lo, s{sg}hi) if s{sg}{ok} else (1, 0)")
+    # Offsets map page by page onto linear pages only when the base is page-aligned.
+    g.hoist(f"s{sg}pa = not s{sg}b & 0xFFF")
     reg = insn.reg
-    item = "(ln & 0xFFF) >> 2"
     stop = f"{g.flags_now()}{g.t_exit()} k = {j + 1}; break"
+
+    def access(view: str, item: str) -> str:
+        if load:
+            return f"{g.reg_w(reg)} = {view}[{item}]"
+        return f"{view}[{item}] = {g.reg(reg)}"
+
     b(3, f"of = {off}")
-    b(3, f"if {lo} <= of <= {hi}:")
+    b(3, f"if of & 0xFFFFF003 == {m}x:")
+    b(4, f"{access(m + 'd', '(of & 0xFFF) >> 2')}; {m}h += 1")
+    b(3, f"elif {lo} <= of <= {hi}:")
     b(4, f"ln = (s{sg}b + of) & {MASK32}")
-    b(4, f"if ln & 0xFFFFF003 == {m}l:")
-    if load:
-        b(5, f"{g.reg_w(reg)} = {m}d[{item}]; {m}h += 1")
-    else:
-        b(5, f"{m}d[{item}] = {g.reg(reg)}; {m}h += 1")
-    b(4, "else:")
-    b(5, "pe = None if ln & 3 else dp(ln >> 12)")
-    b(5, f"if pe is not None and pe.mask & {'ur' if load else 'uw'}:")
-    b(6, "po = pe.owner")
+    b(4, "pe = None if ln & 3 else dp(ln >> 12)")
+    b(4, f"if pe is not None and pe.mask & {'ur' if load else 'uw'}:")
+    b(5, "po = pe.owner")
     # A hit through a FastWay makes its entry MRU, which may demote a memoised page or (in a
     # unified TLB) the code page's entry; a store into a code page must reach the executor.
-    plain = "po.__class__ is not FW"
+    memo = f"po.__class__ is not FW and s{sg}pa and {lo} <= of & 0xFFFFF000 and of | 0xFFC <= {hi}"
     if not load:
-        plain += " and not (pages and (pe.base >> 12) in pages)"
-    b(6, f"if {plain}:")
-    b(7, f"{m}o.hits += {m}h; {m}o = po; {m}h = 1; {m}l = ln & 0xFFFFF000; {m}d = pe.dwords")
-    if load:
-        b(7, f"{g.reg_w(reg)} = {m}d[{item}]")
-    else:
-        b(7, f"{m}d[{item}] = {g.reg(reg)}")
-    b(6, "else:")
-    b(7, "po.hits += 1")
-    if load:
-        b(7, f"{g.reg_w(reg)} = pe.dwords[{item}]")
-    else:
-        b(7, f"pe.dwords[{item}] = {g.reg(reg)}")
-    b(7, "mrl = mwl = -1")
-    if not load:
-        b(7, "if pages and (pe.base >> 12) in pages:")
-        b(8, f"{g.sync_out()}cpu.physical_written(pe.base | (ln & 0xFFF), 4)")
-        b(8, f"if cpu._smc != smc:{stop}")
-    b(7, f"if cp(vpn) is not e:{stop}")
+        memo += " and not (pages and (pe.base >> 12) in pages)"
+    b(5, f"if {memo}:")
+    b(6, f"{m}o.hits += {m}h; {m}o = po; {m}h = 1; {m}x = of & 0xFFFFF000; {m}d = pe.dwords")
+    b(6, access(m + "d", "(of & 0xFFF) >> 2"))
     b(5, "else:")
+    b(6, "po.hits += 1")
+    b(6, access("pe.dwords", "(ln & 0xFFF) >> 2"))
+    b(6, f"if po.__class__ is FW:{FORGET}")
+    if not load:
+        b(6, "if pages and (pe.base >> 12) in pages:")
+        b(7, f"{g.sync_out()}cpu.physical_written(pe.base | (ln & 0xFFF), 4)")
+        b(7, f"if cpu._smc != smc:{stop}")
+    b(6, f"if cp(vpn) is not e:{stop}")
+    b(4, "else:")
     keep = g.snapshot_flags()
-    call(6)
+    call(5)
     g.restore_flags(keep)  # MOV leaves the flags alone on either path
     b(3, "else:")
     call(4)
