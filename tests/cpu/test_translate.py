@@ -467,3 +467,33 @@ def test_flags_carried_into_the_next_pass_of_a_looped_block_are_exact(profile: s
         same3(code, max_instructions=n, profile=PROFILES[profile])
     for chunk in range(1, 30):
         same3(code, chunk=chunk, profile=PROFILES[profile])
+
+
+@pytest.mark.parametrize("misaligned", [False, True])
+def test_the_pending_u_data_address_of_a_looped_pass_is_exact_at_every_budget(
+    misaligned: bool,
+) -> None:
+    """L: mov eax,[esi] (U) ; mov ebx,[esi+32] (V: same bank, a conflict) ; dec ecx ; jnz L
+    with the Pentium issue model: the U's data address, kept as an expression in the unchecked
+    pass, decides the V's bank conflict inside the pass and, after an exit that leaves the U
+    pending (a misaligned load calls its handler, whose cycles may reach the limit), the
+    conflict the executor charges next."""
+    code = (_mov(6, DATA + (1 if misaligned else 0)) + _mov(1, 40)
+            + b"\x8b\x06\x8b\x5e\x20\x49\x75\xf8")
+    for chunk in range(1, 40):
+        same3(code, chunk=chunk)
+    for n in range(1, 30):
+        same3(code, max_instructions=n)
+
+
+def test_a_u_that_writes_its_own_address_register_keeps_its_data_address() -> None:
+    """L: mov esi,[esi] (U, following a two-node ring) ; mov ebx,[edi] (V) ; dec ecx ; jnz L:
+    the V's bank conflict is decided by the address the U loaded from, not by the ESI it
+    loaded (they differ in bank every pass)."""
+    ring = (b"\xc7\x05" + DATA.to_bytes(4, "little") + (DATA + 4).to_bytes(4, "little")
+            + b"\xc7\x05" + (DATA + 4).to_bytes(4, "little") + DATA.to_bytes(4, "little"))
+    code = (ring + _mov(6, DATA) + _mov(7, DATA + 32) + _mov(1, 40)
+            + b"\x8b\x36\x8b\x1f\x49\x75\xf9")
+    for chunk in (7, 13, 50):
+        same3(code, chunk=chunk)
+    same3(code)

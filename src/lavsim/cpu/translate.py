@@ -155,6 +155,41 @@ class _Gen:
         self.memos: set[str] = set()
         self.btb_memo = False
 
+    # In a looped block's unchecked pass the pending U's data address is not stored in
+    # ``ud`` when the U issues but kept as an expression (``ud_expr``, over the registers
+    # ``ud_regs``) and stored before anything reads ``ud``: a call out, an exit, a bank
+    # conflict test, an instruction that writes one of those registers, the end of the pass.
+    defer_ud = False
+    ud_expr: str | None = None
+    ud_regs: set[int] = set()
+
+    def ud_now(self) -> str:
+        """Source (followed by ``; ``) that stores a deferred ``ud`` on an exit path."""
+        return f"ud = {self.ud_expr}; " if self.ud_expr is not None else ""
+
+    def ud_flush(self) -> None:
+        """Store a deferred ``ud`` (at the pass's depth)."""
+        if self.ud_expr is not None:
+            self.w(3, f"ud = {self.ud_expr}")
+            self.ud_expr = None
+
+    def ud_set(self, expr: str, insn: Insn, regs: set[int]) -> None:
+        """A U instruction with data address ``expr`` (over ``regs``) issues."""
+        self.ud_expr = None
+        if not self.defer_ud:
+            self.w(3, f"ud = {expr}")
+            return
+        self.ud_expr, self.ud_regs = expr, regs
+        self.ud_before(insn)  # the U itself may write one of them
+
+    def ud_before(self, insn: Insn) -> None:
+        """Before instruction ``insn``: store a deferred ``ud`` it could change."""
+        if self.ud_expr is None:
+            return
+        writes = _inline_writes(insn)
+        if writes is None or writes & self.ud_regs:
+            self.ud_flush()
+
     def reg(self, n: int) -> str:
         """Source naming general register ``n`` (read)."""
         if not self.looped:
@@ -320,6 +355,7 @@ def translate(
             H = g.const(f"H{j}", insn.handler)
             if traced:
                 _traced_fetch(g, j, insn, phys + insn.addr - block.addr)
+            g.ud_before(insn)
             d = insn.issue
             mis = 0
             in_v = False
@@ -334,6 +370,7 @@ def translate(
                     stall = model.agi if not ust and d.addr & agp else 0
                     if d.data and not both_rmw and not ud_none and model.bank_conflict:
                         bank = model.bank_conflict
+                        g.ud_flush()
                         b(3, f"if ud >= 0 and not (({_data_linear(g, insn, d)}) ^ ud) & 0x1C: "
                              f"t += {bank}")
                     agc |= d.agi_writes
@@ -348,7 +385,10 @@ def translate(
                     if model.pairing and (d.cls == UV or d.cls == PU):
                         u, cu, ust = d, c, stall
                         ud_none = d.data == DATA_NONE
-                        b(3, "ud = -1" if ud_none else f"ud = {_data_linear(g, insn, d)}")
+                        if ud_none:
+                            g.ud_set("-1", insn, set())
+                        else:
+                            g.ud_set(_data_linear(g, insn, d), insn, _address_regs(insn, d))
                     else:
                         u = None
                     add = c + stall + prefix
@@ -368,8 +408,8 @@ def translate(
                 """The handler, with everything it may read written back first, then the
                 checks that only a call can make fail."""
                 g.flush_flags(depth)
-                b(depth, f"{g.sync_out()}i = {j}; si = {j + 1}; lz = cpu.lazy_flags; "
-                         "ef = cpu.eflags")
+                b(depth, f"{g.sync_out()}{g.ud_now()}i = {j}; si = {j + 1}; "
+                         "lz = cpu.lazy_flags; ef = cpu.eflags")
                 b(depth, f"{g.tsc_out()}; cpu.eip = {insn.next_eip}")
                 if final and final_sync:
                     if not traced:
@@ -408,6 +448,7 @@ def translate(
             elif checked:
                 b(3, f"if t >= c_limit:{g.flags_now()} k = {j + 1}; break")
         end_flags[:] = [g.snapshot_flags()]
+        g.ud_flush()
         if carry is None:
             g.flush_flags(3)
         if g.dt:
@@ -437,6 +478,7 @@ def translate(
             mark = len(g.lines)
             b(3, "if t < unchecked:")
             g.base = 1
+            g.defer_ud = g.looped
             emit_pass(False, carry)
             if carry is not None and end_flags[0] != carry:
                 del g.lines[mark:]
@@ -446,6 +488,7 @@ def translate(
                 g.base = 1
                 emit_pass(False)
             g.base = 0
+            g.defer_ud = False
             b(3, "else:")
             if carry is not None:
                 b(4, f"if ran: cpu.lazy_flags = {carry[0]}")  # after an unchecked pass
@@ -560,6 +603,33 @@ def _same_entry(a: State, b: State) -> bool:
     if a[0] is not b[0] or a[3:] != b[3:]:
         return False
     return a[0] is None or a[1:3] == b[1:3]
+
+
+def _address_regs(insn: Insn, d: Issue) -> set[int]:
+    """The registers :func:`_data_linear` reads."""
+    if d.data == DATA_OPERAND:
+        return {r for r in (insn.base, insn.index) if r >= 0}
+    return {4}
+
+
+def _inline_writes(insn: Insn) -> set[int] | None:
+    """The general registers the inline code of ``insn`` (see :func:`_body`) may write; None
+    when the instruction is always a call out."""
+    name = insn.handler.__name__
+    ops = insn.form.operands
+    if name in _ALU_RR:
+        d = insn.rm if ops == ("r/mv", "rv") else insn.reg
+        if name == "cmp_rr" or insn.form.handler == "test":
+            return set()
+        return {d}
+    if name in ("inc_r", "dec_r"):
+        return {insn.reg if ops[0] == "+rv" else insn.rm}
+    if name in ("mov_load", "mov_load_abs"):
+        return {insn.reg}
+    if name in ("mov_store", "mov_store_abs") or (
+            name in ("jz_jnz", "jcc") and insn.form.handler == "jcc"):
+        return set()
+    return None
 
 
 def _loop_locals(g: _Gen) -> tuple[str, str]:
@@ -766,7 +836,7 @@ def _predict(g: _Gen, insn: Insn, I: str, D: str, in_v: bool, stop: int | None) 
     b(4, f"cpu._predict({I}, {D}, {in_v})")
     b(4, g.tsc_in() + ("; bok = False" if g.looped else ""))
     if stop is not None:  # an unchecked pass: a mispredict penalty may reach the limit
-        b(4, f"if t + {g.dt} >= c_limit:{g.t_exit()} k = {stop}; break")
+        b(4, f"if t + {g.dt} >= c_limit:{g.t_exit()} {g.ud_now()}k = {stop}; break")
 
 
 def _memo_access(g: _Gen, j: int, insn: Insn, load: bool, call: Callable[[int], None]) -> None:
@@ -792,7 +862,7 @@ def _memo_access(g: _Gen, j: int, insn: Insn, load: bool, call: Callable[[int], 
     # Offsets map page by page onto linear pages only when the base is page-aligned.
     g.hoist(f"s{sg}pa = not s{sg}b & 0xFFF")
     reg = insn.reg
-    stop = f"{g.flags_now()}{g.t_exit()} k = {j + 1}; break"
+    stop = f"{g.flags_now()}{g.t_exit()} {g.ud_now()}k = {j + 1}; break"
 
     def access(view: str, item: str) -> str:
         if load:
