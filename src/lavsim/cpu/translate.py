@@ -788,7 +788,9 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
         return
     if name in ("jz_jnz", "jcc") and insn.form.handler == "jcc":
         cc = insn.cc
-        if cc in (4, 5) and g.zf is not None:
+        if cc in (4, 5) and g.zf is not None and g.looped:
+            b(3, f"if {g.zf}:" if cc == 4 else f"if not {g.zf}:")  # nothing reads tk after
+        elif cc in (4, 5) and g.zf is not None:
             b(3, f"tk = {g.zf}" if cc == 4 else f"tk = not {g.zf}")
         elif name == "jz_jnz":
             g.flush_flags(3)
@@ -798,7 +800,8 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
         else:
             g.flush_flags(3)
             b(3, f"tk = condition(cpu, {cc})")
-        b(3, "if tk:")
+        if not (cc in (4, 5) and g.zf is not None and g.looped):
+            b(3, "if tk:")
         b(4, f"if not cs{j}:")
         g.hoist(f"cs{j} = seg[1].min_off <= {insn.imm} <= seg[1].max_off")
         keep = g.snapshot_flags()
@@ -818,25 +821,29 @@ def _predict(g: _Gen, insn: Insn, I: str, D: str, in_v: bool, stop: int | None) 
     most recently used of its set and already saturated in the outcome's direction (the lookup
     then changes nothing but the lookup count), else the executor's method."""
     b = g.w
-    b(3, f"tk = ip != {insn.next_eip}")
+    depth = 3
     if g.looped:
         g.btb_memo = True
         # ``bok``: the last lookup found the branch's entry MRU and saturated taken; only a
         # call out (``_predict`` among them) can change that. The lookups count in ``bh``.
-        b(3, "if tk and bok:")
+        b(3, f"if bok and ip != {insn.next_eip}:")
         b(4, "bh += 1")
-        b(3, "elif bw and bw[-1][0] == bl and bw[-1][1] == (3 if tk else 0):")
-        b(4, "bh += 1; bok = tk")
+        b(3, "else:")
+        depth = 4
+        b(4, f"tk = ip != {insn.next_eip}")
+        b(4, "if bw and bw[-1][0] == bl and bw[-1][1] == (3 if tk else 0):")
+        b(5, "bh += 1; bok = tk")
     else:
+        b(3, f"tk = ip != {insn.next_eip}")
         b(3, "if bw and bw[-1][0] == bl and bw[-1][1] == (3 if tk else 0):")
         b(4, "bt.lookups += 1")
-    b(3, "else:")
-    g.flush_flags(4)
-    b(4, f"{g.tsc_out()}; cpu.eip = ip")
-    b(4, f"cpu._predict({I}, {D}, {in_v})")
-    b(4, g.tsc_in() + ("; bok = False" if g.looped else ""))
+    b(depth, "else:")
+    g.flush_flags(depth + 1)
+    b(depth + 1, f"{g.tsc_out()}; cpu.eip = ip")
+    b(depth + 1, f"cpu._predict({I}, {D}, {in_v})")
+    b(depth + 1, g.tsc_in() + ("; bok = False" if g.looped else ""))
     if stop is not None:  # an unchecked pass: a mispredict penalty may reach the limit
-        b(4, f"if t + {g.dt} >= c_limit:{g.t_exit()} {g.ud_now()}k = {stop}; break")
+        b(depth + 1, f"if t + {g.dt} >= c_limit:{g.t_exit()} {g.ud_now()}k = {stop}; break")
 
 
 def _memo_access(g: _Gen, j: int, insn: Insn, load: bool, call: Callable[[int], None]) -> None:
