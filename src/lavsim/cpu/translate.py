@@ -26,13 +26,26 @@ compiles it. What the function saves over the loop:
   that cannot reach the cycle limit without calling out (its static cycles, bank conflicts and
   taken-branch extras are below what is left) runs unchecked: its static cycles are added
   once, and the limit is tested only after a call, against what the rest of the pass may add
-  (stopping early at an instruction boundary, where the executor resumes exactly).
+  (stopping early at an instruction boundary, where the executor resumes exactly);
+* in such a *looped* block (untraced) nothing but the block's own code runs between calls
+  out, so more lives in locals (:func:`_loop_locals`): the general registers (written back
+  before every call and at every exit, read again after every call); per access kind and
+  segment, the last host page whose hit is only a count (its entry is the MRU of its set, so
+  the hit changes no LRU order), tested on the offset before the segment check, its hits
+  credited before calls and at exits, forgotten after every call and after any hit through a
+  :class:`~lavsim.mmu.mmu.FastWay` (which makes its entry MRU and may demote the memoised
+  one); the closing branch's BTB lookups; the lazy flags across unchecked passes (the first
+  pass of a call is a checked one; the next starts from its flags in locals); and, in
+  unchecked passes, the pending U's data address, stored only where something reads it.
 
 Every check the executor makes is made before the instruction commits: the fetch's host
-page-map entry is still the one the block started from (re-tested after every call, the only
-thing that can touch the TLBs), the cycle limit after every instruction (or as above), the
-instruction limit before every pass, and the executor's self-modifying-code counter after every
-store into a code page and every call. Interrupt and stop requests are raised only by
+page-map entry is still the one the block started from (re-tested after every call and after
+an inline data hit through a FastWay, the only things that can touch the TLBs: in a unified TLB
+such a hit may demote the code page's entry, whose next fetch the executor then makes; an entry
+that is not the MRU at the function's entry is made so by its first fetch), the cycle limit
+after every instruction (or as above), the instruction limit before every pass, and the
+executor's self-modifying-code counter after every store into a code page and every call.
+Interrupt and stop requests are raised only by
 instructions that end a block without looping, so a loop does not test them. An instruction
 whose fast case does not apply runs its handler, which repeats the checks and raises the
 architectural fault; the function then puts back the lazy flags, EFLAGS and the issue state
@@ -638,14 +651,14 @@ def _loop_locals(g: _Gen) -> tuple[str, str]:
 
     Between calls out nothing but the block's own code runs, so: its general registers live
     in locals ``R<n>`` (written back to ``cpu.regs`` before every call and at every exit, read
-    again after every call); each kind of inline access (``mr``: loads, ``mw``: stores)
-    memoises the last host page it used whose hit is only a count (owner not a
-    :class:`~lavsim.mmu.mmu.FastWay`: the entry is the MRU of its set, so the hit changes no
-    LRU order; for stores also not a code page): the page's linear base (``ml``, -1 for none),
-    dword view (``md``), owner (``mo``) and the hits not yet credited to it (``mh``); and the
-    BTB lookups of the closing branch count in ``bh``. A call out may fill, evict or demote
-    TLB entries (or change the BTB): the memos are forgotten after it. A hit through a
-    FastWay (its entry becomes the MRU, which may demote a memoised entry) forgets them too.
+    again after every call); each memo ``m<kind><segment>`` (kind ``r`` loads, ``w`` stores;
+    see :func:`_memo_access`) holds the offset of the last page its accesses used whose hit is
+    only a count (owner not a :class:`~lavsim.mmu.mmu.FastWay`: the entry is the MRU of its
+    set, so the hit changes no LRU order; for stores also not a code page) in ``x`` (-1 for
+    none), its dword view ``d``, owner ``o`` and the hits not yet credited to it ``h``; and the
+    BTB lookups of the closing branch count in ``bh``. A call out may fill, evict or demote TLB
+    entries (or change the BTB): the memos are forgotten after it; so they are after a hit
+    through a FastWay (its entry becomes the MRU, which may demote a memoised entry).
     """
     lines = [f"R{n} = regs[{n}]" for n in sorted(g.used)]
     out = [f"regs[{n}] = R{n}" for n in sorted(g.written)]
