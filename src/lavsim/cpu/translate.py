@@ -493,6 +493,9 @@ def translate(
             g.base = 1
             g.defer_ud = g.looped
             emit_pass(False, carry)
+            # The carried flags are a fixed point (the root of a carry chain is the first
+            # INC/DEC's own local in both passes); should a pass ever end otherwise, it is
+            # emitted again without carrying.
             if carry is not None and end_flags[0] != carry:
                 del g.lines[mark:]
                 carry = None
