@@ -30,10 +30,10 @@ from lavsim.machine import Machine, MachineConfig
 from lavsim.mmu.descriptors import DATA_READ_WRITE_ACCESSED
 from lavsim.mmu.segmentation import SegmentCache
 from lavsim.network import Frame, Network, NetworkInterface, NetworkModel
-from lavsim.timing import PENTIUM
+from lavsim.timing import I486, PENTIUM
 from lavsim.timing.pentium import PENTIUM_SEQUENTIAL
 
-PROFILES = {"pentium": PENTIUM, "sequential": PENTIUM_SEQUENTIAL}
+PROFILES = {"pentium": PENTIUM, "sequential": PENTIUM_SEQUENTIAL, "i486": I486}
 
 
 @pytest.fixture(autouse=True)

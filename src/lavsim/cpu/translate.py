@@ -167,6 +167,8 @@ class _Gen:
         self.written: set[int] = set()
         self.memos: set[str] = set()
         self.btb_memo = False
+        #: Emitting the closing branch of a looped block's unchecked pass.
+        self.loop_branch = False
 
     # In a looped block's unchecked pass the pending U's data address is not stored in
     # ``ud`` when the U issues but kept as an expression (``ud_expr``, over the registers
@@ -446,7 +448,9 @@ def translate(
                         check = f"t + {g.dt + rest} >= c_limit or " + check
                     b(depth, f"if {check}:{g.t_exit()} k = {j + 1}; break")
 
+            g.loop_branch = g.looped and loops and final and not checked
             _body(g, j, insn, call, taken_extra, inline_memory=not traced)
+            g.loop_branch = False
             if d is not None and model is not None and d.branch:
                 D = g.const(f"D{j}", d)
                 if final and final_sync:
@@ -515,6 +519,8 @@ def translate(
                 b(4, "unchecked = unch")
             else:
                 g.hoist(f"unchecked = {bound}")
+            if g.looped and last.form.handler == "jcc":
+                g.hoist(f"if not cs{n - 1}: unchecked = unch = -1")  # see _body's Jcc
         g.hoist(f"last_pass = left - {2 * n}")
         store = f" cpu.lazy_flags = {carry[0]};" if carry is not None else ""
         b(3, f"if ip != {block.addr} or ran > last_pass:{store} k = {n}; break")
@@ -532,7 +538,8 @@ def translate(
     for line in (f"cp = cpu.mmu.{code_page}", "dp = cpu.mmu.data_page",
                  "regs = cpu.regs", "seg = cpu.seg", "pages = cpu._code_pages",
                  "ur = 1 << cpu.user", "uw = 4 << cpu.user", "t = cpu.tsc", "ran = 0",
-                 "k = 0", "i = si = 0", "lz = ef = None", f"ip = {last.next_eip}"):
+                 "k = 0", "i = si = 0", "lz = ef = None",
+                 f"ip = {block.addr if g.looped else last.next_eip}"):
         b(1, line)
     if traced:
         b(1, "mmu = cpu.mmu; tr = mmu.translate; ri = mmu.report_insn")
@@ -805,19 +812,33 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
     if name in ("jz_jnz", "jcc") and insn.form.handler == "jcc":
         cc = insn.cc
         if cc in (4, 5) and g.zf is not None and g.looped:
-            b(3, f"if {g.zf}:" if cc == 4 else f"if not {g.zf}:")  # nothing reads tk after
+            taken = g.zf if cc == 4 else f"not {g.zf}"  # nothing reads tk after
         elif cc in (4, 5) and g.zf is not None:
             b(3, f"tk = {g.zf}" if cc == 4 else f"tk = not {g.zf}")
+            taken = "tk"
         elif name == "jz_jnz":
             g.flush_flags(3)
             b(3, "lf = cpu.lazy_flags")
             b(3, f"if lf is not None and lf[0] == SUB: tk = (lf[3] == lf[4]) == {cc == 4}")
             b(3, f"else: tk = condition(cpu, {cc})")
+            taken = "tk"
         else:
             g.flush_flags(3)
             b(3, f"tk = condition(cpu, {cc})")
-        if not (cc in (4, 5) and g.zf is not None and g.looped):
-            b(3, "if tk:")
+            taken = "tk"
+        if g.loop_branch:
+            # The closing branch of a looped block's unchecked pass, which runs only when
+            # the target is inside CS (``cs`` is hoisted into the bound) and starts with ``ip``
+            # at the loop's start: only falling through changes it.
+            if taken_extra:
+                b(3, f"if {taken}: t += {taken_extra}")
+                b(3, f"else: ip = {insn.next_eip}")
+            else:
+                falls = taken[4:] if taken.startswith("not ") else f"not {taken}"
+                b(3, f"if {falls}: ip = {insn.next_eip}")
+            g.hoist(f"cs{j} = seg[1].min_off <= {insn.imm} <= seg[1].max_off")
+            return
+        b(3, f"if {taken}:")
         b(4, f"if not cs{j}:")
         g.hoist(f"cs{j} = seg[1].min_off <= {insn.imm} <= seg[1].max_off")
         keep = g.snapshot_flags()
