@@ -530,3 +530,19 @@ def test_a_looped_block_walking_a_large_page_or_unpaged_memory_runs_identically(
     if where == "large page":
         assert b.mmu.stats.tlbs[-1][1].hits > 0  # the large-page DTLB served the data
     assert translations
+
+
+def test_flags_made_from_a_register_the_loop_then_writes_keep_the_old_value() -> None:
+    """L: cmp eax, ebx ; mov ebx, [esi] ; inc ecx ; adc edx, eax ; xor esi, ebp ; dec edi ;
+    jnz L, ESI alternating between words holding 0 and 10: the CF the INC keeps (and the
+    called-out ADC reads) is the CMP's, made from the EBX before the load replaced it (the
+    two differ in carry on every pass but the first)."""
+    a = DATA + 0x100
+    code = (b"\xc7\x05" + a.to_bytes(4, "little") + bytes(4)
+            + b"\xc7\x05" + (a + 4).to_bytes(4, "little") + (10).to_bytes(4, "little")
+            + _mov(0, 5) + _mov(3, 10) + _mov(6, a + 4) + _mov(5, 4) + _mov(2, 0) + _mov(7, 20)
+            + b"\x39\xd8\x8b\x1e\x41\x11\xc2\x31\xee\x4f\x75\xf4")
+    for profile in PROFILES.values():
+        on = same3(code, profile=profile)
+        regs = on[0]
+        assert isinstance(regs, list) and regs[2] == 20 * 5 + 11  # carries: 10 > 5 before

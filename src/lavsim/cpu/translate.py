@@ -169,6 +169,8 @@ class _Gen:
         self.btb_memo = False
         #: Emitting the closing branch of a looped block's unchecked pass.
         self.loop_branch = False
+        #: In a looped block: the registers no inline code of the block writes.
+        self.invariant: set[int] = set()
 
     # In a looped block's unchecked pass the pending U's data address is not stored in
     # ``ud`` when the U issues but kept as an expression (``ud_expr``, over the registers
@@ -339,6 +341,9 @@ def translate(
     final_sync = last.form.handler not in straight and last.form.handler not in _BRANCH_FORMS
     loops = last.form.handler in _BRANCH_FORMS and last.imm == block.addr
     g.looped = loops and not traced
+    if g.looped:
+        written = [_inline_writes(i) for i in insns]
+        g.invariant = set(range(8)).difference(*(w for w in written if w is not None))
     #: The most cycles each instruction can add without calling out (filled by a pass).
     most: list[int] = [0] * n
 
@@ -737,7 +742,14 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
         d, s = (insn.rm, insn.reg) if ops == ("r/mv", "rv") else (insn.reg, insn.rm)
         op = _ALU_RR[name]
         a, c, r = f"a{j}", f"c{j}", f"r{j}"
-        b(3, f"{a} = {g.reg(d)}; {c} = {g.reg(s)}")
+        if s in g.invariant and s != d:
+            # A looped block's register that its inline code never writes: its local is the
+            # operand for as long as the flags made from it can be read (a call out that may
+            # change it stores and forgets them first).
+            c = g.reg(s)
+            b(3, f"{a} = {g.reg(d)}")
+        else:
+            b(3, f"{a} = {g.reg(d)}; {c} = {g.reg(s)}")
         if op in "+-":
             b(3, f"{r} = ({a} {op} {c}) & {MASK32}")
             if name != "cmp_rr":
