@@ -35,25 +35,31 @@ from typing import TYPE_CHECKING
 
 from lavsim.cpu.handlers import Semantics
 from lavsim.cpu.state import CS, DS, ES, ESP, FS, GS, MASK32, SS, CpuState
+from lavsim.faults import GP, TS, CpuFault, gp, np_fault, selector_error_code, ss, ts
 from lavsim.faults import SS as SS_VECTOR
-from lavsim.faults import CpuFault, gp, np_fault, selector_error_code, ss
-from lavsim.mmu.descriptors import GateDescriptor
+from lavsim.mmu.descriptors import GateDescriptor, tss32_stack_offset
 from lavsim.mmu.segmentation import (
     Decoded,
     DescriptorTables,
     SegmentCache,
+    decode_cached,
+    descriptor_address,
     direct_code_segment,
     far_target_entry,
+    gate_code_segment,
     inner_stack_from_tss,
     invalid_after_outer_return,
     load_gate_code_segment,
     load_inner_stack_segment,
     load_return_code_segment,
     load_stack_segment,
+    return_code_segment,
+    stack_segment,
 )
 
 if TYPE_CHECKING:
     from lavsim.cpu.insn import Insn
+    from lavsim.mmu.mmu import MMU
 
 #: This module's semantics (merged into the decoder's table by :mod:`lavsim.cpu.decoder`).
 SEMANTICS = Semantics(__name__)
@@ -66,6 +72,7 @@ __all__ = [
     "check_stack_room",
     "jmp_far",
     "null_outer_data_segments",
+    "read_descriptor",
     "read_stack_block",
     "ret_far",
     "tables_of",
@@ -314,8 +321,17 @@ def call_far(cpu: CpuState, insn: Insn) -> None:
     is #GP(0). TSS and task gates: #GP(selector), task switching is not modelled.
     """
     offset, selector = _far_operand(cpu, insn)
+    if cpu.far_fast:
+        _call_far_fast(cpu, insn, offset, selector)
+        return
     tables = tables_of(cpu)
-    d = far_target_entry(tables, selector)
+    _call_after_target(cpu, insn, offset, selector, tables, far_target_entry(tables, selector))
+
+
+def _call_after_target(
+    cpu: CpuState, insn: Insn, offset: int, selector: int, tables: DescriptorTables, d: Decoded
+) -> None:
+    """The reference path of :func:`call_far` once the target descriptor ``d`` is read."""
     desc = d.desc
     cpl = cpu.cpl
     old_cs = cpu.seg[CS].selector
@@ -348,6 +364,93 @@ def call_far(cpu: CpuState, insn: Insn) -> None:
         cpu.seg[CS] = new_cs
         cpu.eip = desc.offset
     charge_path(cpu, insn, cpu.profile.call_gate_cycles(new_cpl < cpl, desc.param_count))
+
+
+def _call_far_fast(cpu: CpuState, insn: Insn, offset: int, selector: int) -> None:
+    """:func:`call_far` through a call gate, flattened (``cpu.far_fast``): the reference
+    path's reads, checks and writes in its order, the descriptor and TSS reads made through
+    the MMU's host fast path (:func:`read_descriptor`), and the checks of a descriptor that
+    passes them all with its Accessed bit set written out inline; any other descriptor goes
+    to the reference check on the record already read. A target that is not a call gate takes
+    the reference path from the target's record on."""
+    if selector & 0xFFFC == 0:
+        raise gp(0)
+    mmu = cpu.mmu
+    gdtr_base, gdtr_limit, ldtr = cpu.gdtr_base, cpu.gdtr_limit, cpu.ldtr
+    memo = getattr(cpu, "decode_cache", True)
+    d = decode_cached(
+        read_descriptor(mmu, descriptor_address(gdtr_base, gdtr_limit, ldtr, selector)), memo
+    )
+    gate = d.desc
+    if not (d.call_gate and isinstance(gate, GateDescriptor)):
+        _call_after_target(cpu, insn, offset, selector, tables_of(cpu), d)
+        return
+    cpl = cpu.cpl
+    if d.dpl < cpl or d.dpl < selector & 3:
+        raise gp(selector_error_code(selector))
+    if not d.present:
+        raise np_fault(selector_error_code(selector))
+    cs_sel = gate.selector
+    if cs_sel & 0xFFFC == 0:
+        raise gp(selector_error_code(cs_sel))
+    c = decode_cached(
+        read_descriptor(mmu, descriptor_address(gdtr_base, gdtr_limit, ldtr, cs_sel)), memo
+    )
+    if c.code and c.dpl <= cpl and c.present and c.accessed:
+        new_cpl = cpl if c.conforming else c.dpl
+        new_cs = c.template.with_selector((cs_sel & 0xFFFC) | new_cpl)
+    else:
+        new_cs = gate_code_segment(tables_of(cpu), cs_sel, c, cpl)
+        new_cpl = new_cs.selector & 3
+    eip = gate.offset
+    count = gate.param_count
+    stack = cpu.seg[SS]
+    esp = cpu.regs[ESP]
+    if new_cpl >= cpl:
+        slot = check_stack_room(stack, esp, 8)
+        _check_eip(new_cs, eip)
+        write_stack_block(cpu, slot, [cpu.eip, cpu.seg[CS].selector], 4, cpu.user)
+        _set_esp(cpu, stack, slot.esp)
+        cpu.seg[CS] = new_cs
+        cpu.eip = eip
+        charge_path(cpu, insn, cpu.profile.call_gate_cycles(False, count))
+        return
+    # MORE-PRIVILEGE: SSn:ESPn from the TSS (inner_stack_from_tss's two reads).
+    tr = cpu.tr
+    at = tss32_stack_offset(new_cpl)
+    if not tr.valid or at + 5 > tr.limit:
+        raise ts(selector_error_code(tr.selector))
+    at = (tr.base + at) & MASK32
+    page = mmu.data_page(at >> 12)
+    off = at & 0xFFF
+    if page is not None and page.mask & 1 and not off & 3 and off <= 0xFF8:
+        page.owner.hits += 2
+        new_esp = page.dwords[off >> 2]
+        ss_sel = page.words[(off >> 1) + 2]
+    else:
+        new_esp = mmu.read32(at, False)
+        ss_sel = mmu.read16((at + 4) & MASK32, False)
+    if ss_sel & 0xFFFC == 0:
+        raise CpuFault(TS, selector_error_code(ss_sel))
+    v = decode_cached(
+        read_descriptor(mmu, descriptor_address(gdtr_base, gdtr_limit, ldtr, ss_sel, TS)), memo
+    )
+    if ss_sel & 3 == new_cpl and v.writable and v.dpl == new_cpl and v.present and v.accessed:
+        new_ss = v.template.with_selector(ss_sel)
+    else:
+        new_ss = stack_segment(tables_of(cpu), ss_sel, v, new_cpl, TS)
+    slot = check_stack_room(new_ss, new_esp, 16 + 4 * count, SS_VECTOR, ss_sel & 0xFFFC)
+    _check_eip(new_cs, eip)
+    old_esp = esp & (MASK32 if stack.db else 0xFFFF)
+    params = read_stack_block(cpu, stack, old_esp, count, 4, cpu.user) if count else []
+    frame = [cpu.eip, cpu.seg[CS].selector, *params, old_esp, stack.selector]
+    write_stack_block(cpu, slot, frame, 4, new_cpl == 3)
+    cpu.set_cpl(new_cpl)
+    cpu.seg[SS] = new_ss
+    _set_esp(cpu, new_ss, slot.esp)
+    cpu.seg[CS] = new_cs
+    cpu.eip = eip
+    charge_path(cpu, insn, cpu.profile.call_gate_cycles(True, count))
 
 
 def _check_call_gate(d: Decoded, gate_selector: int, cpl: int) -> None:
@@ -407,6 +510,9 @@ def ret_far(cpu: CpuState, insn: Insn) -> None:
     present), CPL becomes RPL, ESP = popped ESP + imm16, and ES, DS, FS, GS that hold a
     segment more privileged than the new CPL are nulled.
     """
+    if cpu.far_fast:
+        _ret_far_fast(cpu, insn)
+        return
     has_imm = bool(insn.form.operands)
     imm = insn.imm & 0xFFFF if has_imm else 0
     size = insn.size
@@ -441,3 +547,85 @@ def ret_far(cpu: CpuState, insn: Insn) -> None:
     cpu.eip = ret_eip
     _set_esp(cpu, stack, (esp + 2 * size + imm) & mask)
     charge_path(cpu, insn, table["retf_imm.same" if has_imm else "retf.same"])
+
+
+def _ret_far_fast(cpu: CpuState, insn: Insn) -> None:
+    """:func:`ret_far` flattened (``cpu.far_fast``), as :func:`_call_far_fast` is: the same
+    reads, checks and writes in the same order; descriptors that pass every check with their
+    Accessed bit set are checked inline, any other goes to the reference check."""
+    has_imm = bool(insn.form.operands)
+    imm = insn.imm & 0xFFFF if has_imm else 0
+    size = insn.size
+    cpl = cpu.cpl
+    stack = cpu.seg[SS]
+    mask = MASK32 if stack.db else 0xFFFF
+    esp = cpu.regs[ESP] & mask
+    user = cpu.user
+    ret_eip, cs_sel = read_stack_block(cpu, stack, esp, 2, size, user)
+    cs_sel &= 0xFFFF
+    if cs_sel & 0xFFFC == 0:
+        raise gp(0)
+    mmu = cpu.mmu
+    gdtr_base, gdtr_limit, ldtr = cpu.gdtr_base, cpu.gdtr_limit, cpu.ldtr
+    memo = getattr(cpu, "decode_cache", True)
+    c = decode_cached(
+        read_descriptor(mmu, descriptor_address(gdtr_base, gdtr_limit, ldtr, cs_sel)), memo
+    )
+    new_cpl = cs_sel & 3
+    if (c.code and new_cpl >= cpl and (c.dpl <= new_cpl if c.conforming else c.dpl == new_cpl)
+            and c.present and c.accessed):
+        new_cs = c.template.with_selector(cs_sel)
+    else:
+        new_cs = return_code_segment(tables_of(cpu), cs_sel, c, cpl)
+    table = cpu.profile.table
+    if new_cpl > cpl:
+        outer = (esp + 2 * size + imm) & mask
+        new_esp, ss_sel = read_stack_block(cpu, stack, outer, 2, size, user)
+        ss_sel &= 0xFFFF
+        if ss_sel & 0xFFFC == 0:
+            raise CpuFault(GP, selector_error_code(ss_sel))
+        v = decode_cached(
+            read_descriptor(mmu, descriptor_address(gdtr_base, gdtr_limit, ldtr, ss_sel)), memo
+        )
+        if ss_sel & 3 == new_cpl and v.writable and v.dpl == new_cpl and v.present and v.accessed:
+            new_ss = v.template.with_selector(ss_sel)
+        else:
+            new_ss = stack_segment(tables_of(cpu), ss_sel, v, new_cpl)
+        _check_eip(new_cs, ret_eip)
+        cpu.set_cpl(new_cpl)
+        seg = cpu.seg
+        seg[CS] = new_cs
+        cpu.eip = ret_eip
+        seg[SS] = new_ss
+        if size == 2:
+            new_esp = (cpu.regs[ESP] & 0xFFFF0000) | new_esp
+        _set_esp(cpu, new_ss, new_esp + imm)
+        for sreg in DATA_SREGS:
+            # invalid_after_outer_return, inline
+            held = seg[sreg]
+            if held.valid and not held.conforming and held.dpl < new_cpl:
+                seg[sreg] = SegmentCache.null(0)
+        charge_path(cpu, insn, table["retf_imm.outer" if has_imm else "retf.outer"])
+        return
+    _check_eip(new_cs, ret_eip)
+    cpu.seg[CS] = new_cs
+    cpu.eip = ret_eip
+    _set_esp(cpu, stack, (esp + 2 * size + imm) & mask)
+    charge_path(cpu, insn, table["retf_imm.same" if has_imm else "retf.same"])
+
+
+def read_descriptor(mmu: MMU, address: int) -> int:
+    """The 8 bytes at linear ``address`` as one integer, read as
+    :class:`~lavsim.mmu.segmentation.DescriptorTables` reads a descriptor: two supervisor
+    doubleword reads, the low one first. When the MMU's host fast path serves the page for
+    supervisor reads and both doublewords are aligned in it, they are two fast hits on that
+    one page, credited at once; otherwise the MMU's ``read32`` makes each."""
+    page = mmu.data_page(address >> 12)
+    off = address & 0xFFF
+    if page is not None and page.mask & 1 and not off & 3 and off <= 0xFF8:
+        page.owner.hits += 2
+        dwords = page.dwords
+        i = off >> 2
+        return dwords[i] | dwords[i + 1] << 32
+    low = mmu.read32(address, False)
+    return low | mmu.read32((address + 4) & MASK32, False) << 32

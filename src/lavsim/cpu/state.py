@@ -83,6 +83,10 @@ class CpuState:
         #: the CPU (``CPU.run``, ``Machine.run``) for the length of the run; :data:`NEVER`
         #: otherwise. See ``lavsim.cpu.ops_string``.
         self._rep_until = NEVER
+        #: Host-side: far CALL and RET take the flattened path of ``lavsim.cpu.far`` (the
+        #: same accesses, checks and results as the reference path it replaces; the executor
+        #: turns it on with its fast paths).
+        self.far_fast = False
 
     # --- registers -------------------------------------------------------------------------
     def get_reg(self, index: int, size: int) -> int:
