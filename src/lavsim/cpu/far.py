@@ -37,7 +37,7 @@ from lavsim.cpu.handlers import Semantics
 from lavsim.cpu.state import CS, DS, ES, ESP, FS, GS, MASK32, SS, CpuState
 from lavsim.faults import GP, TS, CpuFault, gp, np_fault, selector_error_code, ss, ts
 from lavsim.faults import SS as SS_VECTOR
-from lavsim.mmu.descriptors import GateDescriptor, tss32_stack_offset
+from lavsim.mmu.descriptors import TSS32_ESP0, GateDescriptor
 from lavsim.mmu.segmentation import (
     Decoded,
     DescriptorTables,
@@ -212,7 +212,9 @@ def read_stack_block(
             if e is not None and e.mask & (1 << user):
                 e.owner.hits += count
                 off = (linear & 0xFFF) >> 2
-                return list(e.dwords[off : off + count])
+                if count == 2:
+                    return [e.dwords[off], e.dwords[off + 1]]
+                return e.dwords[off : off + count].tolist()
         # MMU.read of 4 bytes is exactly read32.
         read32 = mmu.read32
         for _ in range(count):
@@ -417,7 +419,7 @@ def _call_far_fast(cpu: CpuState, insn: Insn, offset: int, selector: int) -> Non
         return
     # MORE-PRIVILEGE: SSn:ESPn from the TSS (inner_stack_from_tss's two reads).
     tr = cpu.tr
-    at = tss32_stack_offset(new_cpl)
+    at = TSS32_ESP0 + 8 * new_cpl  # tss32_stack_offset
     if not tr.valid or at + 5 > tr.limit:
         raise ts(selector_error_code(tr.selector))
     at = (tr.base + at) & MASK32
@@ -439,16 +441,39 @@ def _call_far_fast(cpu: CpuState, insn: Insn, offset: int, selector: int) -> Non
         new_ss = v.template.with_selector(ss_sel)
     else:
         new_ss = stack_segment(tables_of(cpu), ss_sel, v, new_cpl, TS)
-    slot = check_stack_room(new_ss, new_esp, 16 + 4 * count, SS_VECTOR, ss_sel & 0xFFFC)
-    _check_eip(new_cs, eip)
+    # check_stack_room and _check_eip, inline.
+    n = 16 + 4 * count
+    room = MASK32 if new_ss.db else 0xFFFF
+    start = (new_esp - n) & room
+    end = start + n - 1
+    if not new_ss.writable or start < new_ss.min_off or end > new_ss.max_off or end > room:
+        raise CpuFault(SS_VECTOR, ss_sel & 0xFFFC)
+    if eip < new_cs.min_off or eip > new_cs.max_off:
+        raise gp(0)
     old_esp = esp & (MASK32 if stack.db else 0xFFFF)
     params = read_stack_block(cpu, stack, old_esp, count, 4, cpu.user) if count else []
-    frame = [cpu.eip, cpu.seg[CS].selector, *params, old_esp, stack.selector]
-    write_stack_block(cpu, slot, frame, 4, new_cpl == 3)
+    seg = cpu.seg
+    frame = [cpu.eip, seg[CS].selector, *params, old_esp, stack.selector]
+    # write_stack_block's one-page case, inline (the new stack is never a user access).
+    linear = (new_ss.base + start) & MASK32
+    off = linear & 0xFFF
+    page = None if linear & 3 or off + n > 0x1000 else mmu.data_page(linear >> 12)
+    if page is not None and page.mask & (4 << (new_cpl == 3)):
+        page.owner.hits += len(frame)
+        view = page.dwords
+        i = off >> 2
+        for value in frame:
+            view[i] = value & MASK32
+            i += 1
+        code_pages = getattr(cpu, "_code_pages", None)
+        if code_pages and (page.base >> 12) in code_pages:
+            cpu.physical_written(page.base | off, n)  # type: ignore[attr-defined]
+    else:
+        write_stack_block(cpu, StackSlot(new_ss, start, linear), frame, 4, new_cpl == 3)
     cpu.set_cpl(new_cpl)
-    cpu.seg[SS] = new_ss
-    _set_esp(cpu, new_ss, slot.esp)
-    cpu.seg[CS] = new_cs
+    seg[SS] = new_ss
+    _set_esp(cpu, new_ss, start)
+    seg[CS] = new_cs
     cpu.eip = eip
     charge_path(cpu, insn, cpu.profile.call_gate_cycles(True, count))
 
@@ -561,11 +586,11 @@ def _ret_far_fast(cpu: CpuState, insn: Insn) -> None:
     mask = MASK32 if stack.db else 0xFFFF
     esp = cpu.regs[ESP] & mask
     user = cpu.user
-    ret_eip, cs_sel = read_stack_block(cpu, stack, esp, 2, size, user)
+    mmu = cpu.mmu
+    ret_eip, cs_sel = _pop_pair(cpu, mmu, stack, esp, mask, size, user)
     cs_sel &= 0xFFFF
     if cs_sel & 0xFFFC == 0:
         raise gp(0)
-    mmu = cpu.mmu
     gdtr_base, gdtr_limit, ldtr = cpu.gdtr_base, cpu.gdtr_limit, cpu.ldtr
     memo = getattr(cpu, "decode_cache", True)
     c = decode_cached(
@@ -580,7 +605,7 @@ def _ret_far_fast(cpu: CpuState, insn: Insn) -> None:
     table = cpu.profile.table
     if new_cpl > cpl:
         outer = (esp + 2 * size + imm) & mask
-        new_esp, ss_sel = read_stack_block(cpu, stack, outer, 2, size, user)
+        new_esp, ss_sel = _pop_pair(cpu, mmu, stack, outer, mask, size, user)
         ss_sel &= 0xFFFF
         if ss_sel & 0xFFFC == 0:
             raise CpuFault(GP, selector_error_code(ss_sel))
@@ -612,6 +637,25 @@ def _ret_far_fast(cpu: CpuState, insn: Insn) -> None:
     cpu.eip = ret_eip
     _set_esp(cpu, stack, (esp + 2 * size + imm) & mask)
     charge_path(cpu, insn, table["retf_imm.same" if has_imm else "retf.same"])
+
+
+def _pop_pair(
+    cpu: CpuState, mmu: MMU, stack: SegmentCache, esp: int, mask: int, size: int, user: bool
+) -> tuple[int, int]:
+    """``read_stack_block(cpu, stack, esp, 2, size, user)`` (``esp`` already masked by the
+    stack's B bit, ``mask``), with its aligned one-page doubleword case inline."""
+    if size == 4 and stack.readable and stack.min_off <= esp and esp + 7 <= stack.max_off:
+        linear = (stack.base + esp) & MASK32
+        off = linear & 0xFFF
+        if esp + 7 <= mask and not linear & 3 and off <= 0xFF8:
+            page = mmu.data_page(linear >> 12)
+            if page is not None and page.mask & (1 << user):
+                page.owner.hits += 2
+                i = off >> 2
+                dwords = page.dwords
+                return dwords[i], dwords[i + 1]
+    first, second = read_stack_block(cpu, stack, esp, 2, size, user)
+    return first, second
 
 
 def read_descriptor(mmu: MMU, address: int) -> int:
