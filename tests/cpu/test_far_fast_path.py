@@ -46,10 +46,10 @@ from lavsim.mmu.descriptors import (
     SystemDescriptor,
     Tss32,
 )
-from lavsim.mmu.mmu import MMUConfig
+from lavsim.mmu.mmu import Access, MMUConfig
 from lavsim.mmu.segmentation import SegmentCache
 from lavsim.mmu.tlb import TLBConfig
-from lavsim.timing import PENTIUM
+from lavsim.timing import PENTIUM, get_profile
 
 UCODE, PCODE = 0x100000, 0x101000
 STACK3, STACK2, STACK1, STACK0 = 0x1D0000, 0x1E0000, 0x1E8000, 0x1F0000
@@ -60,9 +60,14 @@ CODE2, DATA2, CODE1, DATA1 = 0x32, 0x3A, 0x41, 0x49
 GATE2, GATE1, GATE0, GATE3, GATEC, LDT_SEL, CONF0, JGATE = (
     0x53, 0x5B, 0x63, 0x6B, 0x73, 0x78, 0x80, 0x8B,
 )
-#: A gate at GDT index 17: on the GDT's second page when the GDT is placed at a page end.
+#: A gate at GDT index 18: on the GDT's second page when the GDT is placed at a page end.
 FAR_GATE = 0x8B + 8
-LGATE, LCODE2 = 0x07, 0x0E  # LDT: a call gate and the ring-2 code segment it names
+#: A second ring-2 stack segment (index 19): based 4 KiB up, its limit a page shorter.
+DATA2B = 0x9A
+#: A DPL-1 gate to ring 0 (index 20; RPL 1).
+GATE01 = 0xA1
+#: LDT: a call gate, the ring-2 code segment it names, a ring-3 code segment.
+LGATE, LCODE2, LCODE3 = 0x07, 0x0E, 0x17
 
 CONFIGS = {
     "pentium": MMUConfig.pentium(),
@@ -72,19 +77,31 @@ CONFIGS = {
 }
 
 PROCS = """
-proc2:                      ; ring 2, two parameters
-    mov eax, [esp + 8]
+proc2:                      ; ring 2, two parameters; calls itself once through GATE2
+    mov eax, [esp + 8]      ; (the same gate selector at CPL 2: a same-privilege call)
     add ebx, [esp + 12]
+    test ebp, 0x1000000
+    jnz proc2_out
     PATCH2
+    or ebp, 0x1000000
+    push eax
+    push ebx
+    call GATE2:0
+    and ebp, 0xFEFFFFFF
+proc2_out:
     retf 8
 proc2b:
     sub eax, [esp + 12]
     retf 8
-proc1:                      ; ring 1, one parameter; ES left with a ring-1 segment
-    add esi, [esp + 8]
+proc1:                      ; ring 1, one parameter; ES left with a ring-1 segment;
+    add esi, [esp + 8]      ; calls ring 0 through a DPL-1 gate
     mov ax, DATA1
     mov es, ax
+    call GATE01:0
     retf 4
+proc01:
+    inc edx
+    retf
 proc0:                      ; ring 0, five parameters; FS left with a ring-0 segment
     add edi, [esp + 24]
     mov ax, DATA0
@@ -122,9 +139,18 @@ L:
     call CODE3:far3
     jmp JGATE:0
 back:
+    jmp LCODE3:lpart        ; a gate call from an LDT code segment (returns to it)
+lpart:
+    push ecx
+    call GATE1:0
+    jmp CODE3:back2
+back2:
     EDITS
     dec ecx
     jnz L
+    push eax                ; the last far transfer before the end is a RETF to ring 3
+    push ebx
+    call GATE2:0
     ud2
 
 far3:
@@ -146,6 +172,11 @@ EDITS = {
                 "    and byte ptr [GDT + (DATA2 & ~7) + 5], 0xFE",
     # ESP2 in the TSS moves down by 16 each iteration.
     "tss_esp": "sub dword ptr [TSS + 0x14], 16",
+    # SS2 in the TSS alternates between two ring-2 data segments (different bases).
+    "tss_ss": "xor word ptr [TSS + 0x18], DATA2 ^ DATA2B",
+    # CODE3's or DATA3's limit changes every iteration: the segment RETF returns to.
+    "cs_limit": "add byte ptr [GDT + (CODE3 & ~7)], 1",
+    "ss_limit": "add byte ptr [GDT + (DATA3 & ~7)], 1",
 }
 
 #: A fault injected at iteration 3 (ECX == ITERATIONS - 3): what the guest writes, and the
@@ -163,6 +194,8 @@ INJECT = {
                           "    mov word ptr [GDT + (CODE0 & ~7)], 0x0FFF", (GP, 0)),
     # proc2 overwrites the SS it will return to with a ring-2 selector.
     "return_ss": ("", (GP, DATA2 & ~3)),
+    # Ring 3 calls the DPL-1 gate ring 1 uses.
+    "gate_dpl": ("call GATE01:0", (GP, GATE01 & ~3)),
     # The conforming segment becomes data: the gate names a non-code segment.
     "gate_to_data": ("mov byte ptr [GDT + (CONF0 & ~7) + 5], 0x92", (GP, CONF0 & ~3)),
 }
@@ -184,7 +217,7 @@ class Scenario:
         self, *, config: str = "pentium", edits: str = "none", inject: str | None = None,
         iterations: int = 12, gdt: int = 0x10000, tss: int = 0x12000, ldt: int = 0x16000,
         stack2: int = STACK2, stack3: int = STACK3, unmapped: tuple[int, ...] = (),
-        board: bool = False, ring: int = 3, far_gate: bool = False,
+        board: bool = False, ring: int = 3, far_gate: bool = False, trace: bool = False,
     ) -> None:
         self.config = config
         self.edits = edits
@@ -196,6 +229,7 @@ class Scenario:
         self.board = board
         self.ring = ring
         self.far_gate = far_gate
+        self.trace = trace
 
     def build(self, fast: bool) -> Bare:
         b = Bare(profile=PENTIUM, config=CONFIGS[self.config], unmapped=self.unmapped)
@@ -206,17 +240,22 @@ class Scenario:
             assert hierarchy is not None
             b.mmu.add_tracer(hierarchy)
             b.hierarchy = hierarchy  # type: ignore[attr-defined]
+        if self.trace:
+            b.recorder = Recorder()  # type: ignore[attr-defined]
+            b.mmu.add_tracer(b.recorder)  # type: ignore[attr-defined]
         mem = b.mem
         patch2 = ""
         if self.inject == "return_ss":
             patch2 = (f"cmp ecx, {self.iterations - 3}\n    jne p2_skip\n"
                       f"    mov dword ptr [esp + 20], {DATA2}\np2_skip:")
-        procs = assemble(_equ({"DATA1": DATA1, "DATA0": DATA0},
+        procs = assemble(_equ({"DATA1": DATA1, "DATA0": DATA0, "GATE2": GATE2,
+                               "GATE01": GATE01},
                               PROCS.replace("PATCH2", patch2)), PCODE)
         sym = procs.symbols
         consts = {
             "GDT": self.gdt, "TSS": self.tss, "GATE2": GATE2, "GATE1": GATE1, "GATE0": GATE0,
             "GATE3": GATE3, "GATEC": GATEC, "LGATE": LGATE, "CODE3": CODE3, "JGATE": JGATE,
+            "LCODE3": LCODE3, "DATA3": DATA3, "DATA2B": DATA2B, "GATE01": GATE01,
             "CODE2": CODE2, "DATA2": DATA2, "CODE1": CODE1, "CODE0": CODE0, "CONF0": CONF0,
             "PROC2_XOR": (sym["proc2"] ^ sym["proc2b"]) & 0xFFFF,
             "ITERATIONS": self.iterations,
@@ -228,6 +267,7 @@ class Scenario:
             edits += f"\n    cmp ecx, {at}\n    jne inj_skip\n    {poke}\ninj_skip:"
         if self.far_gate:
             edits += f"\n    call {FAR_GATE}:0"
+        b.proc2_xor = consts["PROC2_XOR"]  # type: ignore[attr-defined]
         user = assemble(_equ(consts, USER.replace("EDITS", edits)), UCODE)
         for image in (user, procs):
             mem.write(image.origin, image.code)
@@ -244,12 +284,15 @@ class Scenario:
             GATEC: GateDescriptor(SYS_CALL_GATE32, CONF0, sym["procc"], 0, 3),
             JGATE: GateDescriptor(SYS_CALL_GATE32, CODE3, user.symbols["jtarget"], 0, 3),
             FAR_GATE: GateDescriptor(SYS_CALL_GATE32, CODE3, sym["proc3"], 0, 3),
+            DATA2B: SegmentDescriptor(0x1000, 0xFFFFE, DATA_READ_WRITE, 2, g=True),
+            GATE01: GateDescriptor(SYS_CALL_GATE32, CODE0, sym["proc01"], 0, 1),
         }
         for selector, desc in gdt.items():
             mem.write(self.gdt + (selector & ~7), desc.encode())
         mem.write(self.ldt + (LGATE & ~7),
                   GateDescriptor(SYS_CALL_GATE32, LCODE2, sym["procl"], 0, 3).encode())
         mem.write(self.ldt + (LCODE2 & ~7), flat(2, True).encode())
+        mem.write(self.ldt + (LCODE3 & ~7), flat(3, True).encode())
         mem.write(self.tss, Tss32(esp0=STACK0, ss0=DATA0, esp1=STACK1, ss1=DATA1,
                                   esp2=self.stack2, ss2=DATA2).encode())
         cpu.gdtr_base, cpu.gdtr_limit = self.gdt, 0xFF
@@ -267,6 +310,16 @@ class Scenario:
         return b
 
 
+class Recorder:
+    """A tracer that records every physical access the processor makes, in order."""
+
+    def __init__(self) -> None:
+        self.accesses: list[tuple[Access, int, int, bool]] = []
+
+    def on_access(self, kind: Access, phys: int, size: int, user: bool) -> None:
+        self.accesses.append((kind, phys, size, user))
+
+
 def observe(b: Bare) -> tuple[object, ...]:
     """Everything simulated of a run."""
     cpu = b.cpu
@@ -278,6 +331,7 @@ def observe(b: Bare) -> tuple[object, ...]:
         b.mem.digest(), b.mmu.stats, tlbs, cpu.issue_state(),
         [(f.vector, f.error_code, eip, f.cr2) for f, eip in b.faults],
         None if board is None else board.get_state(),
+        getattr(getattr(b, "recorder", None), "accesses", None),
     )
 
 
@@ -332,6 +386,17 @@ def test_gate_loops_run_identically_on_the_fast_path(config: str, edits: str) ->
     assert isinstance(regs, list) and regs[1] == 0
 
 
+@pytest.mark.parametrize("edits", sorted(EDITS))
+def test_every_physical_access_is_the_same_on_the_fast_path(edits: str) -> None:
+    # A tracer sees each access (kind, physical address, size, user) in order.
+    result = both(Scenario(config="tiny", edits=edits, trace=True))
+    accesses = result[-1]
+    assert isinstance(accesses, list) and len(accesses) > 1000
+    assert fault_of(result) == (UD, None)  # the loop ran to its end
+    regs = result[0]
+    assert isinstance(regs, list) and regs[1] == 0
+
+
 @pytest.mark.parametrize("inject", sorted(INJECT))
 def test_injected_faults_are_the_same_on_the_fast_path(inject: str) -> None:
     result = both(Scenario(inject=inject))
@@ -367,12 +432,12 @@ def test_tables_and_stacks_unaligned_or_across_pages() -> None:
 
 
 def test_unmapped_descriptor_tss_and_stack_pages_fault_alike() -> None:
-    # The GDT's second page unmapped (from index 16, CONF0): the conforming gate's code
-    # segment read is a #PF (supervisor read, not present) with CR2 at the descriptor, after
-    # the gate itself was read from the first page.
+    # The GDT's second page unmapped (from index 16): ring 1's call through GATE01 (index
+    # 20) reads its gate there, a #PF (supervisor read, not present) with CR2 at the
+    # descriptor, after the first page's gates ran.
     result = both(Scenario(gdt=0x10F80, unmapped=(0x11,), iterations=4))
     assert fault_of(result) == (PF, 0)
-    assert cr2_of(result) == 0x10F80 + (CONF0 & ~7)
+    assert cr2_of(result) == 0x10F80 + (GATE01 & ~7)
     # The ring-2 stack's page unmapped: the frame write faults (supervisor write).
     result = both(Scenario(unmapped=((STACK2 - 1) >> 12,)))
     assert fault_of(result)[0] == PF
@@ -387,10 +452,11 @@ def _host_edits(b: Bare, k: int) -> None:
     cpu, mem = b.cpu, b.mem
     gdt = cpu.gdtr_base
     if k % 3 == 0:
-        # GATE1's parameter count 1 <-> 3 (its procedure still pops one: the caller's
-        # stack drifts, the same way on both paths).
-        raw = mem.read8(gdt + (GATE1 & ~7) + 4)
-        mem.write8(gdt + (GATE1 & ~7) + 4, raw ^ 2)
+        # GATE2's offset: proc2 <-> proc2b; DATA1's AVL bit (the ring-1 stack's bytes).
+        at = gdt + (GATE2 & ~7)
+        mem.write(at, (int.from_bytes(mem.read(at, 2), "little") ^ b.proc2_xor  # type: ignore[attr-defined]
+                       ).to_bytes(2, "little"))
+        mem.write8(gdt + (DATA1 & ~7) + 6, mem.read8(gdt + (DATA1 & ~7) + 6) ^ 0x10)
     if k % 4 == 1:
         # A new TSS image with another ESP1.
         mem.write32(0x12000 + 0x0C, STACK1 - 0x40 * k)
@@ -403,14 +469,27 @@ def _host_edits(b: Bare, k: int) -> None:
         # TR's cache replaced by an equal one (a new object, same values), and LDTR too.
         cpu.tr = cpu.tr.copy()
         cpu.ldtr = cpu.ldtr.copy()
+    if k % 7 == 4:
+        # The LDT moved: a copy one page up, LDTR's cache pointed at it (the old copy stays:
+        # a record that read there would read equal bytes, on another page).
+        ldtr = cpu.ldtr
+        base = 0x17000 if ldtr.base == 0x16000 else 0x16000
+        mem.write(base, mem.read(ldtr.base, 0x100))
+        cpu.ldtr = SegmentCache(ldtr.selector, base, ldtr.limit, ldtr.type, False, ldtr.dpl,
+                                True)
+    if k % 8 == 5:
+        # Another timing profile (other call-gate figures), then the Pentium's again.
+        cpu.profile = get_profile("i486" if cpu.profile is PENTIUM else "pentium")
     cpu.flush_decode_cache()
 
 
 def test_runs_cut_into_pieces_with_host_edits_between() -> None:
-    for piece in (1, 7, 23, 61):
-        result = both(Scenario(edits="gate_offset", iterations=10), (piece,) * 40,
-                      _host_edits)
-        assert result[14]  # ended at a fault (the loop's UD2, or a refused gate)
+    for config, trace in (("pentium", False), ("tiny", False), ("i486", True)):
+        for piece in (1, 7, 23, 61):
+            for edits in ("gate_offset", "tss_ss"):
+                result = both(Scenario(config=config, edits=edits, iterations=10, trace=trace),
+                              (piece,) * 40, _host_edits)
+                assert fault_of(result) == (UD, None)  # the loop ran to its end
 
 
 def test_a_tr_limit_cut_by_the_host_is_ts_on_both_paths() -> None:
@@ -437,3 +516,52 @@ def test_the_fast_path_is_taken_by_default_and_can_be_turned_off() -> None:
     b = Bare()
     assert b.cpu.far_fast is True
     assert Bare().cpu.far_fast == Bare().cpu.fast
+
+
+def _frame_over_code(fast: bool) -> tuple[object, ...]:
+    """Ring 3 calls a ring-2 procedure through a gate three times (it runs and is cached as
+    a block), points ESP2 just above the procedure and calls again: the frame is written over
+    the cached code, which must be dropped, so the last entry runs the frame's bytes. (The
+    page is written beside the code first: a page whose Dirty bit is set takes the host fast
+    path.)"""
+    b = Bare(profile=PENTIUM)
+    cpu, mem = b.cpu, b.mem
+    cpu.far_fast = fast
+    gdt, tss, procz = 0x5000, 0x6000, PCODE + 0x800
+    entries: dict[int, Any] = {
+        CODE3: flat(3, True), DATA3: flat(3, False), CODE2: flat(2, True),
+        DATA2: flat(2, False),
+        TSS_SEL: SystemDescriptor(tss, TSS32_SIZE - 1, SYS_TSS32_AVAILABLE | 2),
+        0x43: GateDescriptor(SYS_CALL_GATE32, CODE2, procz, 0, 3),
+    }
+    for selector, desc in entries.items():
+        mem.write(gdt + (selector & ~7), desc.encode())
+    mem.write(tss, Tss32(esp2=STACK2, ss2=DATA2).encode())
+    user = assemble(_equ({"TSS": tss, "PROCZ": procz}, """
+        call 0x43:0
+        call 0x43:0
+        call 0x43:0
+        mov dword ptr [TSS + 0x14], PROCZ + 16
+        mov dword ptr [PROCZ + 0x100], eax    ; beside the code: the page is now dirty
+        call 0x43:0
+        ud2
+    """), UCODE)
+    mem.write(UCODE, user.code)
+    mem.write(procz, b"\x43\xcb")  # inc ebx ; retf
+    cpu.gdtr_base, cpu.gdtr_limit = gdt, 0xFF
+    cpu.tr = SegmentCache.from_descriptor(TSS_SEL, entries[TSS_SEL])
+    cpu.seg[CS] = SegmentCache.from_descriptor(CODE3, entries[CODE3])
+    for s in (DS, ES, SS, FS, GS):
+        cpu.seg[s] = SegmentCache.from_descriptor(DATA3, entries[DATA3])
+    cpu.set_cpl(3)
+    cpu.regs[ESP] = STACK3
+    cpu.eip = UCODE
+    b.run(max_instructions=200)
+    return observe(b)
+
+
+def test_a_gate_frame_written_over_cached_code_drops_it() -> None:
+    fast = _frame_over_code(True)
+    assert fast == _frame_over_code(False)
+    regs = fast[0]
+    assert isinstance(regs, list) and regs[3] == 3  # procz's INC EBX ran three times only

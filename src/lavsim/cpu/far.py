@@ -324,7 +324,11 @@ def call_far(cpu: CpuState, insn: Insn) -> None:
     """
     offset, selector = _far_operand(cpu, insn)
     if cpu.far_fast:
-        _call_far_fast(cpu, insn, offset, selector)
+        rec = cpu._far_memo.get(selector | cpu.cpl << 16)
+        if rec is not None and rec.profile is cpu.profile and rec.tables == _tables_key(cpu):
+            _call_gate_memo(cpu, insn, offset, selector, rec)
+        else:
+            _call_far_fast(cpu, insn, offset, selector)
         return
     tables = tables_of(cpu)
     _call_after_target(cpu, insn, offset, selector, tables, far_target_entry(tables, selector))
@@ -368,21 +372,135 @@ def _call_after_target(
     charge_path(cpu, insn, cpu.profile.call_gate_cycles(new_cpl < cpl, desc.param_count))
 
 
-def _call_far_fast(cpu: CpuState, insn: Insn, offset: int, selector: int) -> None:
+class _InnerCall:
+    """A far CALL through a call gate to an inner level that passed every check (host-side,
+    see :func:`_call_gate_memo`): the tables it was checked under, the linear address (page
+    and doubleword index) and 8 bytes of each descriptor read, the SSn selector read from the
+    TSS, and what the checks produced."""
+
+    __slots__ = (
+        "count", "cpl", "cs", "cs_at", "cs_q", "cycles", "eip", "gate_at", "gate_q", "profile",
+        "ss", "ss_at", "ss_q", "ss_sel", "tables", "tss_at",
+    )
+
+    tables: tuple[int | bool, ...]
+    profile: object
+    gate_at: int
+    gate_q: int
+    cs_at: int
+    cs_q: int
+    cs: SegmentCache
+    cpl: int
+    eip: int
+    count: int
+    cycles: int
+    tss_at: int
+    ss_sel: int
+    ss_at: int
+    ss_q: int
+    ss: SegmentCache
+
+
+#: Most records a CPU's far-transfer memo holds (it is emptied when full).
+FAR_MEMO_LIMIT = 256
+
+
+def _tables_key(cpu: CpuState) -> tuple[int | bool, ...]:
+    """What a memo record of a far transfer was checked under, besides the selector, the CPL
+    and the descriptors' bytes: where the tables are (GDTR, LDTR) and the TSS (TR)."""
+    ldtr, tr = cpu.ldtr, cpu.tr
+    return (cpu.gdtr_base, cpu.gdtr_limit, ldtr.valid, ldtr.base, ldtr.limit, tr.valid,
+            tr.base, tr.limit)
+
+
+def _aligned(at: int) -> bool:
+    """A doubleword pair at linear ``at`` lies aligned in one page (the memo's inline read)."""
+    return not at & 3 and (at & 0xFFF) <= 0xFF8
+
+
+def _call_gate_memo(
+    cpu: CpuState, insn: Insn, offset: int, selector: int, rec: _InnerCall
+) -> None:
+    """A far CALL matching a memo record: the record's reads are made again, in order, and
+    compared; at the first value that differs the flattened path goes on from there with the
+    values read so far, so every access is made once and in the reference order. When all
+    match, the checks are those the record passed (they depend on nothing else); what depends
+    on the stacks (room, the parameters, the frame) is done as on the flattened path."""
+    mmu = cpu.mmu
+    dp = mmu.data_page
+    at = rec.gate_at
+    page = dp(at >> 12)
+    if page is not None and page.mask & 1:
+        page.owner.hits += 2
+        i = (at & 0xFFF) >> 2
+        q = page.dwords[i] | page.dwords[i + 1] << 32
+    else:
+        q = read_descriptor(mmu, at)
+    if q != rec.gate_q:
+        _call_far_fast(cpu, insn, offset, selector, (q,))
+        return
+    at = rec.cs_at
+    page = dp(at >> 12)
+    if page is not None and page.mask & 1:
+        page.owner.hits += 2
+        i = (at & 0xFFF) >> 2
+        q2 = page.dwords[i] | page.dwords[i + 1] << 32
+    else:
+        q2 = read_descriptor(mmu, at)
+    if q2 != rec.cs_q:
+        _call_far_fast(cpu, insn, offset, selector, (q, q2))
+        return
+    at = rec.tss_at
+    page = dp(at >> 12)
+    if page is not None and page.mask & 1:
+        page.owner.hits += 2
+        i = (at & 0xFFF) >> 2
+        new_esp = page.dwords[i]
+        ss_sel = page.words[2 * i + 2]
+    else:
+        new_esp = mmu.read32(at, False)
+        ss_sel = mmu.read16((at + 4) & MASK32, False)
+    if ss_sel != rec.ss_sel:
+        _call_far_fast(cpu, insn, offset, selector, (q, q2, new_esp, ss_sel))
+        return
+    at = rec.ss_at
+    page = dp(at >> 12)
+    if page is not None and page.mask & 1:
+        page.owner.hits += 2
+        i = (at & 0xFFF) >> 2
+        q3 = page.dwords[i] | page.dwords[i + 1] << 32
+    else:
+        q3 = read_descriptor(mmu, at)
+    if q3 != rec.ss_q:
+        _call_far_fast(cpu, insn, offset, selector, (q, q2, new_esp, ss_sel, q3))
+        return
+    cs, ss_ = rec.cs, rec.ss
+    _enter_inner(cpu, insn, mmu, cs.with_selector(cs.selector), ss_.with_selector(ss_sel),
+                 new_esp, rec.cpl, rec.eip, rec.count, rec.cycles)
+
+
+def _call_far_fast(
+    cpu: CpuState, insn: Insn, offset: int, selector: int, pre: tuple[int, ...] = ()
+) -> None:
     """:func:`call_far` through a call gate, flattened (``cpu.far_fast``): the reference
     path's reads, checks and writes in its order, the descriptor and TSS reads made through
     the MMU's host fast path (:func:`read_descriptor`), and the checks of a descriptor that
     passes them all with its Accessed bit set written out inline; any other descriptor goes
     to the reference check on the record already read. A target that is not a call gate takes
-    the reference path from the target's record on."""
+    the reference path from the target's record on.
+
+    ``pre``: the values :func:`_call_gate_memo` already read, in order (the gate's and the
+    code segment's 8 bytes, ESPn, SSn, the stack segment's 8 bytes): those reads are not made
+    again. A transfer to an inner level that passed every check inline is remembered in the
+    CPU's ``_far_memo``."""
     if selector & 0xFFFC == 0:
         raise gp(0)
     mmu = cpu.mmu
     gdtr_base, gdtr_limit, ldtr = cpu.gdtr_base, cpu.gdtr_limit, cpu.ldtr
     memo = getattr(cpu, "decode_cache", True)
-    d = decode_cached(
-        read_descriptor(mmu, descriptor_address(gdtr_base, gdtr_limit, ldtr, selector)), memo
-    )
+    gate_at = descriptor_address(gdtr_base, gdtr_limit, ldtr, selector)
+    gate_q = pre[0] if pre else read_descriptor(mmu, gate_at)
+    d = decode_cached(gate_q, memo)
     gate = d.desc
     if not (d.call_gate and isinstance(gate, GateDescriptor)):
         _call_after_target(cpu, insn, offset, selector, tables_of(cpu), d)
@@ -395,21 +513,22 @@ def _call_far_fast(cpu: CpuState, insn: Insn, offset: int, selector: int) -> Non
     cs_sel = gate.selector
     if cs_sel & 0xFFFC == 0:
         raise gp(selector_error_code(cs_sel))
-    c = decode_cached(
-        read_descriptor(mmu, descriptor_address(gdtr_base, gdtr_limit, ldtr, cs_sel)), memo
-    )
+    cs_at = descriptor_address(gdtr_base, gdtr_limit, ldtr, cs_sel)
+    cs_q = pre[1] if len(pre) > 1 else read_descriptor(mmu, cs_at)
+    c = decode_cached(cs_q, memo)
+    inline = True
     if c.code and c.dpl <= cpl and c.present and c.accessed:
         new_cpl = cpl if c.conforming else c.dpl
         new_cs = c.template.with_selector((cs_sel & 0xFFFC) | new_cpl)
     else:
         new_cs = gate_code_segment(tables_of(cpu), cs_sel, c, cpl)
         new_cpl = new_cs.selector & 3
+        inline = False
     eip = gate.offset
     count = gate.param_count
-    stack = cpu.seg[SS]
-    esp = cpu.regs[ESP]
     if new_cpl >= cpl:
-        slot = check_stack_room(stack, esp, 8)
+        stack = cpu.seg[SS]
+        slot = check_stack_room(stack, cpu.regs[ESP], 8)
         _check_eip(new_cs, eip)
         write_stack_block(cpu, slot, [cpu.eip, cpu.seg[CS].selector], 4, cpu.user)
         _set_esp(cpu, stack, slot.esp)
@@ -419,40 +538,70 @@ def _call_far_fast(cpu: CpuState, insn: Insn, offset: int, selector: int) -> Non
         return
     # MORE-PRIVILEGE: SSn:ESPn from the TSS (inner_stack_from_tss's two reads).
     tr = cpu.tr
-    at = TSS32_ESP0 + 8 * new_cpl  # tss32_stack_offset
-    if not tr.valid or at + 5 > tr.limit:
+    tss_at = TSS32_ESP0 + 8 * new_cpl  # tss32_stack_offset
+    if not tr.valid or tss_at + 5 > tr.limit:
         raise ts(selector_error_code(tr.selector))
-    at = (tr.base + at) & MASK32
-    page = mmu.data_page(at >> 12)
-    off = at & 0xFFF
-    if page is not None and page.mask & 1 and not off & 3 and off <= 0xFF8:
-        page.owner.hits += 2
-        new_esp = page.dwords[off >> 2]
-        ss_sel = page.words[(off >> 1) + 2]
+    tss_at = (tr.base + tss_at) & MASK32
+    if len(pre) > 3:
+        new_esp, ss_sel = pre[2], pre[3]
     else:
-        new_esp = mmu.read32(at, False)
-        ss_sel = mmu.read16((at + 4) & MASK32, False)
+        page = mmu.data_page(tss_at >> 12)
+        off = tss_at & 0xFFF
+        if page is not None and page.mask & 1 and not off & 3 and off <= 0xFF8:
+            page.owner.hits += 2
+            new_esp = page.dwords[off >> 2]
+            ss_sel = page.words[(off >> 1) + 2]
+        else:
+            new_esp = mmu.read32(tss_at, False)
+            ss_sel = mmu.read16((tss_at + 4) & MASK32, False)
     if ss_sel & 0xFFFC == 0:
         raise CpuFault(TS, selector_error_code(ss_sel))
-    v = decode_cached(
-        read_descriptor(mmu, descriptor_address(gdtr_base, gdtr_limit, ldtr, ss_sel, TS)), memo
-    )
+    ss_at = descriptor_address(gdtr_base, gdtr_limit, ldtr, ss_sel, TS)
+    ss_q = pre[4] if len(pre) > 4 else read_descriptor(mmu, ss_at)
+    v = decode_cached(ss_q, memo)
     if ss_sel & 3 == new_cpl and v.writable and v.dpl == new_cpl and v.present and v.accessed:
         new_ss = v.template.with_selector(ss_sel)
     else:
         new_ss = stack_segment(tables_of(cpu), ss_sel, v, new_cpl, TS)
+        inline = False
+    cycles = cpu.profile.call_gate_cycles(True, count)
+    if (inline and _aligned(gate_at) and _aligned(cs_at)
+            and _aligned(tss_at) and _aligned(ss_at)):
+        # Remembered before the stack work: what follows depends on the stacks, not on it.
+        rec = _InnerCall()
+        rec.tables = _tables_key(cpu)
+        rec.profile = cpu.profile
+        rec.gate_at, rec.gate_q, rec.cs_at, rec.cs_q = gate_at, gate_q, cs_at, cs_q
+        rec.cs, rec.cpl, rec.eip, rec.count, rec.cycles = new_cs.copy(), new_cpl, eip, count, cycles
+        rec.tss_at, rec.ss_sel, rec.ss_at, rec.ss_q, rec.ss = (
+            tss_at, ss_sel, ss_at, ss_q, new_ss.copy())
+        far_memo = cpu._far_memo
+        if len(far_memo) >= FAR_MEMO_LIMIT:
+            far_memo.clear()
+        far_memo[selector | cpl << 16] = rec
+    _enter_inner(cpu, insn, mmu, new_cs, new_ss, new_esp, new_cpl, eip, count, cycles)
+
+
+def _enter_inner(
+    cpu: CpuState, insn: Insn, mmu: MMU, new_cs: SegmentCache, new_ss: SegmentCache,
+    new_esp: int, new_cpl: int, eip: int, count: int, cycles: int,
+) -> None:
+    """The rest of a call through a gate to an inner level once CS and SS are checked: room
+    on the new stack (#SS(SS selector)), EIP inside the new CS (#GP(0)), the parameters read
+    with the caller's privilege, the frame written, then the commit."""
     # check_stack_room and _check_eip, inline.
     n = 16 + 4 * count
     room = MASK32 if new_ss.db else 0xFFFF
     start = (new_esp - n) & room
     end = start + n - 1
     if not new_ss.writable or start < new_ss.min_off or end > new_ss.max_off or end > room:
-        raise CpuFault(SS_VECTOR, ss_sel & 0xFFFC)
+        raise CpuFault(SS_VECTOR, new_ss.selector & 0xFFFC)
     if eip < new_cs.min_off or eip > new_cs.max_off:
         raise gp(0)
-    old_esp = esp & (MASK32 if stack.db else 0xFFFF)
-    params = read_stack_block(cpu, stack, old_esp, count, 4, cpu.user) if count else []
     seg = cpu.seg
+    stack = seg[SS]
+    old_esp = cpu.regs[ESP] & (MASK32 if stack.db else 0xFFFF)
+    params = read_stack_block(cpu, stack, old_esp, count, 4, cpu.user) if count else []
     frame = [cpu.eip, seg[CS].selector, *params, old_esp, stack.selector]
     # write_stack_block's one-page case, inline (the new stack is never a user access).
     linear = (new_ss.base + start) & MASK32
@@ -475,7 +624,7 @@ def _call_far_fast(cpu: CpuState, insn: Insn, offset: int, selector: int) -> Non
     _set_esp(cpu, new_ss, start)
     seg[CS] = new_cs
     cpu.eip = eip
-    charge_path(cpu, insn, cpu.profile.call_gate_cycles(True, count))
+    cpu.tsc += cycles - insn.cycles  # charge_path
 
 
 def _check_call_gate(d: Decoded, gate_selector: int, cpl: int) -> None:
@@ -574,10 +723,52 @@ def ret_far(cpu: CpuState, insn: Insn) -> None:
     charge_path(cpu, insn, table["retf_imm.same" if has_imm else "retf.same"])
 
 
+class _OuterReturn:
+    """A far RET to an outer level that passed every check (host-side, see
+    :func:`_ret_far_fast`): the tables it was checked under, the address and 8 bytes of the
+    return CS's and SS's descriptors, the SS selector popped, and the caches they gave."""
+
+    __slots__ = ("cs", "cs_at", "cs_q", "ss", "ss_at", "ss_q", "ss_sel", "tables")
+
+    tables: tuple[int | bool, ...]
+    cs_at: int
+    cs_q: int
+    cs: SegmentCache
+    ss_sel: int
+    ss_at: int
+    ss_q: int
+    ss: SegmentCache
+
+
+#: Marks the far-transfer memo's keys of returns (calls are keyed by selector | CPL << 16).
+_RETURN_KEY = 1 << 18
+
+
+def _gdt_ldt_key(cpu: CpuState) -> tuple[int | bool, ...]:
+    """:func:`_tables_key` without TR (a return reads no TSS)."""
+    ldtr = cpu.ldtr
+    return (cpu.gdtr_base, cpu.gdtr_limit, ldtr.valid, ldtr.base, ldtr.limit)
+
+
+def _read_pair(mmu: MMU, at: int) -> int:
+    """:func:`read_descriptor` at an address a memo record has seen aligned in one page."""
+    page = mmu.data_page(at >> 12)
+    if page is not None and page.mask & 1:
+        page.owner.hits += 2
+        i = (at & 0xFFF) >> 2
+        dwords = page.dwords
+        return dwords[i] | dwords[i + 1] << 32
+    return read_descriptor(mmu, at)
+
+
 def _ret_far_fast(cpu: CpuState, insn: Insn) -> None:
     """:func:`ret_far` flattened (``cpu.far_fast``), as :func:`_call_far_fast` is: the same
     reads, checks and writes in the same order; descriptors that pass every check with their
-    Accessed bit set are checked inline, any other goes to the reference check."""
+    Accessed bit set are checked inline, any other goes to the reference check.
+
+    A 32-bit return to an outer level that passed every check inline is remembered (by the
+    CS selector popped and the CPL); the next such return makes the same reads and compares
+    their values with the record's, going on the flattened way from the first that differs."""
     has_imm = bool(insn.form.operands)
     imm = insn.imm & 0xFFFF if has_imm else 0
     size = insn.size
@@ -591,52 +782,96 @@ def _ret_far_fast(cpu: CpuState, insn: Insn) -> None:
     cs_sel &= 0xFFFF
     if cs_sel & 0xFFFC == 0:
         raise gp(0)
+    pre: tuple[int, ...] = ()
+    rec = cpu._far_memo.get(cs_sel | cpl << 16 | _RETURN_KEY)
+    if rec is not None and size == 4 and rec.tables == _gdt_ldt_key(cpu):
+        cs_q = _read_pair(mmu, rec.cs_at)
+        if cs_q == rec.cs_q:
+            new_esp, ss_sel = _pop_pair(cpu, mmu, stack, (esp + 8 + imm) & mask, mask, 4, user)
+            if ss_sel & 0xFFFF == rec.ss_sel:
+                ss_q = _read_pair(mmu, rec.ss_at)
+                if ss_q == rec.ss_q:
+                    cs, ss_ = rec.cs, rec.ss
+                    _return_outer(cpu, insn, cs.with_selector(cs_sel),
+                                  ss_.with_selector(rec.ss_sel), ret_eip, new_esp, cs_sel & 3,
+                                  4, imm)
+                    return
+                pre = (cs_q, new_esp, ss_sel, ss_q)
+            else:
+                pre = (cs_q, new_esp, ss_sel)
+        else:
+            pre = (cs_q,)
     gdtr_base, gdtr_limit, ldtr = cpu.gdtr_base, cpu.gdtr_limit, cpu.ldtr
     memo = getattr(cpu, "decode_cache", True)
-    c = decode_cached(
-        read_descriptor(mmu, descriptor_address(gdtr_base, gdtr_limit, ldtr, cs_sel)), memo
-    )
+    cs_at = descriptor_address(gdtr_base, gdtr_limit, ldtr, cs_sel)
+    cs_q = pre[0] if pre else read_descriptor(mmu, cs_at)
+    c = decode_cached(cs_q, memo)
     new_cpl = cs_sel & 3
+    inline = True
     if (c.code and new_cpl >= cpl and (c.dpl <= new_cpl if c.conforming else c.dpl == new_cpl)
             and c.present and c.accessed):
         new_cs = c.template.with_selector(cs_sel)
     else:
         new_cs = return_code_segment(tables_of(cpu), cs_sel, c, cpl)
-    table = cpu.profile.table
+        inline = False
     if new_cpl > cpl:
-        outer = (esp + 2 * size + imm) & mask
-        new_esp, ss_sel = _pop_pair(cpu, mmu, stack, outer, mask, size, user)
+        if len(pre) > 1:
+            new_esp, ss_sel = pre[1], pre[2]
+        else:
+            outer = (esp + 2 * size + imm) & mask
+            new_esp, ss_sel = _pop_pair(cpu, mmu, stack, outer, mask, size, user)
         ss_sel &= 0xFFFF
         if ss_sel & 0xFFFC == 0:
             raise CpuFault(GP, selector_error_code(ss_sel))
-        v = decode_cached(
-            read_descriptor(mmu, descriptor_address(gdtr_base, gdtr_limit, ldtr, ss_sel)), memo
-        )
+        ss_at = descriptor_address(gdtr_base, gdtr_limit, ldtr, ss_sel)
+        ss_q = pre[3] if len(pre) > 3 else read_descriptor(mmu, ss_at)
+        v = decode_cached(ss_q, memo)
         if ss_sel & 3 == new_cpl and v.writable and v.dpl == new_cpl and v.present and v.accessed:
             new_ss = v.template.with_selector(ss_sel)
         else:
             new_ss = stack_segment(tables_of(cpu), ss_sel, v, new_cpl)
-        _check_eip(new_cs, ret_eip)
-        cpu.set_cpl(new_cpl)
-        seg = cpu.seg
-        seg[CS] = new_cs
-        cpu.eip = ret_eip
-        seg[SS] = new_ss
-        if size == 2:
-            new_esp = (cpu.regs[ESP] & 0xFFFF0000) | new_esp
-        _set_esp(cpu, new_ss, new_esp + imm)
-        for sreg in DATA_SREGS:
-            # invalid_after_outer_return, inline
-            held = seg[sreg]
-            if held.valid and not held.conforming and held.dpl < new_cpl:
-                seg[sreg] = SegmentCache.null(0)
-        charge_path(cpu, insn, table["retf_imm.outer" if has_imm else "retf.outer"])
+            inline = False
+        if inline and size == 4 and _aligned(cs_at) and _aligned(ss_at):
+            back = _OuterReturn()
+            back.tables = _gdt_ldt_key(cpu)
+            back.cs_at, back.cs_q, back.cs = cs_at, cs_q, new_cs.copy()
+            back.ss_sel, back.ss_at, back.ss_q, back.ss = ss_sel, ss_at, ss_q, new_ss.copy()
+            far_memo = cpu._far_memo
+            if len(far_memo) >= FAR_MEMO_LIMIT:
+                far_memo.clear()
+            far_memo[cs_sel | cpl << 16 | _RETURN_KEY] = back
+        _return_outer(cpu, insn, new_cs, new_ss, ret_eip, new_esp, new_cpl, size, imm)
         return
     _check_eip(new_cs, ret_eip)
     cpu.seg[CS] = new_cs
     cpu.eip = ret_eip
     _set_esp(cpu, stack, (esp + 2 * size + imm) & mask)
-    charge_path(cpu, insn, table["retf_imm.same" if has_imm else "retf.same"])
+    charge_path(cpu, insn, cpu.profile.table["retf_imm.same" if has_imm else "retf.same"])
+
+
+def _return_outer(
+    cpu: CpuState, insn: Insn, new_cs: SegmentCache, new_ss: SegmentCache, ret_eip: int,
+    new_esp: int, new_cpl: int, size: int, imm: int,
+) -> None:
+    """The rest of a far RET to an outer level once CS and SS are checked: EIP inside the new
+    CS (#GP(0)), then the commit, data registers the outer level may not hold nulled."""
+    _check_eip(new_cs, ret_eip)
+    cpu.set_cpl(new_cpl)
+    seg = cpu.seg
+    seg[CS] = new_cs
+    cpu.eip = ret_eip
+    seg[SS] = new_ss
+    if size == 2:
+        new_esp = (cpu.regs[ESP] & 0xFFFF0000) | new_esp
+    _set_esp(cpu, new_ss, new_esp + imm)
+    for sreg in DATA_SREGS:
+        # invalid_after_outer_return, inline
+        held = seg[sreg]
+        if held.valid and not held.conforming and held.dpl < new_cpl:
+            seg[sreg] = SegmentCache.null(0)
+    charge_path(
+        cpu, insn, cpu.profile.table["retf_imm.outer" if insn.form.operands else "retf.outer"]
+    )
 
 
 def _pop_pair(
