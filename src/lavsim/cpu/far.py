@@ -322,14 +322,22 @@ def call_far(cpu: CpuState, insn: Insn) -> None:
     privilege and pushes CS and EIP (#SS(0)). The gate's offset beyond the code segment limit
     is #GP(0). TSS and task gates: #GP(selector), task switching is not modelled.
     """
-    offset, selector = _far_operand(cpu, insn)
     if cpu.far_fast:
+        if insn.mem:
+            offset, selector = _far_operand(cpu, insn)
+        else:  # _far_operand's immediate case
+            offset = insn.imm & (0xFFFF if insn.size == 2 else MASK32)
+            selector = insn.imm2 & 0xFFFF
         rec = cpu._far_memo.get(selector | cpu.cpl << 16)
-        if rec is not None and rec.profile is cpu.profile and rec.tables == _tables_key(cpu):
-            _call_gate_memo(cpu, insn, offset, selector, rec)
-        else:
-            _call_far_fast(cpu, insn, offset, selector)
+        if rec is not None and rec.profile is cpu.profile:
+            ldtr, tr = cpu.ldtr, cpu.tr
+            if rec.tables == (cpu.gdtr_base, cpu.gdtr_limit, ldtr.valid, ldtr.base, ldtr.limit,
+                              tr.valid, tr.base, tr.limit):  # _tables_key
+                _call_gate_memo(cpu, insn, offset, selector, rec)
+                return
+        _call_far_fast(cpu, insn, offset, selector)
         return
+    offset, selector = _far_operand(cpu, insn)
     tables = tables_of(cpu)
     _call_after_target(cpu, insn, offset, selector, tables, far_target_entry(tables, selector))
 
@@ -600,8 +608,24 @@ def _enter_inner(
         raise gp(0)
     seg = cpu.seg
     stack = seg[SS]
-    old_esp = cpu.regs[ESP] & (MASK32 if stack.db else 0xFFFF)
-    params = read_stack_block(cpu, stack, old_esp, count, 4, cpu.user) if count else []
+    regs = cpu.regs
+    smask = MASK32 if stack.db else 0xFFFF
+    old_esp = regs[ESP] & smask
+    params: list[int] = []
+    if count:
+        # read_stack_block's aligned one-page case, inline.
+        last = old_esp + 4 * count - 1
+        page = None
+        if stack.readable and stack.min_off <= old_esp and last <= stack.max_off and last <= smask:
+            at = (stack.base + old_esp) & MASK32
+            if not at & 3 and (at & 0xFFF) + 4 * count <= 0x1000:
+                page = mmu.data_page(at >> 12)
+        if page is not None and page.mask & (1 << cpu.user):
+            page.owner.hits += count
+            i = (at & 0xFFF) >> 2
+            params = page.dwords[i : i + count].tolist()
+        else:
+            params = read_stack_block(cpu, stack, old_esp, count, 4, cpu.user)
     frame = [cpu.eip, seg[CS].selector, *params, old_esp, stack.selector]
     # write_stack_block's one-page case, inline (the new stack is never a user access).
     linear = (new_ss.base + start) & MASK32
@@ -621,7 +645,7 @@ def _enter_inner(
         write_stack_block(cpu, StackSlot(new_ss, start, linear), frame, 4, new_cpl == 3)
     cpu.set_cpl(new_cpl)
     seg[SS] = new_ss
-    _set_esp(cpu, new_ss, start)
+    regs[ESP] = start if new_ss.db else (regs[ESP] & 0xFFFF0000) | start  # _set_esp
     seg[CS] = new_cs
     cpu.eip = eip
     cpu.tsc += cycles - insn.cycles  # charge_path
@@ -784,8 +808,17 @@ def _ret_far_fast(cpu: CpuState, insn: Insn) -> None:
         raise gp(0)
     pre: tuple[int, ...] = ()
     rec = cpu._far_memo.get(cs_sel | cpl << 16 | _RETURN_KEY)
-    if rec is not None and size == 4 and rec.tables == _gdt_ldt_key(cpu):
-        cs_q = _read_pair(mmu, rec.cs_at)
+    ldtr = cpu.ldtr
+    if rec is not None and size == 4 and rec.tables == (
+            cpu.gdtr_base, cpu.gdtr_limit, ldtr.valid, ldtr.base, ldtr.limit):  # _gdt_ldt_key
+        at = rec.cs_at
+        page = mmu.data_page(at >> 12)
+        if page is not None and page.mask & 1:  # _read_pair, inline
+            page.owner.hits += 2
+            i = (at & 0xFFF) >> 2
+            cs_q = page.dwords[i] | page.dwords[i + 1] << 32
+        else:
+            cs_q = read_descriptor(mmu, at)
         if cs_q == rec.cs_q:
             new_esp, ss_sel = _pop_pair(cpu, mmu, stack, (esp + 8 + imm) & mask, mask, 4, user)
             if ss_sel & 0xFFFF == rec.ss_sel:
