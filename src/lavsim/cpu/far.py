@@ -31,6 +31,7 @@ pushed zero-extended in a 32-bit slot.
 
 from __future__ import annotations
 
+from array import array
 from typing import TYPE_CHECKING
 
 from lavsim.cpu.handlers import Semantics
@@ -626,18 +627,17 @@ def _enter_inner(
             params = page.dwords[i : i + count].tolist()
         else:
             params = read_stack_block(cpu, stack, old_esp, count, 4, cpu.user)
-    frame = [cpu.eip, seg[CS].selector, *params, old_esp, stack.selector]
+    # Every slot already below 2**32 (the parameters come from doublewords, ESP is masked).
+    frame = [cpu.eip & MASK32, seg[CS].selector & MASK32, *params, old_esp,
+             stack.selector & MASK32]
     # write_stack_block's one-page case, inline (the new stack is never a user access).
     linear = (new_ss.base + start) & MASK32
     off = linear & 0xFFF
     page = None if linear & 3 or off + n > 0x1000 else mmu.data_page(linear >> 12)
     if page is not None and page.mask & (4 << (new_cpl == 3)):
         page.owner.hits += len(frame)
-        view = page.dwords
         i = off >> 2
-        for value in frame:
-            view[i] = value & MASK32
-            i += 1
+        page.dwords[i : i + len(frame)] = array("I", frame)
         code_pages = getattr(cpu, "_code_pages", None)
         if code_pages and (page.base >> 12) in code_pages:
             cpu.physical_written(page.base | off, n)  # type: ignore[attr-defined]
@@ -888,23 +888,27 @@ def _return_outer(
 ) -> None:
     """The rest of a far RET to an outer level once CS and SS are checked: EIP inside the new
     CS (#GP(0)), then the commit, data registers the outer level may not hold nulled."""
-    _check_eip(new_cs, ret_eip)
+    if ret_eip < new_cs.min_off or ret_eip > new_cs.max_off:  # _check_eip
+        raise gp(0)
     cpu.set_cpl(new_cpl)
     seg = cpu.seg
     seg[CS] = new_cs
     cpu.eip = ret_eip
     seg[SS] = new_ss
+    regs = cpu.regs
     if size == 2:
-        new_esp = (cpu.regs[ESP] & 0xFFFF0000) | new_esp
-    _set_esp(cpu, new_ss, new_esp + imm)
+        new_esp = (regs[ESP] & 0xFFFF0000) | new_esp
+    new_esp += imm
+    # _set_esp
+    regs[ESP] = new_esp & MASK32 if new_ss.db else (regs[ESP] & 0xFFFF0000) | (new_esp & 0xFFFF)
     for sreg in DATA_SREGS:
         # invalid_after_outer_return, inline
         held = seg[sreg]
         if held.valid and not held.conforming and held.dpl < new_cpl:
             seg[sreg] = SegmentCache.null(0)
-    charge_path(
-        cpu, insn, cpu.profile.table["retf_imm.outer" if insn.form.operands else "retf.outer"]
-    )
+    # charge_path
+    key = "retf_imm.outer" if insn.form.operands else "retf.outer"
+    cpu.tsc += cpu.profile.table[key] - insn.cycles
 
 
 def _pop_pair(
