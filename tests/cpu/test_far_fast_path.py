@@ -30,6 +30,7 @@ import pytest
 from cpu_harness import Bare
 
 from lavsim.boards import get_board
+from lavsim.cpu import far
 from lavsim.cpu.asm import assemble
 from lavsim.cpu.state import CS, DS, ES, ESP, FS, GS, SS
 from lavsim.faults import GP, NP, PF, TS
@@ -565,3 +566,15 @@ def test_a_gate_frame_written_over_cached_code_drops_it() -> None:
     assert fast == _frame_over_code(False)
     regs = fast[0]
     assert isinstance(regs, list) and regs[3] == 3  # procz's INC EBX ran three times only
+
+
+def test_a_tiny_memo_bound_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The memo is emptied whenever it is full: with room for one record, the gates and
+    # returns of the loop keep evicting each other.
+    scenario = Scenario(edits="gate_offset", iterations=6)
+    reference = run(scenario, False)
+    monkeypatch.setattr(far, "FAR_MEMO_LIMIT", 1)
+    b = scenario.build(True)
+    b.run(max_instructions=20_000)
+    assert observe(b) == reference
+    assert len(b.cpu._far_memo) <= 1

@@ -67,6 +67,7 @@ SEMANTICS = Semantics(__name__)
 handler = SEMANTICS.handler
 
 __all__ = [
+    "FAR_MEMO_LIMIT",
     "StackSlot",
     "call_far",
     "charge_path",
