@@ -14,9 +14,10 @@ the TLB model on (Pentium TLBs):
        L: push eax ; push ebx ; call far GATE:0 ; dec ecx ; jnz L        PROC: retf 8
 
 Each loop runs three ways in the same run: interpreted (``CPU(fast=False)``: no
-specialisations, no blocks), the block loop (``translate=False``) and translated (the
-default). Simulated results are identical every way (tests/cpu/test_fast_paths.py,
-tests/cpu/test_translate.py); only the host time differs. The floor is :func:`floor_mips`.
+specialisations, no blocks, the reference far-transfer path), the block loop
+(``translate=False``) and translated (the default). Simulated results are identical every way
+(tests/cpu/test_fast_paths.py, tests/cpu/test_translate.py, tests/cpu/test_far_fast_path.py);
+only the host time differs. The floor is :func:`floor_mips`.
 
 Run: ``python benchmarks/sim_speed.py [--instructions N] [--repeat R]`` (the best of R runs).
 """

@@ -33,9 +33,13 @@ from lavsim.mmu.descriptors import (
 )
 
 
-@pytest.fixture
-def rig() -> Rig:
-    return Rig()
+@pytest.fixture(params=[False, True], ids=["reference", "far_fast"])
+def rig(request: pytest.FixtureRequest) -> Rig:
+    """The kit's CPU on the reference far-transfer path and on the flattened one
+    (``far_fast``): every rule below must hold on both."""
+    r = Rig()
+    r.cpu.far_fast = request.param
+    return r
 
 
 def ring3(rig: Rig, esp: int = 0x8000, eip: int = 0x400) -> None:

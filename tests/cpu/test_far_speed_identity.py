@@ -194,6 +194,7 @@ def build(config: str, caches: bool, iterations: int, timer: int) -> Machine:
     cpu = m.cpu
     cpu.decode_cache = caches
     cpu.fast = caches
+    cpu.far_fast = caches
     mem = m.memory
     identity_tables(mem, MEM)
     cr0 = CR0_PE | (1 << 4) | CR0_PG
@@ -393,6 +394,7 @@ def _bare_run(code: bytes, caches: bool, gdt: tuple[int, bytes] | None = None,
               gdtr: tuple[int, int] | None = None) -> tuple[object, ...]:
     b = Bare(decode_cache=caches, config=MMUConfig.i486())
     b.cpu.fast = caches
+    b.cpu.far_fast = caches
     b.mem.write(BARE_CODE, code)
     if gdt is not None:
         b.mem.write(*gdt)

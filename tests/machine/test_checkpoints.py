@@ -148,7 +148,8 @@ def test_the_snapshot_knows_every_attribute_of_the_simulated_parts() -> None:
     # Private attributes are host-side speed caches by convention; public ones are simulated
     # state unless listed here as host settings (or derived: lazy_flags, user).
     cpu_host = {"mmu", "profile", "cpuid_signature", "io_read", "io_write", "ack_interrupt",
-                "decode_cache", "fast", "translate", "lazy_flags", "user", "issue_log",
+                "decode_cache", "fast", "far_fast", "translate", "lazy_flags", "user",
+                "issue_log",
                 "code_cache_limit",
                 "block_stops", "unretired"}  # Machine.run's block-observer hook
     cpu_saved = set(take_snapshot(m).state["cpu"]) | {"gdtr_base", "gdtr_limit", "idtr_base",

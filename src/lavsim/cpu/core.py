@@ -223,6 +223,7 @@ class CPU(CpuState):
         self.decode_cache = decode_cache
         #: Decode-time fast specialisations and block execution (see the module docstring).
         self.fast = fast
+        self.far_fast = fast
         #: Hot blocks compiled into Python functions (:mod:`lavsim.cpu.translate`; needs
         #: ``fast``); False runs them through the block loop, with the same results.
         self.translate = translate

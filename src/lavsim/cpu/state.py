@@ -11,7 +11,7 @@ are re-exported here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lavsim.cpu.flags import settle
 from lavsim.cpu.regs import *  # noqa: F403  (re-exported: code imports EAX, IF... from here)
@@ -83,6 +83,13 @@ class CpuState:
         #: the CPU (``CPU.run``, ``Machine.run``) for the length of the run; :data:`NEVER`
         #: otherwise. See ``lavsim.cpu.ops_string``.
         self._rep_until = NEVER
+        #: Host-side: far CALL and RET take the flattened path of ``lavsim.cpu.far`` (the
+        #: same accesses, checks and results as the reference path it replaces; the executor
+        #: turns it on with its fast paths).
+        self.far_fast = False
+        #: Host-side: far transfers that passed their checks (``lavsim.cpu.far``'s memo,
+        #: used with ``far_fast``; every access is still made and compared).
+        self._far_memo: dict[int, Any] = {}
 
     # --- registers -------------------------------------------------------------------------
     def get_reg(self, index: int, size: int) -> int:

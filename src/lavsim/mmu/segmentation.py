@@ -52,8 +52,10 @@ __all__ = [
     "check_direct_code_segment",
     "check_fetch",
     "decode_cached",
+    "descriptor_address",
     "direct_code_segment",
     "far_target_entry",
+    "gate_code_segment",
     "inner_stack_from_tss",
     "invalid_after_outer_return",
     "load_data_segment",
@@ -64,6 +66,8 @@ __all__ = [
     "load_return_code_segment",
     "load_stack_segment",
     "load_task_register",
+    "return_code_segment",
+    "stack_segment",
 ]
 
 
@@ -463,15 +467,9 @@ class DescriptorTables:
 
     def entry(self, selector: int, vector: int = GP, ext: bool = False) -> Decoded:
         """:meth:`lookup`, returning the :class:`Decoded` record."""
-        offset = selector & 0xFFF8
-        if selector & 4:
-            ldtr = self.ldtr
-            if not ldtr.valid or offset + 7 > ldtr.limit:
-                raise CpuFault(vector, selector_error_code(selector, ext))
-            return self._read((ldtr.base + offset) & 0xFFFFFFFF)
-        if offset + 7 > self.gdtr_limit:
-            raise CpuFault(vector, selector_error_code(selector, ext))
-        return self._read((self.gdtr_base + offset) & 0xFFFFFFFF)
+        return self._read(
+            descriptor_address(self.gdtr_base, self.gdtr_limit, self.ldtr, selector, vector, ext)
+        )
 
     def set_access_bits(self, selector: int, bits: int) -> None:
         """OR ``bits`` into the type field of the descriptor in memory (the Accessed bit of a
@@ -494,6 +492,24 @@ class DescriptorTables:
                 self.mem.write(where, 1, byte | bits, False)
         if changed and self.written is not None:
             self.written(where, 1)
+
+
+def descriptor_address(
+    gdtr_base: int, gdtr_limit: int, ldtr: SegmentCache, selector: int, vector: int = GP,
+    ext: bool = False,
+) -> int:
+    """Linear address of the descriptor ``selector`` names in the GDT (``gdtr_base``,
+    ``gdtr_limit``) or the LDT (``ldtr``); ``CpuFault(vector)`` with the selector error code
+    when the whole 8-byte entry is not inside the table or the LDT is referenced while LDTR is
+    null (the one place the table-limit rule is written)."""
+    offset = selector & 0xFFF8
+    if selector & 4:
+        if not ldtr.valid or offset + 7 > ldtr.limit:
+            raise CpuFault(vector, selector_error_code(selector, ext))
+        return (ldtr.base + offset) & 0xFFFFFFFF
+    if offset + 7 > gdtr_limit:
+        raise CpuFault(vector, selector_error_code(selector, ext))
+    return (gdtr_base + offset) & 0xFFFFFFFF
 
 
 def _cache_for(selector: int, desc: SegmentDescriptor) -> SegmentCache:
@@ -541,7 +557,16 @@ def _load_stack(
 ) -> SegmentCache:
     if selector & 0xFFFC == 0:
         raise CpuFault(vector, selector_error_code(selector, ext))
-    d = tables.entry(selector, vector, ext)
+    return stack_segment(tables, selector, tables.entry(selector, vector, ext), cpl, vector, ext)
+
+
+def stack_segment(
+    tables: DescriptorTables, selector: int, d: Decoded, cpl: int, vector: int = GP,
+    ext: bool = False,
+) -> SegmentCache:
+    """The checks of an SS load on the descriptor ``d`` already read for the non-null
+    ``selector`` (:func:`load_stack_segment` with ``vector`` GP,
+    :func:`load_inner_stack_segment` with TS); sets the Accessed bit in memory when clear."""
     if selector & 3 != cpl or not d.writable or d.dpl != cpl:
         raise CpuFault(vector, selector_error_code(selector, ext))
     if not d.present:
@@ -694,7 +719,15 @@ def load_gate_code_segment(
     """
     if selector & 0xFFFC == 0:
         raise gp(selector_error_code(selector, ext))
-    d = tables.entry(selector, GP, ext)
+    return gate_code_segment(tables, selector, tables.entry(selector, GP, ext), cpl, jump, ext)
+
+
+def gate_code_segment(
+    tables: DescriptorTables, selector: int, d: Decoded, cpl: int, jump: bool = False,
+    ext: bool = False,
+) -> SegmentCache:
+    """The checks of :func:`load_gate_code_segment` on the descriptor ``d`` already read for
+    the non-null ``selector``; sets the Accessed bit in memory when clear."""
     if not d.code or d.dpl > cpl or (jump and not d.conforming and d.dpl != cpl):
         raise gp(selector_error_code(selector, ext))
     if not d.present:
@@ -720,7 +753,14 @@ def load_return_code_segment(tables: DescriptorTables, selector: int, cpl: int) 
     """
     if selector & 0xFFFC == 0:
         raise gp(0)
-    d = tables.entry(selector)
+    return return_code_segment(tables, selector, tables.entry(selector), cpl)
+
+
+def return_code_segment(
+    tables: DescriptorTables, selector: int, d: Decoded, cpl: int
+) -> SegmentCache:
+    """The checks of :func:`load_return_code_segment` on the descriptor ``d`` already read for
+    the non-null ``selector``; sets the Accessed bit in memory when clear."""
     rpl = selector & 3
     if not d.code or rpl < cpl or (d.dpl > rpl if d.conforming else d.dpl != rpl):
         raise gp(selector_error_code(selector))
