@@ -547,6 +547,84 @@ class CPU(CpuState):
             xl = block.xl[key] = translate_block(self, block, key[1], STRAIGHT, traced, phys)
         return xl
 
+    def _run_chained(self, block: Block, xl: Translated, e: Any, vpn: int, left: int,
+                     n_limit: int, c_limit: int, done: int) -> int:
+        """Run translation ``xl`` of ``block`` (entered as :meth:`run` enters it: ``e`` its
+        code page's host page-map entry, ``vpn`` that page, ``left`` the instructions it may
+        retire), then the translations of its successors for as long as :meth:`run` would
+        itself pick a translation next; returns the instructions retired (on an exception,
+        ``_xl_ran`` holds them, as for one translation).
+
+        Between two translations the checks of :meth:`run`'s loop are made in its order (no
+        interrupt, stop, HLT or shutdown request, the instruction and cycle limits, the issue
+        log off). Each block remembers (:attr:`Block.next`) the successor the general lookup
+        last found after it; a chained jump takes it only when all of these hold: EIP is its
+        EIP; CS has its base, the D bit set, its lower limit at or below EIP and its upper
+        limit at or beyond the block's last byte (far transfers load a new segment cache
+        each time, so CS is compared by value: these are all the general lookup reads of
+        it); the MMU's code-page lookup of the page answers the same host page-map entry
+        (entries are immutable: the same physical page, and the same modelled rank) and its
+        mask admits the current privilege; the block cache holds the same :class:`Block` at
+        its physical address (a write over its bytes, a flush, a profile change or new block
+        stops drop it, and a block's translations are never replaced); the issue state has
+        the same key (:func:`~lavsim.cpu.translate.entry_key`: the translation
+        :meth:`_translation` picks); and the run may retire the whole block. That is
+        everything :meth:`run`'s lookup of a translated block depends on, so a chained jump
+        runs exactly the translation it would run. Anything else (a block to build or not
+        yet hot, the block loop's cases, one instruction at a time) returns to :meth:`run`."""
+        total = 0
+        inside = False  # in a translation (which sets _xl_ran itself on an exception)
+        blocks = self._blocks
+        seg = self.seg
+        mmu = self.mmu
+        try:
+            while True:
+                self._xl_ran = 0
+                inside = True
+                total += xl(self, e, vpn, left, c_limit, self._smc, done + total)
+                inside = False
+                if (self.irq_pending or self.halted or self.shutdown is not None
+                        or self._stop_run or done + total >= n_limit or self.tsc >= c_limit
+                        or self.issue_log is not None):
+                    return total
+                left = n_limit - done - total
+                eip = self.eip
+                cs = seg[_CS]
+                nxt = block.next
+                if (nxt is not None and nxt[0] == eip and cs.base == nxt[1] and cs.db
+                        and cs.min_off <= eip and nxt[2] <= cs.max_off
+                        and mmu.code_page(nxt[4]) is nxt[3] and nxt[3].mask & (1 << self.user)
+                        and blocks.get(nxt[5]) is nxt[6] and nxt[7] == entry_key(self)
+                        and left >= nxt[8]):
+                    _, _, _, e, vpn, _, block, _, _, xl = nxt
+                    continue
+                # The general lookup, as run() makes it for a translated block.
+                if not (cs.min_off <= eip <= cs.max_off and cs.db):
+                    return total
+                linear = (cs.base + eip) & MASK32
+                vpn2 = linear >> 12
+                e2 = mmu.code_page(vpn2)
+                if e2 is None or not e2.mask & (1 << self.user):
+                    return total
+                phys = e2.base | (linear & 0xFFF)
+                block2 = blocks.get(phys)
+                if (block2 is None or block2.addr != eip
+                        or not self._runs_as_block(block2, cs)
+                        or left < len(block2.entries) or block2.runs < TRANSLATE_AFTER):
+                    return total
+                block2.runs += 1
+                key = entry_key(self)
+                xl2 = self._translation(block2, phys)
+                if xl2 is None:
+                    block2.runs -= 1  # run() counts this entry itself
+                    return total
+                block.next = (eip, cs.base, block2.end, e2, vpn2, phys, block2, key,
+                              len(block2.entries), xl2)
+                block, xl, e, vpn = block2, xl2, e2, vpn2
+        except BaseException:
+            self._xl_ran = (self._xl_ran if inside else 0) + total
+            raise
+
     def _runs_as_block(self, block: Block, cs: SegmentCache) -> bool:
         """May ``block`` run as a block now (in the block loop or translated)? The one place
         this is decided, for both the untraced and the traced path: it has instructions and
@@ -973,7 +1051,8 @@ class CPU(CpuState):
                                 if xl is not None:
                                     self._xl_ran = 0
                                     try:
-                                        done += xl(self, e, vpn, left, c_limit, self._smc, done)
+                                        done += self._run_chained(block, xl, e, vpn, left,
+                                                                  n_limit, c_limit, done)
                                     except BaseException:
                                         done += self._xl_ran
                                         raise
@@ -1095,7 +1174,7 @@ class Block:
     start here" (the first instruction needs the next page or does not decode).
     """
 
-    __slots__ = ("addr", "end", "entries", "runs", "xl")
+    __slots__ = ("addr", "end", "entries", "next", "runs", "xl")
 
     def __init__(
         self, addr: int, end: int, entries: tuple[tuple[Handler, Insn, int, int], ...]
@@ -1108,6 +1187,10 @@ class Block:
         self.runs = 0
         #: Its translations (:mod:`lavsim.cpu.translate`) by (traced, entry issue state).
         self.xl: dict[tuple[bool, Key], Translated] = {}
+        #: The successor :meth:`CPU._run_chained` last found after this block's translation
+        #: (its EIP, CS base, last byte, host page-map entry, page, physical address, block,
+        #: issue key, length, translation), or None.
+        self.next: tuple[Any, ...] | None = None
 
 
 class _Untraced:
