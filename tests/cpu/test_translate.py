@@ -19,10 +19,10 @@ from functools import partial
 from typing import Any
 
 import pytest
-from cpu_harness import CODE, DATA, PAGE_DIR, PAGE_TABLES, Bare
+from cpu_harness import CODE, DATA, PAGE_DIR, PAGE_TABLES, STACK_TOP, Bare
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_fast_paths import CONFIGS, LOOP, generated, run_program
+from test_fast_paths import CONFIGS, LOOP, fixing_faults, generated, run_program
 
 from lavsim.cpu import core
 from lavsim.cpu.state import DS
@@ -32,6 +32,8 @@ from lavsim.mmu.segmentation import SegmentCache
 from lavsim.network import Frame, Network, NetworkInterface, NetworkModel
 from lavsim.timing import I486, PENTIUM
 from lavsim.timing.pentium import PENTIUM_SEQUENTIAL
+
+MASK = 0xFFFFFFFF
 
 PROFILES = {"pentium": PENTIUM, "sequential": PENTIUM_SEQUENTIAL, "i486": I486}
 
@@ -546,3 +548,240 @@ def test_flags_made_from_a_register_the_loop_then_writes_keep_the_old_value() ->
         on = same3(code, profile=profile)
         regs = on[0]
         assert isinstance(regs, list) and regs[2] == 20 * 5 + 11  # carries: 10 > 5 before
+
+
+# --- chained blocks and inline PUSH/POP -----------------------------------------------------
+
+#: The three executors: translated (chained), the block loop, the straightforward path.
+MODES3 = ((True, True), (True, False), (False, False))
+
+
+def _run3(code: bytes, fast: bool, translate: bool, *, setup: Any = None,
+          budget: int | None = None, chunk: int | None = None, config: str = "pentium",
+          unmapped: tuple[int, ...] = (), profile: Any = PENTIUM) -> tuple[object, ...]:
+    """Run ``code`` (then UD2) at CODE from a fixed state with faults fixed up and restarted
+    (``fixing_faults``), first ``budget`` instructions or in ``chunk``-cycle pieces, then to
+    the end; everything simulated."""
+    b = Bare(decode_cache=fast, config=CONFIGS[config], unmapped=unmapped, profile=profile)
+    cpu = b.cpu
+    cpu.fast, cpu.translate = fast, translate
+    b.mem.write(CODE, code + b"\x0f\x0b")
+    cpu.regs[:] = [0x11111111, 0, 0x33333333, 0x44444444, STACK_TOP - 0x100, 0, 0, 0]
+    if setup is not None:
+        setup(b)
+    faults: list[Any] = []
+    stops: list[object] = []  # each piece's stop reason and where it stopped
+
+    def piece(**limits: int) -> str:
+        reason = cpu.run(**limits)
+        stops.append((reason, cpu.eip, cpu.tsc, cpu.instructions, list(cpu.regs)))
+        return reason
+
+    with fixing_faults(faults):
+        if budget is not None:
+            piece(max_instructions=budget)
+        if chunk is not None:
+            for _ in range(400):
+                if piece(max_cycles=chunk, max_instructions=20_000) != "cycle_limit":
+                    break
+        piece(max_instructions=20_000)
+    tlbs = tuple((n, t.contents()) for n, t in b.mmu.tlbs.items())
+    btb = None if cpu.btb is None else cpu.btb.get_state()
+    return (list(cpu.regs), cpu.get_eflags(), cpu.eip, cpu.tsc, cpu.instructions,
+            [s.copy() for s in cpu.seg], cpu.cr2, cpu.cr3, b.mem.digest(), b.mmu.stats, tlbs,
+            faults, stops, cpu.issue_state(), btb)
+
+
+def same_modes(code: bytes, **kw: Any) -> tuple[object, ...]:
+    """The three executors agree (see :data:`MODES3`); returns the translated run."""
+    runs = [_run3(code, fast, translate, **kw) for fast, translate in MODES3]
+    assert runs[0] == runs[1]
+    assert runs[0] == runs[2]
+    return runs[0]
+
+
+#: mov ecx, 40 ; L: push eax ; push ebx ; add eax, ecx ; jmp M ; M: pop ebx ; pop edx ;
+#: inc esi ; dec ecx ; jnz L -- two blocks chained to each other (A ends in the JMP, B in the
+#: JNZ back to A), PUSH and POP inline.
+CHAIN = (b"\xb9\x28\x00\x00\x00" + b"\x50\x53\x01\xc8\xeb\x00"
+         + b"\x5b\x5a\x46\x49\x75\xf4")
+
+
+@pytest.fixture
+def entries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the general lookups of a translation (``CPU._translation`` calls)."""
+    calls: list[int] = []
+    real = core.CPU._translation
+
+    def spy(cpu: Any, block: Any, phys: int, traced: bool = False) -> Any:
+        calls.append(block.addr)
+        return real(cpu, block, phys, traced)
+
+    monkeypatch.setattr(core.CPU, "_translation", spy)
+    return calls
+
+
+def test_chained_blocks_skip_the_general_lookup_and_run_identically(
+    translations: list[int], entries: list[int]
+) -> None:
+    on = same_modes(CHAIN, config="pentium")
+    regs = on[0]
+    assert isinstance(regs, list) and regs[1] == 0 and regs[6] == 40  # every pass ran
+    # (Only the translated run looks translations up.) A and B: until each is chained.
+    assert 0 < len(entries) < 10
+    assert CODE + 5 in translations and CODE + 11 in translations
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_chained_blocks_cut_at_every_instruction_budget_run_identically(
+    config: str, profile: str
+) -> None:
+    for n in range(1, 40):
+        same_modes(CHAIN, budget=n, config=config, profile=PROFILES[profile])
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_chained_blocks_cut_at_every_cycle_budget_run_identically(config: str) -> None:
+    for chunk in range(1, 30):
+        same_modes(CHAIN, chunk=chunk, config=config)
+
+
+def test_code_rewritten_while_its_chain_is_cached_is_never_run_stale() -> None:
+    # L: xor byte [M], 1 ; jmp M ; M: inc ebx (0x43 <-> inc edx 0x42) ; dec ecx ; jnz L.
+    # A (the XOR, called out) rewrites B every pass after B's chain from A is cached.
+    at_m = CODE + 5 + 9
+    code = (b"\xb9\x28\x00\x00\x00" + b"\x80\x35" + at_m.to_bytes(4, "little") + b"\x01"
+            + b"\xeb\x00" + b"\x43\x49\x75\xf3")
+    regs = same_modes(code)[0]
+    assert isinstance(regs, list) and regs[1] == 0
+    assert regs[3] == 0x44444444 + 20 and regs[2] == 0x33333333 + 20  # both versions ran
+
+
+def test_code_rewritten_by_the_host_between_chained_runs_is_never_run_stale() -> None:
+    def patch(b: Bare) -> None:
+        # Runs of 100 instructions; between them the host turns B's 'inc esi' into 'inc edi'.
+        b.cpu.run(max_instructions=100)
+        b.mem.write8(CODE + 13, 0x47)
+        b.cpu.physical_written(CODE + 13, 1)
+
+    regs = same_modes(CHAIN, setup=patch)[0]
+    assert isinstance(regs, list) and regs[1] == 0 and regs[6] > 0 and regs[7] > 0
+
+
+def _second_directory(b: Bare) -> int:
+    """A copy of the page directory and first table whose page CODE + 0x1000 maps the frame
+    0x180000 (holding B's variant); returns its physical address."""
+    pd2, pt2 = 0x3F0000, 0x3F1000
+    for k in range(1024):
+        b.mem.write32(pd2 + 4 * k, b.mem.read32(PAGE_DIR + 4 * k))
+        b.mem.write32(pt2 + 4 * k, b.mem.read32(PAGE_TABLES + 4 * k))
+    b.mem.write32(pd2, pt2 | 7)
+    b.mem.write32(pt2 + 4 * ((CODE >> 12) + 1), 0x180000 | 7)
+    return pd2
+
+
+def test_a_cr3_switch_between_chained_blocks_never_runs_the_old_page() -> None:
+    # A (page CODE): xor eax, edi ; mov cr3, eax ; jmp B. B (page CODE + 0x1000): inc ebx ;
+    # dec ecx ; jnz A. Under the second directory B's page holds 'inc edx' instead.
+    b_at = CODE + 0x1000
+
+    def setup(b: Bare) -> None:
+        pd2 = _second_directory(b)
+        back = ((CODE + 5) - (b_at + 8) & MASK).to_bytes(4, "little")  # jnz A (rel32)
+        b.mem.write(b_at, b"\x43\x49\x0f\x85" + back + b"\x0f\x0b")
+        b.mem.write(0x180000, b"\x42\x49\x0f\x85" + back + b"\x0f\x0b")
+        b.cpu.regs[0] = PAGE_DIR
+        b.cpu.regs[7] = PAGE_DIR ^ pd2
+
+    jmp = (b_at - (CODE + 15)) & MASK
+    code = (b"\xb9\x28\x00\x00\x00" + b"\x31\xf8\x0f\x22\xd8\xe9" + jmp.to_bytes(4, "little"))
+    for config in sorted(CONFIGS):
+        regs = same_modes(code, setup=setup, config=config)[0]
+        assert isinstance(regs, list) and regs[1] == 0
+        assert regs[3] == 0x44444444 + 20 and regs[2] == 0x33333333 + 20
+
+
+def test_a_tlb_flush_between_chained_blocks_runs_identically() -> None:
+    # CHAIN with INVLPG of B's page and a CR3 reload in A: the chained page-map entries go.
+    code = (b"\xb9\x28\x00\x00\x00" + b"\x50\x53\x0f\x01\x3d" + (CODE + 20).to_bytes(4, "little")
+            + b"\x0f\x20\xd8\x0f\x22\xd8\xeb\x00" + b"\x5b\x5a\x46\x49\x75\xe9")
+    for config in sorted(CONFIGS):
+        regs = same_modes(code, config=config)[0]
+        assert isinstance(regs, list) and regs[1] == 0 and regs[6] == 40
+
+
+def test_a_remapped_successor_page_refilled_by_a_data_access_is_not_chained_stale() -> None:
+    # A: xor [PTE of B's page], edi (its frame alternates between B and B') ; invlpg [B].
+    # C: mov eax, [B] (on a unified TLB this refills B's entry: a new host page-map entry) ;
+    # jmp B. B: inc ebx ; dec ecx ; jnz A -- B' (frame 0x180000): inc edx instead.
+    b_at = CODE + 0x1000
+    pte = PAGE_TABLES + 4 * (b_at >> 12)
+
+    def setup(b: Bare) -> None:
+        back = ((CODE + 10) - (b_at + 8) & MASK).to_bytes(4, "little")  # jnz A (rel32)
+        b.mem.write(b_at, b"\x43\x49\x0f\x85" + back + b"\x0f\x0b")
+        b.mem.write(0x180000, b"\x42\x49\x0f\x85" + back + b"\x0f\x0b")
+
+    code = (b"\xb9\x28\x00\x00\x00" + _mov(7, b_at ^ 0x180000)
+            + b"\x31\x3d" + pte.to_bytes(4, "little") + b"\x0f\x01\x3d" + b_at.to_bytes(4, "little")
+            + b"\xa1" + b_at.to_bytes(4, "little")
+            + b"\xe9" + ((b_at - (CODE + 33)) & MASK).to_bytes(4, "little"))
+    for config in sorted(CONFIGS):
+        regs = same_modes(code, setup=setup, config=config)[0]
+        assert isinstance(regs, list) and regs[1] == 0
+        assert regs[3] == 0x44444444 + 20 and regs[2] == 0x33333333 + 20
+
+
+def test_a_successor_entered_with_another_issue_state_is_not_chained_to_the_old_one(
+    translations: list[int]
+) -> None:
+    # L: dec ecx ; jz END ; test cl, 1 ; jz Q2. Q1: cld + 63 INCs of EAX and EDX in turn (a
+    # 64-instruction block that leaves a U pending), falling into P: 64 INCs (EDX first,
+    # pairing with that U), then S: inc ebx ; inc esi ; jmp L. Q2: jmp P. P leaves a U
+    # pending for S only when entered from Q1, so S's entry issue state (and how it pairs)
+    # alternates and P's remembered successor fits every other pass.
+    incs = b"\x40\x42" * 32
+    code = (b"\xb9\x28\x00\x00\x00" + b"\x49\x0f\x84" + (149).to_bytes(4, "little")
+            + b"\xf6\xc1\x01\x0f\x84" + (135).to_bytes(4, "little")
+            + b"\xfc" + incs[:63] + incs[1:] + b"\x40"
+            + b"\x43\x46\xe9" + (-151 & MASK).to_bytes(4, "little")
+            + b"\xe9" + (-76 & MASK).to_bytes(4, "little"))
+    assert len(code) == 161
+    for chunk in (None, 7, 30):
+        regs = same_modes(code, chunk=chunk)[0]
+        assert isinstance(regs, list) and regs[1] == 0 and regs[3] == 0x44444444 + 39
+        if chunk is None:
+            assert translations.count(CODE + 149) == 2  # S under both issue states
+
+
+def test_a_far_jump_to_a_code_segment_based_elsewhere_in_the_page_is_not_chained_stale(
+) -> None:
+    # L: xor word [DATA + 4], 0x10 ; jmp far [DATA] -- to 0x08:X (flat) and 0x18:X (based
+    # 0x10) in turn. At X: inc ebx ; dec ecx ; jz END ; jmp far [DATA + 8] (back to 0x08:L);
+    # at X + 0x10 the same with inc edx. Same EIP, same page, another physical address.
+    gdt, x = 0x3E0000, CODE + 0x40
+
+    def setup(b: Bare) -> None:
+        from lavsim.mmu.descriptors import CODE_EXECUTE_READ, DATA_READ_WRITE, SegmentDescriptor
+
+        for sel, base, code_seg in ((0x08, 0, True), (0x10, 0, False), (0x18, 0x10, True)):
+            kind = CODE_EXECUTE_READ if code_seg else DATA_READ_WRITE
+            desc = SegmentDescriptor(base, 0xFFFFF, kind, 0, g=True)
+            b.mem.write(gdt + sel, desc.encode())
+        b.cpu.gdtr_base, b.cpu.gdtr_limit = gdt, 0x1F
+        b.mem.write(DATA, x.to_bytes(4, "little") + b"\x08\x00\x00\x00"
+                    + (CODE + 5).to_bytes(4, "little") + b"\x08\x00")
+        jz = (0x20 - 8).to_bytes(4, "little")  # to X + 0x20 (linear X + 0x30 when based)
+        back = b"\xff\x2d" + (DATA + 8).to_bytes(4, "little")
+        b.mem.write(x, b"\x43\x49\x0f\x84" + jz + back)
+        b.mem.write(x + 0x10, b"\x42\x49\x0f\x84" + jz + back)
+        b.mem.write(x + 0x20, b"\x0f\x0b")
+        b.mem.write(x + 0x30, b"\x0f\x0b")
+
+    code = (b"\xb9\x28\x00\x00\x00" + b"\x66\x81\x35" + (DATA + 4).to_bytes(4, "little")
+            + b"\x10\x00" + b"\xff\x2d" + DATA.to_bytes(4, "little"))
+    for config in sorted(CONFIGS):
+        regs = same_modes(code, setup=setup, config=config)[0]
+        assert isinstance(regs, list) and regs[1] == 0
+        assert regs[3] == 0x44444444 + 20 and regs[2] == 0x33333333 + 20

@@ -612,7 +612,8 @@ def translate(
                          for st in states))
     source = "\n".join(g.lines) + "\n"
     if g.looped:
-        forget = " " + " = ".join(f"{m}x" for m in sorted(g.memos)) + " = -1"
+        forget = (" " + " = ".join(f"{m}x" for m in sorted(g.memos)) + " = -1"
+                  if g.memos else " pass")
         source = (source.replace(SYNC_OUT, sync_out).replace(SYNC_IN, sync_in)
                   .replace(FORGET, forget))
     code = _CODE.get(source)
@@ -657,7 +658,74 @@ def _inline_writes(insn: Insn) -> set[int] | None:
     if name in ("mov_store", "mov_store_abs") or (
             name in ("jz_jnz", "jcc") and insn.form.handler == "jcc"):
         return set()
+    stack = _stack_form(insn)
+    if stack is not None:
+        return {4} if stack == "push" else {4, insn.reg}
     return None
+
+
+def _stack_form(insn: Insn) -> str | None:
+    """``"push"`` / ``"pop"`` for a PUSH r32 / POP r32 that :mod:`lavsim.cpu.fast`
+    specialises (its handler is then ``push_r`` / ``pop_r``: the translation inlines it with
+    the same fast-case conditions), else None."""
+    form = insn.form
+    if (form.handler not in ("push", "pop") or insn.size != 4 or insn.mem
+            or form.operands[:1] != ("+rv",)):
+        return None
+    qualname = insn.handler.__qualname__
+    if insn.form.handler == "push" and qualname == "_push.<locals>.push_r":
+        return "push"
+    if insn.form.handler == "pop" and qualname == "_pop.<locals>.pop_r":
+        return "pop"
+    return None
+
+
+def _stack_access(g: _Gen, j: int, insn: Insn, push: bool, call: Callable[[int], None]) -> None:
+    """PUSH r32 / POP r32 inline (untraced), as :func:`lavsim.cpu.fast.store32` /
+    :func:`~lavsim.cpu.fast.load32` do it: a 32-bit stack segment (B set; else the handler),
+    the new (PUSH) or current (POP) ESP inside SS's valid offsets (expand-down segments and
+    ESP wrapping included: they are a range test on the wrapped offset), writable (PUSH) or
+    readable, an aligned linear address whose page is in the MMU's host page map with the
+    access allowed; then the dword, ESP and (POP) the register, in the handler's order (POP
+    ESP loads the value popped). A push into a code page reaches the executor
+    (``physical_written``, then the self-modifying-code counter is tested); a hit through a
+    :class:`~lavsim.mmu.mmu.FastWay` re-tests the code page's entry (and in a looped block
+    forgets the data-page memos, as :func:`_memo_access` does). Any other case runs the
+    handler, which repeats the checks and raises the fault (#SS, #PF with CR2)."""
+    b = g.w
+    g.seg_base(2)
+    g.hoist("s2d = s2.db")
+    stop = f"{g.flags_now()}{g.t_exit()} {g.ud_now()}k = {j + 1}; break"
+    esp = g.reg(4)
+    b(3, f"of = ({esp} - 4) & {MASK32}" if push else f"of = {esp}")
+    b(3, f"if s2d and s2{'w' if push else 'r'} and s2lo <= of <= s2hi:")
+    b(4, f"ln = (s2b + of) & {MASK32}")
+    b(4, "pe = None if ln & 3 else dp(ln >> 12)")
+    b(4, f"if pe is not None and pe.mask & {'uw' if push else 'ur'}:")
+    b(5, "po = pe.owner; po.hits += 1")
+    if push:
+        b(5, f"pe.dwords[(ln & 0xFFF) >> 2] = {g.reg(insn.reg)}; {g.reg_w(4)} = of")
+        b(5, "if pages and (pe.base >> 12) in pages:")
+        b(6, f"{g.sync_out()}cpu.physical_written(pe.base | (ln & 0xFFF), 4)")
+        b(6, f"if cpu._smc != smc:{stop}")
+    else:
+        b(5, f"{g.reg_w(4)} = (of + 4) & {MASK32}; "
+             f"{g.reg_w(insn.reg)} = pe.dwords[(ln & 0xFFF) >> 2]")
+    # A hit through a FastWay makes its entry the MRU of its set: in a unified TLB that may
+    # demote the code page's entry (and a memoised data page), see _memo_access.
+    if g.looped:
+        b(5, "if po.__class__ is FW:")
+        b(6, f"pass;{FORGET}")
+        b(6, f"if cp(vpn) is not e:{stop}")
+    else:
+        b(5, f"if po.__class__ is FW and cp(vpn) is not e:{stop}")
+    b(4, "else:")
+    keep = g.snapshot_flags()
+    call(5)
+    g.restore_flags(keep)  # PUSH and POP leave the flags alone on either path
+    b(3, "else:")
+    call(4)
+    g.restore_flags(keep)
 
 
 def _loop_locals(g: _Gen) -> tuple[str, str]:
@@ -820,6 +888,10 @@ def _body(g: _Gen, j: int, insn: Insn, call: Callable[[int], None], taken_extra:
         b(3, "else:")
         call(4)
         g.restore_flags(keep)
+        return
+    stack = _stack_form(insn) if inline_memory else None
+    if stack is not None:
+        _stack_access(g, j, insn, stack == "push", call)
         return
     if name in ("jz_jnz", "jcc") and insn.form.handler == "jcc":
         cc = insn.cc
