@@ -25,9 +25,12 @@ from hypothesis import strategies as st
 from test_fast_paths import CONFIGS, LOOP, fixing_faults, generated, run_program
 
 from lavsim.cpu import core
-from lavsim.cpu.state import DS
+from lavsim.cpu.state import DS, SS
+from lavsim.errors import MemoryAccessError
+from lavsim.faults import PF
+from lavsim.faults import SS as SS_VECTOR
 from lavsim.machine import Machine, MachineConfig
-from lavsim.mmu.descriptors import DATA_READ_WRITE_ACCESSED
+from lavsim.mmu.descriptors import DATA_READ_WRITE_ACCESSED, DATA_READ_WRITE_EXPAND_DOWN_ACCESSED
 from lavsim.mmu.segmentation import SegmentCache
 from lavsim.network import Frame, Network, NetworkInterface, NetworkModel
 from lavsim.timing import I486, PENTIUM
@@ -578,13 +581,16 @@ def _run3(code: bytes, fast: bool, translate: bool, *, setup: Any = None,
         return reason
 
     with fixing_faults(faults):
-        if budget is not None:
-            piece(max_instructions=budget)
-        if chunk is not None:
-            for _ in range(400):
-                if piece(max_cycles=chunk, max_instructions=20_000) != "cycle_limit":
-                    break
-        piece(max_instructions=20_000)
+        try:
+            if budget is not None:
+                piece(max_instructions=budget)
+            if chunk is not None:
+                for _ in range(400):
+                    if piece(max_cycles=chunk, max_instructions=20_000) != "cycle_limit":
+                        break
+            piece(max_instructions=20_000)
+        except MemoryAccessError as error:  # (a fixed-up stack left installed memory)
+            stops.append(f"bus_error {error}")
     tlbs = tuple((n, t.contents()) for n, t in b.mmu.tlbs.items())
     btb = None if cpu.btb is None else cpu.btb.get_state()
     return (list(cpu.regs), cpu.get_eflags(), cpu.eip, cpu.tsc, cpu.instructions,
@@ -785,3 +791,135 @@ def test_a_far_jump_to_a_code_segment_based_elsewhere_in_the_page_is_not_chained
         regs = same_modes(code, setup=setup, config=config)[0]
         assert isinstance(regs, list) and regs[1] == 0
         assert regs[3] == 0x44444444 + 20 and regs[2] == 0x33333333 + 20
+
+
+#: Stack segments for the PUSH/POP walks: (base, limit, type, B), see _stack_walk.
+STACKS = {
+    "flat": (0, 0xFFFFFFFF, DATA_READ_WRITE_ACCESSED, True),
+    "limit": (0, 0x2FF0A0, DATA_READ_WRITE_ACCESSED, True),  # expand-up, cut above
+    "expand_down": (0, 0x2FF000, DATA_READ_WRITE_EXPAND_DOWN_ACCESSED, True),  # cut below
+    "wrap": (0x300000, 0xFFFFFFFF, DATA_READ_WRITE_ACCESSED, True),  # ESP wraps past 0
+    # 16-bit (B = 0; the handler): SP wraps inside 64 KiB, ESP's upper half stays.
+    "small": (0x2F0000, 0xFFFFF, DATA_READ_WRITE_ACCESSED, False),
+}
+
+
+def _stack_walk(up: bool, chained: bool, esp: int) -> bytes:
+    """mov esp, ``esp`` ; mov ecx, 40 ; L: push eax ; push ebx ; pop edx (walking down 4
+    bytes a pass) or pop edx ; pop eax ; push ebx (up) ; [jmp M ; M:] dec ecx ; jnz L."""
+    body = b"\x5a\x58\x53" if up else b"\x50\x53\x5a"
+    if chained:
+        body += b"\xeb\x00"
+    body += b"\x49\x75" + bytes([-(len(body) + 3) & 0xFF])
+    return _mov(4, esp) + b"\xb9\x28\x00\x00\x00" + body
+
+
+@pytest.mark.parametrize("stack", sorted(STACKS))
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("chained", [False, True])
+def test_push_and_pop_walking_into_stack_limits_fault_and_wrap_identically(
+    stack: str, up: bool, chained: bool, translations: list[int]
+) -> None:
+    """PUSH/POP inline (a self-looping block: registers in locals; or two chained blocks)
+    walking ESP across SS's upper limit, an expand-down segment's lower limit (#SS, restarted
+    with a flat SS), past offset 0 or 0xFFFFFFFF (ESP wraps: linear base + offset wraps
+    too) and on a 16-bit stack (the handler's SP arithmetic), every budget, as interpreted."""
+    base, limit, kind, big = STACKS[stack]
+    esp = {"limit": 0x2FF040, "expand_down": 0x2FF060, "wrap": 0x10 if not up else 0xFFFFFFF0,
+           "small": 0x10008, "flat": 0x2FF040}[stack]
+    code = _stack_walk(up, chained, esp)
+
+    def setup(b: Bare) -> None:
+        b.cpu.seg[SS] = SegmentCache(0x10, base, limit, kind, True, 0, True, big, False)
+
+    for budget in (None, *range(3, 40, 3)):
+        on = same_modes(code, setup=setup, budget=budget)
+        faults = on[11]
+        assert isinstance(faults, list)
+        hit = [f for f in faults if f[0] == SS_VECTOR]
+        assert bool(hit) == ((stack, up) in (("limit", True), ("expand_down", False)))
+    assert translations
+
+
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("chained", [False, True])
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_push_and_pop_onto_an_unmapped_stack_page_fault_with_cr2(
+    up: bool, chained: bool, config: str
+) -> None:
+    """The walk crosses into an unmapped page: #PF with CR2 at the first byte PUSH writes or
+    POP reads there (the harness then maps the page and the instruction restarts)."""
+    esp = 0x2FEFC0 if up else 0x2FF040
+    page = 0x2FF if up else 0x2FE
+    for chunk in (None, 5, 23):
+        on = same_modes(_stack_walk(up, chained, esp), config=config, unmapped=(page,),
+                        chunk=chunk)
+        faults = on[11]
+        assert isinstance(faults, list)
+        pf = [f for f in faults if f[0] == PF]
+        assert len(pf) == 1 and pf[0][3] == (0x2FF000 if up else 0x2FEFFC)
+        regs = on[0]
+        assert isinstance(regs, list) and regs[1] == 0
+
+
+def _gate3(scenario: Any, pieces: tuple[int, ...] = (), cycles: int | None = None
+           ) -> tuple[object, ...]:
+    """The call-gate scenario of tests/cpu/test_far_fast_path.py run by the three executors
+    (the straightforward one with the reference far-transfer path), cut into ``pieces``
+    instructions or ``cycles``-cycle pieces; everything simulated, where each piece ended."""
+    from test_far_fast_path import observe
+
+    out = []
+    for fast, translate in MODES3:
+        b = scenario.build(fast)
+        b.cpu.fast, b.cpu.translate = fast, translate
+        ends: list[object] = []
+        for n in pieces:
+            ends.append((b.run(max_instructions=n), b.cpu.tsc, b.cpu.eip, list(b.cpu.regs)))
+            if b.faults:
+                break
+        for _ in range(400 if cycles is not None and not b.faults else 0):
+            ends.append((b.run(max_cycles=cycles), b.cpu.tsc, b.cpu.eip, list(b.cpu.regs)))
+            if b.faults:
+                break
+        if not b.faults:
+            b.run(max_instructions=20_000)
+        out.append((observe(b), ends))
+    assert out[0] == out[1]
+    assert out[0] == out[2]
+    return out[0][0]
+
+
+@pytest.mark.parametrize("config", ["pentium", "tiny"])
+@pytest.mark.parametrize("edits", ["none", "gate_offset", "tss_esp", "tss_ss", "cs_limit",
+                                   "ss_limit"])
+def test_chained_blocks_through_call_gates_and_far_returns_run_identically(
+    config: str, edits: str, translations: list[int]
+) -> None:
+    """Blocks chained across far CALLs through gates to rings 2, 1 and 0, far RETs, far JMPs
+    and LDT gates, while the guest edits gates, the TSS and segment limits."""
+    from test_far_fast_path import Scenario, fault_of
+
+    result = _gate3(Scenario(config=config, edits=edits, iterations=16))
+    assert fault_of(result) == (6, None)  # the loop ran to its final UD2
+    assert translations
+
+
+def test_chained_call_gate_loops_cut_at_instruction_and_cycle_budgets_run_identically(
+) -> None:
+    from test_far_fast_path import Scenario
+
+    scenario = Scenario(iterations=6)
+    for n in range(1, 90, 4):
+        _gate3(scenario, pieces=(n, 3, 1))
+    for cycles in (1, 5, 17, 60):
+        _gate3(scenario, cycles=cycles)
+
+
+@pytest.mark.parametrize("inject", ["gate_not_present", "stack_limit", "return_ss",
+                                    "gate_offset_limit"])
+def test_faults_between_chained_gate_blocks_are_exact(inject: str) -> None:
+    from test_far_fast_path import INJECT, Scenario, fault_of
+
+    result = _gate3(Scenario(inject=inject, iterations=8))
+    assert fault_of(result) == INJECT[inject][1]

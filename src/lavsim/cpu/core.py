@@ -593,7 +593,7 @@ class CPU(CpuState):
                 nxt = block.next
                 if (nxt is not None and nxt[0] == eip and cs.base == nxt[1] and cs.db
                         and cs.min_off <= eip and nxt[2] <= cs.max_off
-                        and mmu.code_page(nxt[4]) is nxt[3] and nxt[3].mask & (1 << self.user)
+                        and nxt[3].mask & (1 << self.user) and mmu.code_page(nxt[4]) is nxt[3]
                         and blocks.get(nxt[5]) is nxt[6] and nxt[7] == entry_key(self)
                         and left >= nxt[8]):
                     _, _, _, e, vpn, _, block, _, _, xl = nxt
