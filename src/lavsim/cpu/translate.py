@@ -16,8 +16,9 @@ compiles it. What the function saves over the loop:
   set and strongly predicts the outcome is updated inline; any other case calls the executor's
   ``_predict``);
 * the hottest forms (32-bit register ALU, INC/DEC, aligned MOV loads and stores through the
-  MMU's host page map, Jcc) are inlined, with the same fast-case conditions as
-  :mod:`lavsim.cpu.fast` and the instruction's own handler as the fall-back;
+  MMU's host page map, PUSH/POP of a 32-bit register (:func:`_stack_access`), Jcc) are
+  inlined, with the same fast-case conditions as :mod:`lavsim.cpu.fast` and the instruction's
+  own handler as the fall-back;
 * the TSC, the instruction-fetch TLB hits and the lazy flags are kept in locals and written
   back before every call that could read them and at every exit (the carry and zero flags a
   following INC/DEC or Jcc reads come from the previous instruction's locals);
@@ -52,6 +53,10 @@ architectural fault; the function then puts back the lazy flags, EFLAGS and the 
 exactly as the block loop leaves them and hands the fault to the executor
 (``CPU._fault_counted``). With tracers attached the traced variant (see :func:`translate`)
 fetches every instruction as the per-instruction path does and inlines no memory access.
+
+The executor runs translations back to back without its general lookup where the successor
+is the one it found last time and nothing that lookup reads has changed
+(:meth:`lavsim.cpu.core.CPU._run_chained` says exactly what is checked).
 
 The generated function is called as ``fn(cpu, e, vpn, left, c_limit, smc, done)`` (``e``: the
 code page's host page-map entry, ``vpn`` its linear page number, ``left`` instructions the run
