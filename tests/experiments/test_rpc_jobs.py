@@ -115,3 +115,17 @@ def test_with_another_thread_running_the_jobs_run_here_in_order() -> None:
         stop.set()
         helper.join()
     assert results == [os.getpid()] * 3 and order == [0, 1, 2]
+
+
+@needs_fork
+def test_workers_that_cannot_start_are_reported_in_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lavsim.experiments import forked
+
+    class NoFork(forked.cf.ProcessPoolExecutor):
+        def submit(self, *args: object, **kwargs: object) -> forked.cf.Future[object]:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(forked.cf, "ProcessPoolExecutor", NoFork)
+    with pytest.raises(LavsimError, match=r"^cannot start 2 worker processes \(.*Resource"):
+        run_forked([lambda: 1, lambda: 2], 2)

@@ -17,6 +17,7 @@ job it did not finish. Either way the jobs not started are cancelled: nothing ha
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import multiprocessing
 import os
 import signal
@@ -101,11 +102,18 @@ def run_forked(
     global _JOBS
     _JOBS = jobs
     got: dict[int, Any] = {}
+    # What the workers inherit is never garbage to them: keep their collector off it (and
+    # their copies of its pages untouched).
+    gc.freeze()
     pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(parts)),
                                   mp_context=multiprocessing.get_context("fork"),
                                   initializer=_quiet)
     try:
-        futures = {pool.submit(_run_chunk, c): c for c in parts}
+        try:
+            futures = {pool.submit(_run_chunk, c): c for c in parts}
+        except OSError as error:  # no fork: a process limit, or no memory to copy this one
+            raise LavsimError(f"cannot start {workers} worker processes ({error}); --jobs 1 "
+                              "runs every measurement in this process") from None
         for future in cf.as_completed(futures):
             try:
                 answers = future.result()
@@ -125,4 +133,5 @@ def run_forked(
     finally:
         _JOBS = ()
         pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
     return [got[k] for k in range(len(jobs))]
