@@ -129,3 +129,17 @@ def test_workers_that_cannot_start_are_reported_in_one_line(
     monkeypatch.setattr(forked.cf, "ProcessPoolExecutor", NoFork)
     with pytest.raises(LavsimError, match=r"^cannot start 2 worker processes \(.*Resource"):
         run_forked([lambda: 1, lambda: 2], 2)
+
+
+def _fails() -> int:
+    raise LavsimError("the first job failed")
+
+
+@needs_fork
+def test_a_failure_stops_the_other_workers_at_once() -> None:
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(LavsimError, match="job 0: the first job failed"):
+        run_forked([_fails, lambda: time.sleep(30)], 2)
+    assert time.monotonic() - start < 15

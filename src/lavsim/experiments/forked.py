@@ -130,6 +130,13 @@ def run_forked(
                 got[index] = value
                 if done is not None:
                     done(index)
+    except BaseException:
+        # Ctrl-C, or a job failed: what the other workers are running is of no use now, so
+        # stop them rather than wait (the pool has no public way to; Python 3.14 adds one).
+        processes = getattr(pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            process.terminate()
+        raise
     finally:
         _JOBS = ()
         pool.shutdown(wait=True, cancel_futures=True)
