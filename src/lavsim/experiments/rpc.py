@@ -376,11 +376,12 @@ def _measure_all(
     """Every point's cost and every model's remote rows, in the order given, measured on
     ``workers`` forked processes (:func:`~lavsim.experiments.forked.run_forked`).
 
-    Before the fork this process assembles the kernel, which every system boots, so no worker
-    assembles it again; a mechanism's client and server sources depend on the size but not on
-    the CPU model, so the points of one mechanism and size form one chunk (each stub is
-    assembled once, by one worker). The remote rows go first and then the largest sizes, so the
-    last chunks handed out are short ones (the workers finish together)."""
+    Before the fork this process assembles the kernel, which every system boots, and the
+    sources every size shares (:func:`_warm`), so no worker assembles them again; a client's
+    source depends on the size but not on the CPU model, so the points of one mechanism and
+    size form one chunk. The remote rows go first (one chunk: they share their cluster's
+    sources), then the largest sizes, so the last chunks handed out are short ones and the
+    workers finish together."""
     jobs: list[Callable[[], object]] = [functools.partial(_measured, m, w) for w, m in points]
     labels = [f"{w.profile_name} {m.label} {w.size} B" for w, m in points]
     steps = [1] * len(points)
@@ -394,7 +395,7 @@ def _measure_all(
     chunks = [list(range(len(points), len(jobs)))] if remote else []
     chunks.extend(sorted(groups.values(), key=lambda c: -points[c[0]][0].size))
     total, count = sum(steps), 0
-    serial = workers == 1
+    serial = workers == 1 or len(chunks) <= 1 or not can_fork()  # as run_forked decides
 
     def done(index: int) -> None:
         nonlocal count
@@ -405,7 +406,7 @@ def _measure_all(
             elif not serial:
                 progress(count, total, labels[index])
 
-    if workers > 1 and points and can_fork():
+    if not serial:
         _warm(points)
     if progress is not None and serial and jobs:
         progress(0, total, labels[0])
