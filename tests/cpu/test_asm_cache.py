@@ -5,7 +5,6 @@ rebuilt, never trusted; ``LAVSIM_CACHE=0`` turns it off."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,15 +142,13 @@ def test_an_entry_of_another_assembler_version_never_matches(
     assert asmcache.entry_key(SOURCE, 0x1000) != key
 
 
-@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() == 0,
-                    reason="root writes anywhere")
-def test_an_unwritable_cache_directory_changes_nothing(cache: Path) -> None:
-    cache.mkdir(mode=0o500)
-    try:
-        _same(assemble(SOURCE, 0x1000), asm._assemble(SOURCE, 0x1000))
-        assert list(cache.iterdir()) == []
-    finally:
-        cache.chmod(0o700)
+def test_a_cache_directory_that_cannot_be_made_changes_nothing(
+        cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("LAVSIM_CACHE_DIR", str(blocker / "asm"))  # even root cannot mkdir here
+    _same(assemble(SOURCE, 0x1000), asm._assemble(SOURCE, 0x1000))
+    assert blocker.read_text() == "not a directory"
 
 
 def test_a_directory_other_users_may_write_is_not_used(cache: Path) -> None:
@@ -169,3 +166,23 @@ def test_the_directory_is_kept_to_its_bound(cache: Path, monkeypatch: pytest.Mon
     for k in range(12):
         assemble(SOURCE + f"extra{k}:\n", 0x1000)
     assert 6 <= len(list(cache.glob("*.json"))) <= 8
+
+
+def test_without_a_home_directory_there_is_no_cache_and_no_error(
+        cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAVSIM_CACHE_DIR")
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", no_home)
+    assert asmcache.cache_dir() is None
+    _same(assemble(SOURCE, 0x1000), asm._assemble(SOURCE, 0x1000))
+
+
+def test_the_default_place_is_under_the_home_cache(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.delenv("LAVSIM_CACHE_DIR", raising=False)
+    monkeypatch.delenv("LAVSIM_CACHE", raising=False)
+    monkeypatch.setattr(Path, "home", lambda: tmp_path)
+    assert asmcache.cache_dir() == tmp_path / ".cache" / "lavsim" / "asm"

@@ -55,13 +55,17 @@ def assembler_version() -> str:
 
 
 def cache_dir() -> Path | None:
-    """Where entries live, or None when ``LAVSIM_CACHE=0`` turns the cache off."""
+    """Where entries live, or None when ``LAVSIM_CACHE=0`` turns the cache off (or there is no
+    home directory to put it in)."""
     if os.environ.get("LAVSIM_CACHE", "1").strip() == "0":
         return None
     configured = os.environ.get("LAVSIM_CACHE_DIR")
     if configured:
         return Path(configured)
-    return Path.home() / ".cache" / "lavsim" / "asm"
+    try:
+        return Path.home() / ".cache" / "lavsim" / "asm"
+    except (RuntimeError, KeyError, OSError):  # no HOME and no password entry: no cache
+        return None
 
 
 def entry_key(source: str, origin: int) -> str:
