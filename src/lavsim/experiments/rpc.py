@@ -359,8 +359,9 @@ def _measured(mech: Mechanism, work: Workload) -> tuple[Figures, Figures, tuple[
 
 def _warm(points: Sequence[tuple[Workload, Mechanism]]) -> None:
     # Assemble what the workers share before they fork: the kernel, and the sources of each
-    # mechanism that do not depend on the size (servers, call libraries, the filler), built
-    # here once on the first point's workload (the systems are thrown away).
+    # mechanism that do not depend on the size (servers, call libraries, the filler; migration
+    # above the gate's 124 bytes links a library of its own, hence the largest size too),
+    # built here on the first point's workload (the systems are thrown away).
     kernel_image()
     first = points[0][0]
     for size in sorted({first.size, max(w.size for w, _ in points)}):
