@@ -711,9 +711,9 @@ class Machine:
         before = cpu.tsc
         counted = cpu.instructions + cpu.unretired
         try:
-            if self.mmu.tracing or not (cpu.fast and cpu.decode_cache):
+            if not (cpu.fast and cpu.decode_cache):
                 # The CPU runs no blocks (see CPU.run): a unit is one step, and step() costs
-                # less than a run() call.
+                # less than a run() call. (With tracers the CPU runs traced blocks in units.)
                 cpu._rep_until = until
                 cpu.step()
             else:

@@ -872,6 +872,61 @@ class CPU(CpuState):
         finally:
             self.instructions -= done
 
+    def _traced_block(self, block: Block, e: Any, vpn: int, delta: int, left: int,
+                      c_limit: int, done: int) -> int:
+        """One pass of the block loop with tracers attached (units only: see :meth:`run`);
+        returns the instructions it retired. Each instruction is fetched and reported
+        exactly as the per-instruction path does on a decoded-instruction-cache hit: the
+        fetch lookup served by the same host page-map entry ``e`` of page ``vpn`` (else the
+        block stops and the per-instruction path fetches), the hit credited to its owner,
+        ``report_fetch`` when a tracer wants ``FETCH``, then ``report_insn`` (the physical
+        address of an instruction is its EIP + ``delta``: the block lies in one page). The
+        limits and the self-modifying-code counter are tested after each instruction, as in
+        the untraced block loop."""
+        mmu = self.mmu
+        fetch_page = mmu.fetch_page
+        report_insn = mmu.report_insn
+        report_fetch = mmu.report_fetch if mmu.traces_fetch else None
+        owner = e.owner
+        user = self.user
+        cs_max = self.seg[_CS].max_off
+        base = self.seg[_CS].base
+        smc = self._smc
+        ran = 0
+        insn = block.entries[0][1]
+        lazy = self.lazy_flags
+        eflags = self.eflags
+        try:
+            for handler, insn, cycles, next_eip in block.entries:
+                if fetch_page(vpn) is not e:
+                    break  # the entry was demoted: fetch the slow way
+                owner.hits += 1
+                addr = insn.addr
+                phys = addr + delta
+                if report_fetch is not None:
+                    report_fetch(phys, _window(addr, base + addr, cs_max), user)
+                report_insn(phys, insn.length, user)
+                lazy = self.lazy_flags
+                eflags = self.eflags
+                if insn.issue is not None:
+                    self._issue_run(insn)
+                else:
+                    self.tsc += cycles
+                    self.eip = next_eip
+                    handler(self, insn)
+                ran += 1
+                if ran >= left or self.tsc >= c_limit or self._smc != smc:
+                    break
+        except CpuFault as fault:
+            self._xl_ran = ran  # (the delivery may end in a bus error)
+            self._fault_counted(fault, insn.addr, lazy, eflags, done + ran)
+        except RepStopped:
+            self.unretired += 1  # a REP stopped: the block ends
+        except BaseException:
+            self._xl_ran = ran
+            raise
+        return ran
+
     def run(self, max_instructions: int | None = None, max_cycles: int | None = None) -> str:
         """Execute until a stop condition; returns why: ``"halted"``, ``"instruction_limit"``
         (``max_instructions`` executed), ``"cycle_limit"`` (the TSC advanced by at least
@@ -903,7 +958,9 @@ class CPU(CpuState):
         # (tested once per call; a tracer attached during a run counts from the next call).
         tracing = mmu.tracing
         cached = self.decode_cache
-        blocks_on = cached and self.fast and not tracing
+        # Under tracing, blocks run in units only (block stops; see _traced_block): the
+        # traced translations below serve other runs.
+        blocks_on = cached and self.fast and (unit or not tracing)
         translate_on = self.translate
         # Under tracing, translated blocks start from the per-instruction path's fetch. Not
         # in units (block stops): a traced translation may end having made the next
@@ -951,13 +1008,23 @@ class CPU(CpuState):
                 if blocks_on and cs.min_off <= eip <= cs.max_off and cs.db:
                     linear = (cs.base + eip) & MASK32
                     vpn = linear >> 12
-                    code_page = mmu.code_page
+                    # (Under tracing code_page answers None: fetch_page is the same lookup.)
+                    code_page = mmu.fetch_page if tracing else mmu.code_page
                     e = code_page(vpn)
                     if e is not None and e.mask & (1 << self.user):
                         phys = e.base | (linear & 0xFFF)
                         block = blocks.get(phys)
                         if block is None or block.addr != eip:
                             block = self._build_block(eip, linear, phys)
+                        if tracing and self._runs_as_block(block, cs):
+                            self._xl_ran = 0
+                            try:
+                                done += self._traced_block(block, e, vpn, phys - eip,
+                                                           n_limit - done, c_limit, done)
+                            except BaseException:
+                                done += self._xl_ran  # retired before a bus error
+                                raise
+                            continue
                         if self._runs_as_block(block, cs):
                             # Translated when it is hot, the issue log is off and the run
                             # may retire the whole block; else the block loop below.
