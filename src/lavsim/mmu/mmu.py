@@ -822,6 +822,26 @@ class MMU:
             return e.base | (linear & 0xFFF)
         return self._translate(linear, write, user, fetch)
 
+    def translate_owned(self, linear: int, write: bool, user: bool) -> tuple[int, TLB | None]:
+        """:meth:`translate` of a data access, and the modelled TLB that counted it (the one
+        whose hits or misses it changed; None with paging off). For a caller that credits
+        that TLB further hits itself (the REP bulk path)."""
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & ((4 if write else 1) << user):
+            owner = e.owner
+            owner.hits += 1  # what translate() does on this hit
+            phys = e.base | (linear & 0xFFF)
+            if type(owner) is FastWay:
+                return phys, owner.tlb
+            return phys, owner if type(owner) is TLB else None
+        tlbs = self._tlbs
+        before = [t.hits + t.misses for t in tlbs]
+        phys = self._translate(linear, write, user, False)
+        for t, b in zip(tlbs, before, strict=True):
+            if t.hits + t.misses != b:
+                return phys, t
+        return phys, None
+
     # --- scalar access -------------------------------------------------------------------
 
     def read8(self, linear: int, user: bool) -> int:
