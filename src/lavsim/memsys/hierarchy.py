@@ -404,8 +404,8 @@ class MemoryHierarchy:
             # Inside one line (the usual case): the loop below for a single piece.
             result = data.write(phys, allocate, through)
             if result.through and not (nw and result.hit):
-                for _ in range(-(-(end - phys) // self._word)):
-                    self.write_stall += self._buffer_write(phys, result.hit)
+                self.write_stall += self._buffer_write(phys, result.hit,
+                                                       -(-(end - phys) // self._word))
             return
         width = self.timing.bus_width
         for line in self._lines(data, phys, size):
@@ -415,8 +415,8 @@ class MemoryHierarchy:
             if not result.through or (nw and result.hit):
                 continue
             # One bus write per bus word of the piece (a REP run is many words).
-            for _ in range(max(1, -(-(hi - lo) // min(width, 4)))):
-                self.write_stall += self._buffer_write(lo, result.hit)
+            self.write_stall += self._buffer_write(lo, result.hit,
+                                                   max(1, -(-(hi - lo) // min(width, 4))))
 
     def _bus_write_cost(self, addr: int) -> int:
         l2 = self.l2
@@ -441,34 +441,46 @@ class MemoryHierarchy:
         while buffer and buffer[0][0] <= now:
             buffer.popleft()
 
-    def _buffer_write(self, addr: int, hit: bool) -> int:
-        # (_retire, _bus_write_cost and _stall inline: every write-through write comes here.)
+    def _buffer_write(self, addr: int, hit: bool, count: int = 1) -> int:
+        """``count`` bus writes of a word at ``addr`` (one line's piece of a write), one after
+        the other, through the write buffer; returns the cycles they stalled (charged)."""
+        # (_retire, _bus_write_cost and _stall inline, and the loop over the words inside:
+        # every write-through write comes here, a REP run with a word per item.)
         d = self._d
-        now = self.clock.tsc * d
+        clock = self.clock
         buffer = self.buffer
-        while buffer and buffer[0][0] <= now:
-            buffer.popleft()
-        stall = 0
-        if len(buffer) >= self._buffers:
-            self.buffer_full += 1
-            stall = -((now - buffer[0][0]) // d)  # whole cycles until it is done
-            now += stall * d
+        buffers = self._buffers
+        l2 = self.l2
+        bus_free = self.bus_free
+        stalled = 0
+        for _ in range(count):
+            now = clock.tsc * d
             while buffer and buffer[0][0] <= now:
                 buffer.popleft()
-        start = max(now, self.bus_free)
-        l2 = self.l2
-        if l2 is None:
-            cost = self._dram_write
-        elif l2.write(addr).hit:
-            self.l2_hits += 1
-            cost = self._l2_write
-        else:
-            self.l2_misses += 1
-            cost = self._dram_write
-        self.bus_free = start + cost
-        buffer.append((self.bus_free, hit))
-        self.buffered_writes += 1
-        return self._stall(stall) if stall else 0
+            if len(buffer) >= buffers:
+                self.buffer_full += 1
+                stall = -((now - buffer[0][0]) // d)  # whole cycles until it is done
+                now += stall * d
+                while buffer and buffer[0][0] <= now:
+                    buffer.popleft()
+                if stall > 0:
+                    clock.tsc += stall
+                    self.stall_cycles += stall
+                    stalled += stall
+            start = now if now > bus_free else bus_free
+            if l2 is None:
+                cost = self._dram_write
+            elif l2.write(addr).hit:
+                self.l2_hits += 1
+                cost = self._l2_write
+            else:
+                self.l2_misses += 1
+                cost = self._dram_write
+            bus_free = start + cost
+            buffer.append((bus_free, hit))
+        self.bus_free = bus_free
+        self.buffered_writes += count
+        return stalled
 
     # --- locked cycles -----------------------------------------------------------------
 
