@@ -1,5 +1,6 @@
-"""The write buffer takes a write's words in one call per line piece (``_buffer_write`` with a
-count) and leaves exactly what one call per word left: random mixes of scalar writes, REP-sized
+"""The write buffer takes a write's words in one call (``_buffer_write`` with the line pieces and
+their word counts, the L2 told each piece's words at once: ``Cache.write_repeated``) and leaves
+exactly what one call and one L2 write per word left: random mixes of scalar writes, REP-sized
 runs across lines and pages at every alignment, reads and instruction bytes, on every board's
 caches (write-through and write-back L1, with and without L2), with PWT/PCD pages and CR0.NW,
 with the clock barely moving so the buffer stays full: the same stall after every access, and
@@ -8,13 +9,14 @@ the same caches, buffer, bus time and counters."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 import pytest
 
 from lavsim.boards import BOARDS
-from lavsim.memsys import MemoryHierarchy
+from lavsim.memsys import Cache, CacheConfig, MemoryHierarchy
 from lavsim.mmu.mmu import Access
 
 
@@ -33,8 +35,9 @@ class Controls:
 class OneCallPerWord(MemoryHierarchy):
     """The buffer as it was: one call per bus word."""
 
-    def _buffer_write(self, addr: int, hit: bool, count: int = 1) -> int:
-        return sum(self._one_word(addr, hit) for _ in range(count))
+    def _buffer_write(self, pieces: Iterable[tuple[int, bool, int]]) -> int:
+        return sum(self._one_word(addr, hit) for addr, hit, count in pieces
+                   for _ in range(count))
 
     def _one_word(self, addr: int, hit: bool) -> int:
         d = self._d
@@ -114,3 +117,28 @@ def test_a_line_piece_in_one_call_buffers_what_one_call_per_word_buffers(
     assert state["counters"]["buffered_writes"] > 1000
     if not nw:
         assert state["counters"]["buffer_full"] > 100
+
+
+@pytest.mark.parametrize("write_allocate", [False, True])
+@pytest.mark.parametrize("write_back", [False, True])
+@pytest.mark.parametrize(("ways", "replacement"), [(1, "lru"), (2, "lru"), (4, "plru")])
+def test_repeated_writes_of_a_line_told_at_once_equal_the_writes_one_by_one(
+    write_allocate: bool, write_back: bool, ways: int, replacement: str,
+) -> None:
+    config = CacheConfig("c", 1024, ways, 16, replacement, write_back=write_back,
+                         write_allocate=write_allocate)
+    rng = random.Random(ways)
+    at_once, one_by_one = Cache(config), Cache(config)
+    answers = []
+    for _ in range(2000):
+        addr = rng.randrange(0x4000)
+        if rng.random() < 0.4:
+            assert at_once.read(addr).hit == one_by_one.read(addr).hit
+            continue
+        count = rng.choice([1, 2, 3, 4, 8])
+        first, later = at_once.write_repeated(addr, count)
+        each = [one_by_one.write(addr).hit for _ in range(count)]
+        assert [first, *[later] * (count - 1)] == each
+        answers.append(first)
+        assert at_once.get_state() == one_by_one.get_state()
+    assert any(answers) and not all(answers)

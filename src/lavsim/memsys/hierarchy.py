@@ -53,7 +53,7 @@ snapshot taken at any instruction boundary restores to the same later cycles.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -404,10 +404,13 @@ class MemoryHierarchy:
             # Inside one line (the usual case): the loop below for a single piece.
             result = data.write(phys, allocate, through)
             if result.through and not (nw and result.hit):
-                self.write_stall += self._buffer_write(phys, result.hit,
-                                                       -(-(end - phys) // self._word))
+                self.write_stall += self._buffer_write(
+                    ((phys, result.hit, -(-(end - phys) // self._word)),))
             return
         width = self.timing.bus_width
+        # The L1 writes of all lines first, then their bus writes: the two touch nothing the
+        # other reads (L1 state; the buffer, bus, L2 and clock), so the order is immaterial.
+        pieces = []
         for line in self._lines(data, phys, size):
             lo = max(phys, line)
             hi = min(end, line + line_size)
@@ -415,8 +418,9 @@ class MemoryHierarchy:
             if not result.through or (nw and result.hit):
                 continue
             # One bus write per bus word of the piece (a REP run is many words).
-            self.write_stall += self._buffer_write(lo, result.hit,
-                                                   max(1, -(-(hi - lo) // min(width, 4))))
+            pieces.append((lo, result.hit, max(1, -(-(hi - lo) // min(width, 4)))))
+        if pieces:
+            self.write_stall += self._buffer_write(pieces)
 
     def _bus_write_cost(self, addr: int) -> int:
         l2 = self.l2
@@ -441,45 +445,51 @@ class MemoryHierarchy:
         while buffer and buffer[0][0] <= now:
             buffer.popleft()
 
-    def _buffer_write(self, addr: int, hit: bool, count: int = 1) -> int:
-        """``count`` bus writes of a word at ``addr`` (one line's piece of a write), one after
-        the other, through the write buffer; returns the cycles they stalled (charged)."""
-        # (_retire, _bus_write_cost and _stall inline, and the loop over the words inside:
-        # every write-through write comes here, a REP run with a word per item.)
+    def _buffer_write(self, pieces: Iterable[tuple[int, bool, int]]) -> int:
+        """Each piece ``(addr, hit, count)`` is ``count`` bus writes of a word at ``addr`` (one
+        line's piece of a write; ``hit``: it hit L1) through the write buffer, one word after
+        the other; returns the cycles they stalled (charged)."""
+        # (_retire, _bus_write_cost and _stall inline, and the loops over the pieces and the
+        # words inside: every write-through write comes here, a REP run with a word per item.)
         d = self._d
         clock = self.clock
         buffer = self.buffer
         buffers = self._buffers
         l2 = self.l2
+        dram = self._dram_write
         bus_free = self.bus_free
         stalled = 0
-        for _ in range(count):
-            now = clock.tsc * d
-            while buffer and buffer[0][0] <= now:
-                buffer.popleft()
-            if len(buffer) >= buffers:
-                self.buffer_full += 1
-                stall = -((now - buffer[0][0]) // d)  # whole cycles until it is done
-                now += stall * d
+        for addr, hit, count in pieces:
+            if l2 is None:
+                first = rest = dram
+            else:
+                # The L2 sees the piece's words as ``count`` writes of one line.
+                h1, h2 = l2.write_repeated(addr, count)
+                first = self._l2_write if h1 else dram
+                rest = self._l2_write if h2 else dram
+                hits = h1 + h2 * (count - 1)
+                self.l2_hits += hits
+                self.l2_misses += count - hits
+            cost = first
+            for _ in range(count):
+                now = clock.tsc * d
                 while buffer and buffer[0][0] <= now:
                     buffer.popleft()
-                if stall > 0:
-                    clock.tsc += stall
-                    self.stall_cycles += stall
-                    stalled += stall
-            start = now if now > bus_free else bus_free
-            if l2 is None:
-                cost = self._dram_write
-            elif l2.write(addr).hit:
-                self.l2_hits += 1
-                cost = self._l2_write
-            else:
-                self.l2_misses += 1
-                cost = self._dram_write
-            bus_free = start + cost
-            buffer.append((bus_free, hit))
+                if len(buffer) >= buffers:
+                    self.buffer_full += 1
+                    stall = -((now - buffer[0][0]) // d)  # whole cycles until it is done
+                    now += stall * d
+                    while buffer and buffer[0][0] <= now:
+                        buffer.popleft()
+                    if stall > 0:
+                        clock.tsc += stall
+                        self.stall_cycles += stall
+                        stalled += stall
+                bus_free = (now if now > bus_free else bus_free) + cost
+                buffer.append((bus_free, hit))
+                cost = rest
+            self.buffered_writes += count
         self.bus_free = bus_free
-        self.buffered_writes += count
         return stalled
 
     # --- locked cycles -----------------------------------------------------------------
