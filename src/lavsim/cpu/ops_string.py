@@ -51,6 +51,7 @@ from lavsim.cpu.flags import SUB
 from lavsim.cpu.handlers import Semantics
 from lavsim.cpu.insn import Insn
 from lavsim.cpu.state import DF, ECX, EDI, ES, ESI, NEVER, ZF, CpuState
+from lavsim.mmu.mmu import FastWay
 
 if TYPE_CHECKING:
     from lavsim.mmu.tlb import TLB
@@ -210,6 +211,17 @@ def bulk_movsd(cpu: CpuState, seg: int, until: int = NEVER, per: int = 0) -> int
         ed = page(dst_lin >> 12)
         if es is None or not es.mask & read_ok or ed is None or not ed.mask & write_ok:
             return items  # the next call translates the slow way
+        way = es.owner
+        if (t_src is not None and t_src is t_dst and ed.owner is t_dst
+                and type(way) is FastWay and way.tlb is t_src):
+            # Both pages in one set of one TLB, the destination MRU and the source (held, as
+            # its page's owner, the way, says) just below it, as the last item's two hits
+            # left them: this item's two hits touch the source then the destination, which
+            # puts the set and the host page map back as they are. So it only counts them.
+            t_src.hits += 2
+            p_src = es.base | (src_lin & 0xFFF)
+            p_dst = ed.base | (dst_lin & 0xFFF)
+            continue
         p_src, t_src = mmu.translate_owned(src_lin, False, user)
         p_dst, t_dst = mmu.translate_owned(dst_lin, True, user)
 
