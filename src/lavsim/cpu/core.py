@@ -927,6 +927,48 @@ class CPU(CpuState):
             raise
         return ran
 
+    def run_unit(self, max_instructions: int | None, max_cycles: int | None) -> None:
+        """[observe] One dispatch unit with tracers attached and block stops set
+        (``Machine._run_unit``): exactly what :meth:`run` does then, with less setup for its
+        common case, a traced block (see :meth:`_traced_block`); anything else is run by
+        :meth:`run` itself."""
+        mmu = self.mmu
+        eip = self.eip
+        cs = self.seg[_CS]
+        c_limit = NEVER if max_cycles is None else self.tsc + max_cycles
+        n_limit = NEVER if max_instructions is None else max_instructions
+        e = None
+        if (self.block_stops is not None and mmu.tracing and self.decode_cache and self.fast
+                and self._cache_profile is self.profile and not self.irq_pending
+                and not self.halted and self.shutdown is None and n_limit > 0
+                and self.tsc < c_limit and cs.min_off <= eip <= cs.max_off and cs.db):
+            linear = (cs.base + eip) & MASK32
+            vpn = linear >> 12
+            e = mmu.fetch_page(vpn)
+        if e is None or not e.mask & (1 << self.user):
+            self.run(max_instructions, max_cycles)
+            return
+        phys = e.base | (linear & 0xFFF)
+        block = self._blocks.get(phys)
+        if block is None or block.addr != eip:
+            block = self._build_block(eip, linear, phys)
+        if not self._runs_as_block(block, cs):
+            self.run(max_instructions, max_cycles)  # (finds the block cached)
+            return
+        rep_until = self._rep_until
+        self._rep_until = c_limit
+        self._xl_ran = 0
+        done = 0
+        try:
+            done = self._traced_block(block, e, vpn, phys - eip, n_limit, c_limit, 0)
+        except BaseException:
+            done = self._xl_ran  # retired before a bus error
+            raise
+        finally:
+            self.instructions += done
+            self._rep_until = rep_until
+            self._stop_run = False  # (as run() leaves it after a unit)
+
     def run(self, max_instructions: int | None = None, max_cycles: int | None = None) -> str:
         """Execute until a stop condition; returns why: ``"halted"``, ``"instruction_limit"``
         (``max_instructions`` executed), ``"cycle_limit"`` (the TSC advanced by at least
