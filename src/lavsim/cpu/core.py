@@ -41,7 +41,9 @@ is seen at the next fetch. Writes made around the CPU (host-side loaders
 writing :class:`~lavsim.memory.PhysicalMemory`, page-table A/D updates) must be followed by
 :meth:`CPU.flush_decode_cache` if they can change code that has already run. While a tracer
 is attached to the MMU (:meth:`lavsim.mmu.mmu.MMU.add_tracer`) only traced translations run
-blocks, and each cache hit is reported to it as the fetch window a fresh decode would read
+blocks (and, in units, the traced block loop: :meth:`CPU._traced_block`, each instruction's
+fetch made and reported as below), and each cache hit is reported to it as the fetch window a
+fresh decode would read
 (the cache holds no instruction that crosses a page, so that is one window on one page), so
 the tracer sees every instruction's fetch (tested at each :meth:`CPU.run` call).
 

@@ -39,7 +39,9 @@ translation per run (through the modelled TLB, as the first item would make), th
 items' TLB hits credited to the same TLB, and one host copy. It is taken only when that is
 indistinguishable from the item-by-item path: both pages still cached as the most recently used
 entries of their sets after the two translations, and no forward overlap of the physical ranges
-(a MOVSD with the destination just above the source replicates, item by item).
+(a MOVSD with the destination just above the source replicates, item by item). A run that must
+go item by item (two pages of one TLB set: the i486's unified TLB) still moves its items in one
+call of the bulk path, each as one call per item would (see :func:`bulk_movsd`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A :class:`MemoryHierarchy` is a tracer on the MMU's access seam (:mod:`lavsim.mm
 it sees every physical access of the processor, runs it through its caches and charges the
 cycles the access waits for the bus to ``clock.tsc`` (the CPU's time stamp counter) at once,
 inside the instruction that made the access. So a run charges the same stalls whether the CPU
-runs blocks, single instructions or REP items (with a tracer attached the CPU runs no blocks).
+runs blocks, single instructions or REP items (with a tracer attached the CPU's blocks report
+every instruction's bytes, and a REP run is one access of many words).
 The timing profile keeps giving every instruction its cost on a cache hit; the hierarchy adds
 only what a miss, a full write buffer or a locked cycle costs beyond it. Nothing here changes
 an architectural result: memory is always up to date (the data lives in
@@ -45,6 +46,10 @@ only on a hit); bus writes reach the L2 as any bus write does (the PCD pin's eff
 external cache is the board's, and no board source gives it). A CR3
 load does nothing to the caches (they are physically tagged). INVD and WBINVD reach
 :meth:`MemoryHierarchy.invalidate` through the MMU (``MMU.invalidate_caches``).
+
+Host-side, a write's bus words go to the buffer in one call (its L1 line writes first: the two
+sides share no state) and the L2 hears a line's words at once (``Cache.write_repeated``), with
+the results of the word-by-word path (tests/memsys/test_buffered_words.py).
 
 Write buffer times are absolute TSC values, so HLT idle time drains the buffers and a
 snapshot taken at any instruction boundary restores to the same later cycles.
