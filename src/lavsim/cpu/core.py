@@ -887,7 +887,7 @@ class CPU(CpuState):
         the untraced block loop."""
         mmu = self.mmu
         fetch_page = mmu.fetch_page
-        report_insn = mmu.report_insn
+        report_insn = mmu.emit_insn  # (report_insn: a tracer is attached)
         report_fetch = mmu.report_fetch if mmu.traces_fetch else None
         owner = e.owner
         user = self.user

@@ -467,6 +467,13 @@ class MemoryHierarchy:
         for addr, hit, count in pieces:
             if l2 is None:
                 first = rest = dram
+            elif count == 1:
+                if l2.write(addr).hit:
+                    self.l2_hits += 1
+                    first = rest = self._l2_write
+                else:
+                    self.l2_misses += 1
+                    first = rest = dram
             else:
                 # The L2 sees the piece's words as ``count`` writes of one line.
                 h1, h2 = l2.write_repeated(addr, count)

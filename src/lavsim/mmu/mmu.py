@@ -106,6 +106,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 import attrs
@@ -456,6 +457,7 @@ class MMU:
         "cr4",
         "data_page",
         "dirty_walks",
+        "emit_insn",
         "fetch_page",
         "flushes",
         "frame_page",
@@ -524,6 +526,9 @@ class MMU:
         #: Reports one access to every tracer: the tracer's own ``on_access`` when there is
         #: one (a call less per access), else :meth:`_trace`.
         self._emit: Callable[[Access, int, int, bool], None] = self._trace
+        #: ``emit_insn(phys, n, user)``: :meth:`report_insn` for a caller that knows a tracer is
+        #: attached (a call less per instruction: the executor's traced block loop).
+        self.emit_insn: Callable[[int, int, bool], None] = partial(self._trace, Access.INSN)
         #: By kind value: the ``on_access`` of each tracer that wants that kind.
         self._routes: tuple[tuple[Callable[[Access, int, int, bool], None], ...], ...] = ()
         #: Does an attached tracer want ``FETCH``? (Read only; while False no fetch window is
@@ -1169,6 +1174,7 @@ class MMU:
         # One tracer wanting every kind that is emitted unguarded: called directly.
         direct = len(wants) == 1 and wants[0] >= _ALL_BUT_FETCH
         self._emit = self._tracers[0].on_access if direct else self._trace
+        self.emit_insn = partial(self._emit, Access.INSN)
 
     def _trace(self, kind: Access, phys: int, size: int, user: bool) -> None:
         for on_access in self._routes[kind]:
