@@ -190,6 +190,28 @@ def _shared_table(profile: TimingProfile, fast: bool) -> dict[int, tuple[Insn, b
     return entry[1]
 
 
+#: Blocks shared by the CPUs of this process, as the decodes are: (id(profile), fast, thread)
+#: -> (the profile; (phys << 32 | EIP, cut offsets) -> (end, entries, the bytes they and the
+#: window after them were decoded from)); see :meth:`CPU._shared_block`.
+_shared_blocks: dict[tuple[int, bool, int],
+                     tuple[Any, dict[tuple[int, frozenset[int] | None],
+                                     tuple[int, tuple[Any, ...], bytes]]]] = {}
+
+
+def _shared_block_table(
+    profile: TimingProfile, fast: bool
+) -> dict[tuple[int, frozenset[int] | None], tuple[int, tuple[Any, ...], bytes]]:
+    """The shared blocks of ``profile`` with specialisations on or off (bounded as
+    :func:`_shared_table`)."""
+    key = (id(profile), fast, get_ident())
+    entry = _shared_blocks.get(key)
+    if entry is None or entry[0] is not profile:
+        if len(_shared_blocks) >= _SHARED_TABLES_MAX:
+            _shared_blocks.clear()
+        entry = _shared_blocks[key] = (profile, {})
+    return entry[1]
+
+
 #: A block is translated on its entry after this many (compiling costs about as much as
 #: running a short block a few hundred times; code run once or twice stays in the block loop).
 TRANSLATE_AFTER = 16
@@ -755,6 +777,13 @@ class CPU(CpuState):
         cut = self.block_stops  # [observe] see set_block_stops
         if cut is None and self._blocks_cut:
             self._blocks_cut = frozenset()  # this block is not cut
+        # Shared only where the CS limit lies beyond this page (it then ends no block).
+        page_rest = 0x1000 - (linear & 0xFFF)
+        shareable = self.decode_cache and cs.max_off - eip >= page_rest - 1
+        if shareable:
+            reuse = self._shared_block(eip, phys, cut)
+            if reuse is not None:
+                return reuse
         # Decoding ahead is not a fetch: with tracers attached it reads memory unreported
         # (each instruction reports its fetch when it runs).
         view = cast(CpuState, _Untraced(self)) if self.mmu.tracing else self
@@ -785,10 +814,43 @@ class CPU(CpuState):
             if not linear & 0xFFF:
                 break  # the next instruction starts on another page
         block = Block(entries[0][1].addr if entries else eip, end, tuple(entries))
+        if shareable and entries:
+            table = _shared_block_table(self.profile, self.fast)
+            if len(table) >= SHARED_DECODES_LIMIT:
+                table.clear()
+            # The bytes decoded, and the window after them (an instruction that did not
+            # decode there may have ended the block), up to the page's end.
+            code = self.mmu.memory.read(start_phys, min(page_rest, end - block.addr + 1 + 15))
+            table[((start_phys << 32) | block.addr, cut)] = (end, block.entries, code)
         self._make_room(max(1, len(entries)))
         # The bytes its instructions were decoded from (an empty block: its first byte).
         self._note_code(start_phys, end - block.addr + 1)
         self._blocks[start_phys] = block
+        return block
+
+    def _shared_block(self, eip: int, phys: int, cut: frozenset[int] | None) -> Block | None:
+        """The block at CS:``eip`` (``phys``) another CPU of this profile built with the same
+        cut offsets, when memory holds the bytes it was built from (a new :class:`Block` of
+        its entries, cached as :meth:`_build_block` caches one), or None.
+
+        Why that is exact: with the CS limit beyond the page (the caller's test), the block a
+        build finds is a pure function of the bytes from ``phys`` to the end of the last
+        instruction's fetch window (each decode is, see :func:`_shared_table`; where it ends
+        depends on those, on the page offset and on the cut offsets), and decoding ahead
+        reports nothing and changes no simulated state."""
+        hit = _shared_block_table(self.profile, self.fast).get(((phys << 32) | eip, cut))
+        if hit is None:
+            return None
+        end, entries, code = hit
+        try:
+            if self.mmu.memory.read(phys, len(code)) != code:
+                return None
+        except MemoryAccessError:
+            return None  # (the build's own fetch reports the bus error)
+        block = Block(eip, end, entries)
+        self._make_room(len(entries))
+        self._note_code(phys, end - eip + 1)
+        self._blocks[phys] = block
         return block
 
     # --- [observe] block stops: Machine.run's hook for block observers and breakpoints -----
