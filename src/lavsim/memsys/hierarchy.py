@@ -223,7 +223,7 @@ class MemoryHierarchy:
         self.buffered_writes = self.buffer_full = self.read_arounds = 0
         self.l2_hits = self.l2_misses = 0
         dispatch = {
-            Access.INSN: self._insn,
+            Access.INSN: self.on_insn,
             Access.READ: self._read,
             Access.WALK_READ: self._walk_read,
             Access.WRITE: self._write,
@@ -298,7 +298,9 @@ class MemoryHierarchy:
             return self._large_page_cache.get(phys >> 22, 0)
         return 0
 
-    def _insn(self, phys: int, size: int) -> None:
+    def on_insn(self, phys: int, size: int, user: bool = False) -> None:
+        """``on_access(Access.INSN, phys, size, user)`` (also the MMU's shortcut for
+        instruction bytes, see :class:`~lavsim.mmu.mmu.MemoryTracer`)."""
         code = self.code
         shift = code._line_shift
         line = phys >> shift
@@ -316,7 +318,7 @@ class MemoryHierarchy:
         shift = data._line_shift
         line = phys >> shift
         if line in data._hot and (phys + size - 1) >> shift == line:
-            data.read_hits += 1  # as in _insn
+            data.read_hits += 1  # as in on_insn
             return
         uncached = self._page_bits(phys) & _PCD
         for line in self._lines(self.data, phys, size):
@@ -325,7 +327,7 @@ class MemoryHierarchy:
     def _walk_read(self, phys: int, size: int) -> None:
         data = self.data
         if (phys >> data._line_shift) in data._hot:
-            data.read_hits += 1  # as in _insn
+            data.read_hits += 1  # as in on_insn
             return
         self.walk_stall += self._read_line(data, phys, 4)
 

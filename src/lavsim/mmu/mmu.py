@@ -184,6 +184,10 @@ class MemoryTracer(Protocol):
     it consumes (read once, at ``add_tracer``): ``on_access`` is then called for those kinds
     only, and no fetch window is reported at all while no attached tracer wants ``FETCH``.
     Without the attribute it sees every kind.
+
+    A tracer may also have ``on_insn(phys, size, user)``, doing exactly what
+    ``on_access(Access.INSN, phys, size, user)`` does: when it is the only tracer, instruction
+    bytes are reported through it (a call less per instruction).
     """
 
     def on_access(self, kind: Access, phys: int, size: int, user: bool) -> None: ...
@@ -1073,7 +1077,7 @@ class MMU:
         """Report the ``n`` bytes at ``phys`` of an instruction about to execute (one call
         per page the instruction lies in) as :attr:`Access.INSN`; nothing is read."""
         if self._tracers:
-            self._emit(Access.INSN, phys, n, user)
+            self.emit_insn(phys, n, user)
 
     def copy_physical(self, dst: int, src: int, n: int, user: bool) -> None:
         """A bulk string move of ``n`` bytes between translated physical runs (each inside one
@@ -1174,7 +1178,8 @@ class MMU:
         # One tracer wanting every kind that is emitted unguarded: called directly.
         direct = len(wants) == 1 and wants[0] >= _ALL_BUT_FETCH
         self._emit = self._tracers[0].on_access if direct else self._trace
-        self.emit_insn = partial(self._emit, Access.INSN)
+        on_insn = getattr(self._tracers[0], "on_insn", None) if direct else None
+        self.emit_insn = on_insn if callable(on_insn) else partial(self._emit, Access.INSN)
 
     def _trace(self, kind: Access, phys: int, size: int, user: bool) -> None:
         for on_access in self._routes[kind]:
