@@ -1,10 +1,12 @@
 """The write buffer takes a write's words in one call (``_buffer_write`` with the line pieces and
-their word counts, the L2 told each piece's words at once: ``Cache.write_repeated``) and leaves
-exactly what one call and one L2 write per word left: random mixes of scalar writes, REP-sized
+their word counts, the L2 told each piece's words at once: ``Cache.write_repeated``; a full
+buffer's steady state in closed form) and leaves exactly what one call and one L2 write per
+word left: random mixes of scalar writes, REP-sized
 runs across lines and pages at every alignment, reads and instruction bytes, on every board's
 caches (write-through and write-back L1, with and without L2), with PWT/PCD pages and CR0.NW,
 with the clock barely moving so the buffer stays full: the same stall after every access, and
-the same caches, buffer, bus time and counters."""
+the same caches, buffer, bus time and counters; also from a restored buffer whose entries are
+closer than a core cycle, which the closed form may not take."""
 
 from __future__ import annotations
 
@@ -142,3 +144,25 @@ def test_repeated_writes_of_a_line_told_at_once_equal_the_writes_one_by_one(
         answers.append(first)
         assert at_once.get_state() == one_by_one.get_state()
     assert any(answers) and not all(answers)
+
+
+@pytest.mark.parametrize("gap", [0, 1, 2, 3])
+def test_a_buffer_restored_with_entries_closer_than_a_cycle_buffers_word_by_word(
+    gap: int,
+) -> None:
+    # The P54C's caches with four write buffers at the p100's bus (a core cycle is 2 ticks):
+    # a saved state may hold entries any distance apart.
+    spec = BOARDS["p100"]
+    assert spec.l1 is not None and spec.timing is not None
+    config = attrs.evolve(spec.l1, write_buffers=4)
+    outcomes = []
+    for cls in (MemoryHierarchy, OneCallPerWord):
+        clock = Clock(tsc=1000)
+        h = cls(config, spec.timing, clock, Controls())  # type: ignore[arg-type]
+        state = h.get_state()
+        state["buffer"] = [[2001 + k * gap, 0] for k in range(4)]
+        state["bus_free"] = 2001 + 3 * gap
+        h.set_state(state)
+        h.on_access(Access.WRITE, 0x40000, 256, False)
+        outcomes.append((clock.tsc, h.get_state()))
+    assert outcomes[0] == outcomes[1]

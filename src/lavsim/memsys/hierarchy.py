@@ -48,7 +48,8 @@ load does nothing to the caches (they are physically tagged). INVD and WBINVD re
 :meth:`MemoryHierarchy.invalidate` through the MMU (``MMU.invalidate_caches``).
 
 Host-side, a write's bus words go to the buffer in one call (its L1 line writes first: the two
-sides share no state) and the L2 hears a line's words at once (``Cache.write_repeated``), with
+sides share no state), the L2 hears a line's words at once (``Cache.write_repeated``) and a full
+buffer's steady state (each word waits for the oldest entry) is worked out in closed form, with
 the results of the word-by-word path (tests/memsys/test_buffered_words.py).
 
 Write buffer times are absolute TSC values, so HLT idle time drains the buffers and a
@@ -187,6 +188,16 @@ HIERARCHY_COUNTERS = CounterGroup(
     ("l2_hits", "L1 fills and bus writes served by the L2"),
     ("l2_misses", "L1 fills and bus writes that went to DRAM"),
 )
+
+
+def _spaced(buffer: deque[tuple[int, bool]], d: int) -> bool:
+    """Are the buffered writes' completion times at least ``d`` ticks (a core cycle) apart?"""
+    previous = -d
+    for t, _ in buffer:
+        if t - previous < d:
+            return False
+        previous = t
+    return True
 
 
 class MemoryHierarchy:
@@ -485,7 +496,13 @@ class MemoryHierarchy:
                 self.l2_hits += hits
                 self.l2_misses += count - hits
             cost = first
-            for _ in range(count):
+            for k in range(count):
+                if (k and count - k > buffers > 1 and len(buffer) == buffers and rest >= d
+                        and buffer[0][0] > clock.tsc * d
+                        and bus_free >= buffer[-1][0] and _spaced(buffer, d)):
+                    stalled += self._steady(count - k, rest, hit, bus_free)
+                    bus_free += (count - k) * rest
+                    break
                 now = clock.tsc * d
                 while buffer and buffer[0][0] <= now:
                     buffer.popleft()
@@ -505,6 +522,27 @@ class MemoryHierarchy:
             self.buffered_writes += count
         self.bus_free = bus_free
         return stalled
+
+    def _steady(self, m: int, cost: int, hit: bool, bus_free: int) -> int:
+        """``m`` (more than the buffer holds) more words of ``cost`` ticks into a full buffer
+        whose oldest entry is not done yet, entries at least a core cycle apart and the bus busy
+        until ``bus_free``, past the newest; returns the cycles stalled (charged). Each word then stalls until the oldest
+        entry is done (a whole cycle later than the one before at least, so exactly that one
+        leaves) and goes on the bus after the newest, which keeps all of that true: the words'
+        work in closed form (the caller moves ``bus_free`` on by ``m * cost``)."""
+        buffer = self.buffer
+        b = len(buffer)
+        assert m > b  # (the last word's oldest entry is one of the words')
+        last = bus_free + (m - b) * cost
+        tail = [(bus_free + i * cost, hit) for i in range(m - b + 1, m + 1)]
+        clock = self.clock
+        stall = -((-last) // self._d) - clock.tsc  # the cycle the last word's oldest is done
+        clock.tsc += stall
+        self.stall_cycles += stall
+        self.buffer_full += m
+        buffer.clear()
+        buffer.extend(tail)
+        return stall
 
     # --- locked cycles -----------------------------------------------------------------
 
