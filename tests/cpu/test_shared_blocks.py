@@ -92,7 +92,7 @@ def shared_hits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def unshared(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(core, "_shared_block_table", lambda profile, fast: {})
+    monkeypatch.setattr(core, "_shared_block_table", lambda profile, fast: core._BlockTable())
 
 
 @pytest.mark.parametrize("board", ["ideal", "p100"])
@@ -138,3 +138,18 @@ def test_other_bytes_past_the_end_other_cuts_and_a_cs_limit_in_the_page_build_af
         hits.clear()
         assert run(code, board, split, limit) == expected
         assert ENTRY + 1 not in hits  # other bytes past the end, other cuts, a limit
+
+
+def test_the_shared_blocks_hold_at_most_the_bound_with_the_same_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code = assemble(LOOP, origin=ENTRY).code
+    with monkeypatch.context() as alone:
+        unshared(alone)
+        expected = run(code, "p100", 0x10010)
+    monkeypatch.setattr(core, "SHARED_DECODES_LIMIT", 8)
+    core._shared_blocks.clear()
+    assert [run(code, "p100", 0x10010) for _ in range(3)] == [expected] * 3
+    tables = [table for _, table in core._shared_blocks.values()]
+    assert tables and all(0 < t.held <= 8 for t in tables)
+    assert sum(sum(len(e) for _, e, _ in t.values()) for t in tables) <= 8 * len(tables)

@@ -190,25 +190,29 @@ def _shared_table(profile: TimingProfile, fast: bool) -> dict[int, tuple[Insn, b
     return entry[1]
 
 
+class _BlockTable(dict[tuple[int, frozenset[int] | None], tuple[int, tuple[Any, ...], bytes]]):
+    """Shared blocks: (phys << 32 | EIP, cut offsets) -> (end, entries, the bytes they and the
+    window after them were decoded from); ``held``: the instructions stored (an upper bound),
+    at most :data:`SHARED_DECODES_LIMIT` (a full table is emptied), so that hostile code
+    cannot grow host memory through it."""
+
+    held = 0
+
+
 #: Blocks shared by the CPUs of this process, as the decodes are: (id(profile), fast, thread)
-#: -> (the profile; (phys << 32 | EIP, cut offsets) -> (end, entries, the bytes they and the
-#: window after them were decoded from)); see :meth:`CPU._shared_block`.
-_shared_blocks: dict[tuple[int, bool, int],
-                     tuple[Any, dict[tuple[int, frozenset[int] | None],
-                                     tuple[int, tuple[Any, ...], bytes]]]] = {}
+#: -> (the profile, its table); see :meth:`CPU._shared_block`.
+_shared_blocks: dict[tuple[int, bool, int], tuple[Any, _BlockTable]] = {}
 
 
-def _shared_block_table(
-    profile: TimingProfile, fast: bool
-) -> dict[tuple[int, frozenset[int] | None], tuple[int, tuple[Any, ...], bytes]]:
-    """The shared blocks of ``profile`` with specialisations on or off (bounded as
-    :func:`_shared_table`)."""
+def _shared_block_table(profile: TimingProfile, fast: bool) -> _BlockTable:
+    """The shared blocks of ``profile`` with specialisations on or off (at most
+    ``_SHARED_TABLES_MAX`` tables, as for :func:`_shared_table`)."""
     key = (id(profile), fast, get_ident())
     entry = _shared_blocks.get(key)
     if entry is None or entry[0] is not profile:
         if len(_shared_blocks) >= _SHARED_TABLES_MAX:
             _shared_blocks.clear()
-        entry = _shared_blocks[key] = (profile, {})
+        entry = _shared_blocks[key] = (profile, _BlockTable())
     return entry[1]
 
 
@@ -816,8 +820,10 @@ class CPU(CpuState):
         block = Block(entries[0][1].addr if entries else eip, end, tuple(entries))
         if shareable and entries:
             table = _shared_block_table(self.profile, self.fast)
-            if len(table) >= SHARED_DECODES_LIMIT:
+            if table.held + len(entries) > SHARED_DECODES_LIMIT:
                 table.clear()
+                table.held = 0
+            table.held += len(entries)
             # The bytes decoded, and the window after them (an instruction that did not
             # decode there may have ended the block), up to the page's end.
             code = self.mmu.memory.read(start_phys, min(page_rest, end - block.addr + 1 + 15))

@@ -525,11 +525,12 @@ class MemoryHierarchy:
 
     def _steady(self, m: int, cost: int, hit: bool, bus_free: int) -> int:
         """``m`` (more than the buffer holds) more words of ``cost`` ticks into a full buffer
-        whose oldest entry is not done yet, entries at least a core cycle apart and the bus busy
-        until ``bus_free``, past the newest; returns the cycles stalled (charged). Each word then stalls until the oldest
-        entry is done (a whole cycle later than the one before at least, so exactly that one
-        leaves) and goes on the bus after the newest, which keeps all of that true: the words'
-        work in closed form (the caller moves ``bus_free`` on by ``m * cost``)."""
+        whose oldest entry is not done yet, entries at least a core cycle apart and the bus
+        busy until ``bus_free``, past the newest; returns the cycles stalled (charged). Each
+        word then stalls until the oldest entry is done (a whole cycle later than the one
+        before at least, so exactly that one leaves) and goes on the bus after the newest,
+        which keeps all of that true: the words' work in closed form (the caller moves
+        ``bus_free`` on by ``m * cost``)."""
         buffer = self.buffer
         b = len(buffer)
         assert m > b  # (the last word's oldest entry is one of the words')
