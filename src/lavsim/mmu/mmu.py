@@ -106,6 +106,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 import attrs
@@ -183,6 +184,10 @@ class MemoryTracer(Protocol):
     it consumes (read once, at ``add_tracer``): ``on_access`` is then called for those kinds
     only, and no fetch window is reported at all while no attached tracer wants ``FETCH``.
     Without the attribute it sees every kind.
+
+    A tracer may also have ``on_insn(phys, size, user)``, doing exactly what
+    ``on_access(Access.INSN, phys, size, user)`` does: when it is the only tracer, instruction
+    bytes are reported through it (a call less per instruction).
     """
 
     def on_access(self, kind: Access, phys: int, size: int, user: bool) -> None: ...
@@ -456,6 +461,7 @@ class MMU:
         "cr4",
         "data_page",
         "dirty_walks",
+        "emit_insn",
         "fetch_page",
         "flushes",
         "frame_page",
@@ -524,6 +530,9 @@ class MMU:
         #: Reports one access to every tracer: the tracer's own ``on_access`` when there is
         #: one (a call less per access), else :meth:`_trace`.
         self._emit: Callable[[Access, int, int, bool], None] = self._trace
+        #: ``emit_insn(phys, n, user)``: :meth:`report_insn` for a caller that knows a tracer is
+        #: attached (a call less per instruction: the executor's traced block loop).
+        self.emit_insn: Callable[[int, int, bool], None] = partial(self._trace, Access.INSN)
         #: By kind value: the ``on_access`` of each tracer that wants that kind.
         self._routes: tuple[tuple[Callable[[Access, int, int, bool], None], ...], ...] = ()
         #: Does an attached tracer want ``FETCH``? (Read only; while False no fetch window is
@@ -822,6 +831,26 @@ class MMU:
             return e.base | (linear & 0xFFF)
         return self._translate(linear, write, user, fetch)
 
+    def translate_owned(self, linear: int, write: bool, user: bool) -> tuple[int, TLB | None]:
+        """:meth:`translate` of a data access, and the modelled TLB that counted it (the one
+        whose hits or misses it changed; None with paging off). For a caller that credits
+        that TLB further hits itself (the REP bulk path)."""
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & ((4 if write else 1) << user):
+            owner = e.owner
+            owner.hits += 1  # what translate() does on this hit
+            phys = e.base | (linear & 0xFFF)
+            if type(owner) is FastWay:
+                return phys, owner.tlb
+            return phys, owner if type(owner) is TLB else None
+        tlbs = self._tlbs
+        before = [t.hits + t.misses for t in tlbs]
+        phys = self._translate(linear, write, user, False)
+        for t, b in zip(tlbs, before, strict=True):
+            if t.hits + t.misses != b:
+                return phys, t
+        return phys, None
+
     # --- scalar access -------------------------------------------------------------------
 
     def read8(self, linear: int, user: bool) -> int:
@@ -1048,7 +1077,7 @@ class MMU:
         """Report the ``n`` bytes at ``phys`` of an instruction about to execute (one call
         per page the instruction lies in) as :attr:`Access.INSN`; nothing is read."""
         if self._tracers:
-            self._emit(Access.INSN, phys, n, user)
+            self.emit_insn(phys, n, user)
 
     def copy_physical(self, dst: int, src: int, n: int, user: bool) -> None:
         """A bulk string move of ``n`` bytes between translated physical runs (each inside one
@@ -1149,6 +1178,8 @@ class MMU:
         # One tracer wanting every kind that is emitted unguarded: called directly.
         direct = len(wants) == 1 and wants[0] >= _ALL_BUT_FETCH
         self._emit = self._tracers[0].on_access if direct else self._trace
+        on_insn = getattr(self._tracers[0], "on_insn", None) if direct else None
+        self.emit_insn = on_insn if callable(on_insn) else partial(self._emit, Access.INSN)
 
     def _trace(self, kind: Access, phys: int, size: int, user: bool) -> None:
         for on_access in self._routes[kind]:
