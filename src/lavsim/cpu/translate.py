@@ -76,6 +76,10 @@ Block = Any
 
 MASK32 = 0xFFFFFFFF
 
+#: Which variant a translation is: False (no tracer), True (traced), or the ``key`` of the
+#: MMU's :class:`~lavsim.mmu.mmu.AccessFilter` (traced, with the filter's cases inline).
+Traced = bool | tuple[Any, ...]
+
 #: A translated block (see the module docstring for its arguments).
 Translated = Callable[[Any, Any, int, int, int, int, int], int]
 
@@ -202,7 +206,7 @@ State = tuple[Any, int | None, int | None, int, int]
 
 
 def translate(
-    cpu: CPU, block: Block, key: Key, straight: frozenset[str], traced: bool = False,
+    cpu: CPU, block: Block, key: Key, straight: frozenset[str], traced: Traced = False,
     phys: int = 0,
 ) -> Translated:
     """Compile ``block`` for entry issue state ``key`` (see the module docstring);
@@ -217,6 +221,9 @@ def translate(
     now translates elsewhere the function stops before running it and leaves
     ``cpu._xl_fetched`` = ``(eip, linear, physical)`` of that fetch, for the executor to run the
     instruction from.
+
+    ``traced`` the key of the MMU's ``hot_filter``: the filtered variant, as the traced one
+    but with the filter's counted cases inline (see :class:`_Filtered`).
     """
     g = _Gen()
     b = g.w
@@ -233,6 +240,10 @@ def translate(
     # instruction): everything is written back before it runs and nothing after.
     final_sync = last.form.handler not in straight and last.form.handler not in _BRANCH_FORMS
     loops = last.form.handler in _BRANCH_FORMS and last.imm == block.addr
+    flt = None
+    if isinstance(traced, tuple):
+        assert cpu.mmu.hot_filter is not None and cpu.mmu.hot_filter.key == traced
+        flt = _Filtered(cpu, block, phys, loops)
     #: The most cycles each instruction can add without calling out (filled by a pass).
     most: list[int] = [0] * n
 
@@ -253,7 +264,9 @@ def translate(
             rest = sum(most[j + 1:])
             I = g.const(f"I{j}", insn)
             H = g.const(f"H{j}", insn.handler)
-            if traced:
+            if flt is not None:
+                flt.fetch(g, j, insn, checked, sum(most[j:]))
+            elif traced:
                 _traced_fetch(g, j, insn, phys + insn.addr - block.addr)
             d = insn.issue
             mis = 0
@@ -303,6 +316,8 @@ def translate(
                 """The handler, with everything it may read written back first, then the
                 checks that only a call can make fail."""
                 g.flush_flags(depth)
+                if flt is not None:
+                    flt.flush(g, depth, j + 1)
                 b(depth, f"i = {j}; si = {j + 1}; lz = cpu.lazy_flags; ef = cpu.eflags")
                 b(depth, f"{g.tsc_out()}; cpu.eip = {insn.next_eip}")
                 if final and final_sync:
@@ -327,7 +342,8 @@ def translate(
                         check = f"t + {g.dt + rest} >= c_limit or " + check
                     b(depth, f"if {check}:{g.t_exit()} k = {j + 1}; break")
 
-            _body(g, j, insn, call, taken_extra, inline_memory=not traced)
+            if flt is None or not flt.mov(g, j, insn, call):
+                _body(g, j, insn, call, taken_extra, inline_memory=not traced)
             if d is not None and model is not None and d.branch:
                 D = g.const(f"D{j}", d)
                 if final and final_sync:
@@ -355,7 +371,7 @@ def translate(
         del g.lines[body_start:]
         # Only instructions that end blocks without looping can raise an interrupt request
         # or a stop request, so neither is tested here.
-        if traced:
+        if traced and flt is None:
             g.lines.extend(checked_pass)
         else:
             g.hoist(f"unchecked = c_limit - {sum(most)}")
@@ -387,6 +403,8 @@ def translate(
         b(1, "mmu = cpu.mmu; tr = mmu.translate; ri = mmu.report_insn")
         b(1, "rf = mmu.report_fetch if mmu.traces_fetch else None")
         b(1, f"us = cpu.user; csmax = seg[1].max_off; l0 = (vpn << 12) | {phys & 0xFFF}")
+        if flt is not None:
+            flt.prologue(g)
     else:
         b(1, "o = e.owner")
     for sg in sorted(g.segs):
@@ -431,6 +449,8 @@ def translate(
     if final_sync:
         b(1, f"if k == {n}:")
         b(2, f"return {n}")
+    if flt is not None:
+        flt.flush(g, 1, "k", end=True)
     b(1, "ran += k")
     b(1, "cpu.tsc = t")
     b(1, f"cpu.eip = ip if k == {n} else ADDRS[k]")
@@ -616,3 +636,173 @@ def _predict(g: _Gen, insn: Insn, I: str, D: str, in_v: bool, stop: int | None) 
     b(4, g.tsc_in())
     if stop is not None:  # an unchecked pass: a mispredict penalty may reach the limit
         b(4, f"if t + {g.dt} >= c_limit:{g.t_exit()} k = {stop}; break")
+
+
+_MOVS = ("mov_load", "mov_load_abs", "mov_store", "mov_store_abs")
+
+
+def _inline_form(insn: Insn) -> bool:
+    """Does :func:`_body` (or :meth:`_Filtered.mov`) inline ``insn``'s usual case (no call)?"""
+    name = insn.handler.__name__
+    return (name in _ALU_RR or name in ("inc_r", "dec_r") or name in _MOVS
+            or (name in ("jz_jnz", "jcc") and insn.form.handler == "jcc"))
+
+
+class _Filtered:
+    """The filtered variant's fetches, data accesses and counters (the MMU's
+    :class:`~lavsim.mmu.mmu.AccessFilter` of the only tracer, a board's hierarchy).
+
+    Every instruction's ``INSN`` and every inlined MOV's ``READ``/``WRITE`` is tested against
+    the filter inline (the counted case) and reported to the filter's handler otherwise (with
+    the TSC the per-instruction path has there), in the per-instruction path's order. On top
+    of that, the generated function keeps a flag ``chk``: False while two facts hold that make
+    a fetch change nothing but counters -- the code page's fetch entry is ``fe`` (its frame,
+    its permission, and the modelled ITLB entry the MRU of its set after the hit credited at
+    the check) and every code line of the block is hot in the filter. While ``chk`` is False a
+    fetch does nothing: its ITLB hit and its hot-line hits are owed and paid, as counts, before
+    the next call of any kind and at the exit (``flush``), from positions: ``p0`` the number
+    of fetches made at the check (this call's instructions, ``ran + j``) and ``q0`` the
+    code-line hits made by then. Why the facts last: only a call changes the TLBs or the
+    caches (an inlined access is a counted case, or a hit on a data page, whose credit touches
+    only the data TLB when the TLBs are split: with one TLB for both, the facts are never
+    taken and every fetch is checked); every call sets ``chk`` and the next fetch checks again
+    (and retakes the facts when its instruction is inlined). In a pass that tests the cycle
+    limit only after calls (the unchecked pass of a looping block), a checked fetch first tests
+    the limit at its boundary, and the facts are retaken only while the rest of the pass
+    cannot reach the limit, so the limit is met at the same boundary as on the
+    per-instruction path.
+    """
+
+    def __init__(self, cpu: CPU, block: Block, phys: int, loops: bool) -> None:
+        f = cpu.mmu.hot_filter
+        self.dsh = f.data_shift
+        self.addr = block.addr
+        self.phys = phys
+        self.loops = loops
+        #: Does a data access leave the fetch side's TLB alone?
+        self.split = cpu.mmu.config.itlb is not None
+        self.n = len(block.entries)
+        csh = f.code_shift
+        self.lines: list[tuple[int, ...]] = []
+        for ent in block.entries:
+            p = phys + ent[1].addr - block.addr
+            self.lines.append(tuple(range(p >> csh, ((p + ent[1].length - 1) >> csh) + 1)))
+        #: Code-line hits of the first j instructions of a pass.
+        self.pre = [0]
+        for lines in self.lines:
+            self.pre.append(self.pre[-1] + len(lines))
+        self.all_lines = sorted({line for lines in self.lines for line in lines})
+        self.loads = self.stores = False
+
+    def flush(self, g: _Gen, depth: int, fetched: int | str, end: bool = False) -> None:
+        """Pay what is owed for ``fetched`` fetches of this pass and check again from the next
+        fetch on (``end``: the exit, where nothing follows)."""
+        if not self.split:
+            return
+        n, tot = self.n, self.pre[-1]
+        pre = f"PRE[{fetched}]" if isinstance(fetched, str) else str(self.pre[fetched])
+        g.w(depth, f"if not chk: fe.owner.hits += ran + {fetched} - p0; "
+                   f"cc.read_hits += ran // {n} * {tot} + {pre} - q0"
+                   + ("" if end else "; chk = True"))
+
+    def prologue(self, g: _Gen) -> None:
+        b = g.w
+        g.const("PRE", tuple(self.pre))
+        b(1, "flt = mmu.hot_filter; chot = flt.code_hot; cc = flt.code_counts; hin = flt.insn")
+        b(1, "chk = True; fe = None; p0 = q0 = 0")
+        if self.loads or self.stores:
+            b(1, "fp = mmu.frame_page; dhot = flt.data_hot; dc = flt.data_counts")
+        if self.loads:
+            b(1, "hr = flt.read")
+        if self.stores:
+            b(1, "hw = flt.write; dwh = dhot.get; dwb = flt.write_back; dmsk = flt.set_mask; "
+                 "dways = flt.ways; wg0, wg1 = flt.write_guards")
+
+    def fetch(self, g: _Gen, j: int, insn: Insn, checked: bool, rest: int) -> None:
+        """Emit instruction ``j``'s fetch: nothing while ``chk`` is False; else the traced
+        variant's ITLB lookup (the caller made the first pass's first), the ``INSN`` test
+        or report, and the facts taken again (``rest``: the most cycles the pass may add from
+        this boundary on without a call)."""
+        b = g.w
+        ph = self.phys + insn.addr - self.addr
+        delta = insn.addr - self.addr
+        b(3, "if chk:")
+        depth = 4
+        if j == 0:
+            b(4, "if ran:")  # from the second pass on
+            depth = 5
+        if checked == (j == 0):
+            # The boundary's limit test: made by the instruction before, except in an
+            # unchecked pass, and at the start of a checked pass after an unchecked one.
+            now = f"t + {g.dt}" if g.dt else "t"
+            b(depth, f"if {now} >= c_limit:{g.flags_now()}{g.t_exit()} k = {j}; break")
+        b(depth, f"i = {j}; si = {j}; ce = cp(vpn)")
+        b(depth, f"if ce is not None and ce.mask & ur: ce.owner.hits += 1; ph = ce.base | "
+                 f"{ph & 0xFFF}")
+        b(depth, f"else:{g.flags_now()} lz = cpu.lazy_flags; ef = cpu.eflags; {g.tsc_out()}; "
+                 f"cpu.eip = {insn.addr}; ph = tr(l0 + {delta}, False, us, True); {g.tsc_in()}")
+        b(depth, f"if ph != {ph}: cpu._xl_fetched = ({insn.addr}, l0 + {delta}, ph);"
+                 f"{g.flags_now()}{g.t_exit()} k = {j}; break")
+        lines = self.lines[j]
+        b(4, f"if {' and '.join(f'{line} in chot' for line in lines)}: "
+             f"cc.read_hits += {len(lines)}")
+        b(4, f"else: {g.tsc_out()}; hin({ph}, {insn.length}); {g.tsc_in()}")
+        if self.split and _inline_form(insn) and (j < self.n - 1 or self.loops):
+            hot = " and ".join(f"{line} in chot" for line in self.all_lines)
+            room = "" if checked else f" and t + {g.dt + rest} < c_limit"
+            b(4, "fe = cp(vpn)")
+            b(4, f"if fe is not None and fe.mask & ur and fe.base == {ph & ~0xFFF} and {hot}"
+                 f"{room}: chk = False; p0 = ran + {j + 1}; "
+                 f"q0 = ran // {self.n} * {self.pre[-1]} + {self.pre[j + 1]}")
+
+    def mov(self, g: _Gen, j: int, insn: Insn, call: Callable[[int], None]) -> bool:
+        """Emit an aligned 32-bit MOV load or store through the data page map with its
+        report to the filter inline (as the tracing MMU makes it: the TLB credit, the
+        report, the access); False if ``insn`` is not one."""
+        name = insn.handler.__name__
+        if name not in _MOVS:
+            return False
+        b = g.w
+        load = name.startswith("mov_load")
+        if load:
+            self.loads = True
+        else:
+            self.stores = True
+        sg = insn.seg
+        g.seg_base(sg)
+        if insn.base < 0:
+            off = str(insn.disp & MASK32)
+        elif insn.disp:
+            off = f"(regs[{insn.base}] + {insn.disp}) & {MASK32}"
+        else:
+            off = f"regs[{insn.base}]"
+        b(3, f"of = {off}")
+        b(3, f"if s{sg}{'r' if load else 'w'} and s{sg}lo <= of <= s{sg}hi:")
+        b(4, f"ln = (s{sg}b + of) & {MASK32}")
+        b(4, "pe = None if ln & 3 else fp(ln >> 12)")
+        b(4, f"if pe is not None and pe.mask & {'ur' if load else 'uw'}:")
+        b(5, f"pe.owner.hits += 1; ph = pe.base | (ln & 0xFFF); dl = ph >> {self.dsh}")
+        if load:
+            b(5, "if dl in dhot: dc.read_hits += 1")
+        else:
+            b(5, "w_ = dwh(dl) if dwb and not wg0 and not wg1 else None")
+            b(5, "if w_ is not None: dc.write_hits += 1; dc.dirty[(dl & dmsk) * dways + w_] = True")
+        b(5, "else:")
+        self.flush(g, 6, j + 1)
+        b(6, f"i = {j}; si = {j + 1}; {g.tsc_out()}; {'hr' if load else 'hw'}(ph, 4); "
+             f"{g.tsc_in()}")
+        if load:
+            b(5, f"regs[{insn.reg}] = pe.dwords[(ln & 0xFFF) >> 2]")
+        else:
+            b(5, f"pe.dwords[(ln & 0xFFF) >> 2] = regs[{insn.reg}]")
+            b(5, "if pages and (pe.base >> 12) in pages:")
+            b(6, "cpu.physical_written(pe.base | (ln & 0xFFF), 4)")
+            b(6, f"if cpu._smc != smc:{g.flags_now()}{g.t_exit()} k = {j + 1}; break")
+        b(4, "else:")
+        keep = g.snapshot_flags()
+        call(5)
+        g.restore_flags(keep)  # MOV leaves the flags alone on either path
+        b(3, "else:")
+        call(4)
+        g.restore_flags(keep)
+        return True
