@@ -427,6 +427,8 @@ def translate(
     for exc in ("CpuFault as f", "RepStopped", "BaseException"):
         b(1, f"except {exc}:")
         b(2, "cpu._mis_cur = 0")
+        if flt is not None:
+            flt.pay_data(g, 2)
         depth = 2
         if final_sync and (issue or not traced):
             # The last instruction's fetch and state were written before it ran.
@@ -446,6 +448,8 @@ def translate(
         else:
             b(2, "cpu._xl_ran = ran")
             b(2, "raise")
+    if flt is not None:
+        flt.pay_data(g, 1)
     if final_sync:
         b(1, f"if k == {n}:")
         b(2, f"return {n}")
@@ -694,9 +698,16 @@ class _Filtered:
         self.all_lines = sorted({line for lines in self.lines for line in lines})
         self.loads = self.stores = False
 
+    @property
+    def forget(self) -> str:
+        """Source appended to a call in a fetch: what the call may have changed."""
+        return "; wl = -1; wok = False" if self.stores else ""
+
     def flush(self, g: _Gen, depth: int, fetched: int | str, end: bool = False) -> None:
         """Pay what is owed for ``fetched`` fetches of this pass and check again from the next
         fetch on (``end``: the exit, where nothing follows)."""
+        if self.stores:
+            g.w(depth, "wl = -1; wok = False")  # a call may clean or evict the line
         if not self.split:
             return
         n, tot = self.n, self.pre[-1]
@@ -704,6 +715,13 @@ class _Filtered:
         g.w(depth, f"if not chk: fe.owner.hits += ran + {fetched} - p0; "
                    f"cc.read_hits += ran // {n} * {tot} + {pre} - q0"
                    + ("" if end else "; chk = True"))
+
+    def pay_data(self, g: _Gen, depth: int) -> None:
+        """Add the data-line hits counted in locals (at every exit)."""
+        if self.loads:
+            g.w(depth, "dc.read_hits += nr")
+        if self.stores:
+            g.w(depth, "dc.write_hits += nw")
 
     def prologue(self, g: _Gen) -> None:
         b = g.w
@@ -713,10 +731,10 @@ class _Filtered:
         if self.loads or self.stores:
             b(1, "fp = mmu.frame_page; dhot = flt.data_hot; dc = flt.data_counts")
         if self.loads:
-            b(1, "hr = flt.read")
+            b(1, "hr = flt.read; nr = 0")
         if self.stores:
             b(1, "hw = flt.write; dwh = dhot.get; dwb = flt.write_back; dmsk = flt.set_mask; "
-                 "dways = flt.ways; wg0, wg1 = flt.write_guards")
+                 "dways = flt.ways; wg0, wg1 = flt.write_guards; nw = 0; wl = -1; wok = False")
 
     def fetch(self, g: _Gen, j: int, insn: Insn, checked: bool, rest: int) -> None:
         """Emit instruction ``j``'s fetch: nothing while ``chk`` is False; else the traced
@@ -740,20 +758,22 @@ class _Filtered:
         b(depth, f"if ce is not None and ce.mask & ur: ce.owner.hits += 1; ph = ce.base | "
                  f"{ph & 0xFFF}")
         b(depth, f"else:{g.flags_now()} lz = cpu.lazy_flags; ef = cpu.eflags; {g.tsc_out()}; "
-                 f"cpu.eip = {insn.addr}; ph = tr(l0 + {delta}, False, us, True); {g.tsc_in()}")
+                 f"cpu.eip = {insn.addr}; ph = tr(l0 + {delta}, False, us, True); {g.tsc_in()}"
+                 + self.forget)
         b(depth, f"if ph != {ph}: cpu._xl_fetched = ({insn.addr}, l0 + {delta}, ph);"
                  f"{g.flags_now()}{g.t_exit()} k = {j}; break")
         lines = self.lines[j]
         b(4, f"if {' and '.join(f'{line} in chot' for line in lines)}: "
              f"cc.read_hits += {len(lines)}")
-        b(4, f"else: {g.tsc_out()}; hin({ph}, {insn.length}); {g.tsc_in()}")
+        b(4, f"else: {g.tsc_out()}; hin({ph}, {insn.length}); {g.tsc_in()}{self.forget}")
         if self.split and _inline_form(insn) and (j < self.n - 1 or self.loops):
             hot = " and ".join(f"{line} in chot" for line in self.all_lines)
             room = "" if checked else f" and t + {g.dt + rest} < c_limit"
             b(4, "fe = cp(vpn)")
             b(4, f"if fe is not None and fe.mask & ur and fe.base == {ph & ~0xFFF} and {hot}"
                  f"{room}: chk = False; p0 = ran + {j + 1}; "
-                 f"q0 = ran // {self.n} * {self.pre[-1]} + {self.pre[j + 1]}")
+                 f"q0 = ran // {self.n} * {self.pre[-1]} + {self.pre[j + 1]}"
+                 + ("; wok = dwb and not wg0 and not wg1" if self.stores else ""))
 
     def mov(self, g: _Gen, j: int, insn: Insn, call: Callable[[int], None]) -> bool:
         """Emit an aligned 32-bit MOV load or store through the data page map with its
@@ -781,16 +801,20 @@ class _Filtered:
         b(4, f"ln = (s{sg}b + of) & {MASK32}")
         b(4, "pe = None if ln & 3 else fp(ln >> 12)")
         b(4, f"if pe is not None and pe.mask & {'ur' if load else 'uw'}:")
-        b(5, f"pe.owner.hits += 1; ph = pe.base | (ln & 0xFFF); dl = ph >> {self.dsh}")
+        b(5, f"pe.owner.hits += 1; dl = (pe.base | (ln & 0xFFF)) >> {self.dsh}")
         if load:
-            b(5, "if dl in dhot: dc.read_hits += 1")
+            b(5, "if dl in dhot: nr += 1")
         else:
-            b(5, "w_ = dwh(dl) if dwb and not wg0 and not wg1 else None")
-            b(5, "if w_ is not None: dc.write_hits += 1; dc.dirty[(dl & dmsk) * dways + w_] = True")
+            # wok: the guards were empty when the facts were taken (only a call fills them);
+            # wl: the line last made dirty here (only a call cleans or evicts it).
+            b(5, "w_ = dwh(dl) if wok or (dwb and not wg0 and not wg1) else None")
+            b(5, "if w_ is not None:")
+            b(6, "nw += 1")
+            b(6, "if dl != wl: dc.dirty[(dl & dmsk) * dways + w_] = True; wl = dl")
         b(5, "else:")
         self.flush(g, 6, j + 1)
-        b(6, f"i = {j}; si = {j + 1}; {g.tsc_out()}; {'hr' if load else 'hw'}(ph, 4); "
-             f"{g.tsc_in()}")
+        b(6, f"i = {j}; si = {j + 1}; {g.tsc_out()}; "
+             f"{'hr' if load else 'hw'}(pe.base | (ln & 0xFFF), 4); {g.tsc_in()}")
         if load:
             b(5, f"regs[{insn.reg}] = pe.dwords[(ln & 0xFFF) >> 2]")
         else:
