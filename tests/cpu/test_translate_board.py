@@ -15,6 +15,7 @@ and cycle boundary, and generated programs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -225,6 +226,56 @@ def test_stores_beside_and_over_the_loops_code_run_identically_filtered(
     same4(over + LOOP, translations, board=board, regs={3: 0})
     beside_setup = b"\xbe" + beside.to_bytes(4, "little") + SETUP[5:]
     same4(beside_setup + LOOP, translations, board=board)
+
+
+def test_calls_that_evict_the_stored_line_before_the_store_run_identically_filtered(
+    translations: list[object]
+) -> None:
+    # L: add [edi], ebx ; add [ebp+0], ebx ; mov eax, [esi] ; mov [esi], eax ;
+    # imul eax, eax, 1 (x4) ; inc ecx ; cmp ecx, edx ; jne L -- three lines of one set of the
+    # 2-way L1D: the handlers' accesses (calls, before the store) write the stored line back
+    # and evict it every pass, the load fills it again clean, and the store must make it
+    # dirty again each time; the IMULs make the pass long, so that a pass that tests every
+    # limit (near a cycle limit) gets past the store.
+    body = bytes([0x01, 0x1F, 0x01, 0x5D, 0x00, 0x8B, 0x06, 0x89, 0x06]) + b"\x6b\xc0\x01" * 4
+    body += bytes([0x41, 0x39, 0xD1])
+    loop = body + bytes([0x75, (-(len(body) + 2)) & 0xFF])
+    regs = {7: DATA, 5: DATA + 0x1000, 6: DATA + 0x2000, 3: 1, 1: 0, 2: 40}
+    for chunk in (None, 97, 300):  # with cycle limits near: passes that test every limit
+        same4(loop, translations, regs=regs, chunk=chunk)
+        same4(loop, translations, regs=regs, board="486dx2-66", config="pentium", chunk=chunk)
+
+
+def test_every_call_in_a_filtered_translation_forgets_the_stores_memo(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store skips re-marking the line it made dirty last only while nothing was called
+    since: every call site, those before the block's first store included (they run again
+    before it on the next pass), resets the memo."""
+    from lavsim.cpu import translate
+
+    sources: list[str] = []
+    real = compile
+
+    def spy(source: str, *args: Any) -> Any:
+        sources.append(source)
+        return real(source, *args)
+
+    monkeypatch.setattr(translate, "compile", spy, raising=False)
+    # L: add [edi], ebx ; mov eax, [esi] ; mov [esi], eax ; inc ecx ; cmp ecx, edx ; jne L
+    body = bytes([0x01, 0x1F, 0x8B, 0x06, 0x89, 0x06, 0x41, 0x39, 0xD1])
+    board_run(body + bytes([0x75, (-(len(body) + 2)) & 0xFF]), "filtered",
+              regs={7: DATA + 0x1000, 6: DATA, 1: 0, 2: 40})
+    loops = [src for src in sources if "unchecked" in src and "wl = dl" in src]
+    assert loops
+    for src in loops:
+        lines = src.splitlines()
+        calls = [i for i, line in enumerate(lines)
+                 if re.fullmatch(r"\s*H\d+\(cpu, I\d+\)", line)
+                 or re.search(r"\b(hr|hw|hin|tr)\(", line)]
+        assert len(calls) > 6
+        for i in calls:
+            assert any("wl = -1" in line for line in lines[max(0, i - 6):i + 1]), lines[i]
 
 
 # --- every budget boundary --------------------------------------------------------------------

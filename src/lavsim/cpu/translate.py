@@ -696,7 +696,11 @@ class _Filtered:
         for lines in self.lines:
             self.pre.append(self.pre[-1] + len(lines))
         self.all_lines = sorted({line for lines in self.lines for line in lines})
-        self.loads = self.stores = False
+        # Known before any source is emitted: a call before a store in the block resets the
+        # store's memo too.
+        names = [ent[1].handler.__name__ for ent in block.entries]
+        self.loads = any(name.startswith("mov_load") for name in names)
+        self.stores = any(name.startswith("mov_store") for name in names)
 
     @property
     def forget(self) -> str:
@@ -784,10 +788,6 @@ class _Filtered:
             return False
         b = g.w
         load = name.startswith("mov_load")
-        if load:
-            self.loads = True
-        else:
-            self.stores = True
         sg = insn.seg
         g.seg_base(sg)
         if insn.base < 0:
