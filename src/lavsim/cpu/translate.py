@@ -38,7 +38,11 @@ whose fast case does not apply runs its handler, which repeats the checks and ra
 architectural fault; the function then puts back the lazy flags, EFLAGS and the issue state
 exactly as the block loop leaves them and hands the fault to the executor
 (``CPU._fault_counted``). With tracers attached the traced variant (see :func:`translate`)
-fetches every instruction as the per-instruction path does and inlines no memory access.
+fetches every instruction as the per-instruction path does and inlines no memory access; with
+a board's hierarchy as the only tracer the filtered variant (:class:`_Filtered`) tests the
+hierarchy's counted cases inline (the MMU's :class:`~lavsim.mmu.mmu.AccessFilter`), inlines
+the MOVs through the data page map as reported accesses, and skips fetches that provably
+change nothing but counters.
 
 The generated function is called as ``fn(cpu, e, vpn, left, c_limit, smc, done)`` (``e``: the
 code page's host page-map entry, ``vpn`` its linear page number, ``left`` instructions the run

@@ -72,6 +72,10 @@ processor makes, before the access is done (after its translation succeeded), wi
   through the scalar accessors above and are reported as they are; a guest read-modify-write
   (XCHG with memory, a LOCK-prefixed instruction) is its ``READ`` then its ``WRITE``.
 
+A tracer may offer an :class:`AccessFilter` (``fast_filter``): the ``INSN``/``READ``/``WRITE``
+cases it answers by counting alone, which the CPU's translations then test inline instead of
+reporting (:attr:`MMU.hot_filter`, while it is the only tracer).
+
 While any tracer is attached the instance's class is :class:`_TracingMMU`, whose scalar
 accessors report their fast hits exactly as the modelled path reports (kind, physical address,
 size, ``user``, order; page-crossing accesses take the modelled path as before), and
