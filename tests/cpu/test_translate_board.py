@@ -202,6 +202,18 @@ def test_pcd_and_pwt_pages_run_identically_filtered(
     same4(SETUP + LOOP, translations, pte={p: bits for p in pages[where]}, warm=warm)
 
 
+@pytest.mark.parametrize("bits", [PCD, PWT])
+def test_a_pcd_or_pwt_page_met_mid_loop_runs_identically_filtered(
+    bits: int, translations: list[object]
+) -> None:
+    # Two stores a pass (a line kept dirty by inline hits), a page a pass: the third page's
+    # fill records PCD/PWT, after which every store goes through the hierarchy's handler.
+    body = bytes([0x8B, 0x06, 0x89, 0x06, 0x01, 0xD8, 0x89, 0x06]) + b"\x81\xc6\x00\x10\x00\x00"
+    body += bytes([0x41, 0x39, 0xD1])
+    loop = SETUP[:10] + b"\xba\x08\x00\x00\x00" + body + bytes([0x75, (-(len(body) + 2)) & 0xFF])
+    same4(loop, translations, pte={(DATA >> 12) + 2: bits, (DATA >> 12) + 5: bits})
+
+
 @pytest.mark.parametrize("cr0", [CD, NW, CD | NW])
 @pytest.mark.parametrize("board", ["p100", "486dx2-66"])
 @pytest.mark.parametrize("warm", [False, True])

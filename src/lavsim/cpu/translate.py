@@ -741,7 +741,7 @@ class _Filtered:
         if self.loads:
             b(1, "hr = flt.read; nr = 0")
         if self.stores:
-            b(1, "hw = flt.write; dwh = dhot.get; dwb = flt.write_back; dmsk = flt.set_mask; "
+            b(1, "hw = flt.write; dwb = flt.write_back; dmsk = flt.set_mask; "
                  "dways = flt.ways; wg0, wg1 = flt.write_guards; nw = 0; wl = -1; wok = False")
 
     def fetch(self, g: _Gen, j: int, insn: Insn, checked: bool, rest: int) -> None:
@@ -809,12 +809,12 @@ class _Filtered:
         if load:
             b(5, "if dl in dhot: nr += 1")
         else:
-            # wok: the guards were empty when the facts were taken (only a call fills them);
-            # wl: the line last made dirty here (only a call cleans or evicts it).
-            b(5, "w_ = dwh(dl) if wok or (dwb and not wg0 and not wg1) else None")
-            b(5, "if w_ is not None:")
-            b(6, "nw += 1")
-            b(6, "if dl != wl: dc.dirty[(dl & dmsk) * dways + w_] = True; wl = dl")
+            # wl: the line this function last made dirty with the guards empty (only a call
+            # evicts or cleans it, or records a PCD/PWT page: each call forgets it), so still
+            # the hot dirty line of its set; wok: the guards were empty at the last check.
+            b(5, "if dl == wl: nw += 1")
+            b(5, "elif (wok or (dwb and not wg0 and not wg1)) and dl in dhot:")
+            b(6, "nw += 1; dc.dirty[(dl & dmsk) * dways + dhot[dl]] = True; wl = dl")
         b(5, "else:")
         self.flush(g, 6, j + 1)
         b(6, f"i = {j}; si = {j + 1}; {g.tsc_out()}; "
