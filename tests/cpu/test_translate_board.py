@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cpu_harness import CODE, DATA, PAGE_TABLES, Bare
+from cpu_harness import CODE, DATA, PAGE_TABLES, STACK_TOP, Bare
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_fast_paths import _run, fixing_faults, generated
@@ -321,15 +321,19 @@ def test_the_loop_cut_at_every_cycle_budget_runs_identically_filtered(
 
 
 @given(st.data(), st.integers(0, 2**32 - 1), st.sampled_from(["p100", "486dx2-66"]),
-       st.sampled_from(["pentium", "i486"]), st.sampled_from([None, 5, 23]))
-@settings(max_examples=25, deadline=None)
+       st.sampled_from(["pentium", "i486"]), st.sampled_from([None, 5, 23]),
+       st.sampled_from([0, 0, CD, NW]), st.sampled_from([0, 0, PCD, PWT]))
+@settings(max_examples=30, deadline=None)
 def test_generated_programs_run_identically_filtered(
-    d: st.DataObject, seed: int, board: str, config: str, chunk: int | None
+    d: st.DataObject, seed: int, board: str, config: str, chunk: int | None, cr0: int,
+    bits: int
 ) -> None:
     code = generated(d)
-    ways = []
-    for mode in MODES:
-        ways.append(board_run(code, mode, board=board, config=config, seed=seed, chunk=chunk))
+    # PCD/PWT on the data page or the stack's page (the programs use both).
+    page = d.draw(st.sampled_from([DATA >> 12, (STACK_TOP - 1) >> 12]))
+    kw: dict[str, Any] = {"board": board, "config": config, "seed": seed, "chunk": chunk,
+                          "cr0": cr0, "pte": {page: bits} if bits else None}
+    ways = [board_run(code, mode, **kw) for mode in MODES]
     assert ways[0] == ways[1] == ways[2] == ways[3]
 
 
