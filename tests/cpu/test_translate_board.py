@@ -261,9 +261,10 @@ def test_calls_that_evict_the_stored_line_before_the_store_run_identically_filte
 def test_every_call_in_a_filtered_translation_forgets_the_stores_memo(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A store skips re-marking the line it made dirty last only while nothing was called
-    since: every call site, those before the block's first store included (they run again
-    before it on the next pass), resets the memo."""
+    """A load or store skips the line test (a store the re-marking of its line) for a line
+    found hot (made dirty) since only while nothing was called since: every call site, those
+    before the block's first access included (they run again before it on the next pass),
+    resets the memos."""
     from lavsim.cpu import translate
 
     sources: list[str] = []
@@ -278,7 +279,7 @@ def test_every_call_in_a_filtered_translation_forgets_the_stores_memo(
     body = bytes([0x01, 0x1F, 0x8B, 0x06, 0x89, 0x06, 0x41, 0x39, 0xD1])
     board_run(body + bytes([0x75, (-(len(body) + 2)) & 0xFF]), "filtered",
               regs={7: DATA + 0x1000, 6: DATA, 1: 0, 2: 40})
-    loops = [src for src in sources if "unchecked" in src and "wl = dl" in src]
+    loops = [src for src in sources if "unchecked" in src and "wl = ll = ln" in src]
     assert loops
     for src in loops:
         lines = src.splitlines()
@@ -287,7 +288,7 @@ def test_every_call_in_a_filtered_translation_forgets_the_stores_memo(
                  or re.search(r"\b(hr|hw|hin|tr)\(", line)]
         assert len(calls) > 6
         for i in calls:
-            assert any("wl = -1" in line for line in lines[max(0, i - 6):i + 1]), lines[i]
+            assert any("wl = ll = -1" in line for line in lines[max(0, i - 6):i + 1]), lines[i]
 
 
 # --- every budget boundary --------------------------------------------------------------------

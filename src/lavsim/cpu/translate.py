@@ -709,13 +709,13 @@ class _Filtered:
     @property
     def forget(self) -> str:
         """Source appended to a call in a fetch: what the call may have changed."""
-        return "; wl = -1; wok = False" if self.stores else ""
+        return "; wl = ll = -1; wok = False" if self.loads or self.stores else ""
 
     def flush(self, g: _Gen, depth: int, fetched: int | str, end: bool = False) -> None:
         """Pay what is owed for ``fetched`` fetches of this pass and check again from the next
         fetch on (``end``: the exit, where nothing follows)."""
-        if self.stores:
-            g.w(depth, "wl = -1; wok = False")  # a call may clean or evict the line
+        if self.loads or self.stores:
+            g.w(depth, "wl = ll = -1; wok = False")  # a call may clean, evict or fill lines
         if not self.split:
             return
         n, tot = self.n, self.pre[-1]
@@ -740,9 +740,11 @@ class _Filtered:
             b(1, "fp = mmu.frame_page; dhot = flt.data_hot; dc = flt.data_counts")
         if self.loads:
             b(1, "hr = flt.read; nr = 0")
+        if self.loads or self.stores:
+            b(1, "wl = ll = -1; wok = False")
         if self.stores:
             b(1, "hw = flt.write; dwb = flt.write_back; dmsk = flt.set_mask; "
-                 "dways = flt.ways; wg0, wg1 = flt.write_guards; nw = 0; wl = -1; wok = False")
+                 "dways = flt.ways; wg0, wg1 = flt.write_guards; nw = 0")
 
     def fetch(self, g: _Gen, j: int, insn: Insn, checked: bool, rest: int) -> None:
         """Emit instruction ``j``'s fetch: nothing while ``chk`` is False; else the traced
@@ -805,16 +807,22 @@ class _Filtered:
         b(4, f"ln = (s{sg}b + of) & {MASK32}")
         b(4, "pe = None if ln & 3 else fp(ln >> 12)")
         b(4, f"if pe is not None and pe.mask & {'ur' if load else 'uw'}:")
-        b(5, f"pe.owner.hits += 1; dl = (pe.base | (ln & 0xFFF)) >> {self.dsh}")
+        # Memos by linear line (``ln >> shift``: the same physical line while no call can
+        # have changed the TLBs), forgotten at every call: ll, a line found hot since; wl, a
+        # line made dirty since with the guards empty (still the hot dirty line of its set:
+        # only a call evicts or cleans a line or records a PCD/PWT page). wok: the guards
+        # were empty at the last check of the facts.
+        dsh = self.dsh
+        b(5, "pe.owner.hits += 1")
         if load:
-            b(5, "if dl in dhot: nr += 1")
+            b(5, f"if ln >> {dsh} == ll: nr += 1")
+            b(5, f"elif (pe.base | (ln & 0xFFF)) >> {dsh} in dhot: nr += 1; ll = ln >> {dsh}")
         else:
-            # wl: the line this function last made dirty with the guards empty (only a call
-            # evicts or cleans it, or records a PCD/PWT page: each call forgets it), so still
-            # the hot dirty line of its set; wok: the guards were empty at the last check.
-            b(5, "if dl == wl: nw += 1")
-            b(5, "elif (wok or (dwb and not wg0 and not wg1)) and dl in dhot:")
-            b(6, "nw += 1; dc.dirty[(dl & dmsk) * dways + dhot[dl]] = True; wl = dl")
+            b(5, f"if ln >> {dsh} == wl: nw += 1")
+            b(5, f"elif (wok or (dwb and not wg0 and not wg1)) and "
+                 f"(pe.base | (ln & 0xFFF)) >> {dsh} in dhot:")
+            b(6, f"dl = (pe.base | (ln & 0xFFF)) >> {dsh}; nw += 1; "
+                 f"dc.dirty[(dl & dmsk) * dways + dhot[dl]] = True; wl = ll = ln >> {dsh}")
         b(5, "else:")
         self.flush(g, 6, j + 1)
         b(6, f"i = {j}; si = {j + 1}; {g.tsc_out()}; "
