@@ -308,6 +308,17 @@ def test_the_loop_cut_at_every_instruction_budget_runs_identically_filtered(
 
 
 @pytest.mark.parametrize("board", ["p100", "486dx2-66"])
+def test_the_loop_cut_at_pass_ends_on_one_tlb_runs_identically_filtered(
+    board: str, translations: list[object]
+) -> None:
+    # One TLB for code and data (the i486's), its code and data pages in one set: every
+    # data hit makes the data page the set's MRU, every fetch the code page again, and a run
+    # that stops right after a pass must leave the code page MRU (every fetch is checked).
+    for n in (9, 12, 15, 16, 21, 27):
+        same4(SETUP + LOOP, translations, board=board, config="i486", max_instructions=n)
+
+
+@pytest.mark.parametrize("board", ["p100", "486dx2-66"])
 @pytest.mark.parametrize("warm", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_the_loop_cut_at_every_cycle_budget_runs_identically_filtered(
     board: str, warm: bool, translations: list[object]
