@@ -117,7 +117,7 @@ from lavsim.cpu.pairing import (
     pairs,
 )
 from lavsim.cpu.state import IF, MASK32, NEVER, SS, CpuState
-from lavsim.cpu.translate import Key, Translated, entry_key
+from lavsim.cpu.translate import Key, Traced, Translated, entry_key
 from lavsim.cpu.translate import translate as translate_block
 from lavsim.errors import MemoryAccessError
 from lavsim.faults import SS as SS_VECTOR
@@ -557,10 +557,12 @@ class CPU(CpuState):
         self._cached = 0
         self._smc += 1
 
-    def _translation(self, block: Block, phys: int, traced: bool = False) -> Translated | None:
+    def _translation(self, block: Block, phys: int, traced: Traced = False
+                     ) -> Translated | None:
         """The translation of ``block`` (cached at ``phys``) for the current issue state
-        (``traced``: the variant for a run with tracers, see
-        :func:`lavsim.cpu.translate.translate`), compiled on first use; None when the block
+        (``traced``: the variant for a run with tracers, or the key of the MMU's
+        ``hot_filter`` for the filtered one, see :func:`lavsim.cpu.translate.translate`),
+        compiled on first use; None when the block
         already has :data:`TRANSLATIONS_PER_BLOCK` translations for other states (it then
         runs in the block loop, or one instruction at a time under tracing)."""
         key = (traced, entry_key(self))
@@ -594,7 +596,8 @@ class CPU(CpuState):
         block.runs += 1
         if block.runs <= TRANSLATE_AFTER:
             return None
-        return self._translation(block, phys, traced=True)
+        flt = self.mmu.hot_filter
+        return self._translation(block, phys, traced=True if flt is None else flt.key)
 
     def _make_room(self, n: int) -> None:
         """Before caching ``n`` more decoded instructions: drop everything if they would pass
@@ -1286,7 +1289,7 @@ class Block:
         #: :data:`TRANSLATE_AFTER`).
         self.runs = 0
         #: Its translations (:mod:`lavsim.cpu.translate`) by (traced, entry issue state).
-        self.xl: dict[tuple[bool, Key], Translated] = {}
+        self.xl: dict[tuple[Traced, Key], Translated] = {}
 
 
 class _Untraced:

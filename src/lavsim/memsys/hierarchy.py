@@ -67,7 +67,7 @@ import attrs
 
 from lavsim.errors import ConfigError, check_int
 from lavsim.memsys.cache import Cache, CacheConfig
-from lavsim.mmu.mmu import Access
+from lavsim.mmu.mmu import Access, AccessFilter
 from lavsim.stats import CounterGroup
 
 __all__ = [
@@ -671,3 +671,20 @@ class MemoryHierarchy:
         self.buffer = deque((int(t), bool(h)) for t, h in state["buffer"])
         self.bus_free = int(state["bus_free"])
         HIERARCHY_COUNTERS.set_state(self, state["counters"])
+
+    # --- the fast-filter protocol ------------------------------------------------------
+
+    @property
+    def fast_filter(self) -> AccessFilter:
+        """Its no-state-change cases for code that reports accesses itself (the MMU's
+        :class:`~lavsim.mmu.mmu.AccessFilter`, read at ``add_tracer``): the one-line hits on
+        a set's last touched line (``Cache._hot``) that :meth:`on_insn`, :meth:`_read` and
+        :meth:`_write` serve by counting alone (an instruction over several such lines is the
+        general path's hit on each, which changes nothing but the count)."""
+        code, data = self.code, self.data
+        return AccessFilter(
+            (code._hot, code, code._line_shift, self.on_insn),
+            (data._hot, data, data._line_shift, self._read, self._write),
+            data._write_back, data._set_mask, data.config.ways,
+            (self._page_cache, self._large_page_cache),
+        )
