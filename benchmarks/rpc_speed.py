@@ -9,7 +9,10 @@ The issue's target is a product of at most 15.
 ``lavsim rpc`` runs in a fresh interpreter by default (imports and all, as a user starts it);
 ``--in-process`` runs it in this one (an import already made costs nothing then). The floor
 is measured before and after the job and the higher figure is kept (the host's speed as the
-job saw it; another process on the host slows both).
+job saw it; another process on the host slows both). ``lavsim rpc`` runs on every core by
+default (``-- --jobs 1``: one process) and reads assembled guest code from its cache on disk
+(``LAVSIM_CACHE_DIR``; the first run after a change to the guest sources assembles them:
+``LAVSIM_CACHE=0`` measures that case every time).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
     lavsim rpc   [--profile i486|pentium|both] [--cpu-model FILE.toml] [--sizes 0,16,64,...]
                  [--board NAME] [--calls N] [--tlb ENTRIES] [--memory BYTES]
                  [--timer-period CYCLES] [--no-remote] [--compare] [--format table|csv|json]
+                 [--jobs N]
     lavsim sweep size|threads|working-set|tlb [--profile ...] [--cpu-model FILE] [--values ...]
                  [--board NAME] [--mechanisms ...] [--size B] [--working-set P] [--threads K]
                  [--calls N] [--format table|csv|json] [--progress|--no-progress]
@@ -76,7 +77,7 @@ _OPTIONS = {
         "profile": "--profile", "profiles": "--profile", "size": "--sizes", "sizes": "--sizes",
         "calls": "--calls", "tlb_entries": "--tlb", "memory_size": "--memory",
         "timer_period": "--timer-period", "format": "--format", "board": "--board",
-        "compare": "--compare", **OPTION_FIELDS,
+        "compare": "--compare", "jobs": "--jobs", **OPTION_FIELDS,
     },
     "sweep": {
         "profile": "--profile", "profiles": "--profile", "values": "--values",
@@ -255,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="CYCLES", help="interval-timer period in cycles (default 0: off)")
     rpc.add_argument("--no-remote", dest="remote", action="store_false",
                      help="leave out the two-host rows (remote call, shipped procedure)")
+    rpc.add_argument("--jobs", type=int, default=None, metavar="N",
+                     help=f"worker processes the measurements are spread over (default: all "
+                     f"cores, here {default_jobs()}; 1: all in this process); the output is "
+                     "the same for every N")
     add_observe_options(rpc)
     add_plot_option(rpc)
     sub.add_parser("boards", help="the boards (memory systems) and their sources",
@@ -458,8 +463,9 @@ def _run(args: argparse.Namespace) -> str:
             raise ConfigError("compare", "prints a text section: use it with --format table")
         if wanted(args):
             observe_rpc(args, base, args.profile[0], args.sizes[0])
+        jobs = default_jobs() if args.jobs is None else args.jobs
         table = rpc_table(args.profile, args.sizes, calls=args.calls, remote=args.remote,
-                          base=base, progress=progress)
+                          base=base, progress=progress, jobs=jobs)
         if args.plot is not None:
             plot_rpc(table, args.plot)
         if args.compare:

@@ -163,3 +163,31 @@ def test_frame_page_keeps_the_data_page_map_while_a_tracer_is_attached() -> None
     assert m.mmu.data_page(0x20) is None
     page = m.mmu.frame_page(0x20)
     assert page is not None and page.base == 0x20000
+
+
+class _InsnRecorder(_Recorder):
+    """A recorder with the ``on_insn`` shortcut, which records through a counter of its own."""
+
+    def __init__(self, kinds: frozenset[Access] | None = None) -> None:
+        super().__init__(kinds)
+        self.shortcuts = 0
+
+    def on_insn(self, phys: int, size: int, user: bool) -> None:
+        self.shortcuts += 1
+        self.on_access(Access.INSN, phys, size, user)
+
+
+@pytest.mark.parametrize("translate", [True, False])
+def test_a_lone_tracer_with_on_insn_gets_the_instruction_bytes_through_it(
+    translate: bool,
+) -> None:
+    plain = _Recorder(frozenset(Access) - {Access.FETCH})
+    outcome = _run(plain, translate=translate)
+    alone = _InsnRecorder(frozenset(Access) - {Access.FETCH})
+    assert _run(alone, translate=translate) == outcome
+    assert alone.events == plain.events
+    assert alone.shortcuts == sum(1 for e in plain.events if e[0] is Access.INSN) > 0
+    # Beside another tracer, or not taking every kind it is called for, it is not used.
+    for tracers in ([_InsnRecorder(), _Recorder()], [_InsnRecorder(frozenset({Access.INSN}))]):
+        assert _run(*tracers, translate=translate) == outcome
+        assert tracers[0].shortcuts == 0 and tracers[0].events  # type: ignore[attr-defined]

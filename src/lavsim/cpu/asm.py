@@ -78,6 +78,7 @@ from types import MappingProxyType
 
 from attrs import field, frozen
 
+from lavsim.cpu import asmcache
 from lavsim.cpu.isa import (
     CONDITION_ALIASES,
     CONDITIONS,
@@ -1750,13 +1751,28 @@ def clear_memo() -> None:
     _memo_chars = 0
 
 
+#: Shortest source looked up in (and written to) the cache on disk (:mod:`lavsim.cpu.asmcache`):
+#: a shorter one assembles in about the time a file takes to read.
+DISK_MIN_CHARS = 1024
+
+
+def _from_disk(source: str, origin: int) -> Program | None:
+    entry = asmcache.load(source, origin)
+    if entry is None:
+        return None
+    code, symbols, line_map = entry
+    return Program(code, MappingProxyType(symbols), origin, MappingProxyType(line_map))
+
+
 def assemble(source: str, origin: int = 0) -> Program:
     """Assemble Intel-syntax ``source`` whose first byte sits at ``origin``.
 
     Raises :class:`~lavsim.errors.AssemblyError` naming the line and column of the first
     problem: unknown mnemonic, an operand combination no form takes (the message lists the
     forms), an undefined symbol, a value out of range, a duplicate label, a syntax error.
-    The result is memoised by ``(source, origin)`` (see :data:`MEMO_ENTRIES`); errors are not.
+    The result is memoised by ``(source, origin)`` (see :data:`MEMO_ENTRIES`), and kept on disk
+    for later processes (:mod:`lavsim.cpu.asmcache`; ``LAVSIM_CACHE=0`` turns that off); errors
+    are not.
     """
     global _memo_chars
     if isinstance(source, str) and isinstance(origin, int) and not isinstance(origin, bool):
@@ -1765,7 +1781,12 @@ def assemble(source: str, origin: int = 0) -> Program:
         if hit is not None:
             _memo.move_to_end(key)
             return hit
-        program = _assemble(source, origin)
+        program = _from_disk(source, origin) if len(source) >= DISK_MIN_CHARS else None
+        if program is None:
+            program = _assemble(source, origin)
+            if len(source) >= DISK_MIN_CHARS:
+                asmcache.save(source, origin, (program.code, dict(program.symbols),
+                                               dict(program.line_map)))
         if len(source) <= MEMO_SOURCE_CHARS:
             _memo[key] = program
             _memo_chars += len(source)

@@ -41,7 +41,9 @@ is seen at the next fetch. Writes made around the CPU (host-side loaders
 writing :class:`~lavsim.memory.PhysicalMemory`, page-table A/D updates) must be followed by
 :meth:`CPU.flush_decode_cache` if they can change code that has already run. While a tracer
 is attached to the MMU (:meth:`lavsim.mmu.mmu.MMU.add_tracer`) only traced translations run
-blocks, and each cache hit is reported to it as the fetch window a fresh decode would read
+blocks (and, in units, the traced block loop: :meth:`CPU._traced_block`, each instruction's
+fetch made and reported as below), and each cache hit is reported to it as the fetch window a
+fresh decode would read
 (the cache holds no instruction that crosses a page, so that is one window on one page), so
 the tracer sees every instruction's fetch (tested at each :meth:`CPU.run` call).
 
@@ -115,7 +117,7 @@ from lavsim.cpu.pairing import (
     pairs,
 )
 from lavsim.cpu.state import IF, MASK32, NEVER, SS, CpuState
-from lavsim.cpu.translate import Key, Translated, entry_key
+from lavsim.cpu.translate import Key, Traced, Translated, entry_key
 from lavsim.cpu.translate import translate as translate_block
 from lavsim.errors import MemoryAccessError
 from lavsim.faults import SS as SS_VECTOR
@@ -185,6 +187,32 @@ def _shared_table(profile: TimingProfile, fast: bool) -> dict[int, tuple[Insn, b
         if len(_shared) >= _SHARED_TABLES_MAX:
             _shared.clear()
         entry = _shared[key] = (profile, {})
+    return entry[1]
+
+
+class _BlockTable(dict[tuple[int, frozenset[int] | None], tuple[int, tuple[Any, ...], bytes]]):
+    """Shared blocks: (phys << 32 | EIP, cut offsets) -> (end, entries, the bytes they and the
+    window after them were decoded from); ``held``: the instructions stored (an upper bound),
+    at most :data:`SHARED_DECODES_LIMIT` (a full table is emptied), so that hostile code
+    cannot grow host memory through it."""
+
+    held = 0
+
+
+#: Blocks shared by the CPUs of this process, as the decodes are: (id(profile), fast, thread)
+#: -> (the profile, its table); see :meth:`CPU._shared_block`.
+_shared_blocks: dict[tuple[int, bool, int], tuple[Any, _BlockTable]] = {}
+
+
+def _shared_block_table(profile: TimingProfile, fast: bool) -> _BlockTable:
+    """The shared blocks of ``profile`` with specialisations on or off (at most
+    ``_SHARED_TABLES_MAX`` tables, as for :func:`_shared_table`)."""
+    key = (id(profile), fast, get_ident())
+    entry = _shared_blocks.get(key)
+    if entry is None or entry[0] is not profile:
+        if len(_shared_blocks) >= _SHARED_TABLES_MAX:
+            _shared_blocks.clear()
+        entry = _shared_blocks[key] = (profile, _BlockTable())
     return entry[1]
 
 
@@ -529,10 +557,12 @@ class CPU(CpuState):
         self._cached = 0
         self._smc += 1
 
-    def _translation(self, block: Block, phys: int, traced: bool = False) -> Translated | None:
+    def _translation(self, block: Block, phys: int, traced: Traced = False
+                     ) -> Translated | None:
         """The translation of ``block`` (cached at ``phys``) for the current issue state
-        (``traced``: the variant for a run with tracers, see
-        :func:`lavsim.cpu.translate.translate`), compiled on first use; None when the block
+        (``traced``: the variant for a run with tracers, or the key of the MMU's
+        ``hot_filter`` for the filtered one, see :func:`lavsim.cpu.translate.translate`),
+        compiled on first use; None when the block
         already has :data:`TRANSLATIONS_PER_BLOCK` translations for other states (it then
         runs in the block loop, or one instruction at a time under tracing)."""
         key = (traced, entry_key(self))
@@ -644,7 +674,8 @@ class CPU(CpuState):
         block.runs += 1
         if block.runs <= TRANSLATE_AFTER:
             return None
-        return self._translation(block, phys, traced=True)
+        flt = self.mmu.hot_filter
+        return self._translation(block, phys, traced=True if flt is None else flt.key)
 
     def _make_room(self, n: int) -> None:
         """Before caching ``n`` more decoded instructions: drop everything if they would pass
@@ -832,6 +863,13 @@ class CPU(CpuState):
         cut = self.block_stops  # [observe] see set_block_stops
         if cut is None and self._blocks_cut:
             self._blocks_cut = frozenset()  # this block is not cut
+        # Shared only where the CS limit lies beyond this page (it then ends no block).
+        page_rest = 0x1000 - (linear & 0xFFF)
+        shareable = self.decode_cache and cs.max_off - eip >= page_rest - 1
+        if shareable:
+            reuse = self._shared_block(eip, phys, cut)
+            if reuse is not None:
+                return reuse
         # Decoding ahead is not a fetch: with tracers attached it reads memory unreported
         # (each instruction reports its fetch when it runs).
         view = cast(CpuState, _Untraced(self)) if self.mmu.tracing else self
@@ -862,10 +900,45 @@ class CPU(CpuState):
             if not linear & 0xFFF:
                 break  # the next instruction starts on another page
         block = Block(entries[0][1].addr if entries else eip, end, tuple(entries))
+        if shareable and entries:
+            table = _shared_block_table(self.profile, self.fast)
+            if table.held + len(entries) > SHARED_DECODES_LIMIT:
+                table.clear()
+                table.held = 0
+            table.held += len(entries)
+            # The bytes decoded, and the window after them (an instruction that did not
+            # decode there may have ended the block), up to the page's end.
+            code = self.mmu.memory.read(start_phys, min(page_rest, end - block.addr + 1 + 15))
+            table[((start_phys << 32) | block.addr, cut)] = (end, block.entries, code)
         self._make_room(max(1, len(entries)))
         # The bytes its instructions were decoded from (an empty block: its first byte).
         self._note_code(start_phys, end - block.addr + 1)
         self._blocks[start_phys] = block
+        return block
+
+    def _shared_block(self, eip: int, phys: int, cut: frozenset[int] | None) -> Block | None:
+        """The block at CS:``eip`` (``phys``) another CPU of this profile built with the same
+        cut offsets, when memory holds the bytes it was built from (a new :class:`Block` of
+        its entries, cached as :meth:`_build_block` caches one), or None.
+
+        Why that is exact: with the CS limit beyond the page (the caller's test), the block a
+        build finds is a pure function of the bytes from ``phys`` to the end of the last
+        instruction's fetch window (each decode is, see :func:`_shared_table`; where it ends
+        depends on those, on the page offset and on the cut offsets), and decoding ahead
+        reports nothing and changes no simulated state."""
+        hit = _shared_block_table(self.profile, self.fast).get(((phys << 32) | eip, cut))
+        if hit is None:
+            return None
+        end, entries, code = hit
+        try:
+            if self.mmu.memory.read(phys, len(code)) != code:
+                return None
+        except MemoryAccessError:
+            return None  # (the build's own fetch reports the bus error)
+        block = Block(eip, end, entries)
+        self._make_room(len(entries))
+        self._note_code(phys, end - eip + 1)
+        self._blocks[phys] = block
         return block
 
     # --- [observe] block stops: Machine.run's hook for block observers and breakpoints -----
@@ -951,6 +1024,103 @@ class CPU(CpuState):
         finally:
             self.instructions -= done
 
+    def _traced_block(self, block: Block, e: Any, vpn: int, delta: int, left: int,
+                      c_limit: int, done: int) -> int:
+        """One pass of the block loop with tracers attached (units only: see :meth:`run`);
+        returns the instructions it retired. Each instruction is fetched and reported
+        exactly as the per-instruction path does on a decoded-instruction-cache hit: the
+        fetch lookup served by the same host page-map entry ``e`` of page ``vpn`` (else the
+        block stops and the per-instruction path fetches), the hit credited to its owner,
+        ``report_fetch`` when a tracer wants ``FETCH``, then ``report_insn`` (the physical
+        address of an instruction is its EIP + ``delta``: the block lies in one page). The
+        limits and the self-modifying-code counter are tested after each instruction, as in
+        the untraced block loop."""
+        mmu = self.mmu
+        fetch_page = mmu.fetch_page
+        report_insn = mmu.emit_insn  # (report_insn: a tracer is attached)
+        report_fetch = mmu.report_fetch if mmu.traces_fetch else None
+        owner = e.owner
+        user = self.user
+        cs_max = self.seg[_CS].max_off
+        base = self.seg[_CS].base
+        smc = self._smc
+        ran = 0
+        insn = block.entries[0][1]
+        lazy = self.lazy_flags
+        eflags = self.eflags
+        try:
+            for handler, insn, cycles, next_eip in block.entries:
+                if fetch_page(vpn) is not e:
+                    break  # the entry was demoted: fetch the slow way
+                owner.hits += 1
+                addr = insn.addr
+                phys = addr + delta
+                if report_fetch is not None:
+                    report_fetch(phys, _window(addr, base + addr, cs_max), user)
+                report_insn(phys, insn.length, user)
+                lazy = self.lazy_flags
+                eflags = self.eflags
+                if insn.issue is not None:
+                    self._issue_run(insn)
+                else:
+                    self.tsc += cycles
+                    self.eip = next_eip
+                    handler(self, insn)
+                ran += 1
+                if ran >= left or self.tsc >= c_limit or self._smc != smc:
+                    break
+        except CpuFault as fault:
+            self._xl_ran = ran  # (the delivery may end in a bus error)
+            self._fault_counted(fault, insn.addr, lazy, eflags, done + ran)
+        except RepStopped:
+            self.unretired += 1  # a REP stopped: the block ends
+        except BaseException:
+            self._xl_ran = ran
+            raise
+        return ran
+
+    def run_unit(self, max_instructions: int | None, max_cycles: int | None) -> None:
+        """[observe] One dispatch unit with tracers attached and block stops set
+        (``Machine._run_unit``): exactly what :meth:`run` does then, with less setup for its
+        common case, a traced block (see :meth:`_traced_block`); anything else is run by
+        :meth:`run` itself."""
+        mmu = self.mmu
+        eip = self.eip
+        cs = self.seg[_CS]
+        c_limit = NEVER if max_cycles is None else self.tsc + max_cycles
+        n_limit = NEVER if max_instructions is None else max_instructions
+        e = None
+        if (self.block_stops is not None and mmu.tracing and self.decode_cache and self.fast
+                and self._cache_profile is self.profile and not self.irq_pending
+                and not self.halted and self.shutdown is None and n_limit > 0
+                and self.tsc < c_limit and cs.min_off <= eip <= cs.max_off and cs.db):
+            linear = (cs.base + eip) & MASK32
+            vpn = linear >> 12
+            e = mmu.fetch_page(vpn)
+        if e is None or not e.mask & (1 << self.user):
+            self.run(max_instructions, max_cycles)
+            return
+        phys = e.base | (linear & 0xFFF)
+        block = self._blocks.get(phys)
+        if block is None or block.addr != eip:
+            block = self._build_block(eip, linear, phys)
+        if not self._runs_as_block(block, cs):
+            self.run(max_instructions, max_cycles)  # (finds the block cached)
+            return
+        rep_until = self._rep_until
+        self._rep_until = c_limit
+        self._xl_ran = 0
+        done = 0
+        try:
+            done = self._traced_block(block, e, vpn, phys - eip, n_limit, c_limit, 0)
+        except BaseException:
+            done = self._xl_ran  # retired before a bus error
+            raise
+        finally:
+            self.instructions += done
+            self._rep_until = rep_until
+            self._stop_run = False  # (as run() leaves it after a unit)
+
     def run(self, max_instructions: int | None = None, max_cycles: int | None = None) -> str:
         """Execute until a stop condition; returns why: ``"halted"``, ``"instruction_limit"``
         (``max_instructions`` executed), ``"cycle_limit"`` (the TSC advanced by at least
@@ -982,7 +1152,9 @@ class CPU(CpuState):
         # (tested once per call; a tracer attached during a run counts from the next call).
         tracing = mmu.tracing
         cached = self.decode_cache
-        blocks_on = cached and self.fast and not tracing
+        # Under tracing, blocks run in units only (block stops; see _traced_block): the
+        # traced translations below serve other runs.
+        blocks_on = cached and self.fast and (unit or not tracing)
         translate_on = self.translate
         # Under tracing, translated blocks start from the per-instruction path's fetch. Not
         # in units (block stops): a traced translation may end having made the next
@@ -1030,13 +1202,23 @@ class CPU(CpuState):
                 if blocks_on and cs.min_off <= eip <= cs.max_off and cs.db:
                     linear = (cs.base + eip) & MASK32
                     vpn = linear >> 12
-                    code_page = mmu.code_page
+                    # (Under tracing code_page answers None: fetch_page is the same lookup.)
+                    code_page = mmu.fetch_page if tracing else mmu.code_page
                     e = code_page(vpn)
                     if e is not None and e.mask & (1 << self.user):
                         phys = e.base | (linear & 0xFFF)
                         block = blocks.get(phys)
                         if block is None or block.addr != eip:
                             block = self._build_block(eip, linear, phys)
+                        if tracing and self._runs_as_block(block, cs):
+                            self._xl_ran = 0
+                            try:
+                                done += self._traced_block(block, e, vpn, phys - eip,
+                                                           n_limit - done, c_limit, done)
+                            except BaseException:
+                                done += self._xl_ran  # retired before a bus error
+                                raise
+                            continue
                         if self._runs_as_block(block, cs):
                             # Translated when it is hot, the issue log is off and the run
                             # may retire the whole block; else the block loop below.
@@ -1186,7 +1368,7 @@ class Block:
         #: :data:`TRANSLATE_AFTER`).
         self.runs = 0
         #: Its translations (:mod:`lavsim.cpu.translate`) by (traced, entry issue state).
-        self.xl: dict[tuple[bool, Key], Translated] = {}
+        self.xl: dict[tuple[Traced, Key], Translated] = {}
         #: The successor :meth:`CPU._run_chained` last found after this block's translation
         #: (its EIP, CS base, last byte, host page-map entry, page, physical address, block,
         #: issue key, length, translation), or None.

@@ -39,7 +39,9 @@ translation per run (through the modelled TLB, as the first item would make), th
 items' TLB hits credited to the same TLB, and one host copy. It is taken only when that is
 indistinguishable from the item-by-item path: both pages still cached as the most recently used
 entries of their sets after the two translations, and no forward overlap of the physical ranges
-(a MOVSD with the destination just above the source replicates, item by item).
+(a MOVSD with the destination just above the source replicates, item by item). A run that must
+go item by item (two pages of one TLB set: the i486's unified TLB) still moves its items in one
+call of the bulk path, each as one call per item would (see :func:`bulk_movsd`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from lavsim.cpu.flags import SUB
 from lavsim.cpu.handlers import Semantics
 from lavsim.cpu.insn import Insn
 from lavsim.cpu.state import DF, ECX, EDI, ES, ESI, NEVER, ZF, CpuState
+from lavsim.mmu.mmu import FastWay
 
 if TYPE_CHECKING:
     from lavsim.mmu.tlb import TLB
@@ -126,14 +129,7 @@ ITEMS: dict[str, Item] = {
 
 def _translate_owned(cpu: CpuState, linear: int, write: bool) -> tuple[int, TLB | None]:
     """Translate one data access and say which modelled TLB served it (None: paging off)."""
-    mmu = cpu.mmu
-    tlbs = tuple(mmu.tlbs.values())
-    before = [t.hits + t.misses for t in tlbs]
-    phys = mmu.translate(linear, write, cpu.user)
-    for t, b in zip(tlbs, before, strict=True):
-        if t.hits + t.misses != b:
-            return phys, t
-    return phys, None
+    return cpu.mmu.translate_owned(linear, write, cpu.user)
 
 
 def _run_length(cpu: CpuState, sreg: int, offset: int, count: int, write: bool) -> int:
@@ -159,7 +155,14 @@ def _items_until(cpu: CpuState, n: int, until: int, per: int) -> int:
 def bulk_movsd(cpu: CpuState, seg: int, until: int = NEVER, per: int = 0) -> int:
     """Move a run of REP MOVSD items at once; returns how many (0: take the item path).
     The run is cut where the item path would stop (``until``, ``per``: see
-    :func:`_items_until`)."""
+    :func:`_items_until`).
+
+    When the run must go item by item (the destination's translation took the source's page
+    out of the MRU place of its set, as two pages of one set of the i486's unified TLB do, or
+    the ranges overlap forwards), the items follow each other here, each exactly as one call
+    per item would do it (both translations, the same tests, one ``READ`` and one ``WRITE``),
+    for as long as both pages are in the MMU's host page map (so no translation can miss or
+    fault) and the caller's stop test (``cpu.tsc + items * per >= until``) is not met."""
     regs = cpu.regs
     n = min(
         _run_length(cpu, seg, regs[ESI], regs[ECX], False),
@@ -167,24 +170,62 @@ def bulk_movsd(cpu: CpuState, seg: int, until: int = NEVER, per: int = 0) -> int
     )
     if n < 2:
         return 0
-    src_lin = (cpu.seg[seg].base + regs[ESI]) & MASK32
-    dst_lin = (cpu.seg[ES].base + regs[EDI]) & MASK32
-    p_src, t_src = _translate_owned(cpu, src_lin, False)
-    p_dst, t_dst = _translate_owned(cpu, dst_lin, True)
-    if (t_src is not None and not t_src.is_mru(src_lin)) or p_src < p_dst < p_src + 4 * n:
-        n = 1  # evicted by the destination, or a forward overlap: this item only
-    else:
-        n = _items_until(cpu, n, until, per)
-        if t_src is not None:
-            t_src.hits += n - 1
-        if t_dst is not None:
-            t_dst.hits += n - 1
-    cpu.mmu.copy_physical(p_dst, p_src, 4 * n, cpu.user)
-    _note_write(cpu, p_dst, 4 * n)
-    regs[ESI] = (regs[ESI] + 4 * n) & MASK32
-    regs[EDI] = (regs[EDI] + 4 * n) & MASK32
-    regs[ECX] = (regs[ECX] - n) & MASK32
-    return n
+    mmu = cpu.mmu
+    user = cpu.user
+    src_base = cpu.seg[seg].base
+    dst_base = cpu.seg[ES].base
+    src_lin = (src_base + regs[ESI]) & MASK32
+    dst_lin = (dst_base + regs[EDI]) & MASK32
+    p_src, t_src = mmu.translate_owned(src_lin, False, user)
+    p_dst, t_dst = mmu.translate_owned(dst_lin, True, user)
+    page = mmu.frame_page
+    read_ok = 1 << user
+    write_ok = 4 << user
+    items = 0  # items moved one at a time so far; n: the run length at the next item
+    while True:
+        if not ((t_src is not None and not t_src.is_mru(src_lin))
+                or p_src < p_dst < p_src + 4 * n):
+            # A run: cut where the item path would stop (counting the items before it).
+            n = _items_until(cpu, n, until - items * per, per)
+            if t_src is not None:
+                t_src.hits += n - 1
+            if t_dst is not None:
+                t_dst.hits += n - 1
+            mmu.copy_physical(p_dst, p_src, 4 * n, user)
+            _note_write(cpu, p_dst, 4 * n)
+            regs[ESI] = (regs[ESI] + 4 * n) & MASK32
+            regs[EDI] = (regs[EDI] + 4 * n) & MASK32
+            regs[ECX] = (regs[ECX] - n) & MASK32
+            return items + n
+        # Evicted by the destination, or a forward overlap: this item only.
+        mmu.copy_physical(p_dst, p_src, 4, user)
+        _note_write(cpu, p_dst, 4)
+        regs[ESI] = (regs[ESI] + 4) & MASK32
+        regs[EDI] = (regs[EDI] + 4) & MASK32
+        regs[ECX] = (regs[ECX] - 1) & MASK32
+        items += 1
+        n -= 1
+        if n < 2 or cpu.tsc + items * per >= until:
+            return items  # the next call takes the item path, or the caller stops
+        src_lin = (src_base + regs[ESI]) & MASK32
+        dst_lin = (dst_base + regs[EDI]) & MASK32
+        es = page(src_lin >> 12)
+        ed = page(dst_lin >> 12)
+        if es is None or not es.mask & read_ok or ed is None or not ed.mask & write_ok:
+            return items  # the next call translates the slow way
+        way = es.owner
+        if (t_src is not None and t_src is t_dst and ed.owner is t_dst
+                and type(way) is FastWay and way.tlb is t_src):
+            # Both pages in one set of one TLB, the destination MRU and the source (held, as
+            # its page's owner, the way, says) just below it, as the last item's two hits
+            # left them: this item's two hits touch the source then the destination, which
+            # puts the set and the host page map back as they are. So it only counts them.
+            t_src.hits += 2
+            p_src = es.base | (src_lin & 0xFFF)
+            p_dst = ed.base | (dst_lin & 0xFFF)
+            continue
+        p_src, t_src = mmu.translate_owned(src_lin, False, user)
+        p_dst, t_dst = mmu.translate_owned(dst_lin, True, user)
 
 
 def bulk_stosd(cpu: CpuState, until: int = NEVER, per: int = 0) -> int:

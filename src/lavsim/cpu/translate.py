@@ -52,7 +52,11 @@ whose fast case does not apply runs its handler, which repeats the checks and ra
 architectural fault; the function then puts back the lazy flags, EFLAGS and the issue state
 exactly as the block loop leaves them and hands the fault to the executor
 (``CPU._fault_counted``). With tracers attached the traced variant (see :func:`translate`)
-fetches every instruction as the per-instruction path does and inlines no memory access.
+fetches every instruction as the per-instruction path does and inlines no memory access; with
+a board's hierarchy as the only tracer the filtered variant (:class:`_Filtered`) tests the
+hierarchy's counted cases inline (the MMU's :class:`~lavsim.mmu.mmu.AccessFilter`), inlines
+the MOVs through the data page map as reported accesses, and skips fetches that provably
+change nothing but counters.
 
 The executor runs translations back to back without its general lookup where the successor
 is the one it found last time and nothing that lookup reads has changed
@@ -94,6 +98,10 @@ CPU = Any
 Block = Any
 
 MASK32 = 0xFFFFFFFF
+
+#: Which variant a translation is: False (no tracer), True (traced), or the ``key`` of the
+#: MMU's :class:`~lavsim.mmu.mmu.AccessFilter` (traced, with the filter's cases inline).
+Traced = bool | tuple[Any, ...]
 
 #: A translated block (see the module docstring for its arguments).
 Translated = Callable[[Any, Any, int, int, int, int, int], int]
@@ -314,7 +322,7 @@ State = tuple[Any, int | None, int | None, int, int]
 
 
 def translate(
-    cpu: CPU, block: Block, key: Key, straight: frozenset[str], traced: bool = False,
+    cpu: CPU, block: Block, key: Key, straight: frozenset[str], traced: Traced = False,
     phys: int = 0,
 ) -> Translated:
     """Compile ``block`` for entry issue state ``key`` (see the module docstring);
@@ -329,6 +337,9 @@ def translate(
     now translates elsewhere the function stops before running it and leaves
     ``cpu._xl_fetched`` = ``(eip, linear, physical)`` of that fetch, for the executor to run the
     instruction from.
+
+    ``traced`` the key of the MMU's ``hot_filter``: the filtered variant, as the traced one
+    but with the filter's counted cases inline (see :class:`_Filtered`).
     """
     g = _Gen()
     b = g.w
@@ -349,6 +360,10 @@ def translate(
     if g.looped:
         written = [_inline_writes(i) for i in insns]
         g.invariant = set(range(8)).difference(*(w for w in written if w is not None))
+    flt = None
+    if isinstance(traced, tuple):
+        assert cpu.mmu.hot_filter is not None and cpu.mmu.hot_filter.key == traced
+        flt = _Filtered(cpu, block, phys, loops)
     #: The most cycles each instruction can add without calling out (filled by a pass).
     most: list[int] = [0] * n
 
@@ -378,7 +393,9 @@ def translate(
             rest = sum(most[j + 1:])
             I = g.const(f"I{j}", insn)
             H = g.const(f"H{j}", insn.handler)
-            if traced:
+            if flt is not None:
+                flt.fetch(g, j, insn, checked, sum(most[j:]))
+            elif traced:
                 _traced_fetch(g, j, insn, phys + insn.addr - block.addr)
             g.ud_before(insn)
             d = insn.issue
@@ -433,6 +450,8 @@ def translate(
                 """The handler, with everything it may read written back first, then the
                 checks that only a call can make fail."""
                 g.flush_flags(depth)
+                if flt is not None:
+                    flt.flush(g, depth, j + 1)
                 b(depth, f"{g.sync_out()}{g.ud_now()}i = {j}; si = {j + 1}; "
                          "lz = cpu.lazy_flags; ef = cpu.eflags")
                 b(depth, f"{g.tsc_out()}; cpu.eip = {insn.next_eip}")
@@ -459,7 +478,8 @@ def translate(
                     b(depth, f"if {check}:{g.t_exit()} k = {j + 1}; break")
 
             g.loop_branch = g.looped and loops and final and not checked
-            _body(g, j, insn, call, taken_extra, inline_memory=not traced)
+            if flt is None or not flt.mov(g, j, insn, call):
+                _body(g, j, insn, call, taken_extra, inline_memory=not traced)
             g.loop_branch = False
             if d is not None and model is not None and d.branch:
                 D = g.const(f"D{j}", d)
@@ -492,7 +512,7 @@ def translate(
         # Only instructions that end blocks without looping can raise an interrupt request
         # or a stop request, so neither is tested here.
         carry: tuple[str | None, str | None, str | None] | None = None
-        if traced:
+        if traced and flt is None:
             g.lines.extend(checked_pass)
         else:
             # A looped block's unchecked pass follows a pass of this call: it starts from
@@ -555,6 +575,8 @@ def translate(
         b(1, "mmu = cpu.mmu; tr = mmu.translate; ri = mmu.report_insn")
         b(1, "rf = mmu.report_fetch if mmu.traces_fetch else None")
         b(1, f"us = cpu.user; csmax = seg[1].max_off; l0 = (vpn << 12) | {phys & 0xFFF}")
+        if flt is not None:
+            flt.prologue(g)
     else:
         # The first fetch of an entry that is not the MRU of its set makes it so (a count
         # and an LRU update); the fetches after it are counts, credited in bulk.
@@ -581,6 +603,8 @@ def translate(
     for exc in ("CpuFault as f", "RepStopped", "BaseException"):
         b(1, f"except {exc}:")
         b(2, "cpu._mis_cur = 0")
+        if flt is not None:
+            flt.pay_data(g, 2)
         depth = 2
         if final_sync and (issue or not traced):
             # The last instruction's fetch and state were written before it ran.
@@ -600,9 +624,13 @@ def translate(
         else:
             b(2, "cpu._xl_ran = ran")
             b(2, "raise")
+    if flt is not None:
+        flt.pay_data(g, 1)
     if final_sync:
         b(1, f"if k == {n}:")
         b(2, f"return {n}")
+    if flt is not None:
+        flt.flush(g, 1, "k", end=True)
     b(1, f"{g.sync_out()}ran += k")
     b(1, "cpu.tsc = t")
     b(1, f"cpu.eip = ip if k == {n} else ADDRS[k]")
@@ -1034,3 +1062,201 @@ def _memo_access(g: _Gen, j: int, insn: Insn, load: bool, call: Callable[[int], 
     b(3, "else:")
     call(4)
     g.restore_flags(keep)
+
+
+_MOVS = ("mov_load", "mov_load_abs", "mov_store", "mov_store_abs")
+
+
+def _inline_form(insn: Insn) -> bool:
+    """Does :func:`_body` (or :meth:`_Filtered.mov`) inline ``insn``'s usual case (no call)?"""
+    name = insn.handler.__name__
+    return (name in _ALU_RR or name in ("inc_r", "dec_r") or name in _MOVS
+            or (name in ("jz_jnz", "jcc") and insn.form.handler == "jcc"))
+
+
+class _Filtered:
+    """The filtered variant's fetches, data accesses and counters (the MMU's
+    :class:`~lavsim.mmu.mmu.AccessFilter` of the only tracer, a board's hierarchy).
+
+    Every instruction's ``INSN`` and every inlined MOV's ``READ``/``WRITE`` is tested against
+    the filter inline (the counted case) and reported to the filter's handler otherwise (with
+    the TSC the per-instruction path has there), in the per-instruction path's order. On top
+    of that, the generated function keeps a flag ``chk``: False while two facts hold that make
+    a fetch change nothing but counters -- the code page's fetch entry is ``fe`` (its frame,
+    its permission, and the modelled ITLB entry the MRU of its set after the hit credited at
+    the check) and every code line of the block is hot in the filter. While ``chk`` is False a
+    fetch does nothing: its ITLB hit and its hot-line hits are owed and paid, as counts, before
+    the next call of any kind and at the exit (``flush``), from positions: ``p0`` the number
+    of fetches made at the check (this call's instructions, ``ran + j``) and ``q0`` the
+    code-line hits made by then. Why the facts last: only a call changes the TLBs or the
+    caches (an inlined access is a counted case, or a hit on a data page, whose credit touches
+    only the data TLB when the TLBs are split: with one TLB for both, the facts are never
+    taken and every fetch is checked); every call sets ``chk`` and the next fetch checks again
+    (and retakes the facts when its instruction is inlined). In a pass that tests the cycle
+    limit only after calls (the unchecked pass of a looping block), a checked fetch first tests
+    the limit at its boundary, and the facts are retaken only while the rest of the pass
+    cannot reach the limit, so the limit is met at the same boundary as on the
+    per-instruction path.
+    """
+
+    def __init__(self, cpu: CPU, block: Block, phys: int, loops: bool) -> None:
+        f = cpu.mmu.hot_filter
+        self.dsh = f.data_shift
+        self.addr = block.addr
+        self.phys = phys
+        self.loops = loops
+        #: Does a data access leave the fetch side's TLB alone?
+        self.split = cpu.mmu.config.itlb is not None
+        self.n = len(block.entries)
+        csh = f.code_shift
+        self.lines: list[tuple[int, ...]] = []
+        for ent in block.entries:
+            p = phys + ent[1].addr - block.addr
+            self.lines.append(tuple(range(p >> csh, ((p + ent[1].length - 1) >> csh) + 1)))
+        #: Code-line hits of the first j instructions of a pass.
+        self.pre = [0]
+        for lines in self.lines:
+            self.pre.append(self.pre[-1] + len(lines))
+        self.all_lines = sorted({line for lines in self.lines for line in lines})
+        # Known before any source is emitted: a call before a store in the block resets the
+        # store's memo too.
+        names = [ent[1].handler.__name__ for ent in block.entries]
+        self.loads = any(name.startswith("mov_load") for name in names)
+        self.stores = any(name.startswith("mov_store") for name in names)
+
+    @property
+    def forget(self) -> str:
+        """Source appended to a call in a fetch: what the call may have changed."""
+        return "; wl = ll = -1; wok = False" if self.loads or self.stores else ""
+
+    def flush(self, g: _Gen, depth: int, fetched: int | str, end: bool = False) -> None:
+        """Pay what is owed for ``fetched`` fetches of this pass and check again from the next
+        fetch on (``end``: the exit, where nothing follows)."""
+        if self.loads or self.stores:
+            g.w(depth, "wl = ll = -1; wok = False")  # a call may clean, evict or fill lines
+        if not self.split:
+            return
+        n, tot = self.n, self.pre[-1]
+        pre = f"PRE[{fetched}]" if isinstance(fetched, str) else str(self.pre[fetched])
+        g.w(depth, f"if not chk: fe.owner.hits += ran + {fetched} - p0; "
+                   f"cc.read_hits += ran // {n} * {tot} + {pre} - q0"
+                   + ("" if end else "; chk = True"))
+
+    def pay_data(self, g: _Gen, depth: int) -> None:
+        """Add the data-line hits counted in locals (at every exit)."""
+        if self.loads:
+            g.w(depth, "dc.read_hits += nr")
+        if self.stores:
+            g.w(depth, "dc.write_hits += nw")
+
+    def prologue(self, g: _Gen) -> None:
+        b = g.w
+        g.const("PRE", tuple(self.pre))
+        b(1, "flt = mmu.hot_filter; chot = flt.code_hot; cc = flt.code_counts; hin = flt.insn")
+        b(1, "chk = True; fe = None; p0 = q0 = 0")
+        if self.loads or self.stores:
+            b(1, "fp = mmu.frame_page; dhot = flt.data_hot; dc = flt.data_counts")
+        if self.loads:
+            b(1, "hr = flt.read; nr = 0")
+        if self.loads or self.stores:
+            b(1, "wl = ll = -1; wok = False")
+        if self.stores:
+            b(1, "hw = flt.write; dwb = flt.write_back; dmsk = flt.set_mask; "
+                 "dways = flt.ways; wg0, wg1 = flt.write_guards; nw = 0")
+
+    def fetch(self, g: _Gen, j: int, insn: Insn, checked: bool, rest: int) -> None:
+        """Emit instruction ``j``'s fetch: nothing while ``chk`` is False; else the traced
+        variant's ITLB lookup (the caller made the first pass's first), the ``INSN`` test
+        or report, and the facts taken again (``rest``: the most cycles the pass may add from
+        this boundary on without a call)."""
+        b = g.w
+        ph = self.phys + insn.addr - self.addr
+        delta = insn.addr - self.addr
+        b(3, "if chk:")
+        depth = 4
+        if j == 0:
+            b(4, "if ran:")  # from the second pass on
+            depth = 5
+        if checked == (j == 0):
+            # The boundary's limit test: made by the instruction before, except in an
+            # unchecked pass, and at the start of a checked pass after an unchecked one.
+            now = f"t + {g.dt}" if g.dt else "t"
+            b(depth, f"if {now} >= c_limit:{g.flags_now()}{g.t_exit()} k = {j}; break")
+        b(depth, f"i = {j}; si = {j}; ce = cp(vpn)")
+        b(depth, f"if ce is not None and ce.mask & ur: ce.owner.hits += 1; ph = ce.base | "
+                 f"{ph & 0xFFF}")
+        b(depth, f"else:{g.flags_now()} lz = cpu.lazy_flags; ef = cpu.eflags; {g.tsc_out()}; "
+                 f"cpu.eip = {insn.addr}; ph = tr(l0 + {delta}, False, us, True); {g.tsc_in()}"
+                 + self.forget)
+        b(depth, f"if ph != {ph}: cpu._xl_fetched = ({insn.addr}, l0 + {delta}, ph);"
+                 f"{g.flags_now()}{g.t_exit()} k = {j}; break")
+        lines = self.lines[j]
+        b(4, f"if {' and '.join(f'{line} in chot' for line in lines)}: "
+             f"cc.read_hits += {len(lines)}")
+        b(4, f"else: {g.tsc_out()}; hin({ph}, {insn.length}); {g.tsc_in()}{self.forget}")
+        if self.split and _inline_form(insn) and (j < self.n - 1 or self.loops):
+            hot = " and ".join(f"{line} in chot" for line in self.all_lines)
+            room = "" if checked else f" and t + {g.dt + rest} < c_limit"
+            b(4, "fe = cp(vpn)")
+            b(4, f"if fe is not None and fe.mask & ur and fe.base == {ph & ~0xFFF} and {hot}"
+                 f"{room}: chk = False; p0 = ran + {j + 1}; "
+                 f"q0 = ran // {self.n} * {self.pre[-1]} + {self.pre[j + 1]}"
+                 + ("; wok = dwb and not wg0 and not wg1" if self.stores else ""))
+
+    def mov(self, g: _Gen, j: int, insn: Insn, call: Callable[[int], None]) -> bool:
+        """Emit an aligned 32-bit MOV load or store through the data page map with its
+        report to the filter inline (as the tracing MMU makes it: the TLB credit, the
+        report, the access); False if ``insn`` is not one."""
+        name = insn.handler.__name__
+        if name not in _MOVS:
+            return False
+        b = g.w
+        load = name.startswith("mov_load")
+        sg = insn.seg
+        g.seg_base(sg)
+        if insn.base < 0:
+            off = str(insn.disp & MASK32)
+        elif insn.disp:
+            off = f"(regs[{insn.base}] + {insn.disp}) & {MASK32}"
+        else:
+            off = f"regs[{insn.base}]"
+        b(3, f"of = {off}")
+        b(3, f"if s{sg}{'r' if load else 'w'} and s{sg}lo <= of <= s{sg}hi:")
+        b(4, f"ln = (s{sg}b + of) & {MASK32}")
+        b(4, "pe = None if ln & 3 else fp(ln >> 12)")
+        b(4, f"if pe is not None and pe.mask & {'ur' if load else 'uw'}:")
+        # Memos by linear line (``ln >> shift``: the same physical line while no call can
+        # have changed the TLBs), forgotten at every call: ll, a line found hot since; wl, a
+        # line made dirty since with the guards empty (still the hot dirty line of its set:
+        # only a call evicts or cleans a line or records a PCD/PWT page). wok: the guards
+        # were empty at the last check of the facts.
+        dsh = self.dsh
+        b(5, "pe.owner.hits += 1")
+        if load:
+            b(5, f"if ln >> {dsh} == ll: nr += 1")
+            b(5, f"elif (pe.base | (ln & 0xFFF)) >> {dsh} in dhot: nr += 1; ll = ln >> {dsh}")
+        else:
+            b(5, f"if ln >> {dsh} == wl: nw += 1")
+            b(5, f"elif (wok or (dwb and not wg0 and not wg1)) and "
+                 f"(pe.base | (ln & 0xFFF)) >> {dsh} in dhot:")
+            b(6, f"dl = (pe.base | (ln & 0xFFF)) >> {dsh}; nw += 1; "
+                 f"dc.dirty[(dl & dmsk) * dways + dhot[dl]] = True; wl = ll = ln >> {dsh}")
+        b(5, "else:")
+        self.flush(g, 6, j + 1)
+        b(6, f"i = {j}; si = {j + 1}; {g.tsc_out()}; "
+             f"{'hr' if load else 'hw'}(pe.base | (ln & 0xFFF), 4); {g.tsc_in()}")
+        if load:
+            b(5, f"regs[{insn.reg}] = pe.dwords[(ln & 0xFFF) >> 2]")
+        else:
+            b(5, f"pe.dwords[(ln & 0xFFF) >> 2] = regs[{insn.reg}]")
+            b(5, "if pages and (pe.base >> 12) in pages:")
+            b(6, "cpu.physical_written(pe.base | (ln & 0xFFF), 4)")
+            b(6, f"if cpu._smc != smc:{g.flags_now()}{g.t_exit()} k = {j + 1}; break")
+        b(4, "else:")
+        keep = g.snapshot_flags()
+        call(5)
+        g.restore_flags(keep)  # MOV leaves the flags alone on either path
+        b(3, "else:")
+        call(4)
+        g.restore_flags(keep)
+        return True

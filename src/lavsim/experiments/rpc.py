@@ -16,6 +16,7 @@ rpc``).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import statistics
@@ -26,6 +27,7 @@ from typing import Protocol
 import attrs
 
 from lavsim.errors import ConfigError, LavsimError
+from lavsim.experiments.forked import can_fork, check_jobs, run_forked
 from lavsim.experiments.harness import CallWindow, Harness
 from lavsim.experiments.mechanisms import (
     GATE_MAX_BYTES,
@@ -35,7 +37,8 @@ from lavsim.experiments.mechanisms import (
 )
 from lavsim.experiments.phases import PHASE_ORDER
 from lavsim.experiments.workload import PROFILES, Workload, check_distinct, check_profile
-from lavsim.models import ModelSpec
+from lavsim.kernel.image import kernel_image
+from lavsim.models import CpuModel, ModelSpec
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -347,6 +350,76 @@ class RpcTable:
 Progress = Callable[[int, int, str], None]
 
 
+def _measured(mech: Mechanism, work: Workload) -> tuple[Figures, Figures, tuple[int, ...]]:
+    # What a worker sends back: the figures alone (the parent holds the mechanism and the
+    # workload, whose CPU model need not be picklable).
+    cost = measure_call(mech, work)
+    return cost.cold, cost.warm, cost.samples
+
+
+def _warm(points: Sequence[tuple[Workload, Mechanism]]) -> None:
+    # Assemble what the workers share before they fork: the kernel, and the sources of each
+    # mechanism that do not depend on the size (servers, call libraries, the filler; migration
+    # above the gate's 124 bytes links a library of its own, hence the largest size too),
+    # built here on the first point's workload (the systems are thrown away).
+    kernel_image()
+    first = points[0][0]
+    for size in sorted({first.size, max(w.size for w, _ in points)}):
+        work = attrs.evolve(first, size=size)
+        for mech in dict.fromkeys(m for _, m in points):
+            Harness(mech, work)
+
+
+def _measure_all(
+    points: Sequence[tuple[Workload, Mechanism]], remote: Sequence[CpuModel], workers: int,
+    progress: Progress | None,
+) -> tuple[list[CallCost], list[RemoteRow]]:
+    """Every point's cost and every model's remote rows, in the order given, measured on
+    ``workers`` forked processes (:func:`~lavsim.experiments.forked.run_forked`).
+
+    Before the fork this process assembles the kernel, which every system boots, and the
+    sources every size shares (:func:`_warm`), so no worker assembles them again; a client's
+    source depends on the size but not on the CPU model, so the points of one mechanism and
+    size form one chunk. The remote rows go first (one chunk: they share their cluster's
+    sources), then the largest sizes, so the last chunks handed out are short ones and the
+    workers finish together."""
+    jobs: list[Callable[[], object]] = [functools.partial(_measured, m, w) for w, m in points]
+    labels = [f"{w.profile_name} {m.label} {w.size} B" for w, m in points]
+    steps = [1] * len(points)
+    if remote:
+        jobs.extend(functools.partial(remote_rows, model) for model in remote)
+        labels.extend(f"{model.name} remote call and shipping" for model in remote)
+        steps.extend(2 for _ in remote)
+    groups: dict[tuple[str, int], list[int]] = {}
+    for k, (w, m) in enumerate(points):
+        groups.setdefault((m.key, w.size), []).append(k)
+    chunks = [list(range(len(points), len(jobs)))] if remote else []
+    chunks.extend(sorted(groups.values(), key=lambda c: -points[c[0]][0].size))
+    total, count = sum(steps), 0
+    serial = workers == 1 or len(chunks) <= 1 or not can_fork()  # as run_forked decides
+
+    def done(index: int) -> None:
+        nonlocal count
+        count += steps[index]
+        if progress is not None:
+            if serial and index + 1 < len(jobs):
+                progress(count, total, labels[index + 1])  # as before: the job about to run
+            elif not serial:
+                progress(count, total, labels[index])
+
+    if not serial:
+        _warm(points)
+    if progress is not None and serial and jobs:
+        progress(0, total, labels[0])
+    results = run_forked(jobs, workers, chunks=chunks, labels=labels, done=done)
+    if progress is not None:
+        progress(total, total, "done")
+    costs = [CallCost(mechanism=m, workload=w, cold=r[0], warm=r[1], samples=r[2])
+             for (w, m), r in zip(points, results[:len(points)], strict=True)]
+    rows = [row for r in results[len(points):] for row in r]
+    return costs, rows
+
+
 def rpc_table(
     profiles: Sequence[ModelSpec] = PROFILES,
     sizes: Sequence[int] = DEFAULT_SIZES,
@@ -356,13 +429,18 @@ def rpc_table(
     remote: bool = True,
     base: Workload | None = None,
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> RpcTable:
     """Measure every mechanism at every size on every profile (and the remote rows).
 
     Each measurement runs the workload ``base`` (default :class:`Workload`: its machine, load
     and working set) with the profile, size and ``calls`` replaced. Every workload is built
     before the first measurement, so a bad size or profile is refused (:class:`ConfigError`
-    naming ``sizes`` or ``profiles``) before anything runs."""
+    naming ``sizes`` or ``profiles``) before anything runs.
+
+    ``jobs`` > 1 spreads the measurements over that many forked worker processes (see
+    :func:`_measure_all`); the table is the same, byte for byte, for every ``jobs``."""
+    workers = check_jobs(jobs)
     base = base or Workload()
     sizes = list(sizes)
     try:
@@ -383,20 +461,11 @@ def rpc_table(
                 if error.field not in ("profile", "size"):
                     raise
                 raise ConfigError(f"{error.field}s", str(error)[len(error.field) + 2:]) from None
-    names = [m.name for m in models]
-    jobs = [(p, s, m) for p in names for s in sizes for m in mechanisms]
-    total = len(jobs) + (2 * len(names) if remote else 0)
-    costs = []
-    for k, (profile, size, mech) in enumerate(jobs):
-        if progress is not None:
-            progress(k, total, f"{profile} {mech.label} {size} B")
-        costs.append(measure_call(mech, works[profile, size]))
-    rows: list[RemoteRow] = []
-    if remote:
-        for j, model in enumerate(models):
-            if progress is not None:
-                progress(len(jobs) + 2 * j, total, f"{model.name} remote call and shipping")
-            rows.extend(remote_rows(model))
+    costs, rows = _measure_all(
+        [(works[model.name, size], mech) for model in models for size in sizes
+         for mech in mechanisms],
+        models if remote else [], workers, progress,
+    )
     if not base.default_settings:
         # The two-host rows run on their own cluster (the model's own TLBs, default memory, no
         # timer): say so beside the other machine's rows.
@@ -405,6 +474,4 @@ def rpc_table(
     if any(not w.board_spec.ideal for w in works.values()):
         # The two-host rows run on ideal memory (the cluster has no boards): say so.
         rows = [attrs.evolve(r, note=f"{r.note}; ideal memory") for r in rows]
-    if progress is not None:
-        progress(total, total, "done")
     return RpcTable(tuple(costs), tuple(rows))

@@ -360,6 +360,23 @@ class Cache:
             return result
         return CacheResult(False, True, result.victim, through=True)
 
+    def write_repeated(self, addr: int, count: int) -> tuple[bool, bool]:
+        """``count`` (>= 1) :meth:`write` calls at ``addr`` one after another (a line's words
+        written one by one); returns whether the first hit and whether the later ones hit.
+        Exactly what the calls do: after the first the line is either present and the set's
+        last touched one (each later write is a memo hit, changing only the counters and an
+        already set dirty bit) or absent and not allocated (each later write is the same miss,
+        changing only the counters); so the second call is made and the rest counted."""
+        first = self.write(addr).hit
+        if count == 1:
+            return first, first
+        later = self.write(addr).hit
+        if later:
+            self.write_hits += count - 2
+        else:
+            self.write_misses += count - 2
+        return first, later
+
     def _fill(self, index: int, tag: int) -> CacheResult:
         way = self._victim(index)
         at = index * self.config.ways + way

@@ -4,7 +4,8 @@ A :class:`MemoryHierarchy` is a tracer on the MMU's access seam (:mod:`lavsim.mm
 it sees every physical access of the processor, runs it through its caches and charges the
 cycles the access waits for the bus to ``clock.tsc`` (the CPU's time stamp counter) at once,
 inside the instruction that made the access. So a run charges the same stalls whether the CPU
-runs blocks, single instructions or REP items (with a tracer attached the CPU runs no blocks).
+runs blocks, single instructions or REP items (with a tracer attached the CPU's blocks report
+every instruction's bytes, and a REP run is one access of many words).
 The timing profile keeps giving every instruction its cost on a cache hit; the hierarchy adds
 only what a miss, a full write buffer or a locked cycle costs beyond it. Nothing here changes
 an architectural result: memory is always up to date (the data lives in
@@ -46,6 +47,11 @@ external cache is the board's, and no board source gives it). A CR3
 load does nothing to the caches (they are physically tagged). INVD and WBINVD reach
 :meth:`MemoryHierarchy.invalidate` through the MMU (``MMU.invalidate_caches``).
 
+Host-side, a write's bus words go to the buffer in one call (its L1 line writes first: the two
+sides share no state), the L2 hears a line's words at once (``Cache.write_repeated``) and a full
+buffer's steady state (each word waits for the oldest entry) is worked out in closed form, with
+the results of the word-by-word path (tests/memsys/test_buffered_words.py).
+
 Write buffer times are absolute TSC values, so HLT idle time drains the buffers and a
 snapshot taken at any instruction boundary restores to the same later cycles.
 """
@@ -53,7 +59,7 @@ snapshot taken at any instruction boundary restores to the same later cycles.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -61,7 +67,7 @@ import attrs
 
 from lavsim.errors import ConfigError, check_int
 from lavsim.memsys.cache import Cache, CacheConfig
-from lavsim.mmu.mmu import Access
+from lavsim.mmu.mmu import Access, AccessFilter
 from lavsim.stats import CounterGroup
 
 __all__ = [
@@ -184,6 +190,16 @@ HIERARCHY_COUNTERS = CounterGroup(
 )
 
 
+def _spaced(buffer: deque[tuple[int, bool]], d: int) -> bool:
+    """Are the buffered writes' completion times at least ``d`` ticks (a core cycle) apart?"""
+    previous = -d
+    for t, _ in buffer:
+        if t - previous < d:
+            return False
+        previous = t
+    return True
+
+
 class MemoryHierarchy:
     """The caches and write buffers of one machine, charging ``clock`` (see the module
     docstring). ``controls`` supplies CR0 (the MMU); attach with ``mmu.add_tracer(h)``."""
@@ -218,7 +234,7 @@ class MemoryHierarchy:
         self.buffered_writes = self.buffer_full = self.read_arounds = 0
         self.l2_hits = self.l2_misses = 0
         dispatch = {
-            Access.INSN: self._insn,
+            Access.INSN: self.on_insn,
             Access.READ: self._read,
             Access.WALK_READ: self._walk_read,
             Access.WRITE: self._write,
@@ -293,7 +309,9 @@ class MemoryHierarchy:
             return self._large_page_cache.get(phys >> 22, 0)
         return 0
 
-    def _insn(self, phys: int, size: int) -> None:
+    def on_insn(self, phys: int, size: int, user: bool = False) -> None:
+        """``on_access(Access.INSN, phys, size, user)`` (also the MMU's shortcut for
+        instruction bytes, see :class:`~lavsim.mmu.mmu.MemoryTracer`)."""
         code = self.code
         shift = code._line_shift
         line = phys >> shift
@@ -311,7 +329,7 @@ class MemoryHierarchy:
         shift = data._line_shift
         line = phys >> shift
         if line in data._hot and (phys + size - 1) >> shift == line:
-            data.read_hits += 1  # as in _insn
+            data.read_hits += 1  # as in on_insn
             return
         uncached = self._page_bits(phys) & _PCD
         for line in self._lines(self.data, phys, size):
@@ -320,7 +338,7 @@ class MemoryHierarchy:
     def _walk_read(self, phys: int, size: int) -> None:
         data = self.data
         if (phys >> data._line_shift) in data._hot:
-            data.read_hits += 1  # as in _insn
+            data.read_hits += 1  # as in on_insn
             return
         self.walk_stall += self._read_line(data, phys, 4)
 
@@ -404,10 +422,13 @@ class MemoryHierarchy:
             # Inside one line (the usual case): the loop below for a single piece.
             result = data.write(phys, allocate, through)
             if result.through and not (nw and result.hit):
-                for _ in range(-(-(end - phys) // self._word)):
-                    self.write_stall += self._buffer_write(phys, result.hit)
+                self.write_stall += self._buffer_write(
+                    ((phys, result.hit, -(-(end - phys) // self._word)),))
             return
         width = self.timing.bus_width
+        # The L1 writes of all lines first, then their bus writes: the two touch nothing the
+        # other reads (L1 state; the buffer, bus, L2 and clock), so the order is immaterial.
+        pieces = []
         for line in self._lines(data, phys, size):
             lo = max(phys, line)
             hi = min(end, line + line_size)
@@ -415,8 +436,9 @@ class MemoryHierarchy:
             if not result.through or (nw and result.hit):
                 continue
             # One bus write per bus word of the piece (a REP run is many words).
-            for _ in range(max(1, -(-(hi - lo) // min(width, 4)))):
-                self.write_stall += self._buffer_write(lo, result.hit)
+            pieces.append((lo, result.hit, max(1, -(-(hi - lo) // min(width, 4)))))
+        if pieces:
+            self.write_stall += self._buffer_write(pieces)
 
     def _bus_write_cost(self, addr: int) -> int:
         l2 = self.l2
@@ -441,34 +463,87 @@ class MemoryHierarchy:
         while buffer and buffer[0][0] <= now:
             buffer.popleft()
 
-    def _buffer_write(self, addr: int, hit: bool) -> int:
-        # (_retire, _bus_write_cost and _stall inline: every write-through write comes here.)
+    def _buffer_write(self, pieces: Iterable[tuple[int, bool, int]]) -> int:
+        """Each piece ``(addr, hit, count)`` is ``count`` bus writes of a word at ``addr`` (one
+        line's piece of a write; ``hit``: it hit L1) through the write buffer, one word after
+        the other; returns the cycles they stalled (charged)."""
+        # (_retire, _bus_write_cost and _stall inline, and the loops over the pieces and the
+        # words inside: every write-through write comes here, a REP run with a word per item.)
         d = self._d
-        now = self.clock.tsc * d
+        clock = self.clock
         buffer = self.buffer
-        while buffer and buffer[0][0] <= now:
-            buffer.popleft()
-        stall = 0
-        if len(buffer) >= self._buffers:
-            self.buffer_full += 1
-            stall = -((now - buffer[0][0]) // d)  # whole cycles until it is done
-            now += stall * d
-            while buffer and buffer[0][0] <= now:
-                buffer.popleft()
-        start = max(now, self.bus_free)
+        buffers = self._buffers
         l2 = self.l2
-        if l2 is None:
-            cost = self._dram_write
-        elif l2.write(addr).hit:
-            self.l2_hits += 1
-            cost = self._l2_write
-        else:
-            self.l2_misses += 1
-            cost = self._dram_write
-        self.bus_free = start + cost
-        buffer.append((self.bus_free, hit))
-        self.buffered_writes += 1
-        return self._stall(stall) if stall else 0
+        dram = self._dram_write
+        bus_free = self.bus_free
+        stalled = 0
+        for addr, hit, count in pieces:
+            if l2 is None:
+                first = rest = dram
+            elif count == 1:
+                if l2.write(addr).hit:
+                    self.l2_hits += 1
+                    first = rest = self._l2_write
+                else:
+                    self.l2_misses += 1
+                    first = rest = dram
+            else:
+                # The L2 sees the piece's words as ``count`` writes of one line.
+                h1, h2 = l2.write_repeated(addr, count)
+                first = self._l2_write if h1 else dram
+                rest = self._l2_write if h2 else dram
+                hits = h1 + h2 * (count - 1)
+                self.l2_hits += hits
+                self.l2_misses += count - hits
+            cost = first
+            for k in range(count):
+                if (k and count - k > buffers > 1 and len(buffer) == buffers and rest >= d
+                        and buffer[0][0] > clock.tsc * d
+                        and bus_free >= buffer[-1][0] and _spaced(buffer, d)):
+                    stalled += self._steady(count - k, rest, hit, bus_free)
+                    bus_free += (count - k) * rest
+                    break
+                now = clock.tsc * d
+                while buffer and buffer[0][0] <= now:
+                    buffer.popleft()
+                if len(buffer) >= buffers:
+                    self.buffer_full += 1
+                    stall = -((now - buffer[0][0]) // d)  # whole cycles until it is done
+                    now += stall * d
+                    while buffer and buffer[0][0] <= now:
+                        buffer.popleft()
+                    if stall > 0:
+                        clock.tsc += stall
+                        self.stall_cycles += stall
+                        stalled += stall
+                bus_free = (now if now > bus_free else bus_free) + cost
+                buffer.append((bus_free, hit))
+                cost = rest
+            self.buffered_writes += count
+        self.bus_free = bus_free
+        return stalled
+
+    def _steady(self, m: int, cost: int, hit: bool, bus_free: int) -> int:
+        """``m`` (more than the buffer holds) more words of ``cost`` ticks into a full buffer
+        whose oldest entry is not done yet, entries at least a core cycle apart and the bus
+        busy until ``bus_free``, past the newest; returns the cycles stalled (charged). Each
+        word then stalls until the oldest entry is done (a whole cycle later than the one
+        before at least, so exactly that one leaves) and goes on the bus after the newest,
+        which keeps all of that true: the words' work in closed form (the caller moves
+        ``bus_free`` on by ``m * cost``)."""
+        buffer = self.buffer
+        b = len(buffer)
+        assert m > b  # (the last word's oldest entry is one of the words')
+        last = bus_free + (m - b) * cost
+        tail = [(bus_free + i * cost, hit) for i in range(m - b + 1, m + 1)]
+        clock = self.clock
+        stall = -((-last) // self._d) - clock.tsc  # the cycle the last word's oldest is done
+        clock.tsc += stall
+        self.stall_cycles += stall
+        self.buffer_full += m
+        buffer.clear()
+        buffer.extend(tail)
+        return stall
 
     # --- locked cycles -----------------------------------------------------------------
 
@@ -596,3 +671,20 @@ class MemoryHierarchy:
         self.buffer = deque((int(t), bool(h)) for t, h in state["buffer"])
         self.bus_free = int(state["bus_free"])
         HIERARCHY_COUNTERS.set_state(self, state["counters"])
+
+    # --- the fast-filter protocol ------------------------------------------------------
+
+    @property
+    def fast_filter(self) -> AccessFilter:
+        """Its no-state-change cases for code that reports accesses itself (the MMU's
+        :class:`~lavsim.mmu.mmu.AccessFilter`, read at ``add_tracer``): the one-line hits on
+        a set's last touched line (``Cache._hot``) that :meth:`on_insn`, :meth:`_read` and
+        :meth:`_write` serve by counting alone (an instruction over several such lines is the
+        general path's hit on each, which changes nothing but the count)."""
+        code, data = self.code, self.data
+        return AccessFilter(
+            (code._hot, code, code._line_shift, self.on_insn),
+            (data._hot, data, data._line_shift, self._read, self._write),
+            data._write_back, data._set_mask, data.config.ways,
+            (self._page_cache, self._large_page_cache),
+        )

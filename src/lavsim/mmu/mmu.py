@@ -72,6 +72,10 @@ processor makes, before the access is done (after its translation succeeded), wi
   through the scalar accessors above and are reported as they are; a guest read-modify-write
   (XCHG with memory, a LOCK-prefixed instruction) is its ``READ`` then its ``WRITE``.
 
+A tracer may offer an :class:`AccessFilter` (``fast_filter``): the ``INSN``/``READ``/``WRITE``
+cases it answers by counting alone, which the CPU's translations then test inline instead of
+reporting (:attr:`MMU.hot_filter`, while it is the only tracer).
+
 While any tracer is attached the instance's class is :class:`_TracingMMU`, whose scalar
 accessors report their fast hits exactly as the modelled path reports (kind, physical address,
 size, ``user``, order; page-crossing accesses take the modelled path as before), and
@@ -106,6 +110,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 import attrs
@@ -183,10 +188,81 @@ class MemoryTracer(Protocol):
     it consumes (read once, at ``add_tracer``): ``on_access`` is then called for those kinds
     only, and no fetch window is reported at all while no attached tracer wants ``FETCH``.
     Without the attribute it sees every kind.
+
+    A tracer may also have ``on_insn(phys, size, user)``, doing exactly what
+    ``on_access(Access.INSN, phys, size, user)`` does: when it is the only tracer, instruction
+    bytes are reported through it (a call less per instruction).
     """
 
     def on_access(self, kind: Access, phys: int, size: int, user: bool) -> None: ...
 
+
+class AccessFilter:
+    """A tracer's fast-filter protocol: the ``INSN``, ``READ`` and ``WRITE`` accesses it
+    answers by counting alone, so that code which reports those accesses itself (the CPU's
+    block translations, :mod:`lavsim.cpu.translate`) can test for them inline and call the
+    tracer only for the others. A tracer offers one as its ``fast_filter`` attribute (read at
+    ``add_tracer``); :attr:`MMU.hot_filter` is it while that tracer is the only one attached
+    and nobody wants ``FETCH``.
+
+    Lines are physical addresses shifted right by ``code_shift`` / ``data_shift``. The tracer
+    promises, for as long as it stays attached:
+
+    * ``INSN`` of ``(phys, size)`` whose every line is a key of ``code_hot``: exactly one
+      ``code_counts.read_hits += 1`` per line; anything else: ``insn(phys, size)``;
+    * ``READ`` inside one line that is a key of ``data_hot``: ``data_counts.read_hits += 1``;
+      else ``read(phys, size)``;
+    * ``WRITE`` inside one line that is a key of ``data_hot`` while ``write_back`` is true and
+      every mapping in ``write_guards`` is empty: ``data_counts.write_hits += 1`` and
+      ``data_counts.dirty[(line & set_mask) * ways + data_hot[line]] = True``; else
+      ``write(phys, size)``;
+    * ``insn``, ``read`` and ``write`` are what ``on_access`` does for that kind (``user``
+      ignored), and none of the three touches the MMU;
+    * the counted cases change nothing else: in particular no key enters or leaves
+      ``code_hot`` / ``data_hot`` except inside a call into the tracer.
+
+    The mappings are the tracer's live ones (tested in place, never copied); ``key`` names the
+    constants (the shifts) a translation may build in.
+    """
+
+    __slots__ = (
+        "code_counts",
+        "code_hot",
+        "code_shift",
+        "data_counts",
+        "data_hot",
+        "data_shift",
+        "insn",
+        "key",
+        "read",
+        "set_mask",
+        "ways",
+        "write",
+        "write_back",
+        "write_guards",
+    )
+
+    def __init__(
+        self,
+        code: tuple[Mapping[int, int], Any, int, Callable[[int, int], None]],
+        data: tuple[Mapping[int, int], Any, int, Callable[[int, int], None],
+                    Callable[[int, int], None]],
+        write_back: bool,
+        set_mask: int,
+        ways: int,
+        write_guards: tuple[Mapping[int, int], ...],
+    ) -> None:
+        self.code_hot, self.code_counts, self.code_shift, self.insn = code
+        self.data_hot, self.data_counts, self.data_shift, self.read, self.write = data
+        self.write_back = write_back
+        self.set_mask = set_mask
+        self.ways = ways
+        self.write_guards = write_guards
+        self.key = ("filter", self.code_shift, self.data_shift)
+
+
+#: The kinds an :class:`AccessFilter` answers for.
+_FILTERED = frozenset({Access.INSN, Access.READ, Access.WRITE})
 
 #: Every kind except the decoder's look-ahead window: a tracer with these kinds (or all)
 #: is called directly, with no filtering call in between.
@@ -456,9 +532,11 @@ class MMU:
         "cr4",
         "data_page",
         "dirty_walks",
+        "emit_insn",
         "fetch_page",
         "flushes",
         "frame_page",
+        "hot_filter",
         "invlpgs",
         "large_page_cache",
         "memory",
@@ -518,17 +596,25 @@ class MMU:
         #: a hit, which is then exactly ``translate(linear, False, user, True)``.
         self.fetch_page: PageLookup = self._ifast.get
         #: The data side's page map, kept with tracers too: for a caller that only wants the
-        #: frame of a data access already made (it credits nothing and accesses nothing).
+        #: frame of a data access already made (it credits nothing and accesses nothing), or
+        #: one that reports each access it makes itself, right after the hit and before the
+        #: access (as the tracing accessors do; the translations under an AccessFilter).
         self.frame_page: PageLookup = self._dfast.get
         self._tracers: tuple[MemoryTracer, ...] = ()
         #: Reports one access to every tracer: the tracer's own ``on_access`` when there is
         #: one (a call less per access), else :meth:`_trace`.
         self._emit: Callable[[Access, int, int, bool], None] = self._trace
+        #: ``emit_insn(phys, n, user)``: :meth:`report_insn` for a caller that knows a tracer is
+        #: attached (a call less per instruction: the executor's traced block loop).
+        self.emit_insn: Callable[[int, int, bool], None] = partial(self._trace, Access.INSN)
         #: By kind value: the ``on_access`` of each tracer that wants that kind.
         self._routes: tuple[tuple[Callable[[Access, int, int, bool], None], ...], ...] = ()
         #: Does an attached tracer want ``FETCH``? (Read only; while False no fetch window is
         #: reported, so a caller may skip working one out for ``report_fetch``.)
         self.traces_fetch = False
+        #: The only attached tracer's :class:`AccessFilter` (None: no tracer, several, one
+        #: without a filter, or one wanting ``FETCH``). Read only.
+        self.hot_filter: AccessFilter | None = None
         #: Is a tracer attached (``data_page`` / ``code_page`` then answer None, so that code
         #: inlining the fast path takes the MMU's accessors, which report every access)? Read
         #: only (an attribute, not a property: the executor tests it per instruction).
@@ -822,6 +908,26 @@ class MMU:
             return e.base | (linear & 0xFFF)
         return self._translate(linear, write, user, fetch)
 
+    def translate_owned(self, linear: int, write: bool, user: bool) -> tuple[int, TLB | None]:
+        """:meth:`translate` of a data access, and the modelled TLB that counted it (the one
+        whose hits or misses it changed; None with paging off). For a caller that credits
+        that TLB further hits itself (the REP bulk path)."""
+        e = self._dfast.get(linear >> 12)
+        if e is not None and e.mask & ((4 if write else 1) << user):
+            owner = e.owner
+            owner.hits += 1  # what translate() does on this hit
+            phys = e.base | (linear & 0xFFF)
+            if type(owner) is FastWay:
+                return phys, owner.tlb
+            return phys, owner if type(owner) is TLB else None
+        tlbs = self._tlbs
+        before = [t.hits + t.misses for t in tlbs]
+        phys = self._translate(linear, write, user, False)
+        for t, b in zip(tlbs, before, strict=True):
+            if t.hits + t.misses != b:
+                return phys, t
+        return phys, None
+
     # --- scalar access -------------------------------------------------------------------
 
     def read8(self, linear: int, user: bool) -> int:
@@ -1048,7 +1154,7 @@ class MMU:
         """Report the ``n`` bytes at ``phys`` of an instruction about to execute (one call
         per page the instruction lies in) as :attr:`Access.INSN`; nothing is read."""
         if self._tracers:
-            self._emit(Access.INSN, phys, n, user)
+            self.emit_insn(phys, n, user)
 
     def copy_physical(self, dst: int, src: int, n: int, user: bool) -> None:
         """A bulk string move of ``n`` bytes between translated physical runs (each inside one
@@ -1146,9 +1252,16 @@ class MMU:
         )
         self.traces_fetch = bool(self._routes[Access.FETCH])
         self.tracing = bool(self._tracers)
+        only = self._tracers[0] if len(self._tracers) == 1 else None
+        flt = getattr(only, "fast_filter", None)
+        # Only when it is sent every kind the filter stands for (and no fetch windows).
+        filtered = bool(wants) and wants[0] >= _FILTERED and not self.traces_fetch
+        self.hot_filter = flt if filtered and isinstance(flt, AccessFilter) else None
         # One tracer wanting every kind that is emitted unguarded: called directly.
         direct = len(wants) == 1 and wants[0] >= _ALL_BUT_FETCH
         self._emit = self._tracers[0].on_access if direct else self._trace
+        on_insn = getattr(self._tracers[0], "on_insn", None) if direct else None
+        self.emit_insn = on_insn if callable(on_insn) else partial(self._emit, Access.INSN)
 
     def _trace(self, kind: Access, phys: int, size: int, user: bool) -> None:
         for on_access in self._routes[kind]:
