@@ -1001,11 +1001,19 @@ class CPU(CpuState):
             raise
         return ran
 
-    def run_unit(self, max_instructions: int | None, max_cycles: int | None) -> None:
+    def run_unit(self, max_instructions: int | None, max_cycles: int | None,
+                 within: tuple[int, int] | None = None) -> None:
         """[observe] One dispatch unit with tracers attached and block stops set
         (``Machine._run_unit``): exactly what :meth:`run` does then, with less setup for its
         common case, a traced block (see :meth:`_traced_block`); anything else is run by
-        :meth:`run` itself."""
+        :meth:`run` itself.
+
+        ``within`` (linear ``(low, high)``): the unit may go on into the blocks that follow,
+        one traced block after another, while each next block is what a new call would run as
+        a traced block, starts inside ``[low, high)`` at no block stop, with CS (so CPL) as
+        the unit found it, no interrupt pending, no stop requested and the limits not reached:
+        the caller would have made exactly those calls (nothing it does between two units
+        happens then), so the result is the same with fewer calls."""
         mmu = self.mmu
         eip = self.eip
         cs = self.seg[_CS]
@@ -1033,10 +1041,42 @@ class CPU(CpuState):
         self._rep_until = c_limit
         self._xl_ran = 0
         done = 0
+        stops = self.block_stops
+        assert stops is not None  # (tested above)
+        selector = cs.selector
         try:
-            done = self._traced_block(block, e, vpn, phys - eip, n_limit, c_limit, 0)
+            while True:
+                smc = self._smc
+                ran = self._traced_block(block, e, vpn, phys - eip, n_limit - done, c_limit,
+                                         done)
+                done += ran
+                self._xl_ran = 0
+                # Go on only where the next call would run the next block as a traced
+                # block of this unit (the conditions above, and the caller's).
+                if (within is None or ran != len(block.entries) or done >= n_limit
+                        or self.tsc >= c_limit or self._smc != smc or self._stop_run
+                        or self.irq_pending or self.halted or self.shutdown is not None
+                        or self._cache_profile is not self.profile):
+                    break
+                cs = self.seg[_CS]
+                eip = self.eip
+                if cs.selector != selector or not cs.min_off <= eip <= cs.max_off:
+                    break
+                linear = (cs.base + eip) & MASK32
+                if (linear & 0xFFF) in stops or not within[0] <= linear < within[1]:
+                    break
+                vpn = linear >> 12
+                e = mmu.fetch_page(vpn)
+                if e is None or not e.mask & (1 << self.user):
+                    break
+                phys = e.base | (linear & 0xFFF)
+                block = self._blocks.get(phys)
+                if block is None or block.addr != eip:
+                    block = self._build_block(eip, linear, phys)
+                if not self._runs_as_block(block, cs):
+                    break
         except BaseException:
-            done = self._xl_ran  # retired before a bus error
+            done += self._xl_ran  # retired before a bus error
             raise
         finally:
             self.instructions += done
