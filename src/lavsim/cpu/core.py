@@ -954,13 +954,21 @@ class CPU(CpuState):
         fetch lookup served by the same host page-map entry ``e`` of page ``vpn`` (else the
         block stops and the per-instruction path fetches), the hit credited to its owner,
         ``report_fetch`` when a tracer wants ``FETCH``, then ``report_insn`` (the physical
-        address of an instruction is its EIP + ``delta``: the block lies in one page). The
+        address of an instruction is its EIP + ``delta``: the block lies in one page; under
+        the MMU's ``hot_filter`` a one-line hit is counted inline, as the filtered
+        translations do, and anything else goes to the filter's ``insn``). The
         limits and the self-modifying-code counter are tested after each instruction, as in
         the untraced block loop."""
         mmu = self.mmu
         fetch_page = mmu.fetch_page
         report_insn = mmu.emit_insn  # (report_insn: a tracer is attached)
         report_fetch = mmu.report_fetch if mmu.traces_fetch else None
+        flt = mmu.hot_filter
+        if flt is not None:
+            code_hot = flt.code_hot
+            code_counts = flt.code_counts
+            shift = flt.code_shift
+            insn_miss = flt.insn
         owner = e.owner
         user = self.user
         cs_max = self.seg[_CS].max_off
@@ -979,7 +987,13 @@ class CPU(CpuState):
                 phys = addr + delta
                 if report_fetch is not None:
                     report_fetch(phys, _window(addr, base + addr, cs_max), user)
-                report_insn(phys, insn.length, user)
+                if flt is None:
+                    report_insn(phys, insn.length, user)
+                elif (phys >> shift) in code_hot and (phys + insn.length - 1) >> shift == (
+                        phys >> shift):
+                    code_counts.read_hits += 1  # (the filter's promise: nothing else changes)
+                else:
+                    insn_miss(phys, insn.length)
                 lazy = self.lazy_flags
                 eflags = self.eflags
                 if insn.issue is not None:

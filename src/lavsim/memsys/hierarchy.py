@@ -324,7 +324,7 @@ class MemoryHierarchy:
         for line in self._lines(self.code, phys, size):
             self.fetch_stall += self._read_line(self.code, line, 4, uncached)
 
-    def _read(self, phys: int, size: int) -> None:
+    def _read(self, phys: int, size: int, user: bool = False) -> None:
         data = self.data
         shift = data._line_shift
         line = phys >> shift
@@ -400,7 +400,7 @@ class MemoryHierarchy:
 
     # --- writes ------------------------------------------------------------------------
 
-    def _write(self, phys: int, size: int) -> None:
+    def _write(self, phys: int, size: int, user: bool = False) -> None:
         data = self.data
         if data._write_back and not (self._page_cache or self._large_page_cache):
             shift = data._line_shift
@@ -439,6 +439,11 @@ class MemoryHierarchy:
             pieces.append((lo, result.hit, max(1, -(-(hi - lo) // min(width, 4)))))
         if pieces:
             self.write_stall += self._buffer_write(pieces)
+
+    #: ``on_access(Access.READ / WRITE, phys, size, user)`` (the MMU's shortcuts for the
+    #: scalar accessors' hits, see :class:`~lavsim.mmu.mmu.MemoryTracer`).
+    on_read = _read
+    on_write = _write
 
     def _bus_write_cost(self, addr: int) -> int:
         l2 = self.l2
