@@ -974,6 +974,7 @@ class CPU(CpuState):
         cs_max = self.seg[_CS].max_off
         base = self.seg[_CS].base
         smc = self._smc
+        issue_run = self._issue_run
         ran = 0
         insn = block.entries[0][1]
         lazy = self.lazy_flags
@@ -989,15 +990,16 @@ class CPU(CpuState):
                     report_fetch(phys, _window(addr, base + addr, cs_max), user)
                 if flt is None:
                     report_insn(phys, insn.length, user)
-                elif (phys >> shift) in code_hot and (phys + insn.length - 1) >> shift == (
-                        phys >> shift):
-                    code_counts.read_hits += 1  # (the filter's promise: nothing else changes)
                 else:
-                    insn_miss(phys, insn.length)
+                    line = phys >> shift
+                    if line in code_hot and (phys + insn.length - 1) >> shift == line:
+                        code_counts.read_hits += 1  # (the filter's promise: nothing else)
+                    else:
+                        insn_miss(phys, insn.length)
                 lazy = self.lazy_flags
                 eflags = self.eflags
                 if insn.issue is not None:
-                    self._issue_run(insn)
+                    issue_run(insn)
                 else:
                     self.tsc += cycles
                     self.eip = next_eip
