@@ -233,6 +233,9 @@ class _RunPlan:
         self.offsets = frozenset(
             a & 0xFFF for a in (*starts, *singles, *breakpoints, self.high) if a < 1 << 32)
         self._regions: dict[int, int] = {}
+        edges = [0, *self.bounds, 1 << 32]
+        #: The linear ``[start, end)`` of each region, by index.
+        self.spans = [(edges[k], edges[k + 1]) for k in range(len(self.bounds) + 1)]
 
     def region(self, pc: int) -> int:
         """The index of the run region holding ``pc`` (same index: no split between)."""
@@ -738,11 +741,14 @@ class Machine:
                 cpu._rep_until = until
                 cpu.step()
             else:
-                # (With tracers, run_unit: what run() does, with less setup per unit.)
-                (cpu.run_unit if self.mmu.tracing else cpu.run)(
-                    None if insn_limit is None else insn_limit - cpu.instructions,
-                    None if until >= NEVER else until - before,
-                )
+                # (With tracers, run_unit: what run() does, with less setup per unit; it
+                # goes on into the next blocks while they stay in this region.)
+                n = None if insn_limit is None else insn_limit - cpu.instructions
+                c = None if until >= NEVER else until - before
+                if self.mmu.tracing:
+                    cpu.run_unit(n, c, plan.spans[region if observers else plan.region(pc)])
+                else:
+                    cpu.run(n, c)
         finally:
             # (After a bus error the run's last cycles include the failing instruction's.)
             steps = cpu.instructions + cpu.unretired - counted

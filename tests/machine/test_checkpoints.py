@@ -165,10 +165,12 @@ def test_the_snapshot_knows_every_attribute_of_the_simulated_parts() -> None:
     mmu_slots = set(type(m.mmu).__slots__)
     # data_page / code_page: the host fast path's public lookups (host-side, not saved);
     # traces_fetch: derived from the attached tracers (host-side); fetch_page: code_page's
-    # lookup kept with tracers (host-side); emit_insn: the tracers' INSN report (host-side);
+    # lookup kept with tracers (host-side); emit_insn / emit_read / emit_write: the tracers'
+    # INSN, READ and WRITE reports (host-side);
     # hot_filter: the only tracer's AccessFilter (derived from the attached tracers, host-side).
     known = {"ad_writes", "code_page", "config", "cr0", "cr3", "cr4", "data_page", "traces_fetch",
-             "fetch_page", "frame_page", "tracing", "emit_insn", "hot_filter",
+             "fetch_page", "frame_page", "tracing", "emit_insn", "emit_read", "emit_write",
+             "hot_filter",
              "dirty_walks", "flushes", "invlpgs", "memory", "page_faults", "walk_reads", "walks",
              # PCD/PWT records: saved in the MMU state once a page has the bits
              "page_cache", "large_page_cache"}

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from lavsim.cpu.asm import assemble
+from lavsim.cpu.core import CPU
 from lavsim.machine import BlockObserver, BlockSplits, Machine, MachineConfig
 from lavsim.mmu.descriptors import SYS_INTERRUPT_GATE32, GateDescriptor
 from lavsim.mmu.mmu import Access
@@ -174,3 +175,30 @@ def test_traced_units_run_as_blocks_leave_what_single_steps_leave(
     assert state[7] > 10  # faults delivered and REP copies stopped by the timer
     if record:
         assert sum(1 for e in seen if e[0] is Access.INSN) == state[3] + state[7]
+
+
+@pytest.mark.parametrize("record", [False, True])
+@pytest.mark.parametrize(("profile", "board"), [("i486", "486dx2-66"), ("pentium", "p100")])
+def test_units_that_go_on_into_the_next_blocks_leave_what_one_block_per_unit_leaves(
+    monkeypatch: pytest.MonkeyPatch, profile: str, board: str, record: bool,
+) -> None:
+    """A unit going on into the blocks that follow in its region (``run_unit``'s ``within``)
+    against one block per unit: the same results, observer records, state and accesses, in
+    fewer calls."""
+    calls: list[int] = []
+    real = CPU.run_unit
+
+    def counted(chain: bool) -> Any:
+        def run_unit(cpu: CPU, n: int | None, c: int | None,
+                     within: tuple[int, int] | None = None) -> None:
+            calls[-1] += 1
+            real(cpu, n, c, within if chain else None)
+        return run_unit
+
+    out = []
+    for chain in (True, False):
+        calls.append(0)
+        monkeypatch.setattr(CPU, "run_unit", counted(chain))
+        out.append(observed(profile, board, per_step=False, record=record))
+    assert out[0] == out[1]
+    assert 0 < calls[0] < calls[1]

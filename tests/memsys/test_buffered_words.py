@@ -35,11 +35,14 @@ class Controls:
 
 
 class OneCallPerWord(MemoryHierarchy):
-    """The buffer as it was: one call per bus word."""
+    """The buffer as it was: one call per bus word (also for the one-word shortcut)."""
 
     def _buffer_write(self, pieces: Iterable[tuple[int, bool, int]]) -> int:
         return sum(self._one_word(addr, hit) for addr, hit, count in pieces
                    for _ in range(count))
+
+    def _buffer_word(self, addr: int, hit: bool) -> int:
+        return self._one_word(addr, hit)
 
     def _one_word(self, addr: int, hit: bool) -> int:
         d = self._d

@@ -191,3 +191,34 @@ def test_a_lone_tracer_with_on_insn_gets_the_instruction_bytes_through_it(
     for tracers in ([_InsnRecorder(), _Recorder()], [_InsnRecorder(frozenset({Access.INSN}))]):
         assert _run(*tracers, translate=translate) == outcome
         assert tracers[0].shortcuts == 0 and tracers[0].events  # type: ignore[attr-defined]
+
+
+class _DataRecorder(_Recorder):
+    """A recorder with the ``on_read`` / ``on_write`` shortcuts, counted."""
+
+    def __init__(self, kinds: frozenset[Access] | None = None) -> None:
+        super().__init__(kinds)
+        self.shortcuts = 0
+
+    def on_read(self, phys: int, size: int, user: bool) -> None:
+        self.shortcuts += 1
+        self.on_access(Access.READ, phys, size, user)
+
+    def on_write(self, phys: int, size: int, user: bool) -> None:
+        self.shortcuts += 1
+        self.on_access(Access.WRITE, phys, size, user)
+
+
+def test_a_lone_tracer_with_on_read_and_on_write_gets_the_data_hits_through_them() -> None:
+    plain = _Recorder(frozenset(Access) - {Access.FETCH})
+    outcome = _run(plain, translate=False)
+    alone = _DataRecorder(frozenset(Access) - {Access.FETCH})
+    assert _run(alone, translate=False) == outcome
+    assert alone.events == plain.events
+    data = sum(1 for e in plain.events if e[0] in (Access.READ, Access.WRITE))
+    assert 0 < alone.shortcuts <= data
+    # Beside another tracer, or not taking every kind it is called for, it is not used.
+    for tracers in ([_DataRecorder(), _Recorder()],
+                    [_DataRecorder(frozenset({Access.READ, Access.WRITE}))]):
+        assert _run(*tracers, translate=False) == outcome
+        assert tracers[0].shortcuts == 0 and tracers[0].events  # type: ignore[attr-defined]

@@ -1032,18 +1032,27 @@ class CPU(CpuState):
         fetch lookup served by the same host page-map entry ``e`` of page ``vpn`` (else the
         block stops and the per-instruction path fetches), the hit credited to its owner,
         ``report_fetch`` when a tracer wants ``FETCH``, then ``report_insn`` (the physical
-        address of an instruction is its EIP + ``delta``: the block lies in one page). The
+        address of an instruction is its EIP + ``delta``: the block lies in one page; under
+        the MMU's ``hot_filter`` a one-line hit is counted inline, as the filtered
+        translations do, and anything else goes to the filter's ``insn``). The
         limits and the self-modifying-code counter are tested after each instruction, as in
         the untraced block loop."""
         mmu = self.mmu
         fetch_page = mmu.fetch_page
         report_insn = mmu.emit_insn  # (report_insn: a tracer is attached)
         report_fetch = mmu.report_fetch if mmu.traces_fetch else None
+        flt = mmu.hot_filter
+        if flt is not None:
+            code_hot = flt.code_hot
+            code_counts = flt.code_counts
+            shift = flt.code_shift
+            insn_miss = flt.insn
         owner = e.owner
         user = self.user
         cs_max = self.seg[_CS].max_off
         base = self.seg[_CS].base
         smc = self._smc
+        issue_run = self._issue_run
         ran = 0
         insn = block.entries[0][1]
         lazy = self.lazy_flags
@@ -1057,11 +1066,18 @@ class CPU(CpuState):
                 phys = addr + delta
                 if report_fetch is not None:
                     report_fetch(phys, _window(addr, base + addr, cs_max), user)
-                report_insn(phys, insn.length, user)
+                if flt is None:
+                    report_insn(phys, insn.length, user)
+                else:
+                    line = phys >> shift
+                    if line in code_hot and (phys + insn.length - 1) >> shift == line:
+                        code_counts.read_hits += 1  # (the filter's promise: nothing else)
+                    else:
+                        insn_miss(phys, insn.length)
                 lazy = self.lazy_flags
                 eflags = self.eflags
                 if insn.issue is not None:
-                    self._issue_run(insn)
+                    issue_run(insn)
                 else:
                     self.tsc += cycles
                     self.eip = next_eip
@@ -1079,11 +1095,19 @@ class CPU(CpuState):
             raise
         return ran
 
-    def run_unit(self, max_instructions: int | None, max_cycles: int | None) -> None:
+    def run_unit(self, max_instructions: int | None, max_cycles: int | None,
+                 within: tuple[int, int] | None = None) -> None:
         """[observe] One dispatch unit with tracers attached and block stops set
         (``Machine._run_unit``): exactly what :meth:`run` does then, with less setup for its
         common case, a traced block (see :meth:`_traced_block`); anything else is run by
-        :meth:`run` itself."""
+        :meth:`run` itself.
+
+        ``within`` (linear ``(low, high)``): the unit may go on into the blocks that follow,
+        one traced block after another, while each next block is what a new call would run as
+        a traced block, starts inside ``[low, high)`` at no block stop, with CS (so CPL) as
+        the unit found it, no interrupt pending, no stop requested and the limits not reached:
+        the caller would have made exactly those calls (nothing it does between two units
+        happens then), so the result is the same with fewer calls."""
         mmu = self.mmu
         eip = self.eip
         cs = self.seg[_CS]
@@ -1111,10 +1135,42 @@ class CPU(CpuState):
         self._rep_until = c_limit
         self._xl_ran = 0
         done = 0
+        stops = self.block_stops
+        assert stops is not None  # (tested above)
+        selector = cs.selector
         try:
-            done = self._traced_block(block, e, vpn, phys - eip, n_limit, c_limit, 0)
+            while True:
+                smc = self._smc
+                ran = self._traced_block(block, e, vpn, phys - eip, n_limit - done, c_limit,
+                                         done)
+                done += ran
+                self._xl_ran = 0
+                # Go on only where the next call would run the next block as a traced
+                # block of this unit (the conditions above, and the caller's).
+                if (within is None or ran != len(block.entries) or done >= n_limit
+                        or self.tsc >= c_limit or self._smc != smc or self._stop_run
+                        or self.irq_pending or self.halted or self.shutdown is not None
+                        or self._cache_profile is not self.profile):
+                    break
+                cs = self.seg[_CS]
+                eip = self.eip
+                if cs.selector != selector or not cs.min_off <= eip <= cs.max_off:
+                    break
+                linear = (cs.base + eip) & MASK32
+                if (linear & 0xFFF) in stops or not within[0] <= linear < within[1]:
+                    break
+                vpn = linear >> 12
+                e = mmu.fetch_page(vpn)
+                if e is None or not e.mask & (1 << self.user):
+                    break
+                phys = e.base | (linear & 0xFFF)
+                block = self._blocks.get(phys)
+                if block is None or block.addr != eip:
+                    block = self._build_block(eip, linear, phys)
+                if not self._runs_as_block(block, cs):
+                    break
         except BaseException:
-            done = self._xl_ran  # retired before a bus error
+            done += self._xl_ran  # retired before a bus error
             raise
         finally:
             self.instructions += done

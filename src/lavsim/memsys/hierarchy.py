@@ -324,7 +324,7 @@ class MemoryHierarchy:
         for line in self._lines(self.code, phys, size):
             self.fetch_stall += self._read_line(self.code, line, 4, uncached)
 
-    def _read(self, phys: int, size: int) -> None:
+    def _read(self, phys: int, size: int, user: bool = False) -> None:
         data = self.data
         shift = data._line_shift
         line = phys >> shift
@@ -400,7 +400,7 @@ class MemoryHierarchy:
 
     # --- writes ------------------------------------------------------------------------
 
-    def _write(self, phys: int, size: int) -> None:
+    def _write(self, phys: int, size: int, user: bool = False) -> None:
         data = self.data
         if data._write_back and not (self._page_cache or self._large_page_cache):
             shift = data._line_shift
@@ -422,8 +422,11 @@ class MemoryHierarchy:
             # Inside one line (the usual case): the loop below for a single piece.
             result = data.write(phys, allocate, through)
             if result.through and not (nw and result.hit):
-                self.write_stall += self._buffer_write(
-                    ((phys, result.hit, -(-(end - phys) // self._word)),))
+                count = -(-(end - phys) // self._word)
+                if count == 1:
+                    self.write_stall += self._buffer_word(phys, result.hit)
+                else:
+                    self.write_stall += self._buffer_write(((phys, result.hit, count),))
             return
         width = self.timing.bus_width
         # The L1 writes of all lines first, then their bus writes: the two touch nothing the
@@ -439,6 +442,11 @@ class MemoryHierarchy:
             pieces.append((lo, result.hit, max(1, -(-(hi - lo) // min(width, 4)))))
         if pieces:
             self.write_stall += self._buffer_write(pieces)
+
+    #: ``on_access(Access.READ / WRITE, phys, size, user)`` (the MMU's shortcuts for the
+    #: scalar accessors' hits, see :class:`~lavsim.mmu.mmu.MemoryTracer`).
+    on_read = _read
+    on_write = _write
 
     def _bus_write_cost(self, addr: int) -> int:
         l2 = self.l2
@@ -522,6 +530,43 @@ class MemoryHierarchy:
             self.buffered_writes += count
         self.bus_free = bus_free
         return stalled
+
+    def _buffer_word(self, addr: int, hit: bool) -> int:
+        """``_buffer_write(((addr, hit, 1),))``: one bus word, a scalar write's usual case
+        (the same steps without the loops)."""
+        l2 = self.l2
+        if l2 is None:
+            cost = self._dram_write
+        elif l2.write(addr).hit:
+            self.l2_hits += 1
+            cost = self._l2_write
+        else:
+            self.l2_misses += 1
+            cost = self._dram_write
+        d = self._d
+        clock = self.clock
+        buffer = self.buffer
+        now = clock.tsc * d
+        while buffer and buffer[0][0] <= now:
+            buffer.popleft()
+        stall = 0
+        if len(buffer) >= self._buffers:
+            self.buffer_full += 1
+            stall = -((now - buffer[0][0]) // d)  # whole cycles until it is done
+            now += stall * d
+            while buffer and buffer[0][0] <= now:
+                buffer.popleft()
+            if stall > 0:
+                clock.tsc += stall
+                self.stall_cycles += stall
+            else:
+                stall = 0
+        bus_free = self.bus_free
+        bus_free = (now if now > bus_free else bus_free) + cost
+        self.bus_free = bus_free
+        buffer.append((bus_free, hit))
+        self.buffered_writes += 1
+        return stall
 
     def _steady(self, m: int, cost: int, hit: bool, bus_free: int) -> int:
         """``m`` (more than the buffer holds) more words of ``cost`` ticks into a full buffer

@@ -191,7 +191,8 @@ class MemoryTracer(Protocol):
 
     A tracer may also have ``on_insn(phys, size, user)``, doing exactly what
     ``on_access(Access.INSN, phys, size, user)`` does: when it is the only tracer, instruction
-    bytes are reported through it (a call less per instruction).
+    bytes are reported through it (a call less per instruction). Likewise ``on_read`` and
+    ``on_write`` for ``READ`` and ``WRITE``: the scalar accessors' hits report through them.
     """
 
     def on_access(self, kind: Access, phys: int, size: int, user: bool) -> None: ...
@@ -533,6 +534,8 @@ class MMU:
         "data_page",
         "dirty_walks",
         "emit_insn",
+        "emit_read",
+        "emit_write",
         "fetch_page",
         "flushes",
         "frame_page",
@@ -607,6 +610,9 @@ class MMU:
         #: ``emit_insn(phys, n, user)``: :meth:`report_insn` for a caller that knows a tracer is
         #: attached (a call less per instruction: the executor's traced block loop).
         self.emit_insn: Callable[[int, int, bool], None] = partial(self._trace, Access.INSN)
+        #: The same for ``READ`` and ``WRITE`` (the tracing scalar accessors' hits).
+        self.emit_read: Callable[[int, int, bool], None] = partial(self._trace, Access.READ)
+        self.emit_write: Callable[[int, int, bool], None] = partial(self._trace, Access.WRITE)
         #: By kind value: the ``on_access`` of each tracer that wants that kind.
         self._routes: tuple[tuple[Callable[[Access, int, int, bool], None], ...], ...] = ()
         #: Does an attached tracer want ``FETCH``? (Read only; while False no fetch window is
@@ -1262,6 +1268,10 @@ class MMU:
         self._emit = self._tracers[0].on_access if direct else self._trace
         on_insn = getattr(self._tracers[0], "on_insn", None) if direct else None
         self.emit_insn = on_insn if callable(on_insn) else partial(self._emit, Access.INSN)
+        on_read = getattr(self._tracers[0], "on_read", None) if direct else None
+        self.emit_read = on_read if callable(on_read) else partial(self._emit, Access.READ)
+        on_write = getattr(self._tracers[0], "on_write", None) if direct else None
+        self.emit_write = on_write if callable(on_write) else partial(self._emit, Access.WRITE)
 
     def _trace(self, kind: Access, phys: int, size: int, user: bool) -> None:
         for on_access in self._routes[kind]:
@@ -1353,7 +1363,7 @@ class _TracingMMU(MMU):
         if e is not None and e.mask & (1 << user):
             e.owner.hits += 1
             off = linear & 0xFFF
-            self._emit(Access.READ, e.base | off, 1, user)
+            self.emit_read(e.base | off, 1, user)
             return e.frame[off]
         return self._read_slow(linear, 1, user, False)
 
@@ -1363,7 +1373,7 @@ class _TracingMMU(MMU):
             off = linear & 0xFFF
             if off != 0xFFF:
                 e.owner.hits += 1
-                self._emit(Access.READ, e.base | off, 2, user)
+                self.emit_read(e.base | off, 2, user)
                 if not off & 1:
                     return e.words[off >> 1]
                 return int(_unpack16(e.frame, off)[0])
@@ -1375,7 +1385,7 @@ class _TracingMMU(MMU):
             off = linear & 0xFFF
             if off <= 0xFFC:
                 e.owner.hits += 1
-                self._emit(Access.READ, e.base | off, 4, user)
+                self.emit_read(e.base | off, 4, user)
                 if not off & 3:
                     return e.dwords[off >> 2]
                 return int(_unpack32(e.frame, off)[0])
@@ -1416,7 +1426,7 @@ class _TracingMMU(MMU):
         if e is not None and e.mask & (4 << user):
             e.owner.hits += 1
             off = linear & 0xFFF
-            self._emit(Access.WRITE, e.base | off, 1, user)
+            self.emit_write(e.base | off, 1, user)
             e.frame[off] = value & 0xFF
             return
         self._write_slow(linear, 1, value, user)
@@ -1427,7 +1437,7 @@ class _TracingMMU(MMU):
             off = linear & 0xFFF
             if not off & 1:
                 e.owner.hits += 1
-                self._emit(Access.WRITE, e.base | off, 2, user)
+                self.emit_write(e.base | off, 2, user)
                 e.words[off >> 1] = value & 0xFFFF
                 return
         self._write_slow(linear, 2, value, user)
@@ -1438,7 +1448,7 @@ class _TracingMMU(MMU):
             off = linear & 0xFFF
             if not off & 3:
                 e.owner.hits += 1
-                self._emit(Access.WRITE, e.base | off, 4, user)
+                self.emit_write(e.base | off, 4, user)
                 e.dwords[off >> 2] = value & _MASK32
                 return
         self._write_slow(linear, 4, value, user)
