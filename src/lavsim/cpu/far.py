@@ -437,50 +437,19 @@ def _call_gate_memo(
     match, the checks are those the record passed (they depend on nothing else); what depends
     on the stacks (room, the parameters, the frame) is done as on the flattened path."""
     mmu = cpu.mmu
-    dp = mmu.data_page
-    at = rec.gate_at
-    page = dp(at >> 12)
-    if page is not None and page.mask & 1:
-        page.owner.hits += 2
-        i = (at & 0xFFF) >> 2
-        q = page.dwords[i] | page.dwords[i + 1] << 32
-    else:
-        q = read_descriptor(mmu, at)
+    q = _read_pair(mmu, rec.gate_at)
     if q != rec.gate_q:
         _call_far_fast(cpu, insn, offset, selector, (q,))
         return
-    at = rec.cs_at
-    page = dp(at >> 12)
-    if page is not None and page.mask & 1:
-        page.owner.hits += 2
-        i = (at & 0xFFF) >> 2
-        q2 = page.dwords[i] | page.dwords[i + 1] << 32
-    else:
-        q2 = read_descriptor(mmu, at)
+    q2 = _read_pair(mmu, rec.cs_at)
     if q2 != rec.cs_q:
         _call_far_fast(cpu, insn, offset, selector, (q, q2))
         return
-    at = rec.tss_at
-    page = dp(at >> 12)
-    if page is not None and page.mask & 1:
-        page.owner.hits += 2
-        i = (at & 0xFFF) >> 2
-        new_esp = page.dwords[i]
-        ss_sel = page.words[2 * i + 2]
-    else:
-        new_esp = mmu.read32(at, False)
-        ss_sel = mmu.read16((at + 4) & MASK32, False)
+    new_esp, ss_sel = _read_tss_stack(mmu, rec.tss_at)
     if ss_sel != rec.ss_sel:
         _call_far_fast(cpu, insn, offset, selector, (q, q2, new_esp, ss_sel))
         return
-    at = rec.ss_at
-    page = dp(at >> 12)
-    if page is not None and page.mask & 1:
-        page.owner.hits += 2
-        i = (at & 0xFFF) >> 2
-        q3 = page.dwords[i] | page.dwords[i + 1] << 32
-    else:
-        q3 = read_descriptor(mmu, at)
+    q3 = _read_pair(mmu, rec.ss_at)
     if q3 != rec.ss_q:
         _call_far_fast(cpu, insn, offset, selector, (q, q2, new_esp, ss_sel, q3))
         return
@@ -555,15 +524,7 @@ def _call_far_fast(
     if len(pre) > 3:
         new_esp, ss_sel = pre[2], pre[3]
     else:
-        page = mmu.data_page(tss_at >> 12)
-        off = tss_at & 0xFFF
-        if page is not None and page.mask & 1 and not off & 3 and off <= 0xFF8:
-            page.owner.hits += 2
-            new_esp = page.dwords[off >> 2]
-            ss_sel = page.words[(off >> 1) + 2]
-        else:
-            new_esp = mmu.read32(tss_at, False)
-            ss_sel = mmu.read16((tss_at + 4) & MASK32, False)
+        new_esp, ss_sel = _read_tss_stack(mmu, tss_at)
     if ss_sel & 0xFFFC == 0:
         raise CpuFault(TS, selector_error_code(ss_sel))
     ss_at = descriptor_address(gdtr_base, gdtr_limit, ldtr, ss_sel, TS)
@@ -773,6 +734,18 @@ def _gdt_ldt_key(cpu: CpuState) -> tuple[int | bool, ...]:
     """:func:`_tables_key` without TR (a return reads no TSS)."""
     ldtr = cpu.ldtr
     return (cpu.gdtr_base, cpu.gdtr_limit, ldtr.valid, ldtr.base, ldtr.limit)
+
+
+def _read_tss_stack(mmu: MMU, at: int) -> tuple[int, int]:
+    """The inner stack's ESPn and SSn at linear ``at`` in the TSS, read as the reference path
+    reads them (a supervisor doubleword, then a word): two fast hits on one page when the
+    MMU's host fast path serves it and the doubleword is aligned in it."""
+    page = mmu.data_page(at >> 12)
+    off = at & 0xFFF
+    if page is not None and page.mask & 1 and not off & 3 and off <= 0xFF8:
+        page.owner.hits += 2
+        return page.dwords[off >> 2], page.words[(off >> 1) + 2]
+    return mmu.read32(at, False), mmu.read16((at + 4) & MASK32, False)
 
 
 def _read_pair(mmu: MMU, at: int) -> int:
